@@ -1,0 +1,382 @@
+package config
+
+import (
+	"fmt"
+	"mime"
+	"net"
+	"net/textproto"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+// fieldError is a validation error at a path inside the document, such as
+// modules.http_2xx.http.fail_if_header_matches[0].regexp.
+type fieldError struct {
+	path []any // string keys and int indexes
+	err  error
+}
+
+func (e *fieldError) Error() string { return pathString(e.path) + ": " + e.err.Error() }
+func (e *fieldError) Unwrap() error { return e.err }
+
+func pathString(path []any) string {
+	var b strings.Builder
+	for _, p := range path {
+		switch p := p.(type) {
+		case int:
+			fmt.Fprintf(&b, "[%d]", p)
+		default:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			fmt.Fprint(&b, p)
+		}
+	}
+	return b.String()
+}
+
+// at builds a path by appending to a copy of base.
+func at(base []any, more ...any) []any {
+	return append(slices.Clip(base), more...)
+}
+
+func fail(path []any, format string, args ...any) error {
+	return &fieldError{path: path, err: fmt.Errorf(format, args...)}
+}
+
+func (c *Config) validate() error {
+	names := make([]string, 0, len(c.Modules))
+	for name := range c.Modules {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		m := c.Modules[name]
+		if err := m.validate([]any{"modules", name}); err != nil {
+			return err
+		}
+		c.Modules[name] = m
+	}
+	return nil
+}
+
+func (m *Module) validate(path []any) error {
+	if !slices.Contains(Probers, m.Prober) {
+		if m.Prober == "" {
+			return fail(at(path, "prober"), "prober must be set (one of %s)", strings.Join(Probers, ", "))
+		}
+		return fail(at(path, "prober"), "unknown prober %q (known: %s)", m.Prober, strings.Join(Probers, ", "))
+	}
+	if m.Timeout < 0 {
+		return fail(at(path, "timeout"), "timeout must not be negative, got %s", m.Timeout)
+	}
+	switch m.Prober {
+	case "http":
+		return m.HTTP.validate(at(path, "http"))
+	case "tcp":
+		return m.TCP.validate(at(path, "tcp"))
+	case "dns":
+		return m.DNS.validate(at(path, "dns"))
+	case "icmp":
+		return m.ICMP.validate(at(path, "icmp"))
+	case "grpc":
+		return m.GRPC.validate(at(path, "grpc"))
+	}
+	return nil
+}
+
+func validateIPProtocol(path []any, v string) error {
+	switch v {
+	case "", "ip4", "ip6":
+		return nil
+	}
+	return fail(at(path, "preferred_ip_protocol"), "unknown IP protocol %q (use ip4 or ip6)", v)
+}
+
+func validateSourceIP(path []any, v string) error {
+	if v == "" || net.ParseIP(v) != nil {
+		return nil
+	}
+	return fail(at(path, "source_ip_address"), "%q is not an IP address", v)
+}
+
+func compileAll(path []any, res []Regexp) error {
+	for i := range res {
+		if err := res[i].compile(); err != nil {
+			return fail(at(path, i), "regexp %q does not compile: %w", res[i].original, err)
+		}
+	}
+	return nil
+}
+
+var knownHTTPVersions = []string{"HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/3.0"}
+
+func (p *HTTPProbe) validate(path []any) error {
+	if err := validateIPProtocol(path, p.IPProtocol); err != nil {
+		return err
+	}
+	if err := validateSourceIP(path, p.SourceIPAddress); err != nil {
+		return err
+	}
+	if p.HTTPClientConfig.BearerToken != "" && p.HTTPClientConfig.BearerTokenFile != "" {
+		return fail(at(path, "bearer_token_file"), "bearer_token and bearer_token_file are both set; use one")
+	}
+	if err := p.HTTPClientConfig.Validate(); err != nil {
+		return &fieldError{path: path, err: err}
+	}
+	if p.Body != "" && p.BodyFile != "" {
+		return fail(at(path, "body_file"), "body and body_file are both set; use one")
+	}
+	if p.BodySizeLimit < 0 {
+		return fail(at(path, "body_size_limit"), "body_size_limit must not be negative")
+	}
+	for i, code := range p.ValidStatusCodes {
+		if code < 100 || code > 999 {
+			return fail(at(path, "valid_status_codes", i), "%d is not an HTTP status code", code)
+		}
+	}
+	for i, v := range p.ValidHTTPVersions {
+		if !slices.Contains(knownHTTPVersions, v) {
+			return fail(at(path, "valid_http_versions", i), "unknown HTTP version %q (known: %s)", v, strings.Join(knownHTTPVersions, ", "))
+		}
+	}
+	if err := p.validateHTTP3(path); err != nil {
+		return err
+	}
+	if err := validateCompression(path, p.Compression, p.Headers); err != nil {
+		return err
+	}
+	if err := compileAll(at(path, "fail_if_body_matches_regexp"), p.FailIfBodyMatchesRegexp); err != nil {
+		return err
+	}
+	if err := compileAll(at(path, "fail_if_body_not_matches_regexp"), p.FailIfBodyNotMatchesRegexp); err != nil {
+		return err
+	}
+	for key, matchers := range orderedPairs(
+		"fail_if_header_matches", p.FailIfHeaderMatchesRegexp,
+		"fail_if_header_not_matches", p.FailIfHeaderNotMatchesRegexp,
+	) {
+		for i := range matchers {
+			if err := matchers[i].validate(at(path, key, i)); err != nil {
+				return err
+			}
+		}
+	}
+	for key, prog := range orderedPairs(
+		"fail_if_body_json_matches_cel", p.FailIfBodyJSONMatchesCEL,
+		"fail_if_body_json_not_matches_cel", p.FailIfBodyJSONNotMatchesCEL,
+	) {
+		if prog == nil {
+			continue
+		}
+		if err := prog.compile(); err != nil {
+			return fail(at(path, key), "CEL expression %q does not compile: %w", prog.expression, err)
+		}
+	}
+	return nil
+}
+
+// orderedPairs yields two keyed values in order, so that validation reports
+// the first error of a document deterministically.
+func orderedPairs[V any](k1 string, v1 V, k2 string, v2 V) func(func(string, V) bool) {
+	return func(yield func(string, V) bool) {
+		_ = yield(k1, v1) && yield(k2, v2)
+	}
+}
+
+func (p *HTTPProbe) validateHTTP3(path []any) error {
+	wantsHTTP3 := slices.Contains(p.ValidHTTPVersions, "HTTP/3.0")
+	switch {
+	case p.EnableHTTP3 && p.HTTPClientConfig.EnableHTTP2:
+		return fail(at(path, "enable_http3"), "enable_http3 and enable_http2 are both set; HTTP/3 needs enable_http2: false")
+	case p.EnableHTTP3 && !wantsHTTP3:
+		return fail(at(path, "valid_http_versions"), `enable_http3 needs valid_http_versions: ["HTTP/3.0"]`)
+	case p.EnableHTTP3 && len(p.ValidHTTPVersions) > 1:
+		return fail(at(path, "valid_http_versions"), "with enable_http3, HTTP/3.0 must be the only valid HTTP version, got %s", strings.Join(p.ValidHTTPVersions, ", "))
+	case !p.EnableHTTP3 && wantsHTTP3:
+		return fail(at(path, "valid_http_versions"), "HTTP/3.0 is a valid version but enable_http3 is not set")
+	}
+	return nil
+}
+
+func (h *HeaderMatch) validate(path []any) error {
+	if h.Header == "" {
+		return fail(at(path, "header"), "header name must be set for an HTTP header matcher")
+	}
+	if !h.Regexp.IsSet() {
+		return fail(at(path, "regexp"), "regexp must be set for the HTTP header matcher of %q", h.Header)
+	}
+	if err := h.Regexp.compile(); err != nil {
+		return fail(at(path, "regexp"), "regexp %q does not compile: %w", h.Regexp.original, err)
+	}
+	return nil
+}
+
+var compressions = []string{"gzip", "br", "deflate", "identity"}
+
+// validateCompression checks that the configured decompression is one the
+// Accept-Encoding header (if any) lets the server choose.
+func validateCompression(path []any, compression string, headers map[string]string) error {
+	if compression == "" {
+		return nil
+	}
+	if !slices.Contains(compressions, compression) {
+		return fail(at(path, "compression"), "unknown compression %q (known: %s)", compression, strings.Join(compressions, ", "))
+	}
+	for key, value := range headers {
+		if textproto.CanonicalMIMEHeaderKey(key) != "Accept-Encoding" {
+			continue
+		}
+		if !acceptsEncoding(value, compression) {
+			return fail(at(path, "headers", key), "compression %q contradicts the header \"%s: %s\": the server may not send %s", compression, key, value, compression)
+		}
+	}
+	return nil
+}
+
+// acceptsEncoding reports whether an Accept-Encoding value allows enc with a
+// non-zero quality, directly or through "*".
+func acceptsEncoding(header, enc string) bool {
+	wildcard := false
+	for part := range strings.SplitSeq(header, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, params, err := mime.ParseMediaType("x/" + part)
+		q := 1.0
+		if err == nil {
+			name = strings.TrimPrefix(name, "x/")
+			if v, ok := params["q"]; ok {
+				if f, err := strconv.ParseFloat(v, 64); err == nil {
+					q = f
+				}
+			}
+		} else {
+			name, _, _ = strings.Cut(part, ";")
+			name = strings.TrimSpace(name)
+		}
+		name = strings.ToLower(name)
+		switch name {
+		case enc:
+			return q > 0
+		case "*":
+			wildcard = q > 0
+		}
+	}
+	return wildcard
+}
+
+func (p *TCPProbe) validate(path []any) error {
+	if err := validateIPProtocol(path, p.IPProtocol); err != nil {
+		return err
+	}
+	if err := validateSourceIP(path, p.SourceIPAddress); err != nil {
+		return err
+	}
+	for i := range p.QueryResponse {
+		qr := &p.QueryResponse[i]
+		qpath := at(path, "query_response", i)
+		if qr.Expect.IsSet() && qr.ExpectBytes != "" {
+			return fail(qpath, "expect and expect_bytes are both set; use one")
+		}
+		if qr.Expect.IsSet() {
+			if err := qr.Expect.compile(); err != nil {
+				return fail(at(qpath, "expect"), "regexp %q does not compile: %w", qr.Expect.original, err)
+			}
+		}
+		for j, l := range qr.Labels {
+			if l.Name == "" {
+				return fail(at(qpath, "labels", j, "name"), "label name must be set")
+			}
+		}
+	}
+	return nil
+}
+
+func (p *ICMPProbe) validate(path []any) error {
+	if err := validateIPProtocol(path, p.IPProtocol); err != nil {
+		return err
+	}
+	if err := validateSourceIP(path, p.SourceIPAddress); err != nil {
+		return err
+	}
+	if p.TTL < 0 {
+		return fail(at(path, "ttl"), "ttl must not be negative, got %d", p.TTL)
+	}
+	if p.TTL > 255 {
+		return fail(at(path, "ttl"), "ttl must not exceed 255, got %d", p.TTL)
+	}
+	if p.PayloadSize < 0 || p.PayloadSize > 65000 {
+		return fail(at(path, "payload_size"), "payload_size must be between 0 and 65000, got %d", p.PayloadSize)
+	}
+	return nil
+}
+
+func (p *DNSProbe) validate(path []any) error {
+	if err := validateIPProtocol(path, p.IPProtocol); err != nil {
+		return err
+	}
+	if err := validateSourceIP(path, p.SourceIPAddress); err != nil {
+		return err
+	}
+	if p.QueryName == "" {
+		return fail(at(path, "query_name"), "query_name must be set for a dns module")
+	}
+	if _, ok := dns.StringToClass[p.QueryClass]; p.QueryClass != "" && !ok {
+		return fail(at(path, "query_class"), "unknown DNS class %q", p.QueryClass)
+	}
+	if _, ok := dns.StringToType[p.QueryType]; p.QueryType != "" && !ok {
+		return fail(at(path, "query_type"), "unknown DNS type %q", p.QueryType)
+	}
+	switch p.TransportProtocol {
+	case "", "udp", "tcp":
+	default:
+		return fail(at(path, "transport_protocol"), "unknown transport protocol %q (use udp or tcp)", p.TransportProtocol)
+	}
+	if p.DNSOverTLS && p.TransportProtocol != "tcp" {
+		return fail(at(path, "dns_over_tls"), "dns_over_tls needs transport_protocol: tcp")
+	}
+	for i, rc := range p.ValidRcodes {
+		if _, ok := dns.StringToRcode[rc]; !ok {
+			return fail(at(path, "valid_rcodes", i), "unknown DNS rcode %q", rc)
+		}
+	}
+	if err := p.ValidateAnswer.validate(at(path, "validate_answer_rrs")); err != nil {
+		return err
+	}
+	if err := p.ValidateAuthority.validate(at(path, "validate_authority_rrs")); err != nil {
+		return err
+	}
+	return p.ValidateAdditional.validate(at(path, "validate_additional_rrs"))
+}
+
+func (v *DNSRRValidator) validate(path []any) error {
+	for key, res := range orderedPairs(
+		"fail_if_matches_regexp", v.FailIfMatchesRegexp,
+		"fail_if_all_match_regexp", v.FailIfAllMatchRegexp,
+	) {
+		if err := compileAll(at(path, key), res); err != nil {
+			return err
+		}
+	}
+	for key, res := range orderedPairs(
+		"fail_if_not_matches_regexp", v.FailIfNotMatchesRegexp,
+		"fail_if_none_matches_regexp", v.FailIfNoneMatchesRegexp,
+	) {
+		if err := compileAll(at(path, key), res); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *GRPCProbe) validate(path []any) error {
+	if err := validateIPProtocol(path, p.PreferredIPProtocol); err != nil {
+		return err
+	}
+	return validateSourceIP(path, p.SourceIPAddress)
+}

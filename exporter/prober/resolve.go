@@ -1,0 +1,104 @@
+package prober
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// resolver is the name resolver every prober uses; tests may point it at an
+// in-process DNS server.
+var resolver = net.DefaultResolver
+
+// resolveTarget resolves host to one IP address honouring the module's
+// preferred IP protocol ("ip4", "ip6" or "" for ip6) and fallback, records the
+// lookup in r.Resolve, and on failure marks r failed with dns_error.
+func resolveTarget(ctx context.Context, host, preferred string, fallback bool, r *Result, logger *slog.Logger) (net.IP, bool) {
+	r.Resolve = &ResolveDetails{Host: host}
+	want, other := 6, 4
+	if preferred == "ip4" {
+		want, other = 4, 6
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		// A literal address: no lookup, and the family is the address's own.
+		fam := familyOf(ip)
+		if fam != want && !fallback {
+			r.Fail(ReasonInvalidTarget, "address %s is not IPv%d and ip_protocol_fallback is off", host, want)
+			return nil, false
+		}
+		r.Resolve.IP, r.Resolve.IPProtocol = ip.String(), fam
+		return ip, true
+	}
+	logger.Debug("Resolving target address", "target", host, "ip_protocol", fmt.Sprintf("ip%d", want))
+	start := time.Now()
+	ip, fam, err := lookup(ctx, host, want, other, fallback)
+	r.Resolve.Lookup = time.Since(start)
+	if err != nil {
+		logger.Error("Resolution with IP protocol failed", "target", host, "err", err)
+		if ctx.Err() != nil {
+			r.Fail(ReasonTimeout, "resolving %s: %v", host, err)
+		} else {
+			r.Fail(ReasonDNSError, "resolving %s: %v", host, err)
+		}
+		return nil, false
+	}
+	r.Resolve.IP, r.Resolve.IPProtocol = ip.String(), fam
+	logger.Debug("Resolved target address", "target", host, "ip", ip.String())
+	return ip, true
+}
+
+func lookup(ctx context.Context, host string, want, other int, fallback bool) (net.IP, int, error) {
+	if !fallback {
+		ips, err := resolver.LookupIP(ctx, fmt.Sprintf("ip%d", want), host)
+		if err != nil {
+			return nil, 0, err
+		}
+		return ips[0], want, nil
+	}
+	addrs, err := resolver.LookupIPAddr(ctx, host)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, fam := range []int{want, other} {
+		for _, a := range addrs {
+			if familyOf(a.IP) == fam {
+				return a.IP, fam, nil
+			}
+		}
+	}
+	return nil, 0, errors.New("no addresses found")
+}
+
+func familyOf(ip net.IP) int {
+	if ip.To4() != nil {
+		return 4
+	}
+	return 6
+}
+
+// dialer returns a dialer bound to sourceIP when one is configured.
+func dialer(sourceIP string) *net.Dialer {
+	d := &net.Dialer{}
+	if sourceIP != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(sourceIP)}
+	}
+	return d
+}
+
+// connectReason classifies a connection error.
+func connectReason(ctx context.Context, err error) Reason {
+	var dnsErr *net.DNSError
+	var ne net.Error
+	switch {
+	case errors.As(err, &dnsErr):
+		return ReasonDNSError
+	case isRefused(err):
+		return ReasonConnectRefused
+	case ctx.Err() != nil, errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return ReasonConnectTimeout
+	}
+	return ReasonConnectError
+}
