@@ -1,0 +1,54 @@
+# vantage — synthetic monitoring for the Prometheus ecosystem.
+
+GO             ?= go
+BIN            ?= bin
+STATICCHECK    ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOVULNCHECK    ?= golang.org/x/vuln/cmd/govulncheck@v1.9.0
+FUZZTIME       ?= 10s
+LONG_FUZZTIME  ?= 5m
+VERSION_PKG    := github.com/prometheus/common/version
+VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS        := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$(shell git rev-parse HEAD 2>/dev/null)
+
+.PHONY: all build run test vet unit compat fuzz-short fuzz lint bench clean
+
+all: build
+
+## build: compile the binaries into ./bin
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+## run: run vantage-exporter on :9715 with the embedded default config
+run:
+	$(GO) run ./cmd/vantage-exporter
+
+## test: what CI runs: vet, the race-enabled test suite (includes the
+## blackbox_exporter compatibility test) and short fuzz runs
+test: vet unit fuzz-short
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+## compat: compare /probe series with Debian's prometheus-blackbox-exporter
+compat:
+	$(GO) test -race -count=1 -v ./test/compat/
+
+fuzz-short:
+	$(GO) test ./config -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME)
+
+## fuzz: longer fuzz runs
+fuzz:
+	$(GO) test ./config -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(LONG_FUZZTIME)
+
+## lint: gofmt, go vet, staticcheck, govulncheck
+lint: vet
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "not gofmt-formatted:"; echo "$$unformatted"; exit 1; fi
+	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(GOVULNCHECK) ./...
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,107 @@
+// Command vantage-exporter probes targets over HTTP, TCP, DNS, ICMP and gRPC
+// with per-phase timing. It is a drop-in replacement for blackbox_exporter.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/vantageprobe/vantage/exporter"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	opts := exporter.DefaultOptions()
+	app := kingpin.New("vantage-exporter", "Synthetic monitoring exporter: probes targets with per-phase timing; a drop-in blackbox_exporter.")
+	app.Version(version.Print("vantage-exporter"))
+	app.HelpFlag.Short('h')
+
+	app.Flag("config.file", "Configuration file (blackbox_exporter format). Empty: the embedded default configuration.").StringVar(&opts.ConfigFile)
+	configCheck := app.Flag("config.check", "Validate the configuration file, then exit 0 if it is valid, 1 otherwise.").Bool()
+	app.Flag("timeout-offset", "Offset to subtract from Prometheus' scrape timeout.").Default("0.5s").DurationVar(&opts.TimeoutOffset)
+	app.Flag("history.limit", "How many recent probes to keep for the landing page and debug output.").Default("100").IntVar(&opts.HistoryLimit)
+	webFlags := kingpinflag.AddFlags(app, ":9715")
+	logConfig := &promslog.Config{}
+	promslogflag.AddFlags(app, logConfig)
+
+	serve := app.Command("serve", "Serve /probe and /metrics (the default).").Default()
+	probeCmd := app.Command("probe", "Probe one target now, print the result and its phase timings, exit 0 on success and 1 on failure.")
+	probeModule := probeCmd.Flag("module", "Module to probe with.").Default("http_2xx").String()
+	probeHostname := probeCmd.Flag("hostname", "Host header and TLS server name for http probes.").String()
+	probeTimeout := probeCmd.Flag("timeout", "Timeout when the module sets none.").Default("10s").Duration()
+	probeVerbose := probeCmd.Flag("verbose", "Log the probe's steps.").Short('v').Bool()
+	probeTarget := probeCmd.Arg("target", "Target to probe, as for /probe?target=.").Required().String()
+
+	cmd, err := app.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "vantage-exporter: %s\n", err)
+		return 2
+	}
+	logger := promslog.New(logConfig)
+	opts.Logger = logger
+	opts.ListenAddresses = *webFlags.WebListenAddresses
+	opts.WebConfigFile = *webFlags.WebConfigFile
+	opts.WebSystemdSocket = *webFlags.WebSystemdSocket
+
+	if *configCheck {
+		if err := exporter.CheckConfig(opts.ConfigFile); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		fmt.Fprintln(stdout, "Config file is ok")
+		return 0
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	switch cmd {
+	case probeCmd.FullCommand():
+		ok, err := exporter.ProbeOnce(ctx, opts, exporter.OneShot{
+			Module: *probeModule, Target: *probeTarget, Hostname: *probeHostname,
+			Timeout: *probeTimeout, Verbose: *probeVerbose,
+		}, stdout)
+		if err != nil {
+			fmt.Fprintf(stderr, "vantage-exporter: %s\n", err)
+			return 1
+		}
+		if !ok {
+			return 1
+		}
+		return 0
+	case serve.FullCommand():
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		reload := make(chan struct{})
+		go func() {
+			for range hup {
+				select {
+				case reload <- struct{}{}:
+				case <-time.After(time.Minute):
+				}
+			}
+		}()
+		opts.Reload = reload
+		logger.Info("Starting vantage-exporter", "version", version.Info(), "build_context", version.BuildContext())
+		if err := exporter.Run(ctx, opts); err != nil {
+			logger.Error("vantage-exporter stopped", "err", err)
+			return 1
+		}
+		logger.Info("vantage-exporter stopped")
+	}
+	return 0
+}

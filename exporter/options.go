@@ -1,0 +1,71 @@
+// Package exporter is vantage-exporter: it serves blackbox_exporter's /probe
+// over vantage's probers, its own /metrics, and the operational endpoints
+// (/config, /-/reload, /-/healthy, /-/ready).
+package exporter
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/exporter-toolkit/web"
+)
+
+// Options configure the exporter; cmd/vantage-exporter fills them from flags.
+type Options struct {
+	// ConfigFile is the configuration file; empty means the embedded default.
+	ConfigFile string
+	// ListenAddresses are the addresses the web server listens on.
+	ListenAddresses []string
+	// WebConfigFile is an exporter-toolkit web configuration (TLS, basic auth).
+	WebConfigFile string
+	// WebSystemdSocket serves on systemd socket activation listeners
+	// instead of ListenAddresses.
+	WebSystemdSocket bool
+	// TimeoutOffset is subtracted from Prometheus' scrape timeout header to
+	// leave room for the scrape itself.
+	TimeoutOffset time.Duration
+	// HistoryLimit is how many recent probes the landing page and debug
+	// pages keep.
+	HistoryLimit int
+	// Logger receives the program's logs.
+	Logger *slog.Logger
+	// Reload receives a value for each external reload request (SIGHUP).
+	Reload <-chan struct{}
+	// Started, when set, is called with the bound listen addresses once the
+	// server accepts connections.
+	Started func(addrs []net.Addr)
+}
+
+// DefaultOptions returns the options the flags default to.
+func DefaultOptions() Options {
+	return Options{
+		ListenAddresses: []string{":9715"},
+		TimeoutOffset:   500 * time.Millisecond,
+		HistoryLimit:    100,
+		Logger:          slog.New(slog.DiscardHandler),
+	}
+}
+
+func (o *Options) validate() error {
+	if len(o.ListenAddresses) == 0 {
+		return errors.New("at least one --web.listen-address is needed")
+	}
+	if o.TimeoutOffset < 0 {
+		return fmt.Errorf("--timeout-offset must not be negative, got %s", o.TimeoutOffset)
+	}
+	if o.HistoryLimit < 0 {
+		return fmt.Errorf("--history.limit must not be negative, got %d", o.HistoryLimit)
+	}
+	if o.WebConfigFile != "" {
+		if err := web.Validate(o.WebConfigFile); err != nil {
+			return fmt.Errorf("--web.config.file %s: %w", o.WebConfigFile, err)
+		}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}

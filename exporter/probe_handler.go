@@ -1,0 +1,140 @@
+package exporter
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
+	yaml "gopkg.in/yaml.v3"
+
+	"github.com/vantageprobe/vantage/exporter/prober"
+)
+
+// defaultScrapeTimeout applies when Prometheus sends no timeout header.
+const defaultScrapeTimeout = 120 * time.Second
+
+// probeTimeout derives a probe's timeout as blackbox_exporter does: the
+// scrape timeout header minus the offset, capped by the module's timeout.
+func probeTimeout(r *http.Request, moduleTimeout, offset time.Duration) (time.Duration, error) {
+	scrape := defaultScrapeTimeout
+	if v := r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"); v != "" {
+		secs, err := strconv.ParseFloat(v, 64)
+		if err != nil || secs < 0 {
+			return 0, fmt.Errorf("failed to parse timeout from Prometheus header X-Prometheus-Scrape-Timeout-Seconds %q", v)
+		}
+		if secs > 0 {
+			scrape = time.Duration(secs * float64(time.Second))
+		}
+	}
+	limit := scrape - offset
+	if moduleTimeout > 0 && (moduleTimeout < limit || limit <= 0) {
+		return moduleTimeout, nil
+	}
+	if limit <= 0 {
+		// The offset swallowed the whole scrape timeout; probe for what is left.
+		return scrape, nil
+	}
+	return limit, nil
+}
+
+// resultCollector exposes one probe result as const metrics.
+type resultCollector struct{ result *prober.Result }
+
+func (c resultCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c resultCollector) Collect(ch chan<- prometheus.Metric) {
+	c.result.Samples(func(s prober.Sample) {
+		desc := prometheus.NewDesc(s.Name, s.Help, s.LabelNames, nil)
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, s.Value, s.LabelValues...)
+	})
+}
+
+func (e *Exporter) handleProbe(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	st := e.config.get()
+	moduleName := q.Get("module")
+	if moduleName == "" {
+		moduleName = "http_2xx"
+	}
+	mod, ok := st.modules[moduleName]
+	if !ok {
+		http.Error(w, fmt.Sprintf("Unknown module %q", moduleName), http.StatusBadRequest)
+		e.logger.Debug("Unknown module", "module", moduleName)
+		return
+	}
+	target := q.Get("target")
+	if target == "" {
+		http.Error(w, "Target parameter is missing", http.StatusBadRequest)
+		return
+	}
+	timeout, err := probeTimeout(r, mod.Config.Timeout, e.opts.TimeoutOffset)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewMultiHandler(
+		slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}),
+		e.logger.With("component", "probe").Handler(),
+	)).With("module", moduleName, "target", target)
+	logger.Info("Beginning probe", "probe", mod.Config.Prober, "timeout_seconds", timeout.Seconds())
+
+	result := mod.Probe(ctx, target, prober.Params{Hostname: q.Get("hostname"), Logger: logger})
+	e.probes.WithLabelValues(moduleName, resultLabel(result.Success)).Inc()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(resultCollector{result})
+	debug := debugOutput(logs.String(), reg, mod)
+	e.history.add(&probeRecord{Module: moduleName, Target: target, Time: result.Start, Result: result, Debug: debug, Success: result.Success})
+
+	if q.Get("debug") == "true" {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte(debug))
+		return
+	}
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(e.logger.Handler(), slog.LevelError)}).ServeHTTP(w, r)
+}
+
+func resultLabel(success bool) string {
+	if success {
+		return "success"
+	}
+	return "failure"
+}
+
+// debugOutput is what /probe?debug=true shows: the probe's logs, the series
+// it produced and the module it ran with.
+func debugOutput(logs string, reg *prometheus.Registry, mod *prober.Module) string {
+	var b strings.Builder
+	b.WriteString("Logs for the probe:\n")
+	b.WriteString(logs)
+	b.WriteString("\n\n\nMetrics that would have been returned:\n")
+	mfs, err := reg.Gather()
+	if err != nil {
+		fmt.Fprintf(&b, "Error gathering metrics: %s\n", err)
+	}
+	enc := expfmt.NewEncoder(&b, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			fmt.Fprintf(&b, "Error encoding metric %s: %s\n", mf.GetName(), err)
+		}
+	}
+	b.WriteString("\n\n\nModule configuration:\n")
+	out, err := yaml.Marshal(mod.Config)
+	if err != nil {
+		fmt.Fprintf(&b, "Error marshalling config: %s\n", err)
+	}
+	b.Write(out)
+	return b.String()
+}
