@@ -1,0 +1,77 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runMain(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func TestConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yml")
+	bad := filepath.Join(dir, "bad.yml")
+	if err := os.WriteFile(good, []byte("modules:\n  a:\n    prober: tcp\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("modules:\n  a:\n    prober: tcp\n    tcp:\n      colour: blue\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := runMain(t, "--config.check"); code != 0 || !strings.Contains(out, "ok") {
+		t.Errorf("embedded default: exit %d, %q %q", code, out, errOut)
+	}
+	if code, _, errOut := runMain(t, "--config.file="+good, "--config.check"); code != 0 {
+		t.Errorf("good file: exit %d, %q", code, errOut)
+	}
+	code, _, errOut := runMain(t, "--config.file="+bad, "--config.check")
+	if want := bad + `:5: modules.a.tcp: unknown key "colour"`; code != 1 || !strings.Contains(errOut, want) {
+		t.Errorf("bad file: exit %d, stderr %q, want 1 and %q", code, errOut, want)
+	}
+}
+
+func TestProbeCommand(t *testing.T) {
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer target.Close()
+	code, out, errOut := runMain(t, "probe", "--module=http_2xx", target.URL)
+	if code != 0 {
+		t.Fatalf("probe of a healthy target exited %d: %s %s", code, out, errOut)
+	}
+	for _, want := range []string{"result    success", "PHASE", "connect", "processing", "probe_http_status_code", "200"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := l.Addr().String()
+	l.Close()
+	code, out, _ = runMain(t, "probe", "--module", "tcp_connect", refused)
+	if code != 1 || !strings.Contains(out, "reason    connect_refused") {
+		t.Errorf("probe of a refused port: exit %d, output:\n%s", code, out)
+	}
+
+	code, _, errOut = runMain(t, "probe", "--module", "nope", refused)
+	if code != 1 || !strings.Contains(errOut, `unknown module "nope"`) {
+		t.Errorf("unknown module: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	if code, _, errOut := runMain(t, "--no-such-flag"); code != 2 || !strings.Contains(errOut, "no-such-flag") {
+		t.Errorf("unknown flag: exit %d, %q", code, errOut)
+	}
+}
