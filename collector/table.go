@@ -1,0 +1,315 @@
+// Package collector renders probe results and coordinator state as series at
+// scrape time.
+package collector
+
+import (
+	"bytes"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/vantageprobe/vantage/exporter/prober"
+	"github.com/vantageprobe/vantage/exporter/scheduler"
+)
+
+// Table holds the latest result of every scheduled target and renders them
+// on /metrics with the /probe series names plus target, module and the
+// target's configured labels.
+//
+// A scrape over 100,000 targets writes millions of samples, more than
+// client_golang's registry can gather in a second, so each result is
+// rendered into exposition lines once, when it arrives, and a scrape only
+// concatenates them family by family. Series of removed targets disappear
+// with their rows.
+type Table struct {
+	mu   sync.RWMutex
+	rows map[string]*row
+	// sorted holds the rows in key order; rebuilt by Sync.
+	sorted []*row
+
+	families familyIndex
+	phases   *prometheus.HistogramVec
+}
+
+type row struct {
+	key       string
+	labels    []byte // `target="…",module="…",team="…"`, rendered once
+	successes atomic.Uint64
+	failures  atomic.Uint64
+	rendered  atomic.Pointer[rendering]
+}
+
+// rendering is one row's exposition lines, grouped by family.
+type rendering struct {
+	buf  []byte
+	segs []segment
+}
+
+type segment struct {
+	family     int
+	start, end int
+}
+
+// NewTable builds an empty table. The phase histograms are registered with reg.
+func NewTable(reg prometheus.Registerer) *Table {
+	return &Table{
+		rows: map[string]*row{},
+		phases: promauto.With(reg).NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "vantage_probe_phase_duration_seconds",
+			Help:    "Duration of each phase of scheduled checks, across all targets of a module.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"module", "phase"}),
+	}
+}
+
+// Sync makes the table hold exactly the given targets: new ones get an empty
+// row (no series until their first result), removed ones are dropped.
+func (t *Table) Sync(targets []scheduler.Target) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	rows := make(map[string]*row, len(targets))
+	for i := range targets {
+		tg := &targets[i]
+		key := tg.Key()
+		labels := renderTargetLabels(tg)
+		if r, ok := t.rows[key]; ok && bytes.Equal(r.labels, labels) {
+			rows[key] = r
+			continue
+		}
+		rows[key] = &row{key: key, labels: labels}
+	}
+	t.rows = rows
+	t.sorted = t.sorted[:0]
+	for _, r := range rows {
+		t.sorted = append(t.sorted, r)
+	}
+	slices.SortFunc(t.sorted, func(a, b *row) int { return strings.Compare(a.key, b.key) })
+}
+
+// Record stores a check's outcome. Outcomes of targets the table does not
+// hold (removed meanwhile) are ignored.
+func (t *Table) Record(o scheduler.Outcome) {
+	t.mu.RLock()
+	r := t.rows[o.Target.Key()]
+	t.mu.RUnlock()
+	if r == nil {
+		return
+	}
+	if o.Result.Success {
+		r.successes.Add(1)
+	} else {
+		r.failures.Add(1)
+	}
+	for _, p := range o.Result.Phases {
+		t.phases.WithLabelValues(o.Target.Module, p.Name).Observe(p.Duration.Seconds())
+	}
+	r.rendered.Store(t.render(r, o))
+}
+
+// Len returns the number of targets held.
+func (t *Table) Len() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.rows)
+}
+
+func (t *Table) render(r *row, o scheduler.Outcome) *rendering {
+	rd := &rendering{buf: make([]byte, 0, 2048)}
+	add := func(name, help, typ string, labelNames, labelValues []string, value float64) {
+		fam := t.families.index(name, help, typ)
+		start := len(rd.buf)
+		rd.buf = append(rd.buf, name...)
+		rd.buf = append(rd.buf, '{')
+		rd.buf = append(rd.buf, r.labels...)
+		for i, n := range labelNames {
+			rd.buf = append(rd.buf, ',')
+			rd.buf = append(rd.buf, n...)
+			rd.buf = append(rd.buf, '=', '"')
+			rd.buf = appendEscaped(rd.buf, labelValues[i])
+			rd.buf = append(rd.buf, '"')
+		}
+		rd.buf = append(rd.buf, '}', ' ')
+		rd.buf = appendFloat(rd.buf, value)
+		rd.buf = append(rd.buf, '\n')
+		if n := len(rd.segs); n > 0 && rd.segs[n-1].family == fam {
+			rd.segs[n-1].end = len(rd.buf)
+			return
+		}
+		rd.segs = append(rd.segs, segment{family: fam, start: start, end: len(rd.buf)})
+	}
+	o.Result.Samples(func(s prober.Sample) {
+		add(s.Name, s.Help, "gauge", s.LabelNames, s.LabelValues, s.Value)
+	})
+	add("vantage_probe_attempts", "Attempts the latest scheduled check took, local retries included.", "gauge", nil, nil, float64(o.Attempts))
+	add("vantage_probe_last_check_timestamp_seconds", "When the latest scheduled check was planned to start.", "gauge", nil, nil, float64(o.Planned.UnixNano())/1e9)
+	checks := "vantage_probe_checks_total"
+	checksHelp := "Scheduled checks by result, after local retries."
+	add(checks, checksHelp, "counter", []string{"result"}, []string{"success"}, float64(r.successes.Load()))
+	add(checks, checksHelp, "counter", []string{"result"}, []string{"failure"}, float64(r.failures.Load()))
+	// Segments in family-name order let a scrape merge all rows in one pass.
+	names := t.families.snapshot()
+	slices.SortStableFunc(rd.segs, func(a, b segment) int { return strings.Compare(names[a.family].name, names[b.family].name) })
+	return rd
+}
+
+// WriteTo writes every held result in the Prometheus text format.
+func (t *Table) WriteTo(w io.Writer) (int64, error) {
+	t.mu.RLock()
+	rows := slices.Clone(t.sorted)
+	t.mu.RUnlock()
+	fams := t.families.snapshot()
+	renders := make([]*rendering, 0, len(rows))
+	present := make([]bool, len(fams))
+	for _, r := range rows {
+		if rd := r.rendered.Load(); rd != nil {
+			renders = append(renders, rd)
+			for _, s := range rd.segs {
+				present[s.family] = true
+			}
+		}
+	}
+	order := make([]int, len(fams))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(fams[a].name, fams[b].name) })
+
+	// Each row's segments are in family-name order, so one cursor per row
+	// walks every row once while the families are written in name order.
+	cursors := make([]int, len(renders))
+	bw := &countingWriter{w: w}
+	var head []byte
+	for _, f := range order {
+		if !present[f] {
+			continue
+		}
+		head = append(head[:0], "# HELP "...)
+		head = append(head, fams[f].name...)
+		head = append(head, ' ')
+		head = append(head, fams[f].help...)
+		head = append(head, "\n# TYPE "...)
+		head = append(head, fams[f].name...)
+		head = append(head, ' ')
+		head = append(head, fams[f].typ...)
+		head = append(head, '\n')
+		bw.write(head)
+		for i, rd := range renders {
+			for c := cursors[i]; c < len(rd.segs) && rd.segs[c].family == f; c++ {
+				bw.write(rd.buf[rd.segs[c].start:rd.segs[c].end])
+				cursors[i] = c + 1
+			}
+		}
+		if bw.err != nil {
+			return bw.n, bw.err
+		}
+	}
+	return bw.n, bw.err
+}
+
+type countingWriter struct {
+	w   io.Writer
+	n   int64
+	err error
+}
+
+func (c *countingWriter) write(p []byte) {
+	if c.err != nil {
+		return
+	}
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	c.err = err
+}
+
+// familyIndex numbers the series families seen, so rows can refer to them by
+// a small integer.
+type familyIndex struct {
+	mu    sync.RWMutex
+	byKey map[string]int
+	list  []family
+}
+
+type family struct{ name, help, typ string }
+
+func (fi *familyIndex) index(name, help, typ string) int {
+	fi.mu.RLock()
+	i, ok := fi.byKey[name]
+	fi.mu.RUnlock()
+	if ok {
+		return i
+	}
+	fi.mu.Lock()
+	defer fi.mu.Unlock()
+	if i, ok := fi.byKey[name]; ok {
+		return i
+	}
+	if fi.byKey == nil {
+		fi.byKey = map[string]int{}
+	}
+	fi.list = append(fi.list, family{name: name, help: escapeHelp(help), typ: typ})
+	fi.byKey[name] = len(fi.list) - 1
+	return len(fi.list) - 1
+}
+
+func (fi *familyIndex) snapshot() []family {
+	fi.mu.RLock()
+	defer fi.mu.RUnlock()
+	return slices.Clone(fi.list)
+}
+
+func renderTargetLabels(t *scheduler.Target) []byte {
+	b := make([]byte, 0, 64)
+	b = append(b, `target="`...)
+	b = appendEscaped(b, t.Target)
+	b = append(b, `",module="`...)
+	b = appendEscaped(b, t.Module)
+	b = append(b, '"')
+	for _, l := range t.Labels {
+		b = append(b, ',')
+		b = append(b, l.Name...)
+		b = append(b, '=', '"')
+		b = appendEscaped(b, l.Value)
+		b = append(b, '"')
+	}
+	return b
+}
+
+// appendEscaped escapes a label value for the text format.
+func appendEscaped(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\':
+			b = append(b, '\\', '\\')
+		case '"':
+			b = append(b, '\\', '"')
+		case '\n':
+			b = append(b, '\\', 'n')
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+func escapeHelp(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "\n", `\n`).Replace(s)
+}
+
+func appendFloat(b []byte, v float64) []byte {
+	switch {
+	case math.IsNaN(v):
+		return append(b, "NaN"...)
+	case math.IsInf(v, 1):
+		return append(b, "+Inf"...)
+	case math.IsInf(v, -1):
+		return append(b, "-Inf"...)
+	}
+	return strconv.AppendFloat(b, v, 'g', -1, 64)
+}

@@ -1,0 +1,189 @@
+package collector
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/vantageprobe/vantage/exporter/prober"
+	"github.com/vantageprobe/vantage/exporter/scheduler"
+)
+
+func httpResult(success bool, status int) *prober.Result {
+	r := &prober.Result{Prober: "http", Success: success, Duration: 120 * time.Millisecond,
+		Phases: []prober.Phase{{Name: "resolve", Duration: time.Millisecond}, {Name: "connect", Duration: 2 * time.Millisecond}},
+		Resolve: &prober.ResolveDetails{Host: "a.example", IP: "127.0.0.1", IPProtocol: 4},
+		HTTP:    &prober.HTTPDetails{StatusCode: status},
+	}
+	if !success {
+		r.Reason = prober.ReasonStatusCode
+	}
+	return r
+}
+
+func mustScrape(t *testing.T, tab *Table) map[string][]map[string]string {
+	t.Helper()
+	var b bytes.Buffer
+	if _, err := tab.WriteTo(&b); err != nil {
+		t.Fatal(err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(strings.NewReader(b.String()))
+	if err != nil {
+		t.Fatalf("exposition does not parse: %v\n%s", err, b.String())
+	}
+	out := map[string][]map[string]string{}
+	for name, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			ls := map[string]string{}
+			for _, l := range m.GetLabel() {
+				ls[l.GetName()] = l.GetValue()
+			}
+			v := m.GetGauge().GetValue()
+			if mf.GetType().String() == "COUNTER" {
+				v = m.GetCounter().GetValue()
+			}
+			ls["__value__"] = fmt.Sprint(v)
+			out[name] = append(out[name], ls)
+		}
+	}
+	return out
+}
+
+func find(t *testing.T, fams map[string][]map[string]string, name string, want map[string]string) string {
+	t.Helper()
+	for _, ls := range fams[name] {
+		ok := true
+		for k, v := range want {
+			if ls[k] != v {
+				ok = false
+			}
+		}
+		if ok {
+			return ls["__value__"]
+		}
+	}
+	t.Fatalf("no %s with labels %v in %v", name, want, fams[name])
+	return ""
+}
+
+func TestTableRendersLatestResultWithTargetLabels(t *testing.T) {
+	tab := NewTable(prometheus.NewRegistry())
+	a := scheduler.Target{Module: "http_2xx", Target: `https://a.example/"quoted"`, Interval: time.Minute, Labels: []scheduler.Label{{Name: "team", Value: "web"}}}
+	b := scheduler.Target{Module: "http_2xx", Target: "https://b.example", Interval: time.Minute}
+	tab.Sync([]scheduler.Target{a, b})
+
+	if fams := mustScrape(t, tab); len(fams) != 0 {
+		t.Fatalf("targets without results render series: %v", fams)
+	}
+	tab.Record(scheduler.Outcome{Target: &a, Result: httpResult(true, 200), Attempts: 1, Planned: time.Unix(1000, 0)})
+	tab.Record(scheduler.Outcome{Target: &b, Result: httpResult(false, 503), Attempts: 3, Planned: time.Unix(1000, 0)})
+	tab.Record(scheduler.Outcome{Target: &b, Result: httpResult(false, 500), Attempts: 3, Planned: time.Unix(1060, 0)})
+
+	fams := mustScrape(t, tab)
+	aLabels := map[string]string{"target": a.Target, "module": "http_2xx", "team": "web"}
+	bLabels := map[string]string{"target": b.Target, "module": "http_2xx"}
+	if v := find(t, fams, "probe_success", aLabels); v != "1" {
+		t.Errorf("a probe_success = %s", v)
+	}
+	if v := find(t, fams, "probe_http_status_code", bLabels); v != "500" {
+		t.Errorf("b probe_http_status_code = %s, want the latest (500)", v)
+	}
+	if v := find(t, fams, "probe_failure_info", map[string]string{"target": b.Target, "reason": "status_code"}); v != "1" {
+		t.Errorf("b probe_failure_info = %s", v)
+	}
+	if v := find(t, fams, "probe_http_duration_seconds", map[string]string{"target": a.Target, "phase": "connect"}); v != "0.002" {
+		t.Errorf("a connect phase = %s", v)
+	}
+	if v := find(t, fams, "vantage_probe_checks_total", map[string]string{"target": b.Target, "result": "failure"}); v != "2" {
+		t.Errorf("b failures = %s, want 2", v)
+	}
+	if v := find(t, fams, "vantage_probe_checks_total", map[string]string{"target": a.Target, "result": "success"}); v != "1" {
+		t.Errorf("a successes = %s, want 1", v)
+	}
+	if v := find(t, fams, "vantage_probe_attempts", bLabels); v != "3" {
+		t.Errorf("b attempts = %s, want 3", v)
+	}
+	if v := find(t, fams, "vantage_probe_last_check_timestamp_seconds", bLabels); v != "1060" {
+		t.Errorf("b last check = %s, want 1060", v)
+	}
+
+	// Removing a target removes its series; its late outcomes are ignored.
+	tab.Sync([]scheduler.Target{b})
+	tab.Record(scheduler.Outcome{Target: &a, Result: httpResult(true, 200), Attempts: 1})
+	fams = mustScrape(t, tab)
+	for _, ls := range fams["probe_success"] {
+		if ls["target"] == a.Target {
+			t.Errorf("removed target still rendered: %v", ls)
+		}
+	}
+	if len(fams["probe_success"]) != 1 {
+		t.Errorf("probe_success has %d series, want 1", len(fams["probe_success"]))
+	}
+	// A kept target keeps its counters across a sync.
+	if v := find(t, fams, "vantage_probe_checks_total", map[string]string{"target": b.Target, "result": "failure"}); v != "2" {
+		t.Errorf("b failures after sync = %s, want 2", v)
+	}
+}
+
+func TestTablePhaseHistograms(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	tab := NewTable(reg)
+	a := scheduler.Target{Module: "http_2xx", Target: "https://a.example", Interval: time.Minute}
+	tab.Sync([]scheduler.Target{a})
+	for range 3 {
+		tab.Record(scheduler.Outcome{Target: &a, Result: httpResult(true, 200), Attempts: 1})
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var count uint64
+	for _, mf := range mfs {
+		if mf.GetName() != "vantage_probe_phase_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			count += m.GetHistogram().GetSampleCount()
+		}
+	}
+	if count != 6 { // 3 checks × 2 phases
+		t.Errorf("phase histogram holds %d observations, want 6", count)
+	}
+}
+
+// tableOf builds a table of n targets that all have a result.
+func tableOf(tb testing.TB, n int) *Table {
+	tb.Helper()
+	tab := NewTable(prometheus.NewRegistry())
+	targets := make([]scheduler.Target, n)
+	for i := range targets {
+		targets[i] = scheduler.Target{Module: "http_2xx", Target: fmt.Sprintf("https://site-%06d.example/health", i), Interval: time.Minute,
+			Labels: []scheduler.Label{{Name: "team", Value: "web"}}}
+	}
+	tab.Sync(targets)
+	for i := range targets {
+		r := httpResult(true, 200)
+		r.TLS = &prober.TLSDetails{Version: "TLS 1.3", Cipher: "TLS_AES_128_GCM_SHA256", EarliestCertExpiry: time.Unix(2e9, 0)}
+		tab.Record(scheduler.Outcome{Target: &targets[i], Result: r, Attempts: 1, Planned: time.Unix(1000, 0)})
+	}
+	return tab
+}
+
+// BenchmarkScrape100k measures one /metrics rendering of 100,000 targets.
+func BenchmarkScrape100k(b *testing.B) {
+	tab := tableOf(b, 100_000)
+	b.ReportAllocs()
+	var n int64
+	for b.Loop() {
+		n, _ = tab.WriteTo(io.Discard)
+	}
+	b.ReportMetric(float64(n)/(1<<20), "MiB/scrape")
+}
