@@ -18,7 +18,7 @@ import (
 
 func httpResult(success bool, status int) *prober.Result {
 	r := &prober.Result{Prober: "http", Success: success, Duration: 120 * time.Millisecond,
-		Phases: []prober.Phase{{Name: "resolve", Duration: time.Millisecond}, {Name: "connect", Duration: 2 * time.Millisecond}},
+		Phases:  []prober.Phase{{Name: "resolve", Duration: time.Millisecond}, {Name: "connect", Duration: 2 * time.Millisecond}},
 		Resolve: &prober.ResolveDetails{Host: "a.example", IP: "127.0.0.1", IPProtocol: 4},
 		HTTP:    &prober.HTTPDetails{StatusCode: status},
 	}
