@@ -243,11 +243,10 @@ func (re *Regexp) UnmarshalYAML(unmarshal func(any) error) error {
 	return nil
 }
 
-// MarshalYAML shows the expression as written.
+// MarshalYAML shows the expression as written. An empty expression is a
+// valid one (it matches everything) and stays "" rather than null, which
+// would drop it from a list; unset fields are left out by omitempty.
 func (re Regexp) MarshalYAML() (any, error) {
-	if re.original == "" {
-		return nil, nil
-	}
 	return re.original, nil
 }
 

@@ -191,7 +191,7 @@ func (p *HTTPProbe) validateHTTP3(path []any) error {
 	wantsHTTP3 := slices.Contains(p.ValidHTTPVersions, "HTTP/3.0")
 	switch {
 	case p.EnableHTTP3 && p.HTTPClientConfig.EnableHTTP2:
-		return fail(at(path, "enable_http3"), "enable_http3 and enable_http2 are both set; HTTP/3 needs enable_http2: false")
+		return fail(at(path, "enable_http3"), "enable_http3 needs enable_http2: false (enable_http2 defaults to true)")
 	case p.EnableHTTP3 && !wantsHTTP3:
 		return fail(at(path, "valid_http_versions"), `enable_http3 needs valid_http_versions: ["HTTP/3.0"]`)
 	case p.EnableHTTP3 && len(p.ValidHTTPVersions) > 1:
@@ -227,7 +227,9 @@ func validateCompression(path []any, compression string, headers map[string]stri
 		return fail(at(path, "compression"), "unknown compression %q (known: %s)", compression, strings.Join(compressions, ", "))
 	}
 	for key, value := range headers {
-		if textproto.CanonicalMIMEHeaderKey(key) != "Accept-Encoding" {
+		// An empty Accept-Encoding constrains nothing here, as in
+		// blackbox_exporter.
+		if textproto.CanonicalMIMEHeaderKey(key) != "Accept-Encoding" || strings.TrimSpace(value) == "" {
 			continue
 		}
 		if !acceptsEncoding(value, compression) {
