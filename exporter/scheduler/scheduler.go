@@ -48,12 +48,20 @@ type Outcome struct {
 // CheckFunc runs one attempt of a check; ctx carries the attempt's deadline.
 type CheckFunc func(ctx context.Context, t *Target) *prober.Result
 
-// Options configure a Scheduler.
-type Options struct {
-	MaxInFlight   int
+// Settings are the scheduler's tunables; SetSettings changes them while it runs.
+type Settings struct {
+	// MaxInFlight bounds the check attempts running at once.
+	MaxInFlight int
+	// Retries is how many extra attempts a failing check makes, as long as
+	// they fit before the target's next planned check.
 	Retries       int
 	RetryInterval time.Duration
-	Check         CheckFunc
+}
+
+// Options configure a Scheduler.
+type Options struct {
+	Settings
+	Check CheckFunc
 	// OnOutcome receives every finished check of a target still scheduled.
 	OnOutcome  func(Outcome)
 	Registerer prometheus.Registerer
@@ -62,16 +70,18 @@ type Options struct {
 
 // Scheduler runs checks on their planned slots.
 type Scheduler struct {
-	opts    Options
-	sem     chan struct{}
-	updates chan []Target
+	opts     Options
+	settings atomic.Pointer[Settings]
+	sem      atomic.Pointer[limiter]
+	updates  chan []Target
 	wg      sync.WaitGroup
 
 	// Owned by the Run goroutine.
 	queue   entryHeap
 	entries map[string]*entry
 
-	targets atomic.Int64
+	targets  atomic.Int64
+	inFlight atomic.Int64
 	missed  *prometheus.CounterVec
 	lag     prometheus.Histogram
 	checks  prometheus.Counter
@@ -88,9 +98,6 @@ type entry struct {
 
 // New builds a scheduler; Run starts it.
 func New(opts Options) *Scheduler {
-	if opts.MaxInFlight <= 0 {
-		opts.MaxInFlight = 1
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -99,10 +106,10 @@ func New(opts Options) *Scheduler {
 	}
 	s := &Scheduler{
 		opts:    opts,
-		sem:     make(chan struct{}, opts.MaxInFlight),
 		updates: make(chan []Target),
 		entries: map[string]*entry{},
 	}
+	s.SetSettings(opts.Settings)
 	f := promauto.With(opts.Registerer)
 	s.missed = f.NewCounterVec(prometheus.CounterOpts{
 		Name: "vantage_scheduler_missed_checks_total",
@@ -122,7 +129,7 @@ func New(opts Options) *Scheduler {
 	f.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "vantage_scheduler_in_flight",
 		Help: "Check attempts running now.",
-	}, func() float64 { return float64(len(s.sem)) })
+	}, func() float64 { return float64(s.inFlight.Load()) })
 	f.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "vantage_scheduler_targets",
 		Help: "Targets scheduled.",
@@ -130,9 +137,26 @@ func New(opts Options) *Scheduler {
 	f.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "vantage_scheduler_max_in_flight",
 		Help: "Concurrency limit of check attempts.",
-	}, func() float64 { return float64(cap(s.sem)) })
+	}, func() float64 { return float64(s.settings.Load().MaxInFlight) })
 	return s
 }
+
+// SetSettings changes the tunables. A new concurrency limit applies to
+// attempts that start from now on.
+func (s *Scheduler) SetSettings(st Settings) {
+	st.MaxInFlight = max(st.MaxInFlight, 1)
+	st.Retries = max(st.Retries, 0)
+	if old := s.settings.Load(); old == nil || old.MaxInFlight != st.MaxInFlight {
+		s.sem.Store(&limiter{slots: make(chan struct{}, st.MaxInFlight)})
+	}
+	s.settings.Store(&st)
+}
+
+// limiter bounds concurrent attempts; an attempt releases the slot to the
+// limiter it took it from, so a limit change never over- or under-counts.
+type limiter struct{ slots chan struct{} }
+
+func (l *limiter) release() { <-l.slots }
 
 // Update replaces the set of scheduled targets. Targets that stay keep their
 // slots; new ones join at their own offset; removed ones stop, and a check of
@@ -231,14 +255,16 @@ func (s *Scheduler) dispatch(ctx context.Context, e *entry, planned time.Time) {
 		defer e.running.Store(false)
 		// A check that cannot start before its next slot is missed; it
 		// gives up just before that slot so the next one finds it gone.
-		if !s.acquire(ctx, planned.Add(t.Interval-time.Millisecond)) {
+		next := planned.Add(t.Interval)
+		slot := s.acquire(ctx, next.Add(-time.Millisecond))
+		if slot == nil {
 			if ctx.Err() == nil {
 				s.missed.WithLabelValues("late").Inc()
 			}
 			return
 		}
 		s.lag.Observe(time.Since(planned).Seconds())
-		result, attempts := s.run(ctx, e, t)
+		result, attempts := s.run(ctx, e, t, slot, next)
 		if result == nil || e.removed.Load() {
 			return
 		}
@@ -246,56 +272,62 @@ func (s *Scheduler) dispatch(ctx context.Context, e *entry, planned time.Time) {
 	}()
 }
 
-// run makes the first attempt (its slot already acquired) and up to Retries
-// more, RetryInterval apart, releasing the slot while it waits.
-func (s *Scheduler) run(ctx context.Context, e *entry, t *Target) (*prober.Result, int) {
+// run makes the first attempt (its slot already taken) and then retries a
+// failure up to Retries times, RetryInterval apart, releasing the slot while
+// it waits. A retry that could not finish before the target's next planned
+// check is not made: the next check will tell.
+func (s *Scheduler) run(ctx context.Context, e *entry, t *Target, slot *limiter, next time.Time) (*prober.Result, int) {
 	for attempt := 1; ; attempt++ {
-		r := s.attempt(ctx, t)
-		<-s.sem
-		if r.Success || attempt > s.opts.Retries || e.removed.Load() {
+		r := s.attempt(ctx, t, slot)
+		st := s.settings.Load()
+		if r.Success || attempt > st.Retries || e.removed.Load() ||
+			time.Now().Add(st.RetryInterval+t.Timeout).After(next) {
 			return r, attempt
 		}
-		wait := time.NewTimer(s.opts.RetryInterval)
+		wait := time.NewTimer(st.RetryInterval)
 		select {
 		case <-ctx.Done():
 			wait.Stop()
-			return nil, attempt
+			return r, attempt
 		case <-wait.C:
 		}
-		if !s.acquire(ctx, time.Time{}) {
-			return nil, attempt
+		if slot = s.acquire(ctx, next); slot == nil {
+			return r, attempt
 		}
 	}
 }
 
-func (s *Scheduler) attempt(ctx context.Context, t *Target) *prober.Result {
+// attempt runs one check attempt in the slot it holds, then frees the slot.
+func (s *Scheduler) attempt(ctx context.Context, t *Target, slot *limiter) *prober.Result {
 	s.checks.Inc()
+	s.inFlight.Add(1)
+	defer func() {
+		s.inFlight.Add(-1)
+		slot.release()
+	}()
 	actx, cancel := context.WithTimeout(ctx, t.Timeout)
 	defer cancel()
 	return s.opts.Check(actx, t)
 }
 
-// acquire takes a concurrency slot, giving up at deadline (zero: never) or
-// when ctx ends.
-func (s *Scheduler) acquire(ctx context.Context, deadline time.Time) bool {
+// acquire takes a concurrency slot, giving up at deadline or when ctx ends
+// (nil then).
+func (s *Scheduler) acquire(ctx context.Context, deadline time.Time) *limiter {
+	l := s.sem.Load()
 	select {
-	case s.sem <- struct{}{}:
-		return true
+	case l.slots <- struct{}{}:
+		return l
 	default:
 	}
-	var expire <-chan time.Time
-	if !deadline.IsZero() {
-		timer := time.NewTimer(time.Until(deadline))
-		defer timer.Stop()
-		expire = timer.C
-	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
 	select {
-	case s.sem <- struct{}{}:
-		return true
-	case <-expire:
-		return false
+	case l.slots <- struct{}{}:
+		return l
+	case <-timer.C:
+		return nil
 	case <-ctx.Done():
-		return false
+		return nil
 	}
 }
 

@@ -107,7 +107,7 @@ func TestChecksRunOnTheirSlotsWithoutDrift(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := &recorder{}
 		start := time.Now()
-		_, reg, stop := startScheduler(t, Options{MaxInFlight: 10, Check: succeed, OnOutcome: rec.add},
+		_, reg, stop := startScheduler(t, Options{Settings: Settings{MaxInFlight: 10}, Check: succeed, OnOutcome: rec.add},
 			target("a", 10*time.Second), target("b", 3*time.Second))
 		time.Sleep(time.Hour)
 		stop()
@@ -155,7 +155,7 @@ func TestRetries(t *testing.T) {
 			return &prober.Result{Success: false, Reason: prober.ReasonConnectRefused}
 		}
 		rec := &recorder{}
-		_, _, stop := startScheduler(t, Options{MaxInFlight: 10, Retries: 2, RetryInterval: 5 * time.Second, Check: check, OnOutcome: rec.add},
+		_, _, stop := startScheduler(t, Options{Settings: Settings{MaxInFlight: 10, Retries: 2, RetryInterval: 5 * time.Second}, Check: check, OnOutcome: rec.add},
 			target("flaky", time.Minute), target("down", time.Minute))
 		time.Sleep(time.Minute)
 		synctest.Wait()
@@ -182,7 +182,7 @@ func TestRetriesAreSpacedByRetryInterval(t *testing.T) {
 			times = append(times, time.Now())
 			return &prober.Result{Reason: prober.ReasonTimeout}
 		}
-		_, _, stop := startScheduler(t, Options{MaxInFlight: 1, Retries: 2, RetryInterval: 5 * time.Second, Check: check},
+		_, _, stop := startScheduler(t, Options{Settings: Settings{MaxInFlight: 1, Retries: 2, RetryInterval: 5 * time.Second}, Check: check},
 			target("x", time.Minute))
 		time.Sleep(time.Minute)
 		stop()
@@ -202,7 +202,7 @@ func TestRetriesAreSpacedByRetryInterval(t *testing.T) {
 func TestUpdateKeepsRhythmOfRemainingTargets(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := &recorder{}
-		s, _, stop := startScheduler(t, Options{MaxInFlight: 10, Check: succeed, OnOutcome: rec.add},
+		s, _, stop := startScheduler(t, Options{Settings: Settings{MaxInFlight: 10}, Check: succeed, OnOutcome: rec.add},
 			target("a", 10*time.Second), target("b", 10*time.Second))
 		time.Sleep(35 * time.Second)
 		if err := s.Update(t.Context(), []Target{target("b", 10*time.Second), target("c", 10*time.Second)}); err != nil {
@@ -247,7 +247,7 @@ func TestMissedChecksAreCounted(t *testing.T) {
 			}
 			tg := target("slow", 10*time.Second)
 			tg.Timeout = time.Minute
-			_, reg, stop := startScheduler(t, Options{MaxInFlight: 10, Check: slow}, tg)
+			_, reg, stop := startScheduler(t, Options{Settings: Settings{MaxInFlight: 10}, Check: slow}, tg)
 			time.Sleep(5 * time.Minute)
 			stop()
 			busy := testutil.ToFloat64(mustCounter(t, reg, "vantage_scheduler_missed_checks_total", "busy"))
@@ -268,7 +268,7 @@ func TestMissedChecksAreCounted(t *testing.T) {
 			}
 			hog := target("hog", time.Hour)
 			hog.Timeout = time.Hour
-			_, reg, stop := startScheduler(t, Options{MaxInFlight: 1, Check: check}, hog, target("victim", 5*time.Second))
+			_, reg, stop := startScheduler(t, Options{Settings: Settings{MaxInFlight: 1}, Check: check}, hog, target("victim", 5*time.Second))
 			time.Sleep(time.Hour)
 			stop()
 			late := testutil.ToFloat64(mustCounter(t, reg, "vantage_scheduler_missed_checks_total", "late"))
@@ -290,7 +290,7 @@ func TestAttemptDeadlineIsTheTargetTimeout(t *testing.T) {
 		}
 		tg := target("x", time.Minute)
 		tg.Timeout = 7 * time.Second
-		_, _, stop := startScheduler(t, Options{MaxInFlight: 1, Check: check}, tg)
+		_, _, stop := startScheduler(t, Options{Settings: Settings{MaxInFlight: 1}, Check: check}, tg)
 		time.Sleep(time.Minute)
 		stop()
 		if got != 7*time.Second {
