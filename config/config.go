@@ -9,6 +9,7 @@ import (
 	"cel.dev/cel-go/cel"
 	"github.com/alecthomas/units"
 	promconfig "github.com/prometheus/common/config"
+	yaml "gopkg.in/yaml.v3"
 )
 
 // Probers lists the prober names a module may use.
@@ -36,6 +37,13 @@ var (
 // Config is the whole configuration file.
 type Config struct {
 	Modules map[string]Module `yaml:"modules"`
+	// Scheduler configures continuous checking of Targets and TargetFiles.
+	Scheduler   SchedulerConfig `yaml:"scheduler"`
+	Targets     []TargetGroup   `yaml:"targets,omitempty"`
+	TargetFiles []string        `yaml:"target_files,omitempty"`
+
+	// root is the parsed document, kept to locate scheduled targets.
+	root *yaml.Node
 }
 
 // Module is one named way of probing a target.

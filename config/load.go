@@ -53,7 +53,7 @@ func Parse(data []byte, source string) (*Config, error) {
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, syntaxError(source, data, err)
 	}
-	c := &Config{}
+	c := &Config{Scheduler: DefaultSchedulerConfig, root: &root}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {

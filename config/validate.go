@@ -5,6 +5,7 @@ import (
 	"mime"
 	"net"
 	"net/textproto"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -59,6 +60,19 @@ func (c *Config) validate() error {
 			return err
 		}
 		c.Modules[name] = m
+	}
+	if err := c.Scheduler.validate([]any{"scheduler"}); err != nil {
+		return err
+	}
+	for i, g := range c.Targets {
+		if _, err := c.resolveGroup(g, []any{"targets", i}, func([]any) string { return "" }); err != nil {
+			return err
+		}
+	}
+	for i, p := range c.TargetFiles {
+		if _, err := filepath.Match(p, ""); err != nil {
+			return fail([]any{"target_files", i}, "invalid pattern %q: %v", p, err)
+		}
 	}
 	return nil
 }

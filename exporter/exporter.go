@@ -13,8 +13,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/vantageprobe/vantage/collector"
+	"github.com/vantageprobe/vantage/exporter/prober"
+	"github.com/vantageprobe/vantage/exporter/scheduler"
 )
 
 // Exporter is one running vantage-exporter.
@@ -26,6 +29,8 @@ type Exporter struct {
 	reg     *prometheus.Registry
 	reloads chan chan error
 	probes  *prometheus.CounterVec
+	table   *collector.Table
+	sched   *scheduler.Scheduler
 }
 
 // New loads the configuration and builds an exporter. A configuration that
@@ -55,7 +60,47 @@ func New(opts Options) (*Exporter, error) {
 	if err := e.config.reload(); err != nil {
 		return nil, err
 	}
+	e.table = collector.NewTable(reg)
+	e.sched = scheduler.New(scheduler.Options{
+		Settings:   schedulerSettings(e.config.get()),
+		Check:      e.check,
+		OnOutcome:  e.table.Record,
+		Registerer: reg,
+		Logger:     e.logger.With("component", "scheduler"),
+	})
 	return e, nil
+}
+
+func schedulerSettings(st *state) scheduler.Settings {
+	c := st.config.Scheduler
+	return scheduler.Settings{MaxInFlight: c.MaxInFlight, Retries: c.Retries, RetryInterval: c.RetryInterval}
+}
+
+// check runs one attempt of a scheduled check with the module as currently
+// configured.
+func (e *Exporter) check(ctx context.Context, t *scheduler.Target) *prober.Result {
+	mod := e.config.get().modules[t.Module]
+	if mod == nil {
+		r := &prober.Result{Start: time.Now()}
+		r.Fail(prober.ReasonConfigError, "module %q is no longer configured", t.Module)
+		return r
+	}
+	var p prober.Params
+	if e.logger.Enabled(ctx, slog.LevelDebug) {
+		p.Logger = e.logger.With("component", "check", "module", t.Module, "target", t.Target)
+	}
+	return mod.Probe(ctx, t.Target, p)
+}
+
+// applySchedule hands the current scheduled targets and settings to the
+// results table and the scheduler.
+func (e *Exporter) applySchedule(ctx context.Context) {
+	st := e.config.get()
+	e.table.Sync(st.targets)
+	e.sched.SetSettings(schedulerSettings(st))
+	if err := e.sched.Update(ctx, st.targets); err != nil && ctx.Err() == nil {
+		e.logger.Error("Scheduler did not take the targets", "err", err)
+	}
 }
 
 // Run starts an exporter with opts and serves until ctx ends.
@@ -73,10 +118,7 @@ func (e *Exporter) Handler() http.Handler {
 	mux.HandleFunc("GET /{$}", e.handleLanding)
 	mux.HandleFunc("GET /probe", e.handleProbe)
 	mux.HandleFunc("GET /history/{id}", e.handleHistory)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(e.reg, promhttp.HandlerOpts{
-		ErrorLog:          slog.NewLogLogger(e.logger.Handler(), slog.LevelError),
-		EnableOpenMetrics: true,
-	}))
+	mux.HandleFunc("GET /metrics", e.handleMetrics)
 	mux.HandleFunc("GET /config", e.handleConfig)
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Healthy")
@@ -98,6 +140,13 @@ func (e *Exporter) Serve(ctx context.Context) error {
 	}
 	webConfig, systemd := e.opts.WebConfigFile, e.opts.WebSystemdSocket
 	flags := &web.FlagConfig{WebListenAddresses: &e.opts.ListenAddresses, WebConfigFile: &webConfig, WebSystemdSocket: &systemd}
+	schedDone := make(chan struct{})
+	go func() {
+		defer close(schedDone)
+		_ = e.sched.Run(ctx)
+	}()
+	defer func() { <-schedDone }()
+	e.applySchedule(ctx)
 	go e.reloader(ctx)
 	errc := make(chan error, 1)
 	if systemd {
@@ -147,15 +196,34 @@ func listen(addresses []string) ([]net.Listener, []net.Addr, error) {
 
 // reloader is the one goroutine that reloads the configuration, fed by
 // external signals (SIGHUP) and by POST /-/reload.
+// It also polls the target files for changes.
 func (e *Exporter) reloader(ctx context.Context) {
+	refresh := e.config.get().config.Scheduler.FileRefreshInterval
+	ticker := time.NewTicker(refresh)
+	defer ticker.Stop()
 	for {
+		var err error
 		select {
 		case <-ctx.Done():
 			return
 		case <-e.opts.Reload:
-			_ = e.config.reload()
+			err = e.config.reload()
 		case errc := <-e.reloads:
-			errc <- e.config.reload()
+			err = e.config.reload()
+			errc <- err
+		case <-ticker.C:
+			if e.config.refreshTargets() {
+				e.applySchedule(ctx)
+			}
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		e.applySchedule(ctx)
+		if r := e.config.get().config.Scheduler.FileRefreshInterval; r != refresh {
+			refresh = r
+			ticker.Reset(refresh)
 		}
 	}
 }

@@ -3,6 +3,10 @@ package exporter
 import (
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -11,6 +15,7 @@ import (
 
 	"github.com/vantageprobe/vantage/config"
 	"github.com/vantageprobe/vantage/exporter/prober"
+	"github.com/vantageprobe/vantage/exporter/scheduler"
 )
 
 // state is one loaded configuration with its prepared modules. A reload
@@ -19,6 +24,10 @@ import (
 type state struct {
 	config  *config.Config
 	modules map[string]*prober.Module
+	// targets are the scheduled targets, from the file and target_files.
+	targets []scheduler.Target
+	// files is the signature of the target files the targets came from.
+	files string
 }
 
 func loadState(path string) (*state, error) {
@@ -28,13 +37,66 @@ func loadState(path string) (*state, error) {
 	}
 	mods, err := prober.PrepareAll(c)
 	if err != nil {
-		source := path
-		if source == "" {
-			source = config.DefaultSource
-		}
-		return nil, fmt.Errorf("%s: %w", source, err)
+		return nil, fmt.Errorf("%s: %w", sourceName(path), err)
 	}
-	return &state{config: c, modules: mods}, nil
+	st := &state{config: c, modules: mods}
+	if err := st.loadTargets(path); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func sourceName(path string) string {
+	if path == "" {
+		return config.DefaultSource
+	}
+	return path
+}
+
+// loadTargets resolves the scheduled targets of st's configuration, reading
+// the target files.
+func (st *state) loadTargets(path string) error {
+	baseDir := "."
+	if path != "" {
+		baseDir = filepath.Dir(path)
+	}
+	sig, err := targetFilesSignature(st.config, baseDir)
+	if err != nil {
+		return err
+	}
+	resolved, err := st.config.ScheduledTargets(sourceName(path), baseDir)
+	if err != nil {
+		return err
+	}
+	st.targets = make([]scheduler.Target, len(resolved))
+	for i, t := range resolved {
+		labels := make([]scheduler.Label, 0, len(t.Labels))
+		for name, value := range t.Labels {
+			labels = append(labels, scheduler.Label{Name: name, Value: value})
+		}
+		slices.SortFunc(labels, func(a, b scheduler.Label) int { return strings.Compare(a.Name, b.Name) })
+		st.targets[i] = scheduler.Target{Module: t.Module, Target: t.Target, Interval: t.Interval, Timeout: t.Timeout, Labels: labels}
+	}
+	st.files = sig
+	return nil
+}
+
+// targetFilesSignature names the target files with their sizes and
+// modification times: a change of it means the targets must be read again.
+func targetFilesSignature(c *config.Config, baseDir string) (string, error) {
+	files, err := c.TargetFilePaths(baseDir)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil {
+			return "", fmt.Errorf("reading target file: %w", err)
+		}
+		fmt.Fprintf(&b, "%s\x00%d\x00%d\n", f, fi.Size(), fi.ModTime().UnixNano())
+	}
+	return b.String(), nil
 }
 
 // CheckConfig loads and prepares a configuration file without serving it,
@@ -53,6 +115,7 @@ type configHolder struct {
 
 	lastReloadSuccessful prometheus.Gauge
 	lastReloadSuccess    prometheus.Gauge
+	targetFilesOK        prometheus.Gauge
 }
 
 func newConfigHolder(path string, reg prometheus.Registerer, logger *slog.Logger) *configHolder {
@@ -66,6 +129,10 @@ func newConfigHolder(path string, reg prometheus.Registerer, logger *slog.Logger
 		lastReloadSuccess: promauto.With(reg).NewGauge(prometheus.GaugeOpts{
 			Name: "vantage_exporter_config_last_reload_success_timestamp_seconds",
 			Help: "Timestamp of the last successful configuration reload.",
+		}),
+		targetFilesOK: promauto.With(reg).NewGauge(prometheus.GaugeOpts{
+			Name: "vantage_exporter_target_files_last_read_successful",
+			Help: "Whether the target files were last read successfully.",
 		}),
 	}
 }
@@ -84,8 +151,39 @@ func (h *configHolder) reload() error {
 	h.current.Store(s)
 	h.lastReloadSuccessful.Set(1)
 	h.lastReloadSuccess.SetToCurrentTime()
-	h.logger.Info("Loaded config file", "file", h.source(), "modules", len(s.modules))
+	h.targetFilesOK.Set(1)
+	h.logger.Info("Loaded config file", "file", h.source(), "modules", len(s.modules), "scheduled_targets", len(s.targets))
 	return nil
+}
+
+// refreshTargets reads the target files again when they changed, keeping
+// the running targets if they no longer load. It reports whether the
+// targets changed.
+func (h *configHolder) refreshTargets() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cur := h.get()
+	baseDir := "."
+	if h.path != "" {
+		baseDir = filepath.Dir(h.path)
+	}
+	sig, err := targetFilesSignature(cur.config, baseDir)
+	if err == nil && sig == cur.files {
+		return false
+	}
+	next := &state{config: cur.config, modules: cur.modules}
+	if err == nil {
+		err = next.loadTargets(h.path)
+	}
+	if err != nil {
+		h.targetFilesOK.Set(0)
+		h.logger.Error("Error reading target files; keeping the running targets", "err", err)
+		return false
+	}
+	h.current.Store(next)
+	h.targetFilesOK.Set(1)
+	h.logger.Info("Target files changed", "scheduled_targets", len(next.targets))
+	return true
 }
 
 func (h *configHolder) get() *state { return h.current.Load() }

@@ -74,7 +74,7 @@ type Scheduler struct {
 	settings atomic.Pointer[Settings]
 	sem      atomic.Pointer[limiter]
 	updates  chan []Target
-	wg      sync.WaitGroup
+	wg       sync.WaitGroup
 
 	// Owned by the Run goroutine.
 	queue   entryHeap
@@ -82,9 +82,9 @@ type Scheduler struct {
 
 	targets  atomic.Int64
 	inFlight atomic.Int64
-	missed  *prometheus.CounterVec
-	lag     prometheus.Histogram
-	checks  prometheus.Counter
+	missed   *prometheus.CounterVec
+	lag      prometheus.Histogram
+	checks   prometheus.Counter
 }
 
 type entry struct {

@@ -1,0 +1,283 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+	yaml "gopkg.in/yaml.v3"
+)
+
+// DefaultSchedulerConfig holds the scheduler defaults.
+var DefaultSchedulerConfig = SchedulerConfig{
+	MaxInFlight:         10000,
+	Retries:             2,
+	RetryInterval:       5 * time.Second,
+	Interval:            30 * time.Second,
+	FileRefreshInterval: 30 * time.Second,
+}
+
+// DefaultCheckTimeout bounds one attempt of a scheduled check whose module
+// sets no timeout (and whose interval is longer).
+const DefaultCheckTimeout = 10 * time.Second
+
+// SchedulerConfig configures the continuous checking of targets.
+type SchedulerConfig struct {
+	// MaxInFlight bounds the check attempts running at once.
+	MaxInFlight int `yaml:"max_in_flight"`
+	// Retries is how many extra local attempts a failing check makes before
+	// the target counts as failing (0: none).
+	Retries int `yaml:"retries"`
+	// RetryInterval separates attempts.
+	RetryInterval time.Duration `yaml:"retry_interval"`
+	// Interval is the interval of target groups that set none.
+	Interval time.Duration `yaml:"interval"`
+	// FileRefreshInterval is how often target_files are checked for changes.
+	FileRefreshInterval time.Duration `yaml:"file_refresh_interval"`
+}
+
+// UnmarshalYAML sets the scheduler defaults before decoding.
+func (s *SchedulerConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	*s = DefaultSchedulerConfig
+	type plain SchedulerConfig
+	return unmarshal((*plain)(s))
+}
+
+// TargetGroup is a list of targets checked with one module on one interval.
+type TargetGroup struct {
+	Module   string            `yaml:"module,omitempty"`
+	Interval time.Duration     `yaml:"interval,omitempty"`
+	Targets  []string          `yaml:"targets"`
+	Labels   map[string]string `yaml:"labels,omitempty"`
+}
+
+// ScheduledTarget is one target to check continuously, resolved from the
+// configuration file or a target file.
+type ScheduledTarget struct {
+	Module   string
+	Target   string
+	Interval time.Duration
+	// Timeout bounds one attempt: the module's timeout, or the shorter of
+	// the interval and DefaultCheckTimeout.
+	Timeout time.Duration
+	// Labels are added to the target's series.
+	Labels map[string]string
+	// Source is where the target was configured ("file:line").
+	Source string
+}
+
+// reservedLabels are label names scheduled series already carry.
+var reservedLabels = []string{"target", "module", "phase", "reason", "result", "location"}
+
+var labelNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+func (s *SchedulerConfig) validate(path []any) error {
+	switch {
+	case s.MaxInFlight < 1:
+		return fail(at(path, "max_in_flight"), "max_in_flight must be at least 1, got %d", s.MaxInFlight)
+	case s.Retries < 0:
+		return fail(at(path, "retries"), "retries must not be negative, got %d", s.Retries)
+	case s.RetryInterval < 0:
+		return fail(at(path, "retry_interval"), "retry_interval must not be negative, got %s", s.RetryInterval)
+	case s.Interval < time.Second:
+		return fail(at(path, "interval"), "interval must be at least 1s, got %s", s.Interval)
+	case s.FileRefreshInterval < time.Second:
+		return fail(at(path, "file_refresh_interval"), "file_refresh_interval must be at least 1s, got %s", s.FileRefreshInterval)
+	}
+	return nil
+}
+
+// resolveGroup validates one group against the configuration and expands
+// it into scheduled targets; path locates the group in its document.
+func (c *Config) resolveGroup(g TargetGroup, path []any, locateFn func([]any) string) ([]ScheduledTarget, error) {
+	if g.Module == "" {
+		return nil, fail(path, "module must be set (in a file_sd entry: the __param_module label)")
+	}
+	mod, ok := c.Modules[g.Module]
+	if !ok {
+		return nil, fail(at(path, "module"), "unknown module %q", g.Module)
+	}
+	interval := g.Interval
+	if interval == 0 {
+		interval = c.Scheduler.Interval
+	}
+	if interval < time.Second {
+		return nil, fail(at(path, "interval"), "interval must be at least 1s, got %s", interval)
+	}
+	if mod.Timeout > 0 && interval < mod.Timeout {
+		return nil, fail(at(path, "interval"), "interval %s is shorter than the timeout %s of module %q", interval, mod.Timeout, g.Module)
+	}
+	timeout := mod.Timeout
+	if timeout == 0 {
+		timeout = min(interval, DefaultCheckTimeout)
+	}
+	names := make([]string, 0, len(g.Labels))
+	for name := range g.Labels {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		switch {
+		case !labelNameRE.MatchString(name) || strings.HasPrefix(name, "__"):
+			return nil, fail(at(path, "labels", name), "invalid label name %q", name)
+		case slices.Contains(reservedLabels, name):
+			return nil, fail(at(path, "labels", name), "label name %q is reserved (reserved: %s)", name, strings.Join(reservedLabels, ", "))
+		}
+	}
+	if len(g.Targets) == 0 {
+		return nil, fail(at(path, "targets"), "targets must list at least one target")
+	}
+	out := make([]ScheduledTarget, 0, len(g.Targets))
+	for i, t := range g.Targets {
+		if strings.TrimSpace(t) == "" {
+			return nil, fail(at(path, "targets", i), "target must not be empty")
+		}
+		out = append(out, ScheduledTarget{
+			Module: g.Module, Target: t, Interval: interval, Timeout: timeout,
+			Labels: g.Labels, Source: locateFn(at(path, "targets", i)),
+		})
+	}
+	return out, nil
+}
+
+// ScheduledTargets returns every target to check continuously: the groups
+// under targets plus those in target_files (globs relative to baseDir, the
+// configuration file's directory). A target listed twice with one module is
+// an error naming both places.
+func (c *Config) ScheduledTargets(source, baseDir string) ([]ScheduledTarget, error) {
+	var all []ScheduledTarget
+	// Inline groups were validated when the file was parsed; their
+	// locations need the document, which Parse kept.
+	for i, g := range c.Targets {
+		ts, err := c.resolveGroup(g, []any{"targets", i}, func(p []any) string {
+			return fmt.Sprintf("%s:%d", source, locate(c.root, p))
+		})
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, ts...)
+	}
+	files, err := c.TargetFilePaths(baseDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("reading target file: %w", err)
+		}
+		ts, err := c.parseTargetFile(data, f)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, ts...)
+	}
+	seen := make(map[[2]string]string, len(all))
+	for _, t := range all {
+		key := [2]string{t.Module, t.Target}
+		if first, ok := seen[key]; ok {
+			return nil, fmt.Errorf("%s: duplicate target %q for module %q (first listed at %s)", t.Source, t.Target, t.Module, first)
+		}
+		seen[key] = t.Source
+	}
+	return all, nil
+}
+
+// TargetFilePaths expands target_files into the files they name now, in
+// order; relative patterns are relative to baseDir.
+func (c *Config) TargetFilePaths(baseDir string) ([]string, error) {
+	var out []string
+	for i, pattern := range c.TargetFiles {
+		if !filepath.IsAbs(pattern) {
+			pattern = filepath.Join(baseDir, pattern)
+		}
+		matches, err := filepath.Glob(pattern)
+		if err != nil {
+			return nil, fmt.Errorf("target_files[%d]: invalid pattern %q: %w", i, c.TargetFiles[i], err)
+		}
+		slices.Sort(matches)
+		out = append(out, matches...)
+	}
+	return out, nil
+}
+
+// fileGroup is one entry of a target file: a vantage group, or a Prometheus
+// file_sd entry whose module and interval come from the __param_module and
+// __scrape_interval__ labels.
+type fileGroup struct {
+	Module   string            `yaml:"module"`
+	Interval time.Duration     `yaml:"interval"`
+	Targets  []string          `yaml:"targets"`
+	Labels   map[string]string `yaml:"labels"`
+}
+
+// parseTargetFile decodes a target file (YAML or JSON: a list of groups) and
+// resolves its groups, with errors located in that file.
+func (c *Config) parseTargetFile(data []byte, source string) ([]ScheduledTarget, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, syntaxError(source, data, err)
+	}
+	var groups []fileGroup
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&groups); err != nil && !errors.Is(err, io.EOF) {
+		return nil, decodeError(source, &root, err)
+	}
+	locateFn := func(p []any) string { return fmt.Sprintf("%s:%d", source, locate(&root, p)) }
+	var out []ScheduledTarget
+	for i, fg := range groups {
+		path := []any{i}
+		g, err := fg.toGroup(path)
+		if err == nil {
+			var ts []ScheduledTarget
+			ts, err = c.resolveGroup(g, path, locateFn)
+			out = append(out, ts...)
+		}
+		if err != nil {
+			var fe *fieldError
+			if errors.As(err, &fe) {
+				return nil, fmt.Errorf("%s:%d: %w", source, locate(&root, fe.path), fe)
+			}
+			return nil, fmt.Errorf("%s: %w", source, err)
+		}
+	}
+	return out, nil
+}
+
+func (fg fileGroup) toGroup(path []any) (TargetGroup, error) {
+	g := TargetGroup{Module: fg.Module, Interval: fg.Interval, Targets: fg.Targets}
+	for name, value := range fg.Labels {
+		switch {
+		case name == "__param_module":
+			if g.Module != "" && g.Module != value {
+				return g, fail(at(path, "labels", name), "__param_module %q contradicts module %q", value, g.Module)
+			}
+			g.Module = value
+		case name == "__scrape_interval__":
+			d, err := model.ParseDuration(value)
+			if err != nil {
+				return g, fail(at(path, "labels", name), "invalid __scrape_interval__ %q: %w", value, err)
+			}
+			if g.Interval == 0 {
+				g.Interval = time.Duration(d)
+			}
+		case strings.HasPrefix(name, "__"):
+			// Other reserved labels configure Prometheus, not checks.
+		default:
+			if g.Labels == nil {
+				g.Labels = map[string]string{}
+			}
+			g.Labels[name] = value
+		}
+	}
+	return g, nil
+}

@@ -1,0 +1,66 @@
+package exporter
+
+import (
+	"bufio"
+	"compress/gzip"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/common/expfmt"
+)
+
+// handleMetrics serves the exporter's own metrics followed by the latest
+// result of every scheduled target, in the Prometheus text format.
+func (e *Exporter) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		e.logger.Error("Error gathering metrics", "err", err)
+		if len(mfs) == 0 {
+			http.Error(w, "error gathering metrics: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+	}
+	format := expfmt.NewFormat(expfmt.TypeTextPlain)
+	w.Header().Set("Content-Type", string(format))
+	var out io.Writer = w
+	if acceptsGzip(r) {
+		w.Header().Set("Content-Encoding", "gzip")
+		gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+		defer gz.Close()
+		out = gz
+	}
+	bw := bufio.NewWriterSize(out, 64<<10)
+	defer bw.Flush()
+	enc := expfmt.NewEncoder(bw, format)
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			e.logger.Error("Error encoding metric family", "family", mf.GetName(), "err", err)
+			return
+		}
+	}
+	if _, err := e.table.WriteTo(bw); err != nil {
+		e.logger.Debug("Error writing scheduled results", "err", err)
+	}
+}
+
+// acceptsGzip reports whether the client accepts gzip with a non-zero quality.
+func acceptsGzip(r *http.Request) bool {
+	for part := range strings.SplitSeq(r.Header.Get("Accept-Encoding"), ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if !strings.EqualFold(strings.TrimSpace(name), "gzip") {
+			continue
+		}
+		q := 1.0
+		for p := range strings.SplitSeq(params, ";") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.TrimSpace(k) == "q" {
+				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+					q = f
+				}
+			}
+		}
+		return q > 0
+	}
+	return false
+}

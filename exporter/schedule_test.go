@@ -1,0 +1,150 @@
+package exporter
+
+import (
+	"compress/gzip"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// waitFor polls cond every 50ms for up to limit.
+func waitFor(tb testing.TB, limit time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %s waiting for %s", limit, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestScheduledTargetsOnMetrics(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer up.Close()
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer down.Close()
+
+	ts := mustStart(t, `
+modules:
+  http_2xx:
+    prober: http
+    timeout: 1s
+scheduler:
+  retries: 0
+targets:
+  - module: http_2xx
+    interval: 1s
+    targets: [`+up.URL+`, `+down.URL+`]
+    labels: {team: web}
+`)
+	var fams map[string]*familyView
+	waitFor(t, 10*time.Second, "both scheduled targets on /metrics", func() bool {
+		_, body := mustGet(t, ts.url+"/metrics")
+		fams = mustParse(t, body)
+		f, ok := fams["probe_success"]
+		return ok && len(f.samples) == 2
+	})
+	success := fams["probe_success"]
+	if v := success.value(t, "target", up.URL, "module", "http_2xx", "team", "web"); v != 1 {
+		t.Errorf("probe_success of the healthy target = %v", v)
+	}
+	if v := success.value(t, "target", down.URL); v != 0 {
+		t.Errorf("probe_success of the failing target = %v", v)
+	}
+	if v := mustFamily(t, fams, "probe_failure_info").value(t, "target", down.URL, "reason", "status_code"); v != 1 {
+		t.Errorf("failure reason of the failing target not exposed")
+	}
+	if v := mustFamily(t, fams, "probe_http_status_code").value(t, "target", down.URL); v != 503 {
+		t.Errorf("probe_http_status_code = %v, want 503", v)
+	}
+	mustFamily(t, fams, "vantage_probe_checks_total").value(t, "target", up.URL, "result", "success")
+	mustFamily(t, fams, "probe_http_duration_seconds").value(t, "target", up.URL, "phase", "connect")
+	if v := mustFamily(t, fams, "vantage_scheduler_targets").value(t); v != 2 {
+		t.Errorf("vantage_scheduler_targets = %v, want 2", v)
+	}
+
+	// The same exposition, gzip-compressed, when the client asks for it.
+	req, _ := http.NewRequest(http.MethodGet, ts.url+"/metrics", nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("Content-Encoding %q, want gzip", resp.Header.Get("Content-Encoding"))
+	}
+	zr, err := gzip.NewReader(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(plain), `probe_success{target="`+up.URL+`"`) {
+		t.Errorf("gzip exposition lacks the scheduled results")
+	}
+}
+
+func TestTargetFilesAreWatched(t *testing.T) {
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer target.Close()
+	ts := mustStart(t, `
+modules:
+  http_2xx:
+    prober: http
+    timeout: 1s
+scheduler:
+  file_refresh_interval: 1s
+target_files: [targets/*.json]
+`)
+	dir := filepath.Join(filepath.Dir(ts.configPath), "targets")
+	if err := mkdirAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	// A Prometheus file_sd file: module and interval from reserved labels.
+	mustWriteFile(t, filepath.Join(dir, "sd.json"), `[{"targets": ["`+target.URL+`/a", "`+target.URL+`/b"],
+	  "labels": {"__param_module": "http_2xx", "__scrape_interval__": "1s", "env": "prod"}}]`)
+	scheduled := func() map[string]bool {
+		_, body := mustGet(t, ts.url+"/metrics")
+		out := map[string]bool{}
+		if f, ok := mustParse(t, body)["probe_success"]; ok {
+			for _, s := range f.samples {
+				out[s.labels["target"]+" env="+s.labels["env"]] = true
+			}
+		}
+		return out
+	}
+	waitFor(t, 10*time.Second, "targets from the new file", func() bool {
+		s := scheduled()
+		return s[target.URL+"/a env=prod"] && s[target.URL+"/b env=prod"]
+	})
+
+	// A broken file keeps the running targets.
+	mustWriteFile(t, filepath.Join(dir, "sd.json"), `[{"targets": ["`+target.URL+`/a"], "labels": {"__param_module": "nope"}}]`)
+	waitFor(t, 10*time.Second, "the broken file to be noticed", func() bool {
+		_, body := mustGet(t, ts.url+"/metrics")
+		return mustFamily(t, mustParse(t, body), "vantage_exporter_target_files_last_read_successful").value(t) == 0
+	})
+	if s := scheduled(); !s[target.URL+"/b env=prod"] {
+		t.Errorf("a broken target file dropped the running targets: %v", s)
+	}
+
+	// Removing a target removes its series.
+	mustWriteFile(t, filepath.Join(dir, "sd.json"), `[{"targets": ["`+target.URL+`/a"], "labels": {"__param_module": "http_2xx", "__scrape_interval__": "1s", "env": "prod"}}]`)
+	waitFor(t, 10*time.Second, "the removed target to disappear", func() bool {
+		s := scheduled()
+		return s[target.URL+"/a env=prod"] && !s[target.URL+"/b env=prod"]
+	})
+}
+
+func mkdirAll(dir string) error { return os.MkdirAll(dir, 0o755) }
