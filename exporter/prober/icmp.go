@@ -115,28 +115,35 @@ func (q *icmpProbe) probe(ctx context.Context, target string, p Params, r *Resul
 		return
 	}
 	setupStart := time.Now()
-	sock, req, ok := q.setup(ip, d, r, p.Logger)
+	sock, ok := q.open(ip, d, r, p.Logger)
 	if !ok {
 		return
 	}
 	defer sock.conn.Close()
+	req, err := q.newRequest(sock, ip, d, p.Logger)
+	if err != nil {
+		p.Logger.Error("Error marshalling packet", "err", err)
+		r.Fail(ReasonInternalError, "building the echo request: %v", err)
+		return
+	}
+	p.Logger.Debug("Creating ICMP packet", "seq", req.seq, "id", req.id, "socket", d.Socket)
 	r.SetPhase("setup", time.Since(setupStart))
 	q.exchange(ctx, sock, ip, req, d, r, p.Logger)
 }
 
-// setup opens the socket, applies the module's socket options and builds
-// the echo request. It is the "setup" phase.
-func (q *icmpProbe) setup(ip net.IP, d *ICMPDetails, r *Result, logger *slog.Logger) (*icmpSocket, *echoRequest, bool) {
+// open opens the socket to ping ip from and applies the module's socket
+// options. With newRequest it is the "setup" phase.
+func (q *icmpProbe) open(ip net.IP, d *ICMPDetails, r *Result, logger *slog.Logger) (*icmpSocket, bool) {
 	fam := familyOf(ip)
-	if q.source != nil && familyOf(q.source) != fam {
-		r.Fail(ReasonSocketError, "source_ip_address %s is not of the target's family (IPv%d)", q.source, fam)
-		return nil, nil, false
-	}
 	src := "0.0.0.0"
 	if fam == 6 {
 		src = "::"
 	}
 	if q.source != nil {
+		if familyOf(q.source) != fam {
+			r.Fail(ReasonSocketError, "source_ip_address %s is not of the target's family (IPv%d)", q.source, fam)
+			return nil, false
+		}
 		src = q.source.String()
 		logger.Debug("Using source address", "source_ip_address", src)
 	}
@@ -152,7 +159,7 @@ func (q *icmpProbe) setup(ip net.IP, d *ICMPDetails, r *Result, logger *slog.Log
 	if err != nil {
 		logger.Error("Error listening to socket", "err", err)
 		r.Fail(ReasonSocketError, "opening an ICMP socket: %v", err)
-		return nil, nil, false
+		return nil, false
 	}
 	d.Socket = "datagram"
 	if sock.privileged {
@@ -162,24 +169,24 @@ func (q *icmpProbe) setup(ip net.IP, d *ICMPDetails, r *Result, logger *slog.Log
 		sock.conn.Close()
 		logger.Error("Error setting TTL", "ttl", q.cfg.TTL, "err", err)
 		r.Fail(ReasonSocketError, "setting ttl %d: %v", q.cfg.TTL, err)
-		return nil, nil, false
+		return nil, false
 	}
-	hopLimitKnown := true
 	if err := sock.enableHopLimit(); err != nil {
 		logger.Debug("Failed to set Control Message for retrieving Hop Limit", "err", err)
-		hopLimitKnown = false
 	}
-	req, err := newEchoRequest(fam, q.payload, ip)
+	return sock, true
+}
+
+// newRequest builds the echo request to send from sock.
+func (q *icmpProbe) newRequest(sock *icmpSocket, ip net.IP, d *ICMPDetails, logger *slog.Logger) (*echoRequest, error) {
+	req, err := newEchoRequest(familyOf(ip), q.payload, ip)
 	if err != nil {
-		sock.conn.Close()
-		logger.Error("Error marshalling packet", "err", err)
-		r.Fail(ReasonInternalError, "building the echo request: %v", err)
-		return nil, nil, false
+		return nil, err
 	}
-	req.hopLimitKnown = hopLimitKnown
 	if sock.privileged {
 		// A raw socket sees every ICMP packet the host receives: let the
-		// kernel drop all but the reply to this request.
+		// kernel drop all but the reply to this request. Replies are
+		// matched in full anyway, so a failure only costs wake-ups.
 		if err := sock.filterEchoReply(req.id, req.seq); err != nil {
 			logger.Debug("Failed to attach the echo reply filter", "err", err)
 		}
@@ -193,8 +200,7 @@ func (q *icmpProbe) setup(ip net.IP, d *ICMPDetails, r *Result, logger *slog.Log
 		}
 	}
 	d.ID, d.Sequence = req.id, req.seq
-	logger.Debug("Creating ICMP packet", "seq", req.seq, "id", req.id, "socket", d.Socket)
-	return sock, req, true
+	return req, nil
 }
 
 // exchange sends the echo request and waits for its reply until ctx ends.
@@ -239,7 +245,7 @@ func (q *icmpProbe) exchange(ctx context.Context, sock *icmpSocket, ip net.IP, r
 		if !req.reply.matches(buf[:n], from) {
 			continue // another probe's reply, or not a reply at all
 		}
-		if req.hopLimitKnown && hopLimit >= 0 {
+		if sock.hopLimit && hopLimit >= 0 {
 			d.ReplyHopLimit = &hopLimit
 		} else {
 			logger.Debug("Cannot get the hop limit of the reply; probe_icmp_reply_hop_limit will be missing")
@@ -251,10 +257,9 @@ func (q *icmpProbe) exchange(ctx context.Context, sock *icmpSocket, ip net.IP, r
 
 // echoRequest is one probe's echo request and the reply it waits for.
 type echoRequest struct {
-	id, seq       int
-	wire          []byte
-	reply         echoReply
-	hopLimitKnown bool
+	id, seq int
+	wire    []byte
+	reply   echoReply
 }
 
 // newEchoRequest builds an echo request with a random ID and sequence

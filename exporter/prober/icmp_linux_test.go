@@ -63,3 +63,22 @@ func TestListenRawICMPDontFragment(t *testing.T) {
 		}
 	}
 }
+
+// hostHopLimit is the TTL (IPv4) or hop limit (IPv6) this host's stack sends
+// its own packets, echo replies included, with.
+func hostHopLimit(tb testing.TB, family int) int {
+	tb.Helper()
+	path := "/proc/sys/net/ipv4/ip_default_ttl"
+	if family == 6 {
+		path = "/proc/sys/net/ipv6/conf/lo/hop_limit"
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var n int
+	if _, err := fmt.Sscan(string(b), &n); err != nil {
+		tb.Fatalf("%s: %v", path, err)
+	}
+	return n
+}

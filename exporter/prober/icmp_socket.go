@@ -23,6 +23,9 @@ type icmpSocket struct {
 	// privileged is set for a raw socket and unset for an unprivileged
 	// datagram ("ping") socket.
 	privileged bool
+	// hopLimit is set once the socket reports the TTL / hop limit of
+	// received packets.
+	hopLimit bool
 }
 
 // datagramICMP reports whether the OS has unprivileged datagram ICMP
@@ -102,10 +105,14 @@ func (s *icmpSocket) setTTL(ttl int) error {
 
 // enableHopLimit asks for the TTL / hop limit of received packets.
 func (s *icmpSocket) enableHopLimit() error {
+	var err error
 	if s.p4 != nil {
-		return s.p4.SetControlMessage(ipv4.FlagTTL, true)
+		err = s.p4.SetControlMessage(ipv4.FlagTTL, true)
+	} else {
+		err = s.p6.SetControlMessage(ipv6.FlagHopLimit, true)
 	}
-	return s.p6.SetControlMessage(ipv6.FlagHopLimit, true)
+	s.hopLimit = err == nil
+	return err
 }
 
 // filterEchoReply attaches a socket filter passing only the echo reply with

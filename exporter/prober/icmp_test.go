@@ -3,6 +3,7 @@ package prober
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -151,15 +152,15 @@ func TestICMPPingLoopback(t *testing.T) {
 				t.Errorf("phases = %+v, want setup and rtt measured", r.Phases)
 			}
 			// The loopback reply comes from this host's own stack, with its
-			// default TTL / hop limit (64 unless the host changed it).
-			compareResultSeries(t, r, `
+			// default TTL / hop limit.
+			compareResultSeries(t, r, fmt.Sprintf(`
 # HELP probe_icmp_reply_hop_limit Replied packet hop limit (TTL for ipv4)
 # TYPE probe_icmp_reply_hop_limit gauge
-probe_icmp_reply_hop_limit 64
+probe_icmp_reply_hop_limit %d
 # HELP probe_success Displays whether or not the probe was a success
 # TYPE probe_success gauge
 probe_success 1
-`, "probe_icmp_reply_hop_limit", "probe_success")
+`, hostHopLimit(t, tc.family)), "probe_icmp_reply_hop_limit", "probe_success")
 			got := seriesOfResult(r)
 			for _, name := range []string{
 				`probe_icmp_duration_seconds{phase="resolve"}`, `probe_icmp_duration_seconds{phase="setup"}`,
@@ -263,6 +264,54 @@ func TestICMPTimeout(t *testing.T) {
 		if _, ok := seriesOfResult(r)[`probe_icmp_duration_seconds{phase="rtt"}`]; !ok {
 			t.Error("a timed out probe lacks the rtt phase series")
 		}
+	}
+	waitForGoroutinesAtMost(t, before)
+}
+
+// silentConn swallows what is written to it, so no echo request leaves and
+// no reply ever comes.
+type silentConn struct{ net.PacketConn }
+
+func (silentConn) WriteTo(b []byte, _ net.Addr) (int, error) { return len(b), nil }
+
+func TestICMPNoReplyWaitsUntilDeadline(t *testing.T) {
+	requireRawICMP(t)
+	m := icmpTestModule(nil)
+	q, err := newICMPProber(m.ICMP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.listenRaw = func(family int, source string, df bool) (*icmpSocket, error) {
+		s, err := listenRawICMP(family, source, df)
+		if err == nil {
+			s.conn = silentConn{s.conn}
+		}
+		return s, err
+	}
+	mod := &Module{Name: "test", Config: m, probe: q.probe}
+	before := runtime.NumGoroutine()
+	// Replies to other probes arrive meanwhile and must not end the wait.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+				runTestProbe(t, icmpTestModule(nil), "127.0.0.1", time.Second)
+			}
+		}
+	}()
+	start := time.Now()
+	r := probeModule(t, mod, "127.0.0.1", 200*time.Millisecond)
+	took := time.Since(start)
+	close(stop)
+	<-done
+	requireReason(t, r, ReasonTimeout)
+	if rtt := r.PhaseDuration("rtt"); rtt < 150*time.Millisecond || took > time.Second {
+		t.Errorf("rtt phase %v, probe took %v; want it to wait for the 200ms deadline and no longer", rtt, took)
 	}
 	waitForGoroutinesAtMost(t, before)
 }
@@ -437,7 +486,7 @@ func TestEchoReplyFilter(t *testing.T) {
 	}
 }
 
-func TestICMPDetailsJSONNames(t *testing.T) {
+func TestICMPReplyHopLimitSeries(t *testing.T) {
 	// The details go over the JSON API; the series come only from a reply.
 	d := &ICMPDetails{}
 	r := &Result{Prober: "icmp", ICMP: d}
@@ -480,8 +529,8 @@ func TestICMPWithoutRawSocket(t *testing.T) {
 			if r.ICMP.Socket != "datagram" {
 				t.Errorf("socket = %q, want datagram", r.ICMP.Socket)
 			}
-			if r.ICMP.ReplyHopLimit == nil || *r.ICMP.ReplyHopLimit != 64 {
-				t.Errorf("reply hop limit = %v, want 64", r.ICMP.ReplyHopLimit)
+			if want := hostHopLimit(t, familyOf(net.ParseIP(tc.target))); r.ICMP.ReplyHopLimit == nil || *r.ICMP.ReplyHopLimit != want {
+				t.Errorf("reply hop limit = %v, want %d", r.ICMP.ReplyHopLimit, want)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package prober
 import (
 	"fmt"
 	"hash/fnv"
+	"net"
 	"time"
 )
 
@@ -100,12 +101,19 @@ func (d *ResolveDetails) samples(e emitter) {
 	e.gauge("probe_ip_addr_hash", "Specifies the hash of IP address. It's useful to detect if the IP address changes.", ipHash(d.IP))
 }
 
+// ipHash hashes the address bytes (4 for IPv4, 16 for IPv6) with FNV-32a,
+// as blackbox_exporter does, so the series has the same value in both.
 func ipHash(ip string) float64 {
-	if ip == "" {
+	parsed := net.ParseIP(ip)
+	if parsed == nil {
 		return 0
 	}
+	raw := []byte(parsed.To16())
+	if v4 := parsed.To4(); v4 != nil {
+		raw = v4
+	}
 	h := fnv.New32a()
-	h.Write([]byte(ip))
+	h.Write(raw)
 	return float64(h.Sum32())
 }
 
