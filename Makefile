@@ -50,5 +50,11 @@ lint: vet
 	$(GO) run $(STATICCHECK) ./...
 	$(GO) run $(GOVULNCHECK) ./...
 
+## bench: benchmark scheduled checks against Debian's prometheus-blackbox-exporter
+## and a minimal Go client (about 6 minutes; results go into BENCHMARKS.md).
+## BENCH_FLAGS=-scale=0.25 for a quick run; go run ./tools/bench -h lists the flags.
+bench:
+	@BENCH_COMMAND='make bench$(if $(BENCH_FLAGS), BENCH_FLAGS="$(BENCH_FLAGS)")' $(GO) run ./tools/bench $(BENCH_FLAGS)
+
 clean:
 	rm -rf $(BIN)

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// schedMetrics are the exporter's scheduler series at one moment.
+type schedMetrics struct {
+	Checks   float64 // vantage_scheduler_checks_total
+	Missed   map[string]float64
+	InFlight float64
+	Targets  float64
+	LagCount float64
+	LagLE    map[float64]float64 // cumulative bucket counts by upper bound
+}
+
+func (m schedMetrics) missed() float64 {
+	var n float64
+	for _, v := range m.Missed {
+		n += v
+	}
+	return n
+}
+
+// scrapeScheduler reads /metrics only as far as the vantage_scheduler_
+// families. The exporter writes its own registry (sorted by name) before
+// the per-target table, so the connection is closed long before the
+// table: a cheap scrape even with 100,000 targets.
+func scrapeScheduler(ctx context.Context, base string) (schedMetrics, error) {
+	m := schedMetrics{Missed: map[string]float64{}, LagLE: map[float64]float64{}}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	req.Close = true
+	resp, err := plainClient(30 * time.Second).Do(req)
+	if err != nil {
+		return m, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return m, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	seen := false
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name, labels, value, ok := parseSample(line)
+		if !ok {
+			continue
+		}
+		if !strings.HasPrefix(name, "vantage_scheduler_") {
+			if seen {
+				break
+			}
+			continue
+		}
+		seen = true
+		switch name {
+		case "vantage_scheduler_checks_total":
+			m.Checks = value
+		case "vantage_scheduler_missed_checks_total":
+			m.Missed[label(labels, "reason")] = value
+		case "vantage_scheduler_in_flight":
+			m.InFlight = value
+		case "vantage_scheduler_targets":
+			m.Targets = value
+		case "vantage_scheduler_lag_seconds_count":
+			m.LagCount = value
+		case "vantage_scheduler_lag_seconds_bucket":
+			le, err := strconv.ParseFloat(label(labels, "le"), 64)
+			if err == nil {
+				m.LagLE[le] = value
+			}
+		}
+	}
+	if !seen {
+		return m, fmt.Errorf("no vantage_scheduler_ series on %s/metrics", base)
+	}
+	return m, sc.Err()
+}
+
+// plainClient makes one request per connection and never asks for gzip
+// behind the caller's back (http.Transport does unless told not to).
+func plainClient(timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{DisableCompression: true, DisableKeepAlives: true}}
+}
+
+// parseSample splits `name{labels} value` (no timestamp).
+func parseSample(line string) (name, labels string, value float64, ok bool) {
+	sp := strings.LastIndexByte(line, ' ')
+	if sp < 0 {
+		return "", "", 0, false
+	}
+	v, err := strconv.ParseFloat(line[sp+1:], 64)
+	if err != nil {
+		return "", "", 0, false
+	}
+	head := line[:sp]
+	if i := strings.IndexByte(head, '{'); i >= 0 {
+		return head[:i], head[i+1 : len(head)-1], v, true
+	}
+	return head, "", v, true
+}
+
+// label returns the value of label k in `a="x",b="y"`. Values in these
+// series (module names, farm URLs, numbers) hold no quotes or commas.
+func label(labels, k string) string {
+	for kv := range strings.SplitSeq(labels, `",`) {
+		if name, v, ok := strings.Cut(kv, `="`); ok && name == k {
+			return strings.TrimSuffix(v, `"`)
+		}
+	}
+	return ""
+}
+
+// lagQuantile estimates quantile q of the lag observed between a and b
+// from the histogram buckets, interpolating linearly inside the bucket as
+// PromQL's histogram_quantile does. NaN when nothing was observed.
+func lagQuantile(a, b schedMetrics, q float64) float64 {
+	count := b.LagCount - a.LagCount
+	if count <= 0 {
+		return math.NaN()
+	}
+	var les []float64
+	for le := range b.LagLE {
+		les = append(les, le)
+	}
+	sort.Float64s(les)
+	rank := q * count
+	prevLE, prevCum := 0.0, 0.0
+	for _, le := range les {
+		cum := b.LagLE[le] - a.LagLE[le]
+		if cum >= rank {
+			if math.IsInf(le, 1) {
+				return prevLE // above the highest finite bucket
+			}
+			if cum == prevCum {
+				return le
+			}
+			return prevLE + (le-prevLE)*(rank-prevCum)/(cum-prevCum)
+		}
+		prevLE, prevCum = le, cum
+	}
+	return prevLE
+}
+
+// fullScrape is one complete GET /metrics.
+type fullScrape struct {
+	Duration time.Duration // request sent to last byte read
+	Bytes    int64         // bytes on the wire (compressed when gzip)
+	Rows     int64         // targets with a vantage_probe_checks_total{result="success"} row
+	Success  float64       // sum of vantage_probe_checks_total{result="success"}
+	Failure  float64       // sum of vantage_probe_checks_total{result="failure"}
+	CPU      float64       // exporter CPU seconds during the scrape (scheduled checks included)
+}
+
+// scrapeAll times a complete GET /metrics. With gzip it asks for gzip as
+// Prometheus does and times the compressed transfer without decoding it
+// (Rows, Success and Failure stay 0).
+func scrapeAll(ctx context.Context, base string, gzip bool) (fullScrape, error) {
+	var s fullScrape
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	req.Close = true
+	if gzip {
+		// Setting the header ourselves stops Transport from decoding it.
+		req.Header.Set("Accept-Encoding", "gzip")
+	}
+	start := time.Now()
+	resp, err := plainClient(60 * time.Second).Do(req)
+	if err != nil {
+		return s, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return s, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	if gzip {
+		s.Bytes, err = io.Copy(io.Discard, resp.Body)
+		s.Duration = time.Since(start)
+		return s, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	s.Duration = time.Since(start)
+	s.Bytes = int64(len(body))
+	if err != nil {
+		return s, err
+	}
+	const p = "vantage_probe_checks_total{"
+	for line := range strings.SplitSeq(string(body), "\n") {
+		if !strings.HasPrefix(line, p) {
+			continue
+		}
+		_, labels, v, ok := parseSample(line)
+		if !ok {
+			continue
+		}
+		switch label(labels, "result") {
+		case "success":
+			s.Rows++
+			s.Success += v
+		case "failure":
+			s.Failure += v
+		}
+	}
+	return s, nil
+}
