@@ -3,7 +3,9 @@
 package collector
 
 import (
+	"bufio"
 	"bytes"
+	"compress/gzip"
 	"io"
 	"math"
 	"slices"
@@ -159,58 +161,116 @@ func (t *Table) render(r *row, o scheduler.Outcome) *rendering {
 	return rd
 }
 
-// WriteTo writes every held result in the Prometheus text format.
-func (t *Table) WriteTo(w io.Writer) (int64, error) {
+// scrape is a consistent view of the table for one scrape.
+type scrape struct {
+	fams    []family
+	order   []int // indexes of the families present, in name order
+	renders []*rendering
+}
+
+func (t *Table) snapshot() *scrape {
 	t.mu.RLock()
 	rows := slices.Clone(t.sorted)
 	t.mu.RUnlock()
-	fams := t.families.snapshot()
-	renders := make([]*rendering, 0, len(rows))
-	present := make([]bool, len(fams))
+	sc := &scrape{fams: t.families.snapshot(), renders: make([]*rendering, 0, len(rows))}
+	present := make([]bool, len(sc.fams))
 	for _, r := range rows {
 		if rd := r.rendered.Load(); rd != nil {
-			renders = append(renders, rd)
+			sc.renders = append(sc.renders, rd)
 			for _, s := range rd.segs {
 				present[s.family] = true
 			}
 		}
 	}
-	order := make([]int, len(fams))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, func(a, b int) int { return strings.Compare(fams[a].name, fams[b].name) })
-
-	// Each row's segments are in family-name order, so one cursor per row
-	// walks every row once while the families are written in name order.
-	cursors := make([]int, len(renders))
-	bw := &countingWriter{w: w}
-	var head []byte
-	for _, f := range order {
-		if !present[f] {
-			continue
+	for i, ok := range present {
+		if ok {
+			sc.order = append(sc.order, i)
 		}
-		head = append(head[:0], "# HELP "...)
-		head = append(head, fams[f].name...)
+	}
+	slices.SortFunc(sc.order, func(a, b int) int { return strings.Compare(sc.fams[a].name, sc.fams[b].name) })
+	return sc
+}
+
+// writeFamily writes family f's lines of renders, with the family's HELP and
+// TYPE lines first when header is set. Each row's segments are in
+// family-name order, so one cursor per row, advanced family by family in
+// name order, walks every row once.
+func (sc *scrape) writeFamily(w *countingWriter, f int, renders []*rendering, cursors []int, header bool) {
+	if header {
+		fam := sc.fams[f]
+		head := make([]byte, 0, 2*len(fam.name)+len(fam.help)+24)
+		head = append(head, "# HELP "...)
+		head = append(head, fam.name...)
 		head = append(head, ' ')
-		head = append(head, fams[f].help...)
+		head = append(head, fam.help...)
 		head = append(head, "\n# TYPE "...)
-		head = append(head, fams[f].name...)
+		head = append(head, fam.name...)
 		head = append(head, ' ')
-		head = append(head, fams[f].typ...)
+		head = append(head, fam.typ...)
 		head = append(head, '\n')
-		bw.write(head)
-		for i, rd := range renders {
-			for c := cursors[i]; c < len(rd.segs) && rd.segs[c].family == f; c++ {
-				bw.write(rd.buf[rd.segs[c].start:rd.segs[c].end])
-				cursors[i] = c + 1
+		w.write(head)
+	}
+	for i, rd := range renders {
+		c := cursors[i]
+		for ; c < len(rd.segs) && rd.segs[c].family == f; c++ {
+			w.write(rd.buf[rd.segs[c].start:rd.segs[c].end])
+		}
+		cursors[i] = c
+	}
+}
+
+// WriteTo writes every held result in the Prometheus text format.
+func (t *Table) WriteTo(w io.Writer) (int64, error) {
+	sc := t.snapshot()
+	cursors := make([]int, len(sc.renders))
+	cw := &countingWriter{w: w}
+	for _, f := range sc.order {
+		sc.writeFamily(cw, f, sc.renders, cursors, true)
+		if cw.err != nil {
+			break
+		}
+	}
+	return cw.n, cw.err
+}
+
+// WriteGzip writes what WriteTo writes, gzip-compressed by up to workers
+// goroutines. Each worker compresses its share of the rows family by family
+// into gzip members; the members are written in order, which makes one
+// valid multi-member gzip stream (RFC 1952) of the same text.
+func (t *Table) WriteGzip(w io.Writer, workers int) error {
+	sc := t.snapshot()
+	workers = max(1, min(workers, len(sc.renders)))
+	chunks := make([][]*bytes.Buffer, workers)
+	var wg sync.WaitGroup
+	for k := range workers {
+		part := sc.renders[k*len(sc.renders)/workers : (k+1)*len(sc.renders)/workers]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			gz, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+			bw := bufio.NewWriterSize(gz, 32<<10)
+			cursors := make([]int, len(part))
+			for _, f := range sc.order {
+				buf := &bytes.Buffer{}
+				gz.Reset(buf)
+				bw.Reset(gz)
+				cw := &countingWriter{w: bw}
+				sc.writeFamily(cw, f, part, cursors, k == 0)
+				_ = bw.Flush()
+				_ = gz.Close()
+				chunks[k] = append(chunks[k], buf)
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range sc.order {
+		for k := range workers {
+			if _, err := w.Write(chunks[k][i].Bytes()); err != nil {
+				return err
 			}
 		}
-		if bw.err != nil {
-			return bw.n, bw.err
-		}
 	}
-	return bw.n, bw.err
+	return nil
 }
 
 type countingWriter struct {

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"io"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -24,15 +25,15 @@ func (e *Exporter) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	}
 	format := expfmt.NewFormat(expfmt.TypeTextPlain)
 	w.Header().Set("Content-Type", string(format))
+	gzipped := acceptsGzip(r)
 	var out io.Writer = w
-	if acceptsGzip(r) {
+	var gz *gzip.Writer
+	if gzipped {
 		w.Header().Set("Content-Encoding", "gzip")
-		gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
-		defer gz.Close()
+		gz, _ = gzip.NewWriterLevel(w, gzip.BestSpeed)
 		out = gz
 	}
 	bw := bufio.NewWriterSize(out, 64<<10)
-	defer bw.Flush()
 	enc := expfmt.NewEncoder(bw, format)
 	for _, mf := range mfs {
 		if err := enc.Encode(mf); err != nil {
@@ -40,7 +41,22 @@ func (e *Exporter) handleMetrics(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if _, err := e.table.WriteTo(bw); err != nil {
+	if !gzipped {
+		_, err = e.table.WriteTo(bw)
+		if ferr := bw.Flush(); err == nil {
+			err = ferr
+		}
+	} else {
+		// The registry's series form the first gzip member; the table,
+		// compressed on every core, follows as further members.
+		if err = bw.Flush(); err == nil {
+			err = gz.Close()
+		}
+		if err == nil {
+			err = e.table.WriteGzip(w, runtime.GOMAXPROCS(0))
+		}
+	}
+	if err != nil {
 		e.logger.Debug("Error writing scheduled results", "err", err)
 	}
 }
