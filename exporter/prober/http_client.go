@@ -238,6 +238,12 @@ func (st *probeState) transportFor(urlHost string) http.RoundTripper {
 	return st.other
 }
 
+// Per-connection buffer sizes of HTTP/1 probes.
+const (
+	probeWriteBuffer = 1024
+	probeReadBuffer  = 2048
+)
+
 func (st *probeState) newTransport(serverName string) http.RoundTripper {
 	tc := st.c.tlsConfig.Clone()
 	tc.ServerName = serverName
@@ -257,6 +263,12 @@ func (st *probeState) newTransport(serverName string) http.RoundTripper {
 		DisableKeepAlives:  true,
 		DisableCompression: true,
 		Protocols:          protocols,
+		// A probe sends one small request and reads one response on a
+		// connection of its own; net/http's 4 KiB buffers per connection
+		// dominate memory with thousands of checks in flight. Longer lines
+		// and bodies still pass through.
+		WriteBufferSize: probeWriteBuffer,
+		ReadBufferSize:  probeReadBuffer,
 	}
 	st.closers = append(st.closers, t.CloseIdleConnections)
 	return t
