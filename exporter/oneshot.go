@@ -81,18 +81,7 @@ func writeResultTable(w io.Writer, module, target string, r *prober.Result) erro
 	fmt.Fprintln(tw)
 	fmt.Fprintf(tw, "SERIES\tVALUE\n")
 	r.Samples(func(s prober.Sample) {
-		fmt.Fprintf(tw, "%s\t%g\n", sampleString(s), s.Value)
+		fmt.Fprintf(tw, "%s\t%g\n", s.String(), s.Value)
 	})
 	return tw.Flush()
-}
-
-func sampleString(s prober.Sample) string {
-	if len(s.LabelNames) == 0 {
-		return s.Name
-	}
-	parts := make([]string, len(s.LabelNames))
-	for i, n := range s.LabelNames {
-		parts[i] = fmt.Sprintf("%s=%q", n, s.LabelValues[i])
-	}
-	return s.Name + "{" + strings.Join(parts, ",") + "}"
 }

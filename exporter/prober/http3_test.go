@@ -62,8 +62,8 @@ func TestHTTP3(t *testing.T) {
 	}))
 
 	r := httpTestProbe(t, http3TestModule(cert.caFile), target, Params{Hostname: "web.vantage.test"}, 5*time.Second)
-	httpRequireReason(t, r, ReasonNone)
-	got := httpSeries(r)
+	requireReason(t, r, ReasonNone)
+	got := seriesOfResult(r)
 	if got["probe_http_version"] != 3 || got["probe_http_ssl"] != 1 || got["probe_http_uncompressed_body_length"] != 9 {
 		t.Errorf("series: version %v ssl %v body %v", got["probe_http_version"], got["probe_http_ssl"], got["probe_http_uncompressed_body_length"])
 	}
@@ -86,11 +86,11 @@ func TestHTTP3(t *testing.T) {
 
 	t.Run("unknown authority", func(t *testing.T) {
 		r := httpTestProbe(t, http3TestModule(""), target, Params{}, 5*time.Second)
-		httpRequireReason(t, r, ReasonTLSError)
+		requireReason(t, r, ReasonTLSError)
 	})
 	t.Run("http target", func(t *testing.T) {
 		r := httpTestProbe(t, http3TestModule(cert.caFile), "http://127.0.0.1:1/", Params{}, 5*time.Second)
-		httpRequireReason(t, r, ReasonInvalidTarget)
+		requireReason(t, r, ReasonInvalidTarget)
 	})
 	t.Run("nothing listening", func(t *testing.T) {
 		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
@@ -113,8 +113,8 @@ func TestHTTP3(t *testing.T) {
 		httpTestProbe(t, m, target, Params{}, 5*time.Second)
 		before := runtime.NumGoroutine()
 		for range 5 {
-			httpRequireReason(t, httpTestProbe(t, m, target, Params{}, 5*time.Second), ReasonNone)
+			requireReason(t, httpTestProbe(t, m, target, Params{}, 5*time.Second), ReasonNone)
 		}
-		httpWaitForGoroutines(t, before)
+		waitForGoroutinesAtMost(t, before)
 	})
 }

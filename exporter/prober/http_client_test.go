@@ -45,8 +45,8 @@ func TestHTTPRedirects(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	r := httpTestProbe(t, httpTestModule(nil), srv.URL+"/a", Params{}, 5*time.Second)
-	httpRequireReason(t, r, ReasonNone)
-	if r.HTTP.Redirects != 2 || httpSeries(r)["probe_http_redirects"] != 2 {
+	requireReason(t, r, ReasonNone)
+	if r.HTTP.Redirects != 2 || seriesOfResult(r)["probe_http_redirects"] != 2 {
 		t.Errorf("redirects = %d, want 2", r.HTTP.Redirects)
 	}
 	if !strings.HasSuffix(r.HTTP.FinalURL, "/final") {
@@ -67,7 +67,7 @@ func TestHTTPRedirects(t *testing.T) {
 	t.Run("not followed", func(t *testing.T) {
 		m := httpTestModule(func(p *config.HTTPProbe) { no := true; p.NoFollowRedirects = &no })
 		r := httpTestProbe(t, m, srv.URL+"/a", Params{}, 5*time.Second)
-		httpRequireReason(t, r, ReasonStatusCode)
+		requireReason(t, r, ReasonStatusCode)
 		if r.HTTP.StatusCode != http.StatusFound || r.HTTP.Redirects != 1 {
 			t.Errorf("status %d redirects %d, want 302 and 1 (blackbox counts the redirect seen)", r.HTTP.StatusCode, r.HTTP.Redirects)
 		}
@@ -75,11 +75,11 @@ func TestHTTPRedirects(t *testing.T) {
 			p.HTTPClientConfig.FollowRedirects = false
 			p.ValidStatusCodes = []int{302}
 		})
-		httpRequireReason(t, httpTestProbe(t, m, srv.URL+"/a", Params{}, 5*time.Second), ReasonNone)
+		requireReason(t, httpTestProbe(t, m, srv.URL+"/a", Params{}, 5*time.Second), ReasonNone)
 	})
 	t.Run("loop stops after 10", func(t *testing.T) {
 		r := httpTestProbe(t, httpTestModule(nil), srv.URL+"/loop", Params{}, 5*time.Second)
-		httpRequireReason(t, r, ReasonStatusCode)
+		requireReason(t, r, ReasonStatusCode)
 		if r.HTTP.Redirects != maxRedirects+1 {
 			t.Errorf("redirects = %d, want %d", r.HTTP.Redirects, maxRedirects+1)
 		}
@@ -123,7 +123,7 @@ func TestHTTPRedirectToOtherHostResolves(t *testing.T) {
 				p.HTTPClientConfig.TLSConfig.ServerName = tc.serverName
 			})
 			r := httpTestProbe(t, m, first.URL, tc.params, 5*time.Second)
-			httpRequireReason(t, r, ReasonNone)
+			requireReason(t, r, ReasonNone)
 			mu.Lock()
 			defer mu.Unlock()
 			if want := []string{"vhost.vantage.test", "web.vantage.test"}; !slices.Equal(serverNames, want) {
@@ -193,7 +193,7 @@ func TestHTTPRequestSettings(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httpTestProbe(t, httpTestModule(tc.edit), srv.URL, tc.params, 5*time.Second)
-			httpRequireReason(t, r, ReasonNone)
+			requireReason(t, r, ReasonNone)
 			mu.Lock()
 			got := last
 			mu.Unlock()
@@ -242,7 +242,7 @@ func TestHTTPHostnameSetsSNI(t *testing.T) {
 	}))
 	m := httpTestModule(func(p *config.HTTPProbe) { p.HTTPClientConfig.TLSConfig.CAFile = cert.caFile })
 	r := httpTestProbe(t, m, srv.URL, Params{Hostname: "web.vantage.test"}, 5*time.Second)
-	httpRequireReason(t, r, ReasonNone)
+	requireReason(t, r, ReasonNone)
 	mu.Lock()
 	defer mu.Unlock()
 	if sni != "web.vantage.test" || host != "web.vantage.test" {
@@ -263,7 +263,7 @@ func TestHTTPSourceIPAddress(t *testing.T) {
 	if r.Reason == ReasonConnectError && strings.Contains(r.Error, "assign") {
 		t.Skipf("127.0.0.2 is not usable here: %s", r.Error)
 	}
-	httpRequireReason(t, r, ReasonNone)
+	requireReason(t, r, ReasonNone)
 	mu.Lock()
 	defer mu.Unlock()
 	if h, _, _ := net.SplitHostPort(remote); h != "127.0.0.2" {
@@ -291,7 +291,7 @@ func TestHTTPProxy(t *testing.T) {
 			p.SkipResolvePhaseWithProxy = skip
 		})
 		r := httpTestProbe(t, m, "http://127.0.0.1:1/behind-proxy", Params{}, 5*time.Second)
-		httpRequireReason(t, r, ReasonNone)
+		requireReason(t, r, ReasonNone)
 		mu.Lock()
 		if proxied != "http://127.0.0.1:1/behind-proxy" {
 			t.Errorf("proxy saw %q", proxied)
@@ -330,7 +330,7 @@ func TestHTTPOAuth2(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		r := mod.Probe(ctx, srv.URL, Params{})
 		cancel()
-		httpRequireReason(t, r, ReasonNone)
+		requireReason(t, r, ReasonNone)
 	}
 	mu.Lock()
 	defer mu.Unlock()

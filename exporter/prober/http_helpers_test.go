@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
@@ -54,37 +53,6 @@ func httpTestProbe(tb testing.TB, m config.Module, target string, p Params, time
 		p.Logger = slog.New(slog.NewTextHandler(tb.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return mod.Probe(ctx, target, p)
-}
-
-func httpRequireReason(tb testing.TB, r *Result, want Reason) {
-	tb.Helper()
-	if r.Reason != want {
-		tb.Fatalf("reason = %q (%s), want %q", r.Reason, r.Error, want)
-	}
-	if (want == ReasonNone) != r.Success {
-		tb.Fatalf("success = %v with reason %q", r.Success, r.Reason)
-	}
-}
-
-// httpSeries renders r's samples as `name{label="value",...}` → value.
-func httpSeries(r *Result) map[string]float64 {
-	out := map[string]float64{}
-	r.Samples(func(s Sample) {
-		var b strings.Builder
-		b.WriteString(s.Name)
-		if len(s.LabelNames) > 0 {
-			b.WriteByte('{')
-			for i, n := range s.LabelNames {
-				if i > 0 {
-					b.WriteByte(',')
-				}
-				fmt.Fprintf(&b, "%s=%q", n, s.LabelValues[i])
-			}
-			b.WriteByte('}')
-		}
-		out[b.String()] = s.Value
-	})
-	return out
 }
 
 // httpSeriesNames returns the sorted series names with their label names.

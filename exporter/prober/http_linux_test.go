@@ -48,7 +48,7 @@ func TestHTTPConnectTimeout(t *testing.T) {
 	const deadline = 300 * time.Millisecond
 	start := time.Now()
 	r := httpTestProbe(t, httpTestModule(nil), "http://"+addr+"/", Params{}, deadline)
-	httpRequireReason(t, r, ReasonConnectTimeout)
+	requireReason(t, r, ReasonConnectTimeout)
 	if elapsed := time.Since(start); elapsed > deadline+time.Second {
 		t.Errorf("probe took %v with a %v deadline", elapsed, deadline)
 	}

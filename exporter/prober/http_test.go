@@ -36,9 +36,9 @@ func TestHTTPSuccessSeries(t *testing.T) {
 		fmt.Fprint(w, "hello")
 	}))
 	r := httpTestProbe(t, httpTestModule(nil), srv.URL, Params{}, 5*time.Second)
-	httpRequireReason(t, r, ReasonNone)
+	requireReason(t, r, ReasonNone)
 
-	got := httpSeries(r)
+	got := seriesOfResult(r)
 	want := map[string]float64{
 		"probe_http_status_code":                     200,
 		"probe_http_content_length":                  5,
@@ -86,8 +86,8 @@ func TestHTTPFailedProbeKeepsSeries(t *testing.T) {
 	r := httpTestProbe(t, httpTestModule(func(p *config.HTTPProbe) {
 		p.FailIfBodyJSONMatchesCEL = httpMustCEL(t, "body.x == 1")
 	}), "http://%zz", Params{}, time.Second)
-	httpRequireReason(t, r, ReasonInvalidTarget)
-	got := httpSeries(r)
+	requireReason(t, r, ReasonInvalidTarget)
+	got := seriesOfResult(r)
 	for _, name := range []string{
 		"probe_http_status_code", "probe_http_content_length", "probe_http_uncompressed_body_length",
 		"probe_http_redirects", "probe_http_ssl", "probe_http_version", "probe_failed_due_to_regex",
@@ -114,7 +114,7 @@ func TestHTTPTLSPhasesAndDetails(t *testing.T) {
 	}))
 	m := httpTestModule(func(p *config.HTTPProbe) { p.HTTPClientConfig.TLSConfig.CAFile = cert.caFile })
 	r := httpTestProbe(t, m, "https://web.vantage.test:"+serverPort(t, srv)+"/", Params{}, 5*time.Second)
-	httpRequireReason(t, r, ReasonNone)
+	requireReason(t, r, ReasonNone)
 	for _, phase := range httpPhases {
 		if d := r.PhaseDuration(phase); d <= 0 {
 			t.Errorf("phase %s = %v, want > 0", phase, d)
@@ -129,7 +129,7 @@ func TestHTTPTLSPhasesAndDetails(t *testing.T) {
 	if !r.TLS.EarliestCertExpiry.Equal(cert.cert.Leaf.NotAfter) {
 		t.Errorf("earliest expiry %v, want %v", r.TLS.EarliestCertExpiry, cert.cert.Leaf.NotAfter)
 	}
-	got := httpSeries(r)
+	got := seriesOfResult(r)
 	if got["probe_http_ssl"] != 1 || got["probe_ssl_earliest_cert_expiry"] != float64(cert.cert.Leaf.NotAfter.Unix()) {
 		t.Errorf("TLS series: %v", got)
 	}
@@ -152,8 +152,8 @@ func TestHTTP2OverTLS(t *testing.T) {
 			p.HTTPClientConfig.EnableHTTP2 = tc.http2
 		})
 		r := httpTestProbe(t, m, srv.URL, Params{}, 5*time.Second)
-		httpRequireReason(t, r, ReasonNone)
-		if got := httpSeries(r)["probe_http_version"]; got != tc.want {
+		requireReason(t, r, ReasonNone)
+		if got := seriesOfResult(r)["probe_http_version"]; got != tc.want {
 			t.Errorf("enable_http2=%v: probe_http_version = %v, want %v", tc.http2, got, tc.want)
 		}
 	}
@@ -230,7 +230,7 @@ func TestHTTPFailureReasons(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httpTestProbe(t, httpTestModule(tc.edit), tc.target, Params{}, 5*time.Second)
-			httpRequireReason(t, r, tc.want)
+			requireReason(t, r, tc.want)
 		})
 	}
 }
@@ -261,12 +261,12 @@ func TestHTTPBodyAndHeaderChecksSetRegexSeries(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httpTestProbe(t, httpTestModule(tc.edit), srv.URL, Params{}, 5*time.Second)
-			httpRequireReason(t, r, tc.want)
+			requireReason(t, r, tc.want)
 			want := 0.0
 			if tc.want != ReasonNone {
 				want = 1
 			}
-			if got := httpSeries(r)["probe_failed_due_to_regex"]; got != want {
+			if got := seriesOfResult(r)["probe_failed_due_to_regex"]; got != want {
 				t.Errorf("probe_failed_due_to_regex = %v, want %v", got, want)
 			}
 		})
@@ -321,8 +321,8 @@ func TestHTTPCEL(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httpTestProbe(t, httpTestModule(tc.edit), srv.URL+tc.path, Params{}, 5*time.Second)
-			httpRequireReason(t, r, tc.want)
-			got := httpSeries(r)
+			requireReason(t, r, tc.want)
+			got := seriesOfResult(r)
 			want := 0.0
 			if tc.want != ReasonNone {
 				want = 1
@@ -368,7 +368,7 @@ func TestHTTPCompression(t *testing.T) {
 				p.FailIfBodyNotMatchesRegexp = []config.Regexp{config.MustNewRegexp("^compressible vantage body")}
 			})
 			r := httpTestProbe(t, m, srv.URL+"/"+enc, Params{}, 5*time.Second)
-			httpRequireReason(t, r, ReasonNone)
+			requireReason(t, r, ReasonNone)
 			if r.HTTP.UncompressedBodyLength != int64(len(plainBody)) {
 				t.Errorf("uncompressed length %d, want %d", r.HTTP.UncompressedBodyLength, len(plainBody))
 			}
@@ -387,14 +387,14 @@ func TestHTTPCompression(t *testing.T) {
 			p.Compression = "gzip"
 			p.BodySizeLimit = units.Base2Bytes(len(plainBody) - 1)
 		})
-		httpRequireReason(t, httpTestProbe(t, m, srv.URL+"/gzip", Params{}, 5*time.Second), ReasonBodyTooLarge)
+		requireReason(t, httpTestProbe(t, m, srv.URL+"/gzip", Params{}, 5*time.Second), ReasonBodyTooLarge)
 	})
 	t.Run("configured header wins", func(t *testing.T) {
 		m := httpTestModule(func(p *config.HTTPProbe) {
 			p.Compression = "gzip"
 			p.Headers = map[string]string{"accept-encoding": "gzip, br"}
 		})
-		httpRequireReason(t, httpTestProbe(t, m, srv.URL+"/gzip", Params{}, 5*time.Second), ReasonNone)
+		requireReason(t, httpTestProbe(t, m, srv.URL+"/gzip", Params{}, 5*time.Second), ReasonNone)
 		mu.Lock()
 		defer mu.Unlock()
 		if gotAccept != "gzip, br" {
@@ -403,7 +403,7 @@ func TestHTTPCompression(t *testing.T) {
 	})
 	t.Run("empty body", func(t *testing.T) {
 		m := httpTestModule(func(p *config.HTTPProbe) { p.Compression = "br" })
-		httpRequireReason(t, httpTestProbe(t, m, srv.URL+"/empty", Params{}, 5*time.Second), ReasonNone)
+		requireReason(t, httpTestProbe(t, m, srv.URL+"/empty", Params{}, 5*time.Second), ReasonNone)
 	})
 }
 
@@ -421,7 +421,7 @@ func TestHTTPFreshConnectionPerProbe(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		r := mod.Probe(ctx, srv.URL, Params{})
 		cancel()
-		httpRequireReason(t, r, ReasonNone)
+		requireReason(t, r, ReasonNone)
 		if r.PhaseDuration("connect") <= 0 {
 			t.Errorf("probe %d: connect phase %v; a reused connection?", i, r.PhaseDuration("connect"))
 		}
@@ -444,7 +444,7 @@ func TestHTTPDeadline(t *testing.T) {
 	start := time.Now()
 	r := httpTestProbe(t, httpTestModule(nil), srv.URL, Params{}, deadline)
 	elapsed := time.Since(start)
-	httpRequireReason(t, r, ReasonTimeout)
+	requireReason(t, r, ReasonTimeout)
 	if elapsed < deadline || elapsed > deadline+time.Second {
 		t.Errorf("probe took %v with a %v deadline", elapsed, deadline)
 	}
@@ -492,31 +492,16 @@ func TestHTTPNoGoroutineLeak(t *testing.T) {
 	httpTestProbe(t, mTLS, tlsSrv.URL, Params{}, 5*time.Second)
 	before := runtime.NumGoroutine()
 	for range 5 {
-		httpRequireReason(t, httpTestProbe(t, mTLS, tlsSrv.URL, Params{}, 5*time.Second), ReasonNone)
-		httpRequireReason(t, httpTestProbe(t, httpTestModule(nil), slow.URL, Params{}, 50*time.Millisecond), ReasonTimeout)
-		httpRequireReason(t, httpTestProbe(t, httpTestModule(nil), tlsSrv.URL, Params{}, 5*time.Second), ReasonTLSError)
+		requireReason(t, httpTestProbe(t, mTLS, tlsSrv.URL, Params{}, 5*time.Second), ReasonNone)
+		requireReason(t, httpTestProbe(t, httpTestModule(nil), slow.URL, Params{}, 50*time.Millisecond), ReasonTimeout)
+		requireReason(t, httpTestProbe(t, httpTestModule(nil), tlsSrv.URL, Params{}, 5*time.Second), ReasonTLSError)
 		r := httpTestProbe(t, mTLS, "https://"+stall.Addr().String(), Params{}, 200*time.Millisecond)
-		httpRequireReason(t, r, ReasonTimeout)
+		requireReason(t, r, ReasonTimeout)
 		if r.PhaseDuration("tls") < 100*time.Millisecond {
 			t.Errorf("tls phase %v; the probe waited in the handshake until its deadline", r.PhaseDuration("tls"))
 		}
 	}
-	httpWaitForGoroutines(t, before)
-}
-
-// httpWaitForGoroutines waits up to 5s for the goroutine count to fall back to
-// at most want.
-func httpWaitForGoroutines(t *testing.T, want int) {
-	t.Helper()
-	var n int
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if n = runtime.NumGoroutine(); n <= want {
-			return
-		}
-	}
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	t.Errorf("%d goroutines after the probes, %d before:\n%s", n, want, buf)
+	waitForGoroutinesAtMost(t, before)
 }
 
 func BenchmarkHTTPProbe(b *testing.B) {
@@ -618,15 +603,15 @@ modules:
 		t.Fatal(err)
 	}
 	r := mods["api"].Probe(context.Background(), srv.URL, Params{})
-	httpRequireReason(t, r, ReasonNone)
+	requireReason(t, r, ReasonNone)
 	mu.Lock()
 	if auth != "Bearer from-yaml" || method != http.MethodHead || accept != "identity" {
 		t.Errorf("server saw Authorization %q, method %s, Accept-Encoding %q", auth, method, accept)
 	}
 	mu.Unlock()
 	r = mods["api_body"].Probe(context.Background(), srv.URL, Params{})
-	httpRequireReason(t, r, ReasonNone)
-	if _, ok := httpSeries(r)["probe_failed_due_to_cel"]; !ok {
+	requireReason(t, r, ReasonNone)
+	if _, ok := seriesOfResult(r)["probe_failed_due_to_cel"]; !ok {
 		t.Error("probe_failed_due_to_cel missing with a CEL check configured")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net"
+	"strings"
 	"time"
 )
 
@@ -17,6 +18,25 @@ type Sample struct {
 	LabelNames  []string
 	LabelValues []string
 	Value       float64
+}
+
+// String renders the sample's series as name{label="value",...}, labels in
+// the order the prober emits them.
+func (s Sample) String() string {
+	if len(s.LabelNames) == 0 {
+		return s.Name
+	}
+	var b strings.Builder
+	b.WriteString(s.Name)
+	b.WriteByte('{')
+	for i, n := range s.LabelNames {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%s=%q", n, s.LabelValues[i])
+	}
+	b.WriteByte('}')
+	return b.String()
 }
 
 // emitter renders samples through a callback.

@@ -173,21 +173,7 @@ func runTestProbe(tb testing.TB, m config.Module, target string, timeout time.Du
 // labels in the order the prober emits them.
 func seriesOfResult(r *Result) map[string]float64 {
 	out := map[string]float64{}
-	r.Samples(func(s Sample) {
-		var b strings.Builder
-		b.WriteString(s.Name)
-		if len(s.LabelNames) > 0 {
-			b.WriteByte('{')
-			for i, n := range s.LabelNames {
-				if i > 0 {
-					b.WriteByte(',')
-				}
-				fmt.Fprintf(&b, "%s=%q", n, s.LabelValues[i])
-			}
-			b.WriteByte('}')
-		}
-		out[b.String()] = s.Value
-	})
+	r.Samples(func(s Sample) { out[s.String()] = s.Value })
 	return out
 }
 
