@@ -215,6 +215,9 @@ func (st *probeState) roundTrip(req *http.Request) (*http.Response, error) {
 	st.traces = append(st.traces, tr)
 	st.mu.Unlock()
 	req = req.WithContext(withRoundTripTrace(req.Context(), tr))
+	if st.directEligible(req) {
+		return st.directRoundTrip(req)
+	}
 	return st.transportFor(req.URL.Host).RoundTrip(req)
 }
 

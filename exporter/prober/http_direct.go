@@ -1,0 +1,135 @@
+package prober
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"sync"
+)
+
+// directEligible reports whether req can take the direct HTTP/1.1 path: a
+// plain-text request that no proxy handles. TLS (with its HTTP/2
+// negotiation), HTTP/3 and proxies go through net/http's Transport.
+func (st *probeState) directEligible(req *http.Request) bool {
+	if req.URL.Scheme != "http" || st.c.http3 {
+		return false
+	}
+	if st.c.proxy == nil {
+		return true
+	}
+	u, err := st.c.proxy(req)
+	return err == nil && u == nil
+}
+
+// directRoundTrip makes one HTTP/1.1 round trip on a connection of its own,
+// reading and writing it from the calling goroutine. net/http's Transport
+// runs a read and a write loop per connection; with thousands of checks in
+// flight those goroutines and their buffers were most of the exporter's
+// memory. It fires the same httptrace hooks the Transport does, so phases
+// are measured the same way.
+func (st *probeState) directRoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	trace := httptrace.ContextClientTrace(ctx)
+	port := req.URL.Port()
+	if port == "" {
+		port = "80"
+	}
+	addr := net.JoinHostPort(asciiHost(req.URL.Hostname()), port)
+	if trace != nil && trace.ConnectStart != nil {
+		trace.ConnectStart("tcp", addr)
+	}
+	conn, err := st.dial(ctx, "tcp", addr)
+	if trace != nil && trace.ConnectDone != nil {
+		trace.ConnectDone("tcp", addr, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if trace != nil && trace.GotConn != nil {
+		trace.GotConn(httptrace.GotConnInfo{Conn: conn})
+	}
+	dc := &directConn{Conn: conn}
+	dc.stop = context.AfterFunc(ctx, dc.close)
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+
+	out := *req // shallow: the caller's request stays as it was
+	out.Close = true
+	bw := bufio.NewWriterSize(conn, probeWriteBuffer)
+	err = out.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if trace != nil && trace.WroteRequest != nil {
+		trace.WroteRequest(httptrace.WroteRequestInfo{Err: err})
+	}
+	if err != nil {
+		dc.close()
+		return nil, dc.ctxErr(ctx, err)
+	}
+	br := bufio.NewReaderSize(conn, probeReadBuffer)
+	for {
+		if _, err := br.Peek(1); err != nil {
+			dc.close()
+			return nil, dc.ctxErr(ctx, err)
+		}
+		if trace != nil && trace.GotFirstResponseByte != nil {
+			trace.GotFirstResponseByte()
+			trace.GotFirstResponseByte = nil // once per round trip
+		}
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			dc.close()
+			return nil, dc.ctxErr(ctx, err)
+		}
+		// Informational answers (100 Continue, 103 Early Hints) precede the
+		// response; 101 is final.
+		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+			continue
+		}
+		resp.Body = &directBody{ReadCloser: resp.Body, conn: dc}
+		return resp, nil
+	}
+}
+
+// directConn closes its connection once, whether the probe's context ended
+// or the body was closed.
+type directConn struct {
+	net.Conn
+	once sync.Once
+	stop func() bool
+}
+
+func (c *directConn) close() {
+	c.once.Do(func() {
+		if c.stop != nil {
+			c.stop()
+		}
+		_ = c.Conn.Close()
+	})
+}
+
+// ctxErr prefers the context's error when the context ended the round trip
+// by closing the connection.
+func (c *directConn) ctxErr(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// directBody closes the connection with the response body.
+type directBody struct {
+	io.ReadCloser
+	conn *directConn
+}
+
+func (b *directBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.conn.close()
+	return err
+}
