@@ -68,13 +68,13 @@ func (st *probeState) directRoundTrip(req *http.Request) (*http.Response, error)
 		trace.WroteRequest(httptrace.WroteRequestInfo{Err: err})
 	}
 	if err != nil {
-		dc.close()
+		dc.release()
 		return nil, dc.ctxErr(ctx, err)
 	}
 	br := bufio.NewReaderSize(conn, probeReadBuffer)
 	for {
 		if _, err := br.Peek(1); err != nil {
-			dc.close()
+			dc.release()
 			return nil, dc.ctxErr(ctx, err)
 		}
 		if trace != nil && trace.GotFirstResponseByte != nil {
@@ -83,7 +83,7 @@ func (st *probeState) directRoundTrip(req *http.Request) (*http.Response, error)
 		}
 		resp, err := http.ReadResponse(br, req)
 		if err != nil {
-			dc.close()
+			dc.release()
 			return nil, dc.ctxErr(ctx, err)
 		}
 		// Informational answers (100 Continue, 103 Early Hints) precede the
@@ -97,20 +97,20 @@ func (st *probeState) directRoundTrip(req *http.Request) (*http.Response, error)
 }
 
 // directConn closes its connection once, whether the probe's context ended
-// or the body was closed.
+// (from the context's goroutine) or the round trip ended (release).
 type directConn struct {
 	net.Conn
 	once sync.Once
 	stop func() bool
 }
 
-func (c *directConn) close() {
-	c.once.Do(func() {
-		if c.stop != nil {
-			c.stop()
-		}
-		_ = c.Conn.Close()
-	})
+func (c *directConn) close() { c.once.Do(func() { _ = c.Conn.Close() }) }
+
+// release closes the connection from the round trip's own side and drops
+// the context hook; stop is only read by that side.
+func (c *directConn) release() {
+	c.stop()
+	c.close()
 }
 
 // ctxErr prefers the context's error when the context ended the round trip
@@ -130,6 +130,6 @@ type directBody struct {
 
 func (b *directBody) Close() error {
 	err := b.ReadCloser.Close()
-	b.conn.close()
+	b.conn.release()
 	return err
 }
