@@ -191,7 +191,6 @@ func (q *dnsProbe) probe(ctx context.Context, target string, p Params, r *Result
 		return
 	}
 	ip, ok := resolveTarget(ctx, host, q.cfg.IPProtocol, q.cfg.IPProtocolFallback, r, p.Logger)
-	r.SetPhase("resolve", r.Resolve.Lookup)
 	if !ok {
 		return
 	}

@@ -138,7 +138,6 @@ func (q *grpcProbe) probe(ctx context.Context, target string, p Params, r *Resul
 		return
 	}
 	ip, ok := resolveTarget(ctx, host, q.cfg.PreferredIPProtocol, q.cfg.IPProtocolFallback, r, p.Logger)
-	r.SetPhase("resolve", r.Resolve.Lookup)
 	if !ok {
 		return
 	}

@@ -158,7 +158,6 @@ func (h *httpProber) probe(ctx context.Context, target string, p Params, r *Resu
 	if !h.skipResolve {
 		var ok bool
 		ip, ok = resolveTarget(ctx, u.Hostname(), h.cfg.IPProtocol, h.cfg.IPProtocolFallback, r, logger)
-		r.SetPhase("resolve", r.Resolve.Lookup)
 		if !ok {
 			return
 		}

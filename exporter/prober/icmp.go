@@ -110,7 +110,6 @@ func (q *icmpProbe) probe(ctx context.Context, target string, p Params, r *Resul
 		return
 	}
 	ip, ok := resolveTarget(ctx, host, q.cfg.IPProtocol, q.cfg.IPProtocolFallback, r, p.Logger)
-	r.SetPhase("resolve", r.Resolve.Lookup)
 	if !ok {
 		return
 	}

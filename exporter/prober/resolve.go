@@ -15,9 +15,11 @@ var resolver = net.DefaultResolver
 
 // resolveTarget resolves host to one IP address honouring the module's
 // preferred IP protocol ("ip4", "ip6" or "" for ip6) and fallback, records the
-// lookup in r.Resolve, and on failure marks r failed with dns_error.
+// lookup in r.Resolve and as the "resolve" phase, and on failure marks r
+// failed with dns_error.
 func resolveTarget(ctx context.Context, host, preferred string, fallback bool, r *Result, logger *slog.Logger) (net.IP, bool) {
 	r.Resolve = &ResolveDetails{Host: host}
+	r.SetPhase("resolve", 0) // a literal address resolves in no time
 	want, other := 6, 4
 	if preferred == "ip4" {
 		want, other = 4, 6
@@ -36,6 +38,7 @@ func resolveTarget(ctx context.Context, host, preferred string, fallback bool, r
 	start := time.Now()
 	ip, fam, err := lookup(ctx, host, want, other, fallback)
 	r.Resolve.Lookup = time.Since(start)
+	r.SetPhase("resolve", r.Resolve.Lookup)
 	if err != nil {
 		logger.Error("Resolution with IP protocol failed", "target", host, "err", err)
 		if ctx.Err() != nil {

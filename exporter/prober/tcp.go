@@ -134,7 +134,6 @@ func (t *tcpProbe) probe(ctx context.Context, target string, p Params, r *Result
 		return
 	}
 	ip, ok := resolveTarget(ctx, host, t.cfg.IPProtocol, t.cfg.IPProtocolFallback, r, p.Logger)
-	r.SetPhase("resolve", r.Resolve.Lookup)
 	if !ok {
 		return
 	}
