@@ -38,10 +38,12 @@ compat:
 
 fuzz-short:
 	$(GO) test ./config -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./exporter -run '^$$' -fuzz '^FuzzCheckRequest$$' -fuzztime $(FUZZTIME)
 
 ## fuzz: longer fuzz runs
 fuzz:
 	$(GO) test ./config -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(LONG_FUZZTIME)
+	$(GO) test ./exporter -run '^$$' -fuzz '^FuzzCheckRequest$$' -fuzztime $(LONG_FUZZTIME)
 
 ## lint: gofmt, go vet, staticcheck, govulncheck
 lint: vet

@@ -29,6 +29,7 @@ type Exporter struct {
 	reg     *prometheus.Registry
 	reloads chan chan error
 	probes  *prometheus.CounterVec
+	checks  *prometheus.CounterVec
 	table   *collector.Table
 	sched   *scheduler.Scheduler
 }
@@ -55,6 +56,10 @@ func New(opts Options) (*Exporter, error) {
 		probes: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 			Name: "vantage_exporter_probes_total",
 			Help: "Probes answered on /probe, by module and result.",
+		}, []string{"module", "result"}),
+		checks: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+			Name: "vantage_exporter_api_checks_total",
+			Help: "Checks made on request through POST /api/v1/check, by module and result.",
 		}, []string{"module", "result"}),
 	}
 	if err := e.config.reload(); err != nil {
@@ -120,6 +125,7 @@ func (e *Exporter) Handler() http.Handler {
 	mux.HandleFunc("GET /history/{id}", e.handleHistory)
 	mux.HandleFunc("GET /metrics", e.handleMetrics)
 	mux.HandleFunc("GET /config", e.handleConfig)
+	mux.HandleFunc("POST /api/v1/check", e.handleCheck)
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Healthy")
 	})

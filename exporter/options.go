@@ -15,6 +15,9 @@ import (
 
 // Options configure the exporter; cmd/vantage-exporter fills them from flags.
 type Options struct {
+	// Location names where this exporter probes from (e.g. "ams"); it is
+	// reported with every check made for the coordinator.
+	Location string
 	// ConfigFile is the configuration file; empty means the embedded default.
 	ConfigFile string
 	// ListenAddresses are the addresses the web server listens on.

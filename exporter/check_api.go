@@ -1,0 +1,119 @@
+package exporter
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/vantageprobe/vantage/exporter/prober"
+)
+
+// The check API: the coordinator asks an exporter to check a target now,
+// with the same prober code as /probe and the scheduler, and reads the
+// typed result.
+const (
+	maxCheckRequestBytes = 64 << 10
+	defaultCheckTimeout  = 10 * time.Second
+	maxCheckTimeout      = 2 * time.Minute
+)
+
+// CheckRequest is the body of POST /api/v1/check.
+type CheckRequest struct {
+	Target string `json:"target"`
+	Module string `json:"module"`
+	// TimeoutSeconds bounds the check; the module's timeout caps it. 0:
+	// the module's timeout, or 10s when the module sets none.
+	TimeoutSeconds float64 `json:"timeout_seconds,omitempty"`
+}
+
+// CheckResponse is the answer of POST /api/v1/check.
+type CheckResponse struct {
+	Location string         `json:"location"`
+	Target   string         `json:"target"`
+	Module   string         `json:"module"`
+	Result   *prober.Result `json:"result"`
+}
+
+// apiError is the JSON body of every check API error.
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (e *Exporter) handleCheck(w http.ResponseWriter, r *http.Request) {
+	req, status, err := decodeCheckRequest(w, r)
+	if err != nil {
+		writeJSON(w, status, apiError{Error: err.Error()})
+		return
+	}
+	mod, ok := e.config.get().modules[req.Module]
+	if !ok {
+		writeJSON(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("unknown module %q", req.Module)})
+		return
+	}
+	timeout := checkTimeout(req.TimeoutSeconds, mod.Config.Timeout)
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	result := mod.Probe(ctx, req.Target, prober.Params{})
+	e.checks.WithLabelValues(req.Module, resultLabel(result.Success)).Inc()
+	writeJSON(w, http.StatusOK, CheckResponse{Location: e.opts.Location, Target: req.Target, Module: req.Module, Result: result})
+}
+
+// decodeCheckRequest reads and validates a check request, returning the
+// HTTP status for its error.
+func decodeCheckRequest(w http.ResponseWriter, r *http.Request) (*CheckRequest, int, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q is not application/json", ct)
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxCheckRequestBytes))
+	dec.DisallowUnknownFields()
+	var req CheckRequest
+	if err := dec.Decode(&req); err != nil {
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body is larger than %d bytes", maxCheckRequestBytes)
+		case errors.Is(err, io.EOF):
+			return nil, http.StatusBadRequest, errors.New("request body is empty; want a JSON object with target and module")
+		}
+		return nil, http.StatusBadRequest, fmt.Errorf("invalid request body: %w", err)
+	}
+	if dec.More() {
+		return nil, http.StatusBadRequest, errors.New("invalid request body: more than one JSON value")
+	}
+	switch {
+	case strings.TrimSpace(req.Target) == "":
+		return nil, http.StatusBadRequest, errors.New("target must be set")
+	case req.Module == "":
+		return nil, http.StatusBadRequest, errors.New("module must be set")
+	case req.TimeoutSeconds < 0:
+		return nil, http.StatusBadRequest, fmt.Errorf("timeout_seconds must not be negative, got %g", req.TimeoutSeconds)
+	}
+	return &req, 0, nil
+}
+
+// checkTimeout is the requested timeout capped by the module's, defaulting to
+// the module's (or 10s), and never above two minutes.
+func checkTimeout(requestedSeconds float64, moduleTimeout time.Duration) time.Duration {
+	t := time.Duration(requestedSeconds * float64(time.Second))
+	if t <= 0 {
+		t = moduleTimeout
+	}
+	if moduleTimeout > 0 && t > moduleTimeout {
+		t = moduleTimeout
+	}
+	if t <= 0 {
+		t = defaultCheckTimeout
+	}
+	return min(t, maxCheckTimeout)
+}
