@@ -17,6 +17,7 @@ import (
 
 	"github.com/vantageprobe/vantage/collector"
 	"github.com/vantageprobe/vantage/exporter/prober"
+	"github.com/vantageprobe/vantage/exporter/report"
 	"github.com/vantageprobe/vantage/exporter/scheduler"
 )
 
@@ -32,6 +33,9 @@ type Exporter struct {
 	checks  *prometheus.CounterVec
 	table   *collector.Table
 	sched   *scheduler.Scheduler
+	// reporter and trans exist when coordinators are configured.
+	reporter *report.Reporter
+	trans    *transitions
 }
 
 // New loads the configuration and builds an exporter. A configuration that
@@ -66,15 +70,30 @@ func New(opts Options) (*Exporter, error) {
 		return nil, err
 	}
 	e.table = collector.NewTable(reg)
+	onOutcome := e.table.Record
+	if len(opts.CoordinatorURLs) > 0 {
+		ro := report.DefaultOptions()
+		ro.URLs, ro.Location = opts.CoordinatorURLs, opts.Location
+		ro.Registerer, ro.Logger = reg, e.logger.With("component", "reporter")
+		e.reporter = report.New(ro)
+		e.trans = newTransitions(e.reporter.Send)
+		onOutcome = func(o scheduler.Outcome) {
+			e.table.Record(o)
+			e.trans.record(o)
+		}
+	}
 	e.sched = scheduler.New(scheduler.Options{
 		Settings:   schedulerSettings(e.config.get()),
 		Check:      e.check,
-		OnOutcome:  e.table.Record,
+		OnOutcome:  onOutcome,
 		Registerer: reg,
 		Logger:     e.logger.With("component", "scheduler"),
 	})
 	return e, nil
 }
+
+// reportFlushGrace bounds the last delivery of queued reports at shutdown.
+const reportFlushGrace = 5 * time.Second
 
 func schedulerSettings(st *state) scheduler.Settings {
 	c := st.config.Scheduler
@@ -102,6 +121,9 @@ func (e *Exporter) check(ctx context.Context, t *scheduler.Target) *prober.Resul
 func (e *Exporter) applySchedule(ctx context.Context) {
 	st := e.config.get()
 	e.table.Sync(st.targets)
+	if e.trans != nil {
+		e.trans.retain(st.targets)
+	}
 	e.sched.SetSettings(schedulerSettings(st))
 	if err := e.sched.Update(ctx, st.targets); err != nil && ctx.Err() == nil {
 		e.logger.Error("Scheduler did not take the targets", "err", err)
@@ -146,12 +168,29 @@ func (e *Exporter) Serve(ctx context.Context) error {
 	}
 	webConfig, systemd := e.opts.WebConfigFile, e.opts.WebSystemdSocket
 	flags := &web.FlagConfig{WebListenAddresses: &e.opts.ListenAddresses, WebConfigFile: &webConfig, WebSystemdSocket: &systemd}
+	// Serve may also return because the listener failed: cancelling ctx
+	// then stops the scheduler before the deferred waits for it.
+	ctx, cancel := context.WithCancel(ctx)
 	schedDone := make(chan struct{})
 	go func() {
 		defer close(schedDone)
 		_ = e.sched.Run(ctx)
 	}()
 	defer func() { <-schedDone }()
+	if e.reporter != nil {
+		// Reports still queued at shutdown get a last delivery attempt,
+		// after the scheduler's checks have ended.
+		reportCtx, stopReports := context.WithCancel(context.Background())
+		reportsDone := make(chan struct{})
+		go func() {
+			defer close(reportsDone)
+			e.reporter.Run(reportCtx, reportFlushGrace)
+		}()
+		defer func() { <-reportsDone }()
+		defer stopReports()
+		defer func() { <-schedDone }()
+	}
+	defer cancel()
 	e.applySchedule(ctx)
 	go e.reloader(ctx)
 	errc := make(chan error, 1)

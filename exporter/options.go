@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"time"
 
 	"github.com/prometheus/exporter-toolkit/web"
@@ -18,6 +19,9 @@ type Options struct {
 	// Location names where this exporter probes from (e.g. "ams"); it is
 	// reported with every check made for the coordinator.
 	Location string
+	// CoordinatorURLs are the coordinators (one, or an HA pair) that get
+	// this exporter's state-change reports; none disables reporting.
+	CoordinatorURLs []string
 	// ConfigFile is the configuration file; empty means the embedded default.
 	ConfigFile string
 	// ListenAddresses are the addresses the web server listens on.
@@ -61,6 +65,11 @@ func (o *Options) validate() error {
 	}
 	if o.HistoryLimit < 0 {
 		return fmt.Errorf("--history.limit must not be negative, got %d", o.HistoryLimit)
+	}
+	for _, u := range o.CoordinatorURLs {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return fmt.Errorf("--coordinator.url %q is not an http(s) URL", u)
+		}
 	}
 	if o.WebConfigFile != "" {
 		if err := web.Validate(o.WebConfigFile); err != nil {

@@ -31,6 +31,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app.HelpFlag.Short('h')
 
 	app.Flag("location", "Name of the place this exporter probes from, as the coordinator's locations list it.").StringVar(&opts.Location)
+	app.Flag("coordinator.url", "Coordinator to report state changes of scheduled targets to; repeatable (HA pair).").StringsVar(&opts.CoordinatorURLs)
 	app.Flag("config.file", "Configuration file (blackbox_exporter format). Empty: the embedded default configuration.").StringVar(&opts.ConfigFile)
 	configCheck := app.Flag("config.check", "Validate the configuration file, then exit 0 if it is valid, 1 otherwise.").Bool()
 	app.Flag("timeout-offset", "Offset to subtract from Prometheus' scrape timeout.").Default("0.5s").DurationVar(&opts.TimeoutOffset)

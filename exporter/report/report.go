@@ -1,0 +1,335 @@
+// Package report delivers an exporter's state-change reports (a scheduled
+// target started failing after its local retries, or recovered) to the
+// coordinators: batched, in order, retried with backoff through a bounded
+// buffer whose overflow is counted and logged, never silent.
+package report
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/vantageprobe/vantage/exporter/prober"
+)
+
+// Path is where a coordinator receives reports.
+const Path = "/api/v1/reports"
+
+// States a report announces.
+const (
+	StateFailing   = "failing"
+	StateRecovered = "recovered"
+)
+
+// Report is one state change of a scheduled target seen by this exporter.
+type Report struct {
+	// Seq orders an exporter's reports; it grows by one per report.
+	Seq    uint64 `json:"seq"`
+	Target string `json:"target"`
+	Module string `json:"module"`
+	State  string `json:"state"`
+	// Time is when the check that changed the state was planned.
+	Time time.Time `json:"time"`
+	// FirstFailure is when the first failed check of a failing streak was
+	// planned, for incidents backdated to it.
+	FirstFailure time.Time `json:"first_failure,omitzero"`
+	// Attempts is how many attempts the check took, local retries included.
+	Attempts int            `json:"attempts"`
+	Result   *prober.Result `json:"result"`
+}
+
+// Batch is the body of POST /api/v1/reports.
+type Batch struct {
+	Location string   `json:"location"`
+	Reports  []Report `json:"reports"`
+}
+
+// Options configure a Reporter.
+type Options struct {
+	// URLs are the coordinators' base URLs; each gets every report.
+	URLs     []string
+	Location string
+	// BufferSize bounds the reports waiting per coordinator; when full the
+	// oldest is dropped.
+	BufferSize    int
+	BatchSize     int
+	FlushInterval time.Duration
+	MinBackoff    time.Duration
+	MaxBackoff    time.Duration
+	Client        *http.Client
+	Registerer    prometheus.Registerer
+	Logger        *slog.Logger
+}
+
+// DefaultOptions returns the delivery defaults.
+func DefaultOptions() Options {
+	return Options{
+		BufferSize:    10000,
+		BatchSize:     100,
+		FlushInterval: time.Second,
+		MinBackoff:    250 * time.Millisecond,
+		MaxBackoff:    30 * time.Second,
+		Client:        &http.Client{Timeout: 10 * time.Second},
+	}
+}
+
+// Reporter sends reports to every coordinator.
+type Reporter struct {
+	opts  Options
+	sinks []*sink
+	mu    sync.Mutex
+	seq   uint64
+
+	delivered *prometheus.CounterVec
+	dropped   *prometheus.CounterVec
+	failures  *prometheus.CounterVec
+}
+
+// New builds a reporter; Run delivers.
+func New(opts Options) *Reporter {
+	def := DefaultOptions()
+	if opts.BufferSize <= 0 {
+		opts.BufferSize = def.BufferSize
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = def.BatchSize
+	}
+	if opts.FlushInterval <= 0 {
+		opts.FlushInterval = def.FlushInterval
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = def.MinBackoff
+	}
+	if opts.MaxBackoff < opts.MinBackoff {
+		opts.MaxBackoff = max(def.MaxBackoff, opts.MinBackoff)
+	}
+	if opts.Client == nil {
+		opts.Client = def.Client
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	f := promauto.With(opts.Registerer)
+	r := &Reporter{
+		opts: opts,
+		delivered: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "vantage_exporter_reports_delivered_total",
+			Help: "State-change reports a coordinator accepted.",
+		}, []string{"coordinator"}),
+		dropped: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "vantage_exporter_reports_dropped_total",
+			Help: "State-change reports given up: overflow when the buffer was full, rejected when the coordinator refused them as invalid.",
+		}, []string{"coordinator", "reason"}),
+		failures: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "vantage_exporter_report_delivery_failures_total",
+			Help: "Failed attempts to deliver a batch of reports; the batch is retried.",
+		}, []string{"coordinator"}),
+	}
+	for _, u := range opts.URLs {
+		s := &sink{r: r, url: strings.TrimSuffix(u, "/") + Path, name: u, wake: make(chan struct{}, 1)}
+		r.delivered.WithLabelValues(u)
+		r.dropped.WithLabelValues(u, "overflow")
+		r.dropped.WithLabelValues(u, "rejected")
+		r.failures.WithLabelValues(u)
+		f.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "vantage_exporter_report_queue_length",
+			Help:        "Reports waiting for delivery.",
+			ConstLabels: prometheus.Labels{"coordinator": u},
+		}, s.length)
+		r.sinks = append(r.sinks, s)
+	}
+	return r
+}
+
+// Send queues a report for every coordinator; it never blocks.
+func (r *Reporter) Send(rep Report) {
+	r.mu.Lock()
+	r.seq++
+	rep.Seq = r.seq
+	r.mu.Unlock()
+	for _, s := range r.sinks {
+		s.push(rep)
+	}
+}
+
+// Run delivers until ctx ends, then makes one last attempt, bounded by
+// grace, to deliver what is queued.
+func (r *Reporter) Run(ctx context.Context, grace time.Duration) {
+	var wg sync.WaitGroup
+	for _, s := range r.sinks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.run(ctx)
+			flushCtx, cancel := context.WithTimeout(context.Background(), grace)
+			defer cancel()
+			s.flush(flushCtx)
+		}()
+	}
+	wg.Wait()
+}
+
+// sink is the queue and delivery loop of one coordinator.
+type sink struct {
+	r    *Reporter
+	url  string
+	name string
+	wake chan struct{}
+
+	mu    sync.Mutex
+	queue []Report
+}
+
+func (s *sink) length() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return float64(len(s.queue))
+}
+
+func (s *sink) push(rep Report) {
+	s.mu.Lock()
+	if len(s.queue) >= s.r.opts.BufferSize {
+		old := s.queue[0]
+		s.queue = s.queue[1:]
+		s.mu.Unlock()
+		s.r.dropped.WithLabelValues(s.name, "overflow").Inc()
+		s.r.opts.Logger.Warn("Report buffer full; dropped the oldest report", "coordinator", s.name, "target", old.Target, "module", old.Module, "state", old.State, "seq", old.Seq)
+		s.mu.Lock()
+	}
+	s.queue = append(s.queue, rep)
+	n := len(s.queue)
+	s.mu.Unlock()
+	if n >= s.r.opts.BatchSize {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// head returns up to BatchSize reports from the front of the queue.
+func (s *sink) head() []Report {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Report(nil), s.queue[:min(len(s.queue), s.r.opts.BatchSize)]...)
+}
+
+// done removes delivered (or rejected) reports from the front, unless
+// overflow already pushed them out.
+func (s *sink) done(batch []Report) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last := batch[len(batch)-1].Seq
+	i := 0
+	for i < len(s.queue) && s.queue[i].Seq <= last {
+		i++
+	}
+	s.queue = s.queue[i:]
+}
+
+func (s *sink) run(ctx context.Context) {
+	ticker := time.NewTicker(s.r.opts.FlushInterval)
+	defer ticker.Stop()
+	backoff := time.Duration(0)
+	for {
+		if backoff > 0 {
+			timer := time.NewTimer(jitter(backoff))
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			case <-timer.C:
+			}
+		} else {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ticker.C:
+			case <-s.wake:
+			}
+		}
+		switch err := s.deliverAll(ctx); {
+		case err == nil:
+			backoff = 0
+		case ctx.Err() != nil:
+			return
+		default:
+			backoff = min(max(2*backoff, s.r.opts.MinBackoff), s.r.opts.MaxBackoff)
+			s.r.opts.Logger.Warn("Delivering reports failed; retrying", "coordinator", s.name, "err", err, "retry_in", backoff)
+		}
+	}
+}
+
+// flush delivers what is queued, batch by batch, until done or ctx ends.
+func (s *sink) flush(ctx context.Context) {
+	if err := s.deliverAll(ctx); err != nil {
+		s.mu.Lock()
+		n := len(s.queue)
+		s.mu.Unlock()
+		if n > 0 {
+			s.r.opts.Logger.Error("Reports left undelivered at shutdown", "coordinator", s.name, "reports", n, "err", err)
+		}
+	}
+}
+
+// deliverAll sends batches until the queue is empty or one fails.
+func (s *sink) deliverAll(ctx context.Context) error {
+	for {
+		batch := s.head()
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := s.deliver(ctx, batch); err != nil {
+			return err
+		}
+		s.done(batch)
+	}
+}
+
+func (s *sink) deliver(ctx context.Context, batch []Report) error {
+	body, err := json.Marshal(Batch{Location: s.r.opts.Location, Reports: batch})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.r.opts.Client.Do(req)
+	if err != nil {
+		s.r.failures.WithLabelValues(s.name).Inc()
+		return err
+	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode/100 == 2:
+		s.r.delivered.WithLabelValues(s.name).Add(float64(len(batch)))
+		return nil
+	case resp.StatusCode/100 == 4 && resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusRequestTimeout:
+		// The coordinator will never take this batch; keeping it would
+		// block every later report.
+		s.r.dropped.WithLabelValues(s.name, "rejected").Add(float64(len(batch)))
+		s.r.opts.Logger.Error("Coordinator rejected reports; dropped them", "coordinator", s.name, "reports", len(batch), "status", resp.StatusCode, "response", strings.TrimSpace(string(msg)))
+		return nil
+	}
+	s.r.failures.WithLabelValues(s.name).Inc()
+	return fmt.Errorf("coordinator answered HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))
+}
+
+// jitter spreads retries of several exporters over ±20% of d.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}

@@ -1,0 +1,201 @@
+package report
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/vantageprobe/vantage/exporter/prober"
+)
+
+// intake is an in-process coordinator report endpoint that can be switched
+// to fail.
+type intake struct {
+	mu      sync.Mutex
+	got     []Report
+	batches int
+	status  atomic.Int32 // answered status; 0 means 202
+	srv     *httptest.Server
+}
+
+func newIntake(t *testing.T) *intake {
+	in := &intake{}
+	in.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != Path || r.Method != http.MethodPost {
+			http.Error(w, "wrong endpoint", http.StatusNotFound)
+			return
+		}
+		if st := in.status.Load(); st != 0 {
+			http.Error(w, "down", int(st))
+			return
+		}
+		var b Batch
+		if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if b.Location != "ams" {
+			http.Error(w, "unknown location", http.StatusBadRequest)
+			return
+		}
+		in.mu.Lock()
+		in.got = append(in.got, b.Reports...)
+		in.batches++
+		in.mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(in.srv.Close)
+	return in
+}
+
+func (in *intake) received() []Report {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return append([]Report(nil), in.got...)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func report(i int) Report {
+	return Report{Target: fmt.Sprintf("https://t%d.example", i), Module: "http_2xx", State: StateFailing,
+		Time: time.Unix(int64(1000+i), 0), Attempts: 3, Result: &prober.Result{Reason: prober.ReasonConnectRefused}}
+}
+
+func start(t *testing.T, opts Options) (*Reporter, *prometheus.Registry, func()) {
+	reg := prometheus.NewRegistry()
+	opts.Registerer = reg
+	opts.Location = "ams"
+	if opts.FlushInterval == 0 {
+		opts.FlushInterval = 20 * time.Millisecond
+	}
+	opts.MinBackoff, opts.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
+	r := New(opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx, time.Second) }()
+	return r, reg, func() { cancel(); <-done }
+}
+
+func TestDeliversInOrderInBatches(t *testing.T) {
+	in := newIntake(t)
+	r, _, stop := start(t, Options{URLs: []string{in.srv.URL}, BatchSize: 7})
+	defer stop()
+	for i := range 50 {
+		r.Send(report(i))
+	}
+	waitFor(t, "50 reports", func() bool { return len(in.received()) == 50 })
+	for i, rep := range in.received() {
+		if rep.Seq != uint64(i+1) || rep.Target != report(i).Target || rep.Result.Reason != prober.ReasonConnectRefused {
+			t.Fatalf("report %d = seq %d %s, want seq %d %s", i, rep.Seq, rep.Target, i+1, report(i).Target)
+		}
+	}
+	if in.batches < 8 {
+		t.Errorf("%d batches for 50 reports of at most 7, want at least 8", in.batches)
+	}
+	if v := testutil.ToFloat64(r.delivered.WithLabelValues(in.srv.URL)); v != 50 {
+		t.Errorf("delivered counter = %v", v)
+	}
+}
+
+func TestRetriesUntilTheCoordinatorReturns(t *testing.T) {
+	in := newIntake(t)
+	in.status.Store(http.StatusServiceUnavailable)
+	r, _, stop := start(t, Options{URLs: []string{in.srv.URL}, BatchSize: 3})
+	defer stop()
+	for i := range 10 {
+		r.Send(report(i))
+	}
+	waitFor(t, "failed delivery attempts", func() bool { return testutil.ToFloat64(r.failures.WithLabelValues(in.srv.URL)) >= 3 })
+	if n := len(in.received()); n != 0 {
+		t.Fatalf("%d reports accepted while the coordinator was down", n)
+	}
+	in.status.Store(0)
+	waitFor(t, "all 10 reports after the outage", func() bool { return len(in.received()) == 10 })
+	for i, rep := range in.received() {
+		if rep.Seq != uint64(i+1) {
+			t.Fatalf("report %d has seq %d: out of order or duplicated", i, rep.Seq)
+		}
+	}
+	if v := testutil.ToFloat64(r.dropped.WithLabelValues(in.srv.URL, "overflow")); v != 0 {
+		t.Errorf("dropped %v reports", v)
+	}
+}
+
+func TestOverflowDropsTheOldestAndCountsIt(t *testing.T) {
+	in := newIntake(t)
+	in.status.Store(http.StatusBadGateway)
+	r, _, stop := start(t, Options{URLs: []string{in.srv.URL}, BufferSize: 5, BatchSize: 2})
+	defer stop()
+	for i := range 8 {
+		r.Send(report(i))
+	}
+	if v := testutil.ToFloat64(r.dropped.WithLabelValues(in.srv.URL, "overflow")); v != 3 {
+		t.Errorf("overflow drops = %v, want 3", v)
+	}
+	in.status.Store(0)
+	waitFor(t, "the 5 buffered reports", func() bool { return len(in.received()) == 5 })
+	for i, rep := range in.received() {
+		if want := uint64(i + 4); rep.Seq != want {
+			t.Errorf("report %d has seq %d, want %d (the newest five, in order)", i, rep.Seq, want)
+		}
+	}
+}
+
+func TestRejectedBatchIsDroppedNotRetriedForever(t *testing.T) {
+	in := newIntake(t)
+	in.status.Store(http.StatusBadRequest)
+	r, _, stop := start(t, Options{URLs: []string{in.srv.URL}, BatchSize: 2})
+	defer stop()
+	r.Send(report(0))
+	r.Send(report(1))
+	waitFor(t, "the rejection to be counted", func() bool {
+		return testutil.ToFloat64(r.dropped.WithLabelValues(in.srv.URL, "rejected")) == 2
+	})
+	in.status.Store(0)
+	r.Send(report(2))
+	waitFor(t, "the next report", func() bool { return len(in.received()) == 1 })
+	if got := in.received()[0].Seq; got != 3 {
+		t.Errorf("delivered seq %d after a rejection, want 3", got)
+	}
+}
+
+func TestEveryCoordinatorGetsEveryReport(t *testing.T) {
+	a, b := newIntake(t), newIntake(t)
+	b.status.Store(http.StatusServiceUnavailable)
+	r, _, stop := start(t, Options{URLs: []string{a.srv.URL, b.srv.URL}})
+	defer stop()
+	for i := range 4 {
+		r.Send(report(i))
+	}
+	waitFor(t, "the healthy coordinator's reports", func() bool { return len(a.received()) == 4 })
+	b.status.Store(0)
+	waitFor(t, "the recovered coordinator's reports", func() bool { return len(b.received()) == 4 })
+}
+
+func TestShutdownFlushesPendingReports(t *testing.T) {
+	in := newIntake(t)
+	// A long flush interval: only the shutdown flush can deliver in time.
+	r, _, stop := start(t, Options{URLs: []string{in.srv.URL}, FlushInterval: time.Hour})
+	r.Send(report(0))
+	r.Send(report(1))
+	stop()
+	if n := len(in.received()); n != 2 {
+		t.Errorf("%d reports delivered at shutdown, want 2", n)
+	}
+}

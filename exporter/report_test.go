@@ -1,0 +1,94 @@
+package exporter
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vantageprobe/vantage/exporter/report"
+)
+
+func TestStateChangesAreReportedToTheCoordinator(t *testing.T) {
+	var healthy atomic.Bool
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !healthy.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer target.Close()
+	var mu sync.Mutex
+	var got []report.Report
+	var location string
+	coordinator := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b report.Batch
+		if r.URL.Path != report.Path || json.NewDecoder(r.Body).Decode(&b) != nil {
+			http.Error(w, "bad report", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		got = append(got, b.Reports...)
+		location = b.Location
+		mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer coordinator.Close()
+	reports := func() []report.Report {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]report.Report(nil), got...)
+	}
+
+	mustStart(t, `
+modules:
+  http_2xx:
+    prober: http
+    timeout: 500ms
+scheduler:
+  retries: 0
+targets:
+  - module: http_2xx
+    interval: 1s
+    targets: [`+target.URL+`]
+`, func(o *Options) {
+		o.Location = "ams"
+		o.CoordinatorURLs = []string{coordinator.URL}
+	})
+
+	waitFor(t, 10*time.Second, "a failing report", func() bool { return len(reports()) >= 1 })
+	// Several more failed checks pass without another report.
+	time.Sleep(2500 * time.Millisecond)
+	if n := len(reports()); n != 1 {
+		t.Fatalf("%d reports while the target kept failing, want only the change", n)
+	}
+	healthy.Store(true)
+	waitFor(t, 10*time.Second, "a recovered report", func() bool { return len(reports()) >= 2 })
+
+	rs := reports()
+	fail, rec := rs[0], rs[1]
+	if location != "ams" {
+		t.Errorf("batch location %q", location)
+	}
+	if fail.State != report.StateFailing || fail.Target != target.URL || fail.Module != "http_2xx" ||
+		fail.Result == nil || fail.Result.Reason != "status_code" || fail.FirstFailure.IsZero() || fail.Attempts != 1 {
+		t.Errorf("failing report = %+v", fail)
+	}
+	if rec.State != report.StateRecovered || !rec.Result.Success || !rec.FirstFailure.Equal(fail.FirstFailure) || !rec.Time.After(fail.Time) {
+		t.Errorf("recovered report = %+v (failing one first failed at %s)", rec, fail.FirstFailure)
+	}
+	if rec.Seq != fail.Seq+1 {
+		t.Errorf("seqs %d then %d, want consecutive", fail.Seq, rec.Seq)
+	}
+}
+
+func TestCoordinatorURLMustBeHTTP(t *testing.T) {
+	opts := DefaultOptions()
+	opts.CoordinatorURLs = []string{"http://127.0.0.1:9716", "127.0.0.1:9716"}
+	_, err := New(opts)
+	if err == nil || err.Error() != `--coordinator.url "127.0.0.1:9716" is not an http(s) URL` {
+		t.Errorf("New accepted a coordinator URL without scheme: %v", err)
+	}
+}
