@@ -79,6 +79,9 @@ func (t *Table) Sync(targets []scheduler.Target) {
 	rows := make(map[string]*row, len(targets))
 	for i := range targets {
 		tg := &targets[i]
+		if tg.Canary {
+			continue
+		}
 		key := tg.Key()
 		labels := renderTargetLabels(tg)
 		if r, ok := t.rows[key]; ok && bytes.Equal(r.labels, labels) {

@@ -41,6 +41,8 @@ type Config struct {
 	Scheduler   SchedulerConfig `yaml:"scheduler"`
 	Targets     []TargetGroup   `yaml:"targets,omitempty"`
 	TargetFiles []string        `yaml:"target_files,omitempty"`
+	// Canary is the connectivity canary of this location, if any.
+	Canary *CanaryConfig `yaml:"canary,omitempty"`
 
 	// root is the parsed document, kept to locate scheduled targets.
 	root *yaml.Node

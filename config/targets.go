@@ -51,6 +51,41 @@ func (s *SchedulerConfig) UnmarshalYAML(unmarshal func(any) error) error {
 	return unmarshal((*plain)(s))
 }
 
+// CanaryConfig is the exporter's connectivity canary: a target that should
+// always be up from this location. While its check fails, the location
+// itself is taken to be broken and its failures are reported as unknown.
+type CanaryConfig struct {
+	Module   string        `yaml:"module"`
+	Target   string        `yaml:"target"`
+	Interval time.Duration `yaml:"interval,omitempty"`
+}
+
+func (c *Config) validateCanary(path []any) error {
+	if c.Canary == nil {
+		return nil
+	}
+	g := TargetGroup{Module: c.Canary.Module, Interval: c.Canary.Interval}
+	if strings.TrimSpace(c.Canary.Target) == "" {
+		return fail(at(path, "target"), "target must be set for the canary")
+	}
+	g.Targets = []string{c.Canary.Target}
+	_, err := c.resolveGroup(g, path, func([]any) string { return "" })
+	return err
+}
+
+// CanaryTarget returns the canary as a scheduled target, or nil.
+func (c *Config) CanaryTarget() *ScheduledTarget {
+	if c.Canary == nil {
+		return nil
+	}
+	g := TargetGroup{Module: c.Canary.Module, Interval: c.Canary.Interval, Targets: []string{c.Canary.Target}}
+	ts, err := c.resolveGroup(g, []any{"canary"}, func([]any) string { return "canary" })
+	if err != nil || len(ts) != 1 {
+		return nil
+	}
+	return &ts[0]
+}
+
 // TargetGroup is a list of targets checked with one module on one interval.
 type TargetGroup struct {
 	Module   string            `yaml:"module,omitempty"`

@@ -203,3 +203,26 @@ func TestScheduledTargetsInvalid(t *testing.T) {
 		})
 	}
 }
+
+func TestCanary(t *testing.T) {
+	c, err := Parse([]byte(targetsModules+"canary:\n  module: tcp_connect\n  target: 127.0.0.1:53\n  interval: 5s\n"), "x.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct := c.CanaryTarget()
+	if ct == nil || ct.Module != "tcp_connect" || ct.Target != "127.0.0.1:53" || ct.Interval != 5*time.Second || ct.Timeout != 5*time.Second {
+		t.Errorf("canary target = %+v", ct)
+	}
+	if c, _ := Parse([]byte(targetsModules), "x.yml"); c.CanaryTarget() != nil {
+		t.Error("a canary without a canary section")
+	}
+	for cfg, want := range map[string]string{
+		"canary:\n  module: tcp_connect\n":                           `x.yml:8: canary.target: target must be set for the canary`,
+		"canary:\n  module: nope\n  target: a:1\n":                   `x.yml:9: canary.module: unknown module "nope"`,
+		"canary:\n  module: http_2xx\n  target: a\n  interval: 1s\n": `x.yml:11: canary.interval: interval 1s is shorter than the timeout 5s of module "http_2xx"`,
+	} {
+		if _, err := Parse([]byte(targetsModules+cfg), "x.yml"); err == nil || err.Error() != want {
+			t.Errorf("got %v, want %s", err, want)
+		}
+	}
+}

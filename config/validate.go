@@ -64,6 +64,9 @@ func (c *Config) validate() error {
 	if err := c.Scheduler.validate([]any{"scheduler"}); err != nil {
 		return err
 	}
+	if err := c.validateCanary([]any{"canary"}); err != nil {
+		return err
+	}
 	for i, g := range c.Targets {
 		if _, err := c.resolveGroup(g, []any{"targets", i}, func([]any) string { return "" }); err != nil {
 			return err

@@ -33,7 +33,11 @@ type CheckRequest struct {
 
 // CheckResponse is the answer of POST /api/v1/check.
 type CheckResponse struct {
-	Location string         `json:"location"`
+	Location string `json:"location"`
+	// CanaryOK is the latest verdict of this location's connectivity
+	// canary; absent without a canary. A location whose canary fails
+	// cannot tell whether a target is down.
+	CanaryOK *bool          `json:"canary_ok,omitempty"`
 	Target   string         `json:"target"`
 	Module   string         `json:"module"`
 	Result   *prober.Result `json:"result"`
@@ -66,7 +70,7 @@ func (e *Exporter) handleCheck(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	result := mod.Probe(ctx, req.Target, prober.Params{})
 	e.checks.WithLabelValues(req.Module, resultLabel(result.Success)).Inc()
-	writeJSON(w, http.StatusOK, CheckResponse{Location: e.opts.Location, Target: req.Target, Module: req.Module, Result: result})
+	writeJSON(w, http.StatusOK, CheckResponse{Location: e.opts.Location, CanaryOK: e.canary.known(), Target: req.Target, Module: req.Module, Result: result})
 }
 
 // decodeCheckRequest reads and validates a check request, returning the

@@ -33,6 +33,7 @@ type Exporter struct {
 	checks  *prometheus.CounterVec
 	table   *collector.Table
 	sched   *scheduler.Scheduler
+	canary  *canaryState
 	// reporter and trans exist when coordinators are configured.
 	reporter *report.Reporter
 	trans    *transitions
@@ -70,17 +71,26 @@ func New(opts Options) (*Exporter, error) {
 		return nil, err
 	}
 	e.table = collector.NewTable(reg)
-	onOutcome := e.table.Record
+	e.canary = newCanaryState()
+	reg.MustRegister(e.canary)
+	record := e.table.Record
 	if len(opts.CoordinatorURLs) > 0 {
 		ro := report.DefaultOptions()
 		ro.URLs, ro.Location = opts.CoordinatorURLs, opts.Location
 		ro.Registerer, ro.Logger = reg, e.logger.With("component", "reporter")
 		e.reporter = report.New(ro)
 		e.trans = newTransitions(e.reporter.Send)
-		onOutcome = func(o scheduler.Outcome) {
+		record = func(o scheduler.Outcome) {
 			e.table.Record(o)
-			e.trans.record(o)
+			e.trans.record(o, e.canary.ok())
 		}
+	}
+	onOutcome := func(o scheduler.Outcome) {
+		if o.Target.Canary {
+			e.canary.set(o.Result.Success)
+			return
+		}
+		record(o)
 	}
 	e.sched = scheduler.New(scheduler.Options{
 		Settings:   schedulerSettings(e.config.get()),
@@ -123,6 +133,9 @@ func (e *Exporter) applySchedule(ctx context.Context) {
 	e.table.Sync(st.targets)
 	if e.trans != nil {
 		e.trans.retain(st.targets)
+	}
+	if st.config.Canary == nil {
+		e.canary.reset()
 	}
 	e.sched.SetSettings(schedulerSettings(st))
 	if err := e.sched.Update(ctx, st.targets); err != nil && ctx.Err() == nil {

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -91,4 +92,83 @@ func TestCoordinatorURLMustBeHTTP(t *testing.T) {
 	if err == nil || err.Error() != `--coordinator.url "127.0.0.1:9716" is not an http(s) URL` {
 		t.Errorf("New accepted a coordinator URL without scheme: %v", err)
 	}
+}
+
+func TestFailingCanaryMakesFailuresUnknown(t *testing.T) {
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer down.Close()
+	var mu sync.Mutex
+	var got []report.Report
+	coordinator := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b report.Batch
+		if json.NewDecoder(r.Body).Decode(&b) != nil {
+			http.Error(w, "bad report", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		got = append(got, b.Reports...)
+		mu.Unlock()
+	}))
+	defer coordinator.Close()
+	// The canary is a port nothing listens on: this "location" is cut off.
+	ts := mustStart(t, `
+modules:
+  http_2xx:
+    prober: http
+    timeout: 500ms
+  tcp_connect:
+    prober: tcp
+    timeout: 500ms
+scheduler:
+  retries: 0
+canary:
+  module: tcp_connect
+  target: `+closedAddr(t)+`
+  interval: 1s
+targets:
+  - module: http_2xx
+    interval: 3s
+    targets: [`+down.URL+`]
+`, func(o *Options) { o.CoordinatorURLs = []string{coordinator.URL} })
+
+	var fams map[string]*familyView
+	waitFor(t, 10*time.Second, "the canary's failure and the target's result on /metrics", func() bool {
+		_, body := mustGet(t, ts.url+"/metrics")
+		fams = mustParse(t, body)
+		c, ok := fams["vantage_exporter_canary_success"]
+		_, scheduled := fams["probe_success"]
+		return ok && c.value(t) == 0 && scheduled
+	})
+	// Only the scheduled target has series: the canary judges the location.
+	if f := fams["probe_success"]; len(f.samples) != 1 || f.samples[0].labels["target"] != down.URL {
+		t.Errorf("probe_success series: %+v, want only the scheduled target's", f.samples)
+	}
+	code, body := postCheck(t, ts.url, "application/json", `{"target": "`+down.URL+`", "module": "http_2xx"}`)
+	var resp CheckResponse
+	if err := json.Unmarshal([]byte(body), &resp); err != nil || code != 200 || resp.CanaryOK == nil || *resp.CanaryOK {
+		t.Errorf("check API answer does not say the canary fails: %d %s", code, body)
+	}
+	waitFor(t, 10*time.Second, "a report", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) > 0
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if got[0].State != report.StateUnknown || got[0].Target != down.URL {
+		t.Errorf("report while the canary fails = %s %s, want unknown", got[0].State, got[0].Target)
+	}
+}
+
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
 }

@@ -77,6 +77,9 @@ func (st *state) loadTargets(path string) error {
 		slices.SortFunc(labels, func(a, b scheduler.Label) int { return strings.Compare(a.Name, b.Name) })
 		st.targets[i] = scheduler.Target{Module: t.Module, Target: t.Target, Interval: t.Interval, Timeout: t.Timeout, Labels: labels}
 	}
+	if ct := st.config.CanaryTarget(); ct != nil {
+		st.targets = append(st.targets, scheduler.Target{Module: ct.Module, Target: ct.Target, Interval: ct.Interval, Timeout: ct.Timeout, Canary: true})
+	}
 	st.files = sig
 	return nil
 }

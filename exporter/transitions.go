@@ -9,37 +9,53 @@ import (
 )
 
 // transitions turns scheduled outcomes into state-change reports: a target
-// whose check failed (after its local retries) starts failing; a failing
-// target whose check succeeds has recovered. Only changes are reported.
+// whose check failed (after its local retries) starts failing, or is
+// unknown while the location's canary fails; an unknown target still
+// failing once the canary is back is failing; a failing or unknown target
+// whose check succeeds has recovered. Only changes are reported.
 type transitions struct {
 	mu      sync.Mutex
-	failing map[string]time.Time // key → planned time of the streak's first failed check
+	failing map[string]streak // targets whose checks fail
 	send    func(report.Report)
 }
 
-func newTransitions(send func(report.Report)) *transitions {
-	return &transitions{failing: map[string]time.Time{}, send: send}
+// streak is a run of failed checks of one target.
+type streak struct {
+	first time.Time // planned time of the first failed check
+	state string    // the state last reported: failing or unknown
 }
 
-func (tr *transitions) record(o scheduler.Outcome) {
+func newTransitions(send func(report.Report)) *transitions {
+	return &transitions{failing: map[string]streak{}, send: send}
+}
+
+func (tr *transitions) record(o scheduler.Outcome, canaryOK bool) {
 	key := o.Target.Key()
 	tr.mu.Lock()
-	first, wasFailing := tr.failing[key]
+	s, wasFailing := tr.failing[key]
+	var state string
 	switch {
-	case !o.Result.Success && !wasFailing:
-		first = o.Planned
-		tr.failing[key] = first
 	case o.Result.Success && wasFailing:
 		delete(tr.failing, key)
-	default:
-		tr.mu.Unlock()
-		return
+		state = report.StateRecovered
+	case o.Result.Success:
+	case !wasFailing:
+		s = streak{first: o.Planned, state: report.StateFailing}
+		if !canaryOK {
+			s.state = report.StateUnknown
+		}
+		tr.failing[key] = s
+		state = s.state
+	case s.state == report.StateUnknown && canaryOK:
+		s.state = report.StateFailing
+		tr.failing[key] = s
+		state = s.state
 	}
 	tr.mu.Unlock()
-	state := report.StateFailing
-	if o.Result.Success {
-		state = report.StateRecovered
+	if state == "" {
+		return
 	}
+	first := s.first
 	tr.send(report.Report{
 		Target: o.Target.Target, Module: o.Target.Module, State: state,
 		Time: o.Planned, FirstFailure: first, Attempts: o.Attempts, Result: o.Result,

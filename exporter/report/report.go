@@ -30,6 +30,9 @@ const Path = "/api/v1/reports"
 const (
 	StateFailing   = "failing"
 	StateRecovered = "recovered"
+	// StateUnknown: the check failed while this location's connectivity
+	// canary failed too, so the location cannot tell.
+	StateUnknown = "unknown"
 )
 
 // Report is one state change of a scheduled target seen by this exporter.

@@ -26,13 +26,21 @@ type Target struct {
 	Timeout time.Duration
 	// Labels are added to the target's series; sorted by name.
 	Labels []Label
+	// Canary marks the location's connectivity canary: checked like any
+	// target, but its result judges the location, not a target.
+	Canary bool
 }
 
 // Label is one configured label of a target.
 type Label struct{ Name, Value string }
 
 // Key identifies a target within the scheduler.
-func (t *Target) Key() string { return Key(t.Module, t.Target) }
+func (t *Target) Key() string {
+	if t.Canary {
+		return "canary\x00" + Key(t.Module, t.Target)
+	}
+	return Key(t.Module, t.Target)
+}
 
 // Key identifies a (module, target) pair.
 func Key(module, target string) string { return module + "\x00" + target }

@@ -1,0 +1,67 @@
+package exporter
+
+import (
+	"testing"
+	"time"
+
+	"github.com/vantageprobe/vantage/exporter/prober"
+	"github.com/vantageprobe/vantage/exporter/report"
+	"github.com/vantageprobe/vantage/exporter/scheduler"
+)
+
+func TestTransitions(t *testing.T) {
+	var sent []report.Report
+	tr := newTransitions(func(r report.Report) { sent = append(sent, r) })
+	target := &scheduler.Target{Module: "http_2xx", Target: "https://a.example"}
+	at := func(s int) time.Time { return time.Unix(int64(1000+s), 0) }
+	step := func(s int, success, canaryOK bool) {
+		res := &prober.Result{Success: success}
+		if !success {
+			res.Reason = prober.ReasonConnectTimeout
+		}
+		tr.record(scheduler.Outcome{Target: target, Result: res, Attempts: 1, Planned: at(s)}, canaryOK)
+	}
+	type want struct {
+		state string
+		first int
+	}
+	for _, tc := range []struct {
+		step            int
+		success, canary bool
+		report          *want
+	}{
+		{0, true, true, nil},                                // up, nothing to say
+		{10, false, true, &want{report.StateFailing, 10}},   // starts failing
+		{20, false, true, nil},                              // still failing
+		{30, true, true, &want{report.StateRecovered, 10}},  // recovered, streak from 10
+		{40, false, false, &want{report.StateUnknown, 40}},  // fails while the canary fails
+		{50, false, false, nil},                             // still blind
+		{60, false, true, &want{report.StateFailing, 40}},   // canary back, target still failing
+		{70, false, false, nil},                             // failing stays failing
+		{80, true, false, &want{report.StateRecovered, 40}}, // recovered
+	} {
+		n := len(sent)
+		step(tc.step, tc.success, tc.canary)
+		switch {
+		case tc.report == nil && len(sent) != n:
+			t.Fatalf("step %d: reported %+v, want nothing", tc.step, sent[n])
+		case tc.report != nil && len(sent) != n+1:
+			t.Fatalf("step %d: %d reports, want one", tc.step, len(sent)-n)
+		case tc.report != nil:
+			r := sent[n]
+			if r.State != tc.report.state || !r.FirstFailure.Equal(at(tc.report.first)) || !r.Time.Equal(at(tc.step)) || r.Target != target.Target {
+				t.Errorf("step %d: report %s first %s at %s, want %s first %s", tc.step, r.State, r.FirstFailure, r.Time, tc.report.state, at(tc.report.first))
+			}
+		}
+	}
+
+	// A target that is no longer scheduled is forgotten: when it returns,
+	// its first failure opens a new streak.
+	step(90, false, true)
+	tr.retain(nil)
+	n := len(sent)
+	step(100, false, true)
+	if len(sent) != n+1 || sent[n].State != report.StateFailing || !sent[n].FirstFailure.Equal(at(100)) {
+		t.Errorf("after retain: %+v", sent[n:])
+	}
+}
