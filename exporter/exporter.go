@@ -134,9 +134,7 @@ func (e *Exporter) applySchedule(ctx context.Context) {
 	if e.trans != nil {
 		e.trans.retain(st.targets)
 	}
-	if st.config.Canary == nil {
-		e.canary.reset()
-	}
+	e.canary.configure(st.config.Canary != nil)
 	e.sched.SetSettings(schedulerSettings(st))
 	if err := e.sched.Update(ctx, st.targets); err != nil && ctx.Err() == nil {
 		e.logger.Error("Scheduler did not take the targets", "err", err)

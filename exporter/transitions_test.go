@@ -65,3 +65,30 @@ func TestTransitions(t *testing.T) {
 		t.Errorf("after retain: %+v", sent[n:])
 	}
 }
+
+func TestCanaryState(t *testing.T) {
+	c := newCanaryState()
+	if !c.ok() || c.known() != nil {
+		t.Error("without a canary the location vouches for itself")
+	}
+	c.configure(true)
+	if c.ok() || c.known() != nil {
+		t.Error("a canary not checked yet must leave the location unknown")
+	}
+	c.set(false)
+	if c.ok() || c.known() == nil || *c.known() {
+		t.Error("a failing canary must make the location unknown")
+	}
+	c.configure(true) // a reload keeps the verdict
+	if c.ok() {
+		t.Error("a reload forgot the failing canary")
+	}
+	c.set(true)
+	if !c.ok() || !*c.known() {
+		t.Error("a succeeding canary vouches for the location")
+	}
+	c.configure(false)
+	if !c.ok() || c.known() != nil {
+		t.Error("removing the canary must forget it")
+	}
+}
