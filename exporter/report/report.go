@@ -192,6 +192,10 @@ type sink struct {
 
 	mu    sync.Mutex
 	queue []Report
+	// inflight is how many reports at the front of queue are being
+	// delivered; overflow never drops those, so a report counted as
+	// dropped is never delivered after all.
+	inflight int
 }
 
 func (s *sink) length() float64 {
@@ -203,12 +207,18 @@ func (s *sink) length() float64 {
 func (s *sink) push(rep Report) {
 	s.mu.Lock()
 	if len(s.queue) >= s.r.opts.BufferSize {
-		old := s.queue[0]
-		s.queue = s.queue[1:]
+		// Drop the oldest report not being delivered; when every
+		// buffered report is in flight, the new one.
+		dropped := rep
+		if s.inflight < len(s.queue) {
+			dropped = s.queue[s.inflight]
+			s.queue = append(s.queue[:s.inflight], s.queue[s.inflight+1:]...)
+			s.queue = append(s.queue, rep)
+		}
 		s.mu.Unlock()
 		s.r.dropped.WithLabelValues(s.name, "overflow").Inc()
-		s.r.opts.Logger.Warn("Report buffer full; dropped the oldest report", "coordinator", s.name, "target", old.Target, "module", old.Module, "state", old.State, "seq", old.Seq)
-		s.mu.Lock()
+		s.r.opts.Logger.Warn("Report buffer full; dropped the oldest report", "coordinator", s.name, "target", dropped.Target, "module", dropped.Module, "state", dropped.State, "seq", dropped.Seq)
+		return
 	}
 	s.queue = append(s.queue, rep)
 	n := len(s.queue)
@@ -221,24 +231,25 @@ func (s *sink) push(rep Report) {
 	}
 }
 
-// head returns up to BatchSize reports from the front of the queue.
+// head returns up to BatchSize reports from the front of the queue and
+// marks them in flight.
 func (s *sink) head() []Report {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Report(nil), s.queue[:min(len(s.queue), s.r.opts.BatchSize)]...)
+	batch := append([]Report(nil), s.queue[:min(len(s.queue), s.r.opts.BatchSize)]...)
+	s.inflight = len(batch)
+	return batch
 }
 
-// done removes delivered (or rejected) reports from the front, unless
-// overflow already pushed them out.
-func (s *sink) done(batch []Report) {
+// settle ends a delivery attempt: delivered (or rejected) reports leave the
+// front of the queue; after a failure they stay for the retry.
+func (s *sink) settle(batch []Report, delivered bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	last := batch[len(batch)-1].Seq
-	i := 0
-	for i < len(s.queue) && s.queue[i].Seq <= last {
-		i++
+	s.inflight = 0
+	if delivered {
+		s.queue = s.queue[len(batch):]
 	}
-	s.queue = s.queue[i:]
 }
 
 func (s *sink) run(ctx context.Context) {
@@ -293,10 +304,11 @@ func (s *sink) deliverAll(ctx context.Context) error {
 		if len(batch) == 0 {
 			return nil
 		}
-		if err := s.deliver(ctx, batch); err != nil {
+		err := s.deliver(ctx, batch)
+		s.settle(batch, err == nil)
+		if err != nil {
 			return err
 		}
-		s.done(batch)
 	}
 }
 

@@ -150,10 +150,21 @@ func TestOverflowDropsTheOldestAndCountsIt(t *testing.T) {
 	}
 	in.status.Store(0)
 	waitFor(t, "the 5 buffered reports", func() bool { return len(in.received()) == 5 })
-	for i, rep := range in.received() {
-		if want := uint64(i + 4); rep.Seq != want {
-			t.Errorf("report %d has seq %d, want %d (the newest five, in order)", i, rep.Seq, want)
+	// The three oldest reports not in flight at the overflow are gone:
+	// 1–3, or 3–5 when a batch of 1 and 2 was being delivered. Whatever
+	// was dropped is never delivered, and the rest arrive in order.
+	got := in.received()
+	for i := 1; i < len(got); i++ {
+		if got[i].Seq <= got[i-1].Seq {
+			t.Fatalf("reports out of order: %d after %d", got[i].Seq, got[i-1].Seq)
 		}
+	}
+	if got[2].Seq != 6 || got[3].Seq != 7 || got[4].Seq != 8 {
+		t.Errorf("delivered seqs %d %d %d %d %d: the newest three must survive", got[0].Seq, got[1].Seq, got[2].Seq, got[3].Seq, got[4].Seq)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := len(in.received()); n != 5 {
+		t.Errorf("%d reports delivered, want 5 (8 sent, 3 dropped)", n)
 	}
 }
 
