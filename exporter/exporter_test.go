@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/vantageprobe/vantage/internal/loopback"
 )
 
 // testServer is a running exporter on a loopback port.
@@ -208,12 +210,7 @@ func TestProbeHTTP(t *testing.T) {
 }
 
 func TestProbeFailureReason(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refused := l.Addr().String()
-	l.Close()
+	refused := loopback.ClosedAddr(t)
 	ts := mustStart(t, httpConfig)
 
 	_, body := mustGet(t, ts.url+"/probe?module=http_2xx&target=http://"+refused)

@@ -2,7 +2,6 @@ package exporter
 
 import (
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vantageprobe/vantage/exporter/report"
+	"github.com/vantageprobe/vantage/internal/loopback"
 )
 
 func TestStateChangesAreReportedToTheCoordinator(t *testing.T) {
@@ -125,7 +125,7 @@ scheduler:
   retries: 0
 canary:
   module: tcp_connect
-  target: `+closedAddr(t)+`
+  target: `+loopback.ClosedAddr(t)+`
   interval: 1s
 targets:
   - module: http_2xx
@@ -160,15 +160,4 @@ targets:
 	if got[0].State != report.StateUnknown || got[0].Target != down.URL {
 		t.Errorf("report while the canary fails = %s %s, want unknown", got[0].State, got[0].Target)
 	}
-}
-
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }

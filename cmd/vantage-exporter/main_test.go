@@ -2,13 +2,14 @@ package main
 
 import (
 	"bytes"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vantageprobe/vantage/internal/loopback"
 )
 
 func runMain(t *testing.T, args ...string) (int, string, string) {
@@ -53,12 +54,7 @@ func TestProbeCommand(t *testing.T) {
 		}
 	}
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refused := l.Addr().String()
-	l.Close()
+	refused := loopback.ClosedAddr(t)
 	code, out, _ = runMain(t, "probe", "--module", "tcp_connect", refused)
 	if code != 1 || !strings.Contains(out, "reason    connect_refused") {
 		t.Errorf("probe of a refused port: exit %d, output:\n%s", code, out)

@@ -11,6 +11,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/vantageprobe/vantage/config"
+	"github.com/vantageprobe/vantage/internal/loopback"
 )
 
 // dnsTestServer is an in-process DNS server on 127.0.0.1:0 that remembers
@@ -413,7 +414,7 @@ func TestDNSConnectRefused(t *testing.T) {
 
 	m := dnsModule("A")
 	m.DNS.TransportProtocol = "tcp"
-	r = runTestProbe(t, m, closedPort(t), 5*time.Second)
+	r = runTestProbe(t, m, loopback.ClosedAddr(t), 5*time.Second)
 	requireReason(t, r, ReasonConnectRefused)
 	// The series blackbox_exporter registers up front are still there.
 	s := seriesOfResult(r)

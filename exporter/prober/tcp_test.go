@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/vantageprobe/vantage/config"
+	"github.com/vantageprobe/vantage/internal/loopback"
 )
 
 // Helpers shared by the tcp and dns prober tests.
@@ -128,18 +129,6 @@ func newTCPTestServer(tb testing.TB, handle func(net.Conn)) string {
 		wg.Wait()
 	})
 	return ln.Addr().String()
-}
-
-// closedPort returns a loopback address nothing listens on.
-func closedPort(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 // requireSecondLoopback skips the test where 127.0.0.2 cannot be bound
@@ -436,7 +425,7 @@ func TestTCPTLS(t *testing.T) {
 }
 
 func TestTCPConnectRefused(t *testing.T) {
-	r := runTestProbe(t, tcpModule(), closedPort(t), 5*time.Second)
+	r := runTestProbe(t, tcpModule(), loopback.ClosedAddr(t), 5*time.Second)
 	requireReason(t, r, ReasonConnectRefused)
 	// blackbox_exporter registers probe_failed_due_to_regex before dialing.
 	if v, ok := seriesOfResult(r)["probe_failed_due_to_regex"]; !ok || v != 0 {

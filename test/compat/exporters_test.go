@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/vantageprobe/vantage/exporter"
+	"github.com/vantageprobe/vantage/internal/loopback"
 )
 
 // blackboxBinary is where Debian's prometheus-blackbox-exporter package
@@ -99,7 +100,7 @@ func startBlackbox(t *testing.T, configFile string) string {
 }
 
 func tryStartBlackbox(t *testing.T, configFile string) (string, error) {
-	addr := refusedAddr(t)
+	addr := loopback.ClosedAddr(t)
 	out := &lockedBuffer{}
 	cmd := exec.Command(blackboxBinary, "--config.file="+configFile, "--web.listen-address="+addr)
 	cmd.Stdout, cmd.Stderr = out, out

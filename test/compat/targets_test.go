@@ -25,6 +25,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/vantageprobe/vantage/internal/loopback"
 )
 
 // targets are the loopback servers both exporters probe.
@@ -85,7 +87,7 @@ func startTargets(t *testing.T) *targets {
 		}
 		return tc
 	})
-	tg.refused = refusedAddr(t)
+	tg.refused = loopback.ClosedAddr(t)
 	tg.dnsUDP, tg.dnsTCP = startDNSServer(t)
 	tg.grpc = startGRPCServer(t)
 	return tg
@@ -189,18 +191,6 @@ func startTCPServer(t *testing.T, greet func(net.Conn) net.Conn) string {
 		wg.Wait()
 	})
 	return l.Addr().String()
-}
-
-// refusedAddr returns a loopback address nothing listens on.
-func refusedAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }
 
 // dnsHandler serves the test zone: an A record for www, the zone's SOA, and
