@@ -322,3 +322,66 @@ func mustCounter(t *testing.T, reg *prometheus.Registry, name, reason string) pr
 	t.Fatalf("no %s{reason=%q}", name, reason)
 	return nil
 }
+
+func TestSetSettingsChangesTheConcurrencyLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		running, peak := 0, 0
+		check := func(ctx context.Context, tg *Target) *prober.Result {
+			mu.Lock()
+			running++
+			peak = max(peak, running)
+			mu.Unlock()
+			time.Sleep(5 * time.Second)
+			mu.Lock()
+			running--
+			mu.Unlock()
+			return &prober.Result{Success: true}
+		}
+		var targets []Target
+		for i := range 20 {
+			tg := target(fmt.Sprintf("t%d", i), time.Minute)
+			tg.Timeout = 10 * time.Second
+			targets = append(targets, tg)
+		}
+		s, reg, stop := startScheduler(t, Options{Settings: Settings{MaxInFlight: 2}, Check: check}, targets...)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		mu.Lock()
+		before := peak
+		peak = 0
+		mu.Unlock()
+		s.SetSettings(Settings{MaxInFlight: 8})
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		stop()
+		mu.Lock()
+		defer mu.Unlock()
+		if before != 2 {
+			t.Errorf("peak concurrency %d with max_in_flight 2", before)
+		}
+		if peak <= 2 || peak > 8 {
+			t.Errorf("peak concurrency %d after raising max_in_flight to 8, want 3..8", peak)
+		}
+		if v := testutil.ToFloat64(mustGauge(t, reg, "vantage_scheduler_max_in_flight")); v != 8 {
+			t.Errorf("vantage_scheduler_max_in_flight = %v, want 8", v)
+		}
+	})
+}
+
+func mustGauge(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name})
+			g.Set(mf.GetMetric()[0].GetGauge().GetValue())
+			return g
+		}
+	}
+	t.Fatalf("no %s", name)
+	return nil
+}
