@@ -49,24 +49,42 @@ func LoadFile(path string) (*Config, error) {
 // Parse decodes and validates a configuration document. source names the
 // document in error messages, which read "source:line: path: problem".
 func Parse(data []byte, source string) (*Config, error) {
+	c := &Config{Scheduler: DefaultSchedulerConfig}
+	root, err := decodeDocument(data, source, c, func(*yaml.Node) error { return c.validate() })
+	if err != nil {
+		return nil, err
+	}
+	c.root = root
+	return c, nil
+}
+
+// decodeDocument decodes a YAML document strictly into out (unknown keys are
+// errors) and validates it, with every error located as
+// "source:line: path: problem". validate gets the document's node tree.
+func decodeDocument(data []byte, source string, out any, validate func(root *yaml.Node) error) (*yaml.Node, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, syntaxError(source, data, err)
 	}
-	c := &Config{Scheduler: DefaultSchedulerConfig, root: &root}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+	if err := dec.Decode(out); err != nil && !errors.Is(err, io.EOF) {
 		return nil, decodeError(source, &root, err)
 	}
-	if err := c.validate(); err != nil {
-		var fe *fieldError
-		if errors.As(err, &fe) {
-			return nil, fmt.Errorf("%s:%d: %w", source, locate(&root, fe.path), fe)
-		}
-		return nil, fmt.Errorf("%s: %w", source, err)
+	if err := validate(&root); err != nil {
+		return nil, locateError(source, &root, err)
 	}
-	return c, nil
+	return &root, nil
+}
+
+// locateError prefixes a validation error with its source and, for a field
+// error, the line of the field it names.
+func locateError(source string, root *yaml.Node, err error) error {
+	var fe *fieldError
+	if errors.As(err, &fe) {
+		return fmt.Errorf("%s:%d: %w", source, locate(root, fe.path), fe)
+	}
+	return fmt.Errorf("%s: %w", source, err)
 }
 
 var (

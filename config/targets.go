@@ -1,10 +1,7 @@
 package config
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -257,35 +254,24 @@ type fileGroup struct {
 // parseTargetFile decodes a target file (YAML or JSON: a list of groups) and
 // resolves its groups, with errors located in that file.
 func (c *Config) parseTargetFile(data []byte, source string) ([]ScheduledTarget, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, syntaxError(source, data, err)
-	}
 	var groups []fileGroup
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&groups); err != nil && !errors.Is(err, io.EOF) {
-		return nil, decodeError(source, &root, err)
-	}
-	locateFn := func(p []any) string { return fmt.Sprintf("%s:%d", source, locate(&root, p)) }
 	var out []ScheduledTarget
-	for i, fg := range groups {
-		path := []any{i}
-		g, err := fg.toGroup(path)
-		if err == nil {
-			var ts []ScheduledTarget
-			ts, err = c.resolveGroup(g, path, locateFn)
+	_, err := decodeDocument(data, source, &groups, func(root *yaml.Node) error {
+		locateFn := func(p []any) string { return fmt.Sprintf("%s:%d", source, locate(root, p)) }
+		for i, fg := range groups {
+			g, err := fg.toGroup([]any{i})
+			if err != nil {
+				return err
+			}
+			ts, err := c.resolveGroup(g, []any{i}, locateFn)
+			if err != nil {
+				return err
+			}
 			out = append(out, ts...)
 		}
-		if err != nil {
-			var fe *fieldError
-			if errors.As(err, &fe) {
-				return nil, fmt.Errorf("%s:%d: %w", source, locate(&root, fe.path), fe)
-			}
-			return nil, fmt.Errorf("%s: %w", source, err)
-		}
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 func (fg fileGroup) toGroup(path []any) (TargetGroup, error) {
