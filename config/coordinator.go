@@ -1,0 +1,124 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"time"
+
+	yaml "gopkg.in/yaml.v3"
+)
+
+// DefaultConfirmation holds the confirmation defaults.
+var DefaultConfirmation = ConfirmationConfig{
+	MinFailingLocations: 2,
+	VerifyTimeout:       10 * time.Second,
+	RecoverySuccesses:   2,
+	ReverifyInterval:    30 * time.Second,
+}
+
+// CoordinatorConfig is vantage-coordinator's configuration file.
+type CoordinatorConfig struct {
+	// Locations are the exporters, one per place on the network.
+	Locations    []Location         `yaml:"locations"`
+	Confirmation ConfirmationConfig `yaml:"confirmation"`
+}
+
+// Location is one exporter the coordinator asks for checks.
+type Location struct {
+	// Name is how the location is known in series and incidents; reports
+	// carry it (the exporter's --location).
+	Name string `yaml:"name"`
+	// URL is the exporter's base URL.
+	URL string `yaml:"url"`
+}
+
+// ConfirmationConfig says when failures are confirmed and outages resolved.
+type ConfirmationConfig struct {
+	// MinFailingLocations is how many locations (the reporter included)
+	// must see a target fail for it to be confirmed down.
+	MinFailingLocations int `yaml:"min_failing_locations"`
+	// VerifyTimeout bounds a verification round: locations that have not
+	// answered by then count as unknown.
+	VerifyTimeout time.Duration `yaml:"verify_timeout"`
+	// RecoverySuccesses is how many successful checks (from at least two
+	// locations when more exist) resolve an outage.
+	RecoverySuccesses int `yaml:"recovery_successes"`
+	// ReverifyInterval is how often a confirmed-down target is checked
+	// again from every location.
+	ReverifyInterval time.Duration `yaml:"reverify_interval"`
+}
+
+// UnmarshalYAML sets the confirmation defaults before decoding.
+func (c *ConfirmationConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	*c = DefaultConfirmation
+	type plain ConfirmationConfig
+	return unmarshal((*plain)(c))
+}
+
+var locationNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// LoadCoordinatorFile reads, decodes and validates a coordinator
+// configuration file.
+func LoadCoordinatorFile(path string) (*CoordinatorConfig, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config file: %w", err)
+	}
+	return ParseCoordinator(data, path)
+}
+
+// ParseCoordinator decodes and validates a coordinator configuration
+// document; errors read "source:line: path: problem".
+func ParseCoordinator(data []byte, source string) (*CoordinatorConfig, error) {
+	c := &CoordinatorConfig{Confirmation: DefaultConfirmation}
+	if _, err := decodeDocument(data, source, c, func(*yaml.Node) error { return c.validate() }); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *CoordinatorConfig) validate() error {
+	if len(c.Locations) == 0 {
+		return fail([]any{"locations"}, "at least one location must be listed")
+	}
+	names := map[string]int{}
+	urls := map[string]int{}
+	for i, l := range c.Locations {
+		path := []any{"locations", i}
+		switch {
+		case l.Name == "":
+			return fail(at(path, "name"), "name must be set")
+		case !locationNameRE.MatchString(l.Name):
+			return fail(at(path, "name"), "invalid location name %q: use letters, digits, '_', '.' and '-'", l.Name)
+		}
+		if j, ok := names[l.Name]; ok {
+			return fail(at(path, "name"), "location %q is listed twice (also locations[%d])", l.Name, j)
+		}
+		names[l.Name] = i
+		u, err := url.Parse(l.URL)
+		if l.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fail(at(path, "url"), "url of location %q must be an http(s) URL, got %q", l.Name, l.URL)
+		}
+		if j, ok := urls[l.URL]; ok {
+			return fail(at(path, "url"), "locations %q and %q have the same url %s", c.Locations[j].Name, l.Name, l.URL)
+		}
+		urls[l.URL] = i
+	}
+	cf := c.Confirmation
+	path := []any{"confirmation"}
+	switch {
+	case cf.MinFailingLocations < 1:
+		return fail(at(path, "min_failing_locations"), "min_failing_locations must be at least 1, got %d", cf.MinFailingLocations)
+	case cf.MinFailingLocations > len(c.Locations):
+		return fail(at(path, "min_failing_locations"), "min_failing_locations %d is more than the %d locations listed: no outage could ever be confirmed", cf.MinFailingLocations, len(c.Locations))
+	case cf.VerifyTimeout <= 0:
+		return fail(at(path, "verify_timeout"), "verify_timeout must be positive, got %s", cf.VerifyTimeout)
+	case cf.RecoverySuccesses < 1:
+		return fail(at(path, "recovery_successes"), "recovery_successes must be at least 1, got %d", cf.RecoverySuccesses)
+	case cf.ReverifyInterval < time.Second:
+		return fail(at(path, "reverify_interval"), "reverify_interval must be at least 1s, got %s", cf.ReverifyInterval)
+	}
+	return nil
+}
