@@ -366,27 +366,13 @@ func TestTCPStartTLS(t *testing.T) {
 
 func TestTCPTLS(t *testing.T) {
 	pki := newTCPTestPKI(t)
-	ln, err := tls.Listen("tcp4", "127.0.0.1:0", pki.serverConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				io.WriteString(c, "hello over tls\r\n")
-				io.Copy(io.Discard, c)
-			})
-		}
+	// tls.Server on each accepted connection is what tls.Listen does.
+	addr := newTCPTestServer(t, func(c net.Conn) {
+		tc := tls.Server(c, pki.serverConfig())
+		defer tc.Close()
+		io.WriteString(tc, "hello over tls\r\n")
+		io.Copy(io.Discard, tc)
 	})
-	addr := ln.Addr().String()
 
 	for _, tc := range []struct {
 		name string
