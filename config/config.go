@@ -9,7 +9,6 @@ import (
 	"cel.dev/cel-go/cel"
 	"github.com/alecthomas/units"
 	promconfig "github.com/prometheus/common/config"
-	yaml "gopkg.in/yaml.v3"
 )
 
 // Probers lists the prober names a module may use.
@@ -44,8 +43,9 @@ type Config struct {
 	// Canary is the connectivity canary of this location, if any.
 	Canary *CanaryConfig `yaml:"canary,omitempty"`
 
-	// root is the parsed document, kept to locate scheduled targets.
-	root *yaml.Node
+	// inline and canary are resolved (and located) during validation.
+	inline []ScheduledTarget
+	canary *ScheduledTarget
 }
 
 // Module is one named way of probing a target.

@@ -50,11 +50,12 @@ func LoadFile(path string) (*Config, error) {
 // document in error messages, which read "source:line: path: problem".
 func Parse(data []byte, source string) (*Config, error) {
 	c := &Config{Scheduler: DefaultSchedulerConfig}
-	root, err := decodeDocument(data, source, c, func(*yaml.Node) error { return c.validate() })
+	_, err := decodeDocument(data, source, c, func(root *yaml.Node) error {
+		return c.validate(func(p []any) string { return fmt.Sprintf("%s:%d", source, locate(root, p)) })
+	})
 	if err != nil {
 		return nil, err
 	}
-	c.root = root
 	return c, nil
 }
 

@@ -57,31 +57,26 @@ type CanaryConfig struct {
 	Interval time.Duration `yaml:"interval,omitempty"`
 }
 
-func (c *Config) validateCanary(path []any) error {
+// resolveCanary validates the canary section and resolves it into c.canary.
+func (c *Config) resolveCanary(path []any, locateFn func([]any) string) error {
+	c.canary = nil
 	if c.Canary == nil {
 		return nil
 	}
-	g := TargetGroup{Module: c.Canary.Module, Interval: c.Canary.Interval}
 	if strings.TrimSpace(c.Canary.Target) == "" {
 		return fail(at(path, "target"), "target must be set for the canary")
 	}
-	g.Targets = []string{c.Canary.Target}
-	_, err := c.resolveGroup(g, path, func([]any) string { return "" })
-	return err
+	g := TargetGroup{Module: c.Canary.Module, Interval: c.Canary.Interval, Targets: []string{c.Canary.Target}}
+	ts, err := c.resolveGroup(g, path, locateFn)
+	if err != nil {
+		return err
+	}
+	c.canary = &ts[0]
+	return nil
 }
 
 // CanaryTarget returns the canary as a scheduled target, or nil.
-func (c *Config) CanaryTarget() *ScheduledTarget {
-	if c.Canary == nil {
-		return nil
-	}
-	g := TargetGroup{Module: c.Canary.Module, Interval: c.Canary.Interval, Targets: []string{c.Canary.Target}}
-	ts, err := c.resolveGroup(g, []any{"canary"}, func([]any) string { return "canary" })
-	if err != nil || len(ts) != 1 {
-		return nil
-	}
-	return &ts[0]
-}
+func (c *Config) CanaryTarget() *ScheduledTarget { return c.canary }
 
 // TargetGroup is a list of targets checked with one module on one interval.
 type TargetGroup struct {
@@ -184,19 +179,10 @@ func (c *Config) resolveGroup(g TargetGroup, path []any, locateFn func([]any) st
 // under targets plus those in target_files (globs relative to baseDir, the
 // configuration file's directory). A target listed twice with one module is
 // an error naming both places.
-func (c *Config) ScheduledTargets(source, baseDir string) ([]ScheduledTarget, error) {
-	var all []ScheduledTarget
-	// Inline groups were validated when the file was parsed; their
-	// locations need the document, which Parse kept.
-	for i, g := range c.Targets {
-		ts, err := c.resolveGroup(g, []any{"targets", i}, func(p []any) string {
-			return fmt.Sprintf("%s:%d", source, locate(c.root, p))
-		})
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, ts...)
-	}
+func (c *Config) ScheduledTargets(baseDir string) ([]ScheduledTarget, error) {
+	// The inline groups were resolved, with their locations, when the
+	// file was parsed.
+	all := slices.Clone(c.inline)
 	files, err := c.TargetFilePaths(baseDir)
 	if err != nil {
 		return nil, err

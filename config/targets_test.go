@@ -44,7 +44,7 @@ func loadTargets(t *testing.T, path string) ([]ScheduledTarget, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.ScheduledTargets(path, filepath.Dir(path))
+	return c.ScheduledTargets(filepath.Dir(path))
 }
 
 func TestScheduledTargets(t *testing.T) {

@@ -48,7 +48,10 @@ func fail(path []any, format string, args ...any) error {
 	return &fieldError{path: path, err: fmt.Errorf(format, args...)}
 }
 
-func (c *Config) validate() error {
+// validate checks the configuration, compiles its regexps and CEL programs,
+// and resolves the inline scheduled targets and the canary; locateFn names
+// where a path of the document is.
+func (c *Config) validate(locateFn func([]any) string) error {
 	names := make([]string, 0, len(c.Modules))
 	for name := range c.Modules {
 		names = append(names, name)
@@ -64,13 +67,16 @@ func (c *Config) validate() error {
 	if err := c.Scheduler.validate([]any{"scheduler"}); err != nil {
 		return err
 	}
-	if err := c.validateCanary([]any{"canary"}); err != nil {
+	if err := c.resolveCanary([]any{"canary"}, locateFn); err != nil {
 		return err
 	}
+	c.inline = nil
 	for i, g := range c.Targets {
-		if _, err := c.resolveGroup(g, []any{"targets", i}, func([]any) string { return "" }); err != nil {
+		ts, err := c.resolveGroup(g, []any{"targets", i}, locateFn)
+		if err != nil {
 			return err
 		}
+		c.inline = append(c.inline, ts...)
 	}
 	for i, p := range c.TargetFiles {
 		if _, err := filepath.Match(p, ""); err != nil {

@@ -56,15 +56,12 @@ func sourceName(path string) string {
 // loadTargets resolves the scheduled targets of st's configuration, reading
 // the target files.
 func (st *state) loadTargets(path string) error {
-	baseDir := "."
-	if path != "" {
-		baseDir = filepath.Dir(path)
-	}
+	baseDir := configDir(path)
 	sig, err := targetFilesSignature(st.config, baseDir)
 	if err != nil {
 		return err
 	}
-	resolved, err := st.config.ScheduledTargets(sourceName(path), baseDir)
+	resolved, err := st.config.ScheduledTargets(baseDir)
 	if err != nil {
 		return err
 	}
@@ -82,6 +79,15 @@ func (st *state) loadTargets(path string) error {
 	}
 	st.files = sig
 	return nil
+}
+
+// configDir is the directory relative target_files patterns start from:
+// the configuration file's, or the working directory for the embedded one.
+func configDir(path string) string {
+	if path == "" {
+		return "."
+	}
+	return filepath.Dir(path)
 }
 
 // targetFilesSignature names the target files with their sizes and
@@ -166,11 +172,7 @@ func (h *configHolder) refreshTargets() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	cur := h.get()
-	baseDir := "."
-	if h.path != "" {
-		baseDir = filepath.Dir(h.path)
-	}
-	sig, err := targetFilesSignature(cur.config, baseDir)
+	sig, err := targetFilesSignature(cur.config, configDir(h.path))
 	if err == nil && sig == cur.files {
 		return false
 	}
@@ -191,9 +193,4 @@ func (h *configHolder) refreshTargets() bool {
 
 func (h *configHolder) get() *state { return h.current.Load() }
 
-func (h *configHolder) source() string {
-	if h.path == "" {
-		return config.DefaultSource
-	}
-	return h.path
-}
+func (h *configHolder) source() string { return sourceName(h.path) }
