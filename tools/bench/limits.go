@@ -37,14 +37,7 @@ func phaseInFlight(ctx context.Context, env *env) (inFlightResult, error) {
 		return r, err
 	}
 	defer ex.stop()
-	if err := sleep(ctx, o.ifWarmup); err != nil {
-		return r, err
-	}
-	m0, err := scrapeScheduler(ctx, ex.base)
-	if err != nil {
-		return r, err
-	}
-	w0, err := takeWindow(env, ex.pid())
+	m0, w0, err := warmUp(ctx, env, ex, o.ifWarmup)
 	if err != nil {
 		return r, err
 	}

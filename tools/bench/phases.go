@@ -48,14 +48,7 @@ func phaseScheduled(ctx context.Context, env *env) (sysResult, error) {
 	}
 	defer ex.stop()
 	progress("a: ready after %s; warming up %s", ex.startup.Round(time.Millisecond), o.warmup)
-	if err := sleep(ctx, o.warmup); err != nil {
-		return r, err
-	}
-	m0, err := scrapeScheduler(ctx, ex.base)
-	if err != nil {
-		return r, err
-	}
-	w0, err := takeWindow(env, ex.pid())
+	m0, w0, err := warmUp(ctx, env, ex, o.warmup)
 	if err != nil {
 		return r, err
 	}

@@ -67,6 +67,20 @@ type exporterProc struct {
 }
 
 // startVantage starts vantage-exporter with a scheduled configuration.
+// warmUp lets a started exporter run for d, then opens the measuring window:
+// its scheduler series and its process's /proc figures.
+func warmUp(ctx context.Context, env *env, ex *exporterProc, d time.Duration) (schedMetrics, window, error) {
+	if err := sleep(ctx, d); err != nil {
+		return schedMetrics{}, window{}, err
+	}
+	m, err := scrapeScheduler(ctx, ex.base)
+	if err != nil {
+		return schedMetrics{}, window{}, err
+	}
+	w, err := takeWindow(env, ex.pid())
+	return m, w, err
+}
+
 func startVantage(ctx context.Context, env *env, name string, spec vantageSpec) (*exporterProc, error) {
 	cfg, err := writeVantageConfig(env.dir, name, env.farm, spec)
 	if err != nil {
