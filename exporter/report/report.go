@@ -7,6 +7,8 @@ package report
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -54,8 +56,12 @@ type Report struct {
 
 // Batch is the body of POST /api/v1/reports.
 type Batch struct {
-	Location string   `json:"location"`
-	Reports  []Report `json:"reports"`
+	Location string `json:"location"`
+	// Run identifies this exporter process: Seq restarts at 1 in a new
+	// run, so a coordinator tells a redelivered batch (same run, seen
+	// Seq) from a restarted exporter's first reports.
+	Run     string   `json:"run"`
+	Reports []Report `json:"reports"`
 }
 
 // Options configure a Reporter.
@@ -90,6 +96,7 @@ func DefaultOptions() Options {
 // Reporter sends reports to every coordinator.
 type Reporter struct {
 	opts  Options
+	run   string
 	sinks []*sink
 	mu    sync.Mutex
 	seq   uint64
@@ -126,6 +133,7 @@ func New(opts Options) *Reporter {
 	f := promauto.With(opts.Registerer)
 	r := &Reporter{
 		opts: opts,
+		run:  newRunID(),
 		delivered: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "vantage_exporter_reports_delivered_total",
 			Help: "State-change reports a coordinator accepted.",
@@ -313,7 +321,7 @@ func (s *sink) deliverAll(ctx context.Context) error {
 }
 
 func (s *sink) deliver(ctx context.Context, batch []Report) error {
-	body, err := json.Marshal(Batch{Location: s.r.opts.Location, Reports: batch})
+	body, err := json.Marshal(Batch{Location: s.r.opts.Location, Run: s.r.run, Reports: batch})
 	if err != nil {
 		return err
 	}
@@ -347,4 +355,11 @@ func (s *sink) deliver(ctx context.Context, batch []Report) error {
 // jitter spreads retries of several exporters over ±20% of d.
 func jitter(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// newRunID returns a random identifier of this process's reports.
+func newRunID() string {
+	var b [8]byte
+	_, _ = crand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -23,6 +23,7 @@ type intake struct {
 	mu      sync.Mutex
 	got     []Report
 	batches int
+	run     string // the first batch's run
 	status  atomic.Int32 // answered status; 0 means 202
 	srv     *httptest.Server
 }
@@ -48,6 +49,14 @@ func newIntake(t *testing.T) *intake {
 			return
 		}
 		in.mu.Lock()
+		if in.run == "" {
+			in.run = b.Run
+		}
+		if len(b.Run) != 16 || b.Run != in.run {
+			in.mu.Unlock()
+			http.Error(w, fmt.Sprintf("run %q: want the same 16 hex digits in every batch of one reporter (first: %q)", b.Run, in.run), http.StatusBadRequest)
+			return
+		}
 		in.got = append(in.got, b.Reports...)
 		in.batches++
 		in.mu.Unlock()
