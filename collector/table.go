@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/vantageprobe/vantage/config"
 	"github.com/vantageprobe/vantage/exporter/prober"
 	"github.com/vantageprobe/vantage/exporter/scheduler"
 )
@@ -158,6 +159,13 @@ func (t *Table) render(r *row, o scheduler.Outcome) *rendering {
 	checksHelp := "Scheduled checks by result, after local retries."
 	add(checks, checksHelp, "counter", []string{"result"}, []string{"success"}, float64(r.successes.Load()))
 	add(checks, checksHelp, "counter", []string{"result"}, []string{"failure"}, float64(r.failures.Load()))
+	for _, l := range o.Target.Labels {
+		if l.Name == config.FailureThresholdLabel {
+			if v, err := config.ParseFailureThreshold(l.Value); err == nil {
+				add("vantage_probe_failure_threshold", "Failed checks in five minutes this target tolerates before the failure-ratio alert, from its failure_threshold label.", "gauge", nil, nil, v)
+			}
+		}
+	}
 	// Segments in family-name order let a scrape merge all rows in one pass.
 	names := t.families.snapshot()
 	slices.SortStableFunc(rd.segs, func(a, b segment) int { return strings.Compare(names[a.family].name, names[b.family].name) })

@@ -78,7 +78,7 @@ func find(t *testing.T, fams map[string][]map[string]string, name string, want m
 
 func TestTableRendersLatestResultWithTargetLabels(t *testing.T) {
 	tab := NewTable(prometheus.NewRegistry())
-	a := scheduler.Target{Module: "http_2xx", Target: `https://a.example/"quoted"`, Interval: time.Minute, Labels: []scheduler.Label{{Name: "team", Value: "web"}}}
+	a := scheduler.Target{Module: "http_2xx", Target: `https://a.example/"quoted"`, Interval: time.Minute, Labels: []scheduler.Label{{Name: "failure_threshold", Value: "5"}, {Name: "team", Value: "web"}}}
 	b := scheduler.Target{Module: "http_2xx", Target: "https://b.example", Interval: time.Minute}
 	tab.Sync([]scheduler.Target{a, b})
 
@@ -90,7 +90,7 @@ func TestTableRendersLatestResultWithTargetLabels(t *testing.T) {
 	tab.Record(scheduler.Outcome{Target: &b, Result: httpResult(false, 500), Attempts: 3, Planned: time.Unix(1060, 0)})
 
 	fams := mustScrape(t, tab)
-	aLabels := map[string]string{"target": a.Target, "module": "http_2xx", "team": "web"}
+	aLabels := map[string]string{"target": a.Target, "module": "http_2xx", "team": "web", "failure_threshold": "5"}
 	bLabels := map[string]string{"target": b.Target, "module": "http_2xx"}
 	if v := find(t, fams, "probe_success", aLabels); v != "1" {
 		t.Errorf("a probe_success = %s", v)
@@ -109,6 +109,12 @@ func TestTableRendersLatestResultWithTargetLabels(t *testing.T) {
 	}
 	if v := find(t, fams, "vantage_probe_checks_total", map[string]string{"target": a.Target, "result": "success"}); v != "1" {
 		t.Errorf("a successes = %s, want 1", v)
+	}
+	if v := find(t, fams, "vantage_probe_failure_threshold", aLabels); v != "5" {
+		t.Errorf("a failure threshold = %s, want 5 from its label", v)
+	}
+	if n := len(fams["vantage_probe_failure_threshold"]); n != 1 {
+		t.Errorf("vantage_probe_failure_threshold has %d series, want 1 (b has no failure_threshold label)", n)
 	}
 	if v := find(t, fams, "vantage_probe_attempts", bLabels); v != "3" {
 		t.Errorf("b attempts = %s, want 3", v)

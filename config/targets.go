@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -101,6 +102,21 @@ type ScheduledTarget struct {
 	Source string
 }
 
+// FailureThresholdLabel is the target label that sets how many failed
+// checks in five minutes the failure-ratio alert tolerates; the exporter
+// exposes its value as vantage_probe_failure_threshold.
+const FailureThresholdLabel = "failure_threshold"
+
+// ParseFailureThreshold reads a failure_threshold label value: a
+// non-negative whole number.
+func ParseFailureThreshold(v string) (float64, error) {
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("label %s must be a non-negative whole number of failed checks, got %q", FailureThresholdLabel, v)
+	}
+	return float64(n), nil
+}
+
 // reservedLabels are label names scheduled series already carry.
 var reservedLabels = []string{"target", "module", "phase", "reason", "result", "location"}
 
@@ -157,6 +173,10 @@ func (c *Config) resolveGroup(g TargetGroup, path []any, locateFn func([]any) st
 			return nil, fail(at(path, "labels", name), "invalid label name %q", name)
 		case slices.Contains(reservedLabels, name):
 			return nil, fail(at(path, "labels", name), "label name %q is reserved (reserved: %s)", name, strings.Join(reservedLabels, ", "))
+		case name == FailureThresholdLabel:
+			if _, err := ParseFailureThreshold(g.Labels[name]); err != nil {
+				return nil, fail(at(path, "labels", name), "%s", err)
+			}
 		}
 	}
 	if len(g.Targets) == 0 {

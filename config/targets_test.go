@@ -140,6 +140,11 @@ func TestScheduledTargetsInvalid(t *testing.T) {
 			want:   `vantage.yml:11: targets[0].labels.module: label name "module" is reserved (reserved: target, module, phase, reason, result, location)`,
 		},
 		{
+			name:   "failure_threshold not a number",
+			config: "targets:\n  - module: http_2xx\n    targets: [https://a.example]\n    labels: {failure_threshold: many}\n",
+			want:   `vantage.yml:11: targets[0].labels.failure_threshold: label failure_threshold must be a non-negative whole number of failed checks, got "many"`,
+		},
+		{
 			name:   "invalid label name",
 			config: "targets:\n  - module: http_2xx\n    targets: [https://a.example]\n    labels: {team-name: x}\n",
 			want:   `vantage.yml:11: targets[0].labels.team-name: invalid label name "team-name"`,
