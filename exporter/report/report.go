@@ -71,13 +71,15 @@ type Options struct {
 	Location string
 	// BufferSize bounds the reports waiting per coordinator; when full the
 	// oldest is dropped.
-	BufferSize    int
-	BatchSize     int
-	FlushInterval time.Duration
-	MinBackoff    time.Duration
-	MaxBackoff    time.Duration
-	Client        *http.Client
-	Registerer    prometheus.Registerer
+	BufferSize int
+	// BatchSize bounds the reports sent in one request. A report is sent
+	// as soon as the previous request ends, so reports queue up into
+	// batches only while a delivery is under way or failing.
+	BatchSize  int
+	MinBackoff time.Duration
+	MaxBackoff time.Duration
+	Client     *http.Client
+	Registerer prometheus.Registerer
 	Logger        *slog.Logger
 }
 
@@ -86,7 +88,6 @@ func DefaultOptions() Options {
 	return Options{
 		BufferSize:    10000,
 		BatchSize:     100,
-		FlushInterval: time.Second,
 		MinBackoff:    250 * time.Millisecond,
 		MaxBackoff:    30 * time.Second,
 		Client:        &http.Client{Timeout: 10 * time.Second},
@@ -114,9 +115,6 @@ func New(opts Options) *Reporter {
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = def.BatchSize
-	}
-	if opts.FlushInterval <= 0 {
-		opts.FlushInterval = def.FlushInterval
 	}
 	if opts.MinBackoff <= 0 {
 		opts.MinBackoff = def.MinBackoff
@@ -229,13 +227,10 @@ func (s *sink) push(rep Report) {
 		return
 	}
 	s.queue = append(s.queue, rep)
-	n := len(s.queue)
 	s.mu.Unlock()
-	if n >= s.r.opts.BatchSize {
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -261,8 +256,6 @@ func (s *sink) settle(batch []Report, delivered bool) {
 }
 
 func (s *sink) run(ctx context.Context) {
-	ticker := time.NewTicker(s.r.opts.FlushInterval)
-	defer ticker.Stop()
 	backoff := time.Duration(0)
 	for {
 		if backoff > 0 {
@@ -277,7 +270,6 @@ func (s *sink) run(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-ticker.C:
 			case <-s.wake:
 			}
 		}

@@ -90,9 +90,6 @@ func start(t *testing.T, opts Options) (*Reporter, *prometheus.Registry, func())
 	reg := prometheus.NewRegistry()
 	opts.Registerer = reg
 	opts.Location = "ams"
-	if opts.FlushInterval == 0 {
-		opts.FlushInterval = 20 * time.Millisecond
-	}
 	opts.MinBackoff, opts.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
 	r := New(opts)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -210,10 +207,14 @@ func TestEveryCoordinatorGetsEveryReport(t *testing.T) {
 
 func TestShutdownFlushesPendingReports(t *testing.T) {
 	in := newIntake(t)
-	// A long flush interval: only the shutdown flush can deliver in time.
-	r, _, stop := start(t, Options{URLs: []string{in.srv.URL}, FlushInterval: time.Hour})
+	// The coordinator fails the first delivery and the retry waits an
+	// hour: only the shutdown flush can deliver in time.
+	in.status.Store(http.StatusServiceUnavailable)
+	r, _, stop := start(t, Options{URLs: []string{in.srv.URL}, MinBackoff: time.Hour, MaxBackoff: time.Hour})
 	r.Send(report(0))
 	r.Send(report(1))
+	waitFor(t, "a failed delivery", func() bool { return testutil.ToFloat64(r.failures.WithLabelValues(in.srv.URL)) > 0 })
+	in.status.Store(0)
 	stop()
 	if n := len(in.received()); n != 2 {
 		t.Errorf("%d reports delivered at shutdown, want 2", n)
