@@ -1,6 +1,7 @@
 package config
 
 import (
+	_ "embed"
 	"fmt"
 	"net/url"
 	"os"
@@ -18,11 +19,31 @@ var DefaultConfirmation = ConfirmationConfig{
 	ReverifyInterval:    30 * time.Second,
 }
 
+// DefaultHealthCheckInterval is how often the coordinator checks that
+// each location's exporter answers, by default.
+const DefaultHealthCheckInterval = 15 * time.Second
+
 // CoordinatorConfig is vantage-coordinator's configuration file.
 type CoordinatorConfig struct {
 	// Locations are the exporters, one per place on the network.
 	Locations    []Location         `yaml:"locations"`
 	Confirmation ConfirmationConfig `yaml:"confirmation"`
+	// HealthCheckInterval is how often each location's /-/healthy is
+	// requested, for vantage_location_healthy.
+	HealthCheckInterval time.Duration `yaml:"health_check_interval"`
+}
+
+//go:embed coordinator-default.yml
+var defaultCoordinatorYAML []byte
+
+// DefaultCoordinator returns the embedded default coordinator
+// configuration: one location, the exporter on this host.
+func DefaultCoordinator() *CoordinatorConfig {
+	c, err := ParseCoordinator(defaultCoordinatorYAML, DefaultSource)
+	if err != nil {
+		panic("embedded default coordinator config is invalid: " + err.Error())
+	}
+	return c
 }
 
 // Location is one exporter the coordinator asks for checks.
@@ -72,7 +93,7 @@ func LoadCoordinatorFile(path string) (*CoordinatorConfig, error) {
 // ParseCoordinator decodes and validates a coordinator configuration
 // document; errors read "source:line: path: problem".
 func ParseCoordinator(data []byte, source string) (*CoordinatorConfig, error) {
-	c := &CoordinatorConfig{Confirmation: DefaultConfirmation}
+	c := &CoordinatorConfig{Confirmation: DefaultConfirmation, HealthCheckInterval: DefaultHealthCheckInterval}
 	if _, err := decodeDocument(data, source, c, func(*yaml.Node) error { return c.validate() }); err != nil {
 		return nil, err
 	}
@@ -119,6 +140,17 @@ func (c *CoordinatorConfig) validate() error {
 		return fail(at(path, "recovery_successes"), "recovery_successes must be at least 1, got %d", cf.RecoverySuccesses)
 	case cf.ReverifyInterval < time.Second:
 		return fail(at(path, "reverify_interval"), "reverify_interval must be at least 1s, got %s", cf.ReverifyInterval)
+	case c.HealthCheckInterval < time.Second:
+		return fail([]any{"health_check_interval"}, "health_check_interval must be at least 1s, got %s", c.HealthCheckInterval)
 	}
 	return nil
+}
+
+// LocationURLs maps each location's name to its URL.
+func (c *CoordinatorConfig) LocationURLs() map[string]string {
+	m := make(map[string]string, len(c.Locations))
+	for _, l := range c.Locations {
+		m[l.Name] = l.URL
+	}
+	return m
 }

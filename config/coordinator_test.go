@@ -26,7 +26,10 @@ func TestParseCoordinator(t *testing.T) {
 	if c.Confirmation != DefaultConfirmation {
 		t.Errorf("confirmation = %+v, want the defaults", c.Confirmation)
 	}
-	c, err = ParseCoordinator([]byte(coordinatorLocations+"confirmation:\n  min_failing_locations: 3\n  verify_timeout: 4s\n"), "c.yml")
+	if c.HealthCheckInterval != DefaultHealthCheckInterval {
+		t.Errorf("health_check_interval = %s, want the default %s", c.HealthCheckInterval, DefaultHealthCheckInterval)
+	}
+	c, err = ParseCoordinator([]byte(coordinatorLocations+"health_check_interval: 1m\nconfirmation:\n  min_failing_locations: 3\n  verify_timeout: 4s\n"), "c.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,6 +37,16 @@ func TestParseCoordinator(t *testing.T) {
 	want.MinFailingLocations, want.VerifyTimeout = 3, 4*time.Second
 	if c.Confirmation != want {
 		t.Errorf("a partial confirmation section = %+v, want %+v", c.Confirmation, want)
+	}
+	if c.HealthCheckInterval != time.Minute {
+		t.Errorf("health_check_interval = %s, want 1m", c.HealthCheckInterval)
+	}
+}
+
+func TestDefaultCoordinator(t *testing.T) {
+	c := DefaultCoordinator()
+	if len(c.Locations) != 1 || c.Locations[0].URL != "http://127.0.0.1:9715" || c.Confirmation.MinFailingLocations != 1 {
+		t.Errorf("default coordinator config = %+v, want the local exporter as the one location", c)
 	}
 }
 
@@ -51,6 +64,7 @@ func TestParseCoordinatorInvalid(t *testing.T) {
 		{coordinatorLocations + "confirmation:\n  verify_timeout: 0s\n", `c.yml:9: confirmation.verify_timeout: verify_timeout must be positive, got 0s`},
 		{coordinatorLocations + "confirmation:\n  recovery_successes: 0\n", `c.yml:9: confirmation.recovery_successes: recovery_successes must be at least 1, got 0`},
 		{coordinatorLocations + "confirmation:\n  reverify_interval: 10ms\n", `c.yml:9: confirmation.reverify_interval: reverify_interval must be at least 1s, got 10ms`},
+		{coordinatorLocations + "health_check_interval: 0s\n", `c.yml:8: health_check_interval: health_check_interval must be at least 1s, got 0s`},
 		{coordinatorLocations + "confirmation:\n  min_failing: 2\n", `c.yml:9: confirmation: unknown key "min_failing"`},
 		{coordinatorLocations + "modules: {}\n", `c.yml:8: (top level): unknown key "modules"`},
 	} {

@@ -1,0 +1,85 @@
+// Command vantage-coordinator confirms outages across locations: a failure
+// one vantage-exporter reports is checked at once from the other
+// locations, and only agreement marks the target confirmed down.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/vantageprobe/vantage/config"
+	"github.com/vantageprobe/vantage/coordinator"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	opts := coordinator.DefaultOptions()
+	app := kingpin.New("vantage-coordinator", "Confirms outages across vantage-exporter locations: unknown is not down.")
+	app.Version(version.Print("vantage-coordinator"))
+	app.HelpFlag.Short('h')
+	app.Flag("config.file", "Configuration file (locations, confirmation). Empty: the embedded default, one location at http://127.0.0.1:9715.").StringVar(&opts.ConfigFile)
+	configCheck := app.Flag("config.check", "Validate the configuration file, then exit 0 if it is valid, 1 otherwise.").Bool()
+	app.Flag("storage.path", "Directory of the incident log.").Default(opts.StoragePath).StringVar(&opts.StoragePath)
+	app.Flag("timeout-offset", "Offset to subtract from Prometheus' scrape timeout on /probe.").Default("0.5s").DurationVar(&opts.TimeoutOffset)
+	webFlags := kingpinflag.AddFlags(app, ":9716")
+	logConfig := &promslog.Config{}
+	promslogflag.AddFlags(app, logConfig)
+
+	if _, err := app.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "vantage-coordinator: %s\n", err)
+		return 2
+	}
+	if *configCheck {
+		if opts.ConfigFile == "" {
+			fmt.Fprintln(stdout, "No --config.file given; the embedded default configuration is valid")
+			return 0
+		}
+		if _, err := config.LoadCoordinatorFile(opts.ConfigFile); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		fmt.Fprintln(stdout, "Config file is ok")
+		return 0
+	}
+	logger := promslog.New(logConfig)
+	opts.Logger = logger
+	opts.ListenAddresses = *webFlags.WebListenAddresses
+	opts.WebConfigFile = *webFlags.WebConfigFile
+	opts.WebSystemdSocket = *webFlags.WebSystemdSocket
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	reload := make(chan struct{})
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			case <-time.After(time.Minute):
+			}
+		}
+	}()
+	opts.Reload = reload
+	logger.Info("Starting vantage-coordinator", "version", version.Info(), "build_context", version.BuildContext())
+	if err := coordinator.Run(ctx, opts); err != nil {
+		logger.Error("vantage-coordinator stopped", "err", err)
+		return 1
+	}
+	logger.Info("vantage-coordinator stopped")
+	return 0
+}

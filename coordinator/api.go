@@ -1,0 +1,120 @@
+package coordinator
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	yaml "gopkg.in/yaml.v3"
+
+	"github.com/vantageprobe/vantage/exporter/report"
+	"github.com/vantageprobe/vantage/internal/jsonapi"
+)
+
+// defaultIncidentLimit bounds GET /api/v1/incidents?state=all without a
+// limit.
+const defaultIncidentLimit = 1000
+
+// Handler returns the coordinator's HTTP routes, without web config
+// protection.
+func (c *Coordinator) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", c.handleStatus)
+	mux.HandleFunc("POST "+report.Path, c.handleReports)
+	mux.HandleFunc("GET /api/v1/incidents", c.handleIncidents)
+	mux.HandleFunc("GET /api/v1/incidents/{id}", c.handleIncident)
+	mux.HandleFunc("GET /api/v1/targets", c.handleTargets)
+	mux.HandleFunc("GET /api/v1/locations", c.handleLocations)
+	mux.HandleFunc("GET /probe", c.handleProbe)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(c.logger.Handler(), slog.LevelError)}))
+	mux.HandleFunc("GET /config", c.handleConfig)
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "Healthy")
+	})
+	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "Ready")
+	})
+	mux.HandleFunc("POST /-/reload", c.handleReload)
+	mux.HandleFunc("PUT /-/reload", c.handleReload)
+	return mux
+}
+
+// handleIncidents lists incidents newest first:
+// ?state=open (default) or all, and ?limit=N.
+func (c *Coordinator) handleIncidents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	state := q.Get("state")
+	if state == "" {
+		state = "open"
+	}
+	if state != "open" && state != "all" {
+		jsonapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("state must be open or all, got %q", state))
+		return
+	}
+	limit := 0
+	if state == "all" {
+		limit = defaultIncidentLimit
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			jsonapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("limit must be a positive integer, got %q", v))
+			return
+		}
+		limit = n
+	}
+	incidents, err := c.store.List(state == "open", limit)
+	if err != nil {
+		jsonapi.WriteError(w, http.StatusInternalServerError, err)
+		return
+	}
+	jsonapi.Write(w, http.StatusOK, incidents)
+}
+
+func (c *Coordinator) handleIncident(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil {
+		jsonapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("incident id must be a positive integer, got %q", r.PathValue("id")))
+		return
+	}
+	inc, ok, err := c.store.Get(id)
+	switch {
+	case err != nil:
+		jsonapi.WriteError(w, http.StatusInternalServerError, err)
+	case !ok:
+		jsonapi.WriteError(w, http.StatusNotFound, fmt.Errorf("no incident %d", id))
+	default:
+		jsonapi.Write(w, http.StatusOK, inc)
+	}
+}
+
+// handleTargets lists every target the coordinator knows, with each
+// location's latest evidence; ?state= keeps one state.
+func (c *Coordinator) handleTargets(w http.ResponseWriter, r *http.Request) {
+	targets := c.targets()
+	if s := r.URL.Query().Get("state"); s != "" {
+		if !slices.Contains(States, State(s)) {
+			jsonapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("state must be one of up, seems_down, down, unknown; got %q", s))
+			return
+		}
+		targets = slices.DeleteFunc(targets, func(t TargetView) bool { return t.State != State(s) })
+	}
+	jsonapi.Write(w, http.StatusOK, targets)
+}
+
+func (c *Coordinator) handleLocations(w http.ResponseWriter, _ *http.Request) {
+	jsonapi.Write(w, http.StatusOK, c.health.views())
+}
+
+func (c *Coordinator) handleConfig(w http.ResponseWriter, _ *http.Request) {
+	out, err := yaml.Marshal(c.conf.Load())
+	if err != nil {
+		http.Error(w, fmt.Sprintf("error marshalling configuration: %s", err), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write(out)
+}

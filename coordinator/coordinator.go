@@ -1,0 +1,316 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+
+	"github.com/vantageprobe/vantage/collector"
+	"github.com/vantageprobe/vantage/config"
+	"github.com/vantageprobe/vantage/internal/webserver"
+)
+
+// Coordinator is a running vantage-coordinator.
+type Coordinator struct {
+	opts   Options
+	logger *slog.Logger
+	conf   atomic.Pointer[config.CoordinatorConfig]
+
+	// mu guards machine and orders the incident snapshots it submits to
+	// writer.
+	mu      sync.Mutex
+	machine *Machine
+
+	store    *Store
+	writer   *writer
+	verifier *verifier
+	health   *locationHealth
+	intake   *intake
+	reg      *prometheus.Registry
+	metrics  *metrics
+	reloads  chan chan error
+
+	// runCtx bounds the verification rounds; set by Serve.
+	runCtx context.Context
+	rounds sync.WaitGroup
+}
+
+// New loads the configuration, opens the incident log and resumes the
+// open incidents. Serve runs the coordinator; a coordinator that is not
+// served must be closed with Close.
+func New(opts Options) (*Coordinator, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	conf, err := loadConfig(opts.ConfigFile)
+	if err != nil {
+		return nil, err
+	}
+	store, err := OpenStore(opts.StoragePath)
+	if err != nil {
+		return nil, err
+	}
+	lastID, err := store.LastID()
+	if err == nil {
+		var open []Incident
+		open, err = store.List(true, 0)
+		if err == nil {
+			c := newCoordinator(opts, conf, store, lastID)
+			c.machine.Restore(open, time.Now())
+			if len(open) > 0 {
+				c.logger.Info("Resuming open incidents", "incidents", len(open))
+			}
+			return c, nil
+		}
+	}
+	store.Close()
+	return nil, fmt.Errorf("reading the incident log in %s: %w", opts.StoragePath, err)
+}
+
+func newCoordinator(opts Options, conf *config.CoordinatorConfig, store *Store, lastID uint64) *Coordinator {
+	c := &Coordinator{
+		opts:     opts,
+		logger:   opts.Logger,
+		machine:  NewMachine(conf, lastID),
+		store:    store,
+		verifier: newVerifier(opts.Client),
+		health:   newLocationHealth(),
+		intake:   newIntake(),
+		reg:      prometheus.NewRegistry(),
+		reloads:  make(chan chan error),
+		runCtx:   context.Background(),
+	}
+	c.conf.Store(conf)
+	c.health.configure(conf)
+	c.metrics = newMetrics(c.reg, conf)
+	c.writer = newWriter(store, func(err error) {
+		c.metrics.storeErrors.Inc()
+		c.logger.Error("Writing the incident log failed", "err", err)
+	})
+	c.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("vantage_coordinator"),
+		collector.NewCoordinator(stateNames(), c.targetStates, c.health.snapshot),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "vantage_coordinator_verification_rounds_in_flight",
+			Help: "Verification rounds waiting for the locations' answers.",
+		}, func() float64 {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return float64(c.machine.OpenRounds())
+		}),
+	)
+	return c
+}
+
+func loadConfig(path string) (*config.CoordinatorConfig, error) {
+	if path == "" {
+		return config.DefaultCoordinator(), nil
+	}
+	return config.LoadCoordinatorFile(path)
+}
+
+func stateNames() []string {
+	out := make([]string, len(States))
+	for i, s := range States {
+		out[i] = string(s)
+	}
+	return out
+}
+
+// Close releases the incident log of a coordinator that was not served.
+func (c *Coordinator) Close() error { return c.store.Close() }
+
+// Run starts a coordinator with opts and serves until ctx ends.
+func Run(ctx context.Context, opts Options) error {
+	c, err := New(opts)
+	if err != nil {
+		return err
+	}
+	return c.Serve(ctx)
+}
+
+// Serve runs the coordinator until ctx ends: the HTTP server, the
+// re-verification of open incidents, the location health checks and the
+// incident log. It closes the incident log when it returns.
+func (c *Coordinator) Serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c.runCtx = ctx
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		c.writer.run()
+	}()
+	var wg sync.WaitGroup
+	wg.Go(func() { c.verifyDue(ctx) })
+	wg.Go(func() { c.checkHealth(ctx) })
+	wg.Go(func() { c.reloader(ctx) })
+
+	err := webserver.Serve(ctx, c.Handler(), webserver.Config{
+		ListenAddresses: c.opts.ListenAddresses,
+		WebConfigFile:   c.opts.WebConfigFile,
+		SystemdSocket:   c.opts.WebSystemdSocket,
+		Started:         c.opts.Started,
+	}, c.logger)
+	cancel()
+	wg.Wait()
+	// Rounds cut short by the shutdown are dropped; open incidents are
+	// verified again after a restart.
+	c.rounds.Wait()
+	close(c.writer.queue)
+	<-writerDone
+	if cerr := c.store.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return err
+}
+
+// update applies an event to the machine and carries out its effects:
+// incident snapshots go to the log in the machine's order, rounds start,
+// metrics count. The returned channel yields when the snapshots are
+// durable.
+func (c *Coordinator) update(event func(m *Machine, now time.Time) Effects) <-chan error {
+	c.mu.Lock()
+	eff := event(c.machine, time.Now())
+	done := c.writer.submit(eff.Save)
+	c.mu.Unlock()
+	for _, r := range eff.Resolved {
+		c.metrics.incidents.WithLabelValues(r).Inc()
+	}
+	for _, d := range eff.Confirmed {
+		c.metrics.confirmation.Observe(d.Seconds())
+	}
+	for _, r := range eff.Rounds {
+		c.startRound(r)
+	}
+	return done
+}
+
+// startRound asks the round's locations in the background and feeds
+// their answers back to the machine.
+func (c *Coordinator) startRound(r RoundRequest) {
+	urls := c.conf.Load().LocationURLs()
+	locs := make(map[string]string, len(r.Locations))
+	for _, name := range r.Locations {
+		if u, ok := urls[name]; ok {
+			locs[name] = u
+		}
+	}
+	ctx := c.runCtx
+	c.rounds.Go(func() {
+		started := time.Now()
+		answers := c.verifier.round(ctx, r.Key, locs, r.Timeout)
+		if ctx.Err() != nil {
+			return
+		}
+		c.metrics.roundDuration.Observe(time.Since(started).Seconds())
+		evidence := make([]Evidence, len(answers))
+		for i, a := range answers {
+			evidence[i] = a.Evidence
+			c.health.answered(a)
+			c.metrics.checks.WithLabelValues(a.Location, string(a.Result)).Inc()
+			if a.Result == OutcomeUnknown {
+				c.logger.Debug("Location could not tell", "location", a.Location, "target", r.Key.Target, "module", r.Key.Module, "err", a.Error)
+			}
+		}
+		c.update(func(m *Machine, now time.Time) Effects { return m.RoundDone(r.Key, r.ID, evidence, now) })
+	})
+}
+
+// verifyDue starts the rounds that are due, once a second.
+func (c *Coordinator) verifyDue(ctx context.Context) {
+	ticker := time.NewTicker(time.Second)
+	defer ticker.Stop()
+	for {
+		c.update(func(m *Machine, now time.Time) Effects { return m.Due(now) })
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// targetStates is the machine's state for the series.
+func (c *Coordinator) targetStates() []collector.TargetState {
+	c.mu.Lock()
+	views := c.machine.Targets()
+	c.mu.Unlock()
+	out := make([]collector.TargetState, len(views))
+	for i, v := range views {
+		ts := collector.TargetState{Target: v.Target, Module: v.Module, State: string(v.State), DownSince: v.DownSince}
+		for _, e := range v.Locations {
+			if e.Result != OutcomeUnknown {
+				ts.Locations = append(ts.Locations, collector.LocationVerdict{Location: e.Location, Success: e.Result == OutcomeSuccess})
+			}
+		}
+		out[i] = ts
+	}
+	return out
+}
+
+// targets returns the machine's view of every target.
+func (c *Coordinator) targets() []TargetView {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.machine.Targets()
+}
+
+// reloader is the one goroutine that reloads the configuration, fed by
+// external signals (SIGHUP) and by POST /-/reload.
+func (c *Coordinator) reloader(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.opts.Reload:
+			_ = c.reload()
+		case errc := <-c.reloads:
+			errc <- c.reload()
+		}
+	}
+}
+
+// reload loads the configuration file again; a configuration that does
+// not load leaves the running one in place.
+func (c *Coordinator) reload() error {
+	conf, err := loadConfig(c.opts.ConfigFile)
+	if err != nil {
+		c.metrics.reloadSuccess.Set(0)
+		c.logger.Error("Reloading the configuration failed; keeping the running one", "err", err)
+		return err
+	}
+	c.mu.Lock()
+	c.machine.Configure(conf)
+	c.mu.Unlock()
+	c.conf.Store(conf)
+	c.health.configure(conf)
+	c.metrics.reloadSuccess.Set(1)
+	c.metrics.reloadTime.SetToCurrentTime()
+	c.logger.Info("Configuration reloaded", "locations", len(conf.Locations))
+	return nil
+}
+
+func (c *Coordinator) handleReload(w http.ResponseWriter, r *http.Request) {
+	errc := make(chan error, 1)
+	select {
+	case c.reloads <- errc:
+	case <-r.Context().Done():
+		return
+	}
+	if err := <-errc; err != nil {
+		http.Error(w, fmt.Sprintf("failed to reload config: %s", err), http.StatusInternalServerError)
+		return
+	}
+	fmt.Fprintln(w, "Config reloaded")
+}

@@ -1,0 +1,168 @@
+package coordinator
+
+import (
+	"time"
+
+	"github.com/vantageprobe/vantage/exporter/prober"
+)
+
+// State is where a (target, module) stands at the coordinator.
+type State string
+
+// The states of a target.
+const (
+	// StateUp: no open incident.
+	StateUp State = "up"
+	// StateSeemsDown: a location reported a failure; the other locations
+	// are being asked.
+	StateSeemsDown State = "seems_down"
+	// StateDown: enough locations saw the target fail (confirmed).
+	StateDown State = "down"
+	// StateUnknown: too few locations could tell to reach a verdict.
+	StateUnknown State = "unknown"
+)
+
+// States lists every state, in the order series render them.
+var States = []State{StateUp, StateSeemsDown, StateDown, StateUnknown}
+
+// Outcome is what one location saw of a target.
+type Outcome string
+
+// The outcomes of a location's check.
+const (
+	OutcomeSuccess Outcome = "success"
+	OutcomeFailure Outcome = "failure"
+	// OutcomeUnknown: the location could not tell; its request failed,
+	// timed out, or its connectivity canary was failing.
+	OutcomeUnknown Outcome = "unknown"
+)
+
+// How an incident ended.
+const (
+	ResolutionFalseAlarm = "false_alarm"
+	ResolutionRecovered  = "recovered"
+)
+
+// Resolutions lists every resolution.
+var Resolutions = []string{ResolutionFalseAlarm, ResolutionRecovered}
+
+// Where a piece of evidence came from.
+const (
+	SourceReport = "report" // a state-change report of a scheduled check
+	SourceCheck  = "check"  // a check the coordinator asked for
+)
+
+// Key names a checked target.
+type Key struct {
+	Target string
+	Module string
+}
+
+// Evidence is what one location saw at one time.
+type Evidence struct {
+	Location string    `json:"location"`
+	Time     time.Time `json:"time"`
+	Source   string    `json:"source"`
+	Result   Outcome   `json:"result"`
+	// Reason is the prober's failure reason.
+	Reason prober.Reason `json:"reason,omitempty"`
+	// Error says why the check failed, or why its outcome is unknown.
+	Error string `json:"error,omitempty"`
+	// Phases are the check's phase durations in seconds.
+	Phases map[string]float64 `json:"phases,omitempty"`
+	// DurationSeconds is how long the check took.
+	DurationSeconds float64 `json:"duration_seconds,omitempty"`
+	// StatusCode is the HTTP status code of http checks.
+	StatusCode int `json:"status_code,omitempty"`
+}
+
+// evidenceFrom reads a prober result as evidence.
+func evidenceFrom(location, source string, r *prober.Result, fallback time.Time) Evidence {
+	e := Evidence{Location: location, Source: source, Time: fallback, Result: OutcomeUnknown}
+	if r == nil {
+		e.Error = "no result"
+		return e
+	}
+	if !r.Start.IsZero() {
+		e.Time = r.Start
+	}
+	e.Result = OutcomeFailure
+	if r.Success {
+		e.Result = OutcomeSuccess
+	}
+	e.Reason = r.Reason
+	e.Error = r.Error
+	e.DurationSeconds = r.Duration.Seconds()
+	if len(r.Phases) > 0 {
+		e.Phases = make(map[string]float64, len(r.Phases))
+		for _, p := range r.Phases {
+			e.Phases[p.Name] = p.Duration.Seconds()
+		}
+	}
+	if r.HTTP != nil {
+		e.StatusCode = r.HTTP.StatusCode
+	}
+	return e
+}
+
+// unknownEvidence is a location that could not tell, and why.
+func unknownEvidence(location, source string, at time.Time, why string) Evidence {
+	return Evidence{Location: location, Time: at, Source: source, Result: OutcomeUnknown, Error: why}
+}
+
+// Incident is one suspected outage of a target, from the first failure
+// report to its resolution.
+type Incident struct {
+	ID     uint64 `json:"id"`
+	Target string `json:"target"`
+	Module string `json:"module"`
+	// State is the target's state while the incident is open, and its
+	// last one once resolved.
+	State State `json:"state"`
+	// Reporter is the location whose report opened the incident.
+	Reporter string `json:"reporter"`
+	// StartedAt is the first failed check of the reporter's failing
+	// streak: the incident is backdated to it.
+	StartedAt time.Time `json:"started_at"`
+	// OpenedAt is when the coordinator received that report.
+	OpenedAt    time.Time `json:"opened_at"`
+	ConfirmedAt time.Time `json:"confirmed_at,omitzero"`
+	ResolvedAt  time.Time `json:"resolved_at,omitzero"`
+	// Resolution is false_alarm or recovered once resolved.
+	Resolution string `json:"resolution,omitempty"`
+	// Rounds counts the verification rounds run for the incident.
+	Rounds int `json:"verification_rounds"`
+	// Evidence is what the locations saw, oldest first: the first
+	// maxEvidenceHead entries and the latest ones up to maxEvidence.
+	Evidence []Evidence `json:"evidence"`
+}
+
+// Open reports whether the incident is not resolved yet.
+func (i *Incident) Open() bool { return i.ResolvedAt.IsZero() }
+
+// Confirmed reports whether the outage was confirmed.
+func (i *Incident) Confirmed() bool { return !i.ConfirmedAt.IsZero() }
+
+// Key is the incident's target and module.
+func (i *Incident) Key() Key { return Key{Target: i.Target, Module: i.Module} }
+
+const (
+	maxEvidence     = 200
+	maxEvidenceHead = 50
+)
+
+// addEvidence appends e, keeping the first maxEvidenceHead entries (how
+// the incident was confirmed) and the latest ones.
+func (i *Incident) addEvidence(e Evidence) {
+	if len(i.Evidence) >= maxEvidence {
+		i.Evidence = append(i.Evidence[:maxEvidenceHead], i.Evidence[maxEvidenceHead+1:]...)
+	}
+	i.Evidence = append(i.Evidence, e)
+}
+
+// clone returns a copy that shares nothing mutable with i.
+func (i *Incident) clone() Incident {
+	c := *i
+	c.Evidence = append([]Evidence(nil), i.Evidence...)
+	return c
+}

@@ -1,0 +1,157 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vantageprobe/vantage/config"
+	"github.com/vantageprobe/vantage/exporter/report"
+	"github.com/vantageprobe/vantage/internal/jsonapi"
+)
+
+const (
+	// maxReportBatchBytes bounds a report batch's body.
+	maxReportBatchBytes = 8 << 20
+	// maxReportsPerBatch bounds the reports of one batch; exporters send
+	// at most 100.
+	maxReportsPerBatch = 1000
+)
+
+// intake remembers, per location, the latest report sequence number of the
+// exporter's current run, so a redelivered batch is not applied twice.
+type intake struct {
+	mu   sync.Mutex
+	last map[string]position
+}
+
+type position struct {
+	run string
+	seq uint64
+}
+
+func newIntake() *intake { return &intake{last: map[string]position{}} }
+
+// fresh returns the reports of b not seen before, in order, and counts the
+// others. An exporter delivers its reports in order, so within one run
+// anything at or below the highest sequence seen is a duplicate.
+func (in *intake) fresh(b *report.Batch) (fresh []*report.Report, duplicates int) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	pos := in.last[b.Location]
+	if pos.run != b.Run {
+		pos = position{run: b.Run}
+	}
+	for i := range b.Reports {
+		r := &b.Reports[i]
+		if r.Seq <= pos.seq {
+			duplicates++
+			continue
+		}
+		pos.seq = r.Seq
+		fresh = append(fresh, r)
+	}
+	in.last[b.Location] = pos
+	return fresh, duplicates
+}
+
+// ReportsAnswer is the answer to an accepted report batch.
+type ReportsAnswer struct {
+	Accepted   int `json:"accepted"`
+	Duplicates int `json:"duplicates"`
+}
+
+// handleReports receives a batch of state-change reports: it answers 200
+// once their incidents are durable in the log, 4xx (not retried by the
+// exporters) for a batch that can never be accepted, and 503 when the
+// log cannot be written (retried).
+func (c *Coordinator) handleReports(w http.ResponseWriter, r *http.Request) {
+	var b report.Batch
+	conf := c.conf.Load()
+	if status, err := jsonapi.Decode(w, r, maxReportBatchBytes, &b, "a JSON object with location, run and reports"); err != nil {
+		reason := rejectMalformed
+		switch status {
+		case http.StatusRequestEntityTooLarge:
+			reason = rejectTooLarge
+		case http.StatusUnsupportedMediaType:
+			reason = rejectMediaType
+		}
+		c.reject(w, r, status, reason, err)
+		return
+	}
+	if reason, err := validateBatch(&b, conf); err != nil {
+		c.reject(w, r, http.StatusBadRequest, reason, err)
+		return
+	}
+	fresh, duplicates := c.intake.fresh(&b)
+	canaryFailing, canaryPassing := false, false
+	for _, rep := range fresh {
+		c.metrics.reportsReceived.WithLabelValues(b.Location, rep.State).Inc()
+		canaryFailing = canaryFailing || rep.State == report.StateUnknown
+		canaryPassing = canaryPassing || rep.State == report.StateFailing
+	}
+	c.metrics.duplicates.WithLabelValues(b.Location).Add(float64(duplicates))
+	c.health.reported(b.Location, canaryFailing, canaryPassing)
+	done := c.update(func(m *Machine, now time.Time) Effects {
+		var eff Effects
+		for _, rep := range fresh {
+			eff.merge(m.Report(b.Location, rep, now))
+		}
+		return eff
+	})
+	if err := <-done; err != nil {
+		jsonapi.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("writing the incident log failed: %w", err))
+		return
+	}
+	jsonapi.Write(w, http.StatusOK, ReportsAnswer{Accepted: len(fresh), Duplicates: duplicates})
+}
+
+func (c *Coordinator) reject(w http.ResponseWriter, r *http.Request, status int, reason string, err error) {
+	c.metrics.rejected.WithLabelValues(reason).Inc()
+	c.logger.Warn("Refused a report batch", "remote", r.RemoteAddr, "reason", reason, "err", err)
+	jsonapi.WriteError(w, status, err)
+}
+
+var reportStates = []string{report.StateFailing, report.StateRecovered, report.StateUnknown}
+
+// validateBatch checks what decoding cannot: a known location, and
+// complete reports. Errors name the field, e.g. reports[3].state.
+func validateBatch(b *report.Batch, conf *config.CoordinatorConfig) (reason string, err error) {
+	names := make([]string, len(conf.Locations))
+	for i, l := range conf.Locations {
+		names[i] = l.Name
+	}
+	switch {
+	case b.Location == "":
+		return rejectUnknownLocation, errors.New("location must be set (the exporter's --location)")
+	case !slices.Contains(names, b.Location):
+		return rejectUnknownLocation, fmt.Errorf("unknown location %q: the coordinator's locations are %s", b.Location, strings.Join(names, ", "))
+	case b.Run == "":
+		return rejectInvalidReport, errors.New("run must be set")
+	case len(b.Reports) > maxReportsPerBatch:
+		return rejectInvalidReport, fmt.Errorf("%d reports in one batch; at most %d", len(b.Reports), maxReportsPerBatch)
+	}
+	for i := range b.Reports {
+		rep := &b.Reports[i]
+		field := func(name string) string { return fmt.Sprintf("reports[%d].%s", i, name) }
+		switch {
+		case rep.Seq == 0:
+			return rejectInvalidReport, fmt.Errorf("%s must be at least 1", field("seq"))
+		case strings.TrimSpace(rep.Target) == "":
+			return rejectInvalidReport, fmt.Errorf("%s must be set", field("target"))
+		case rep.Module == "":
+			return rejectInvalidReport, fmt.Errorf("%s must be set", field("module"))
+		case !slices.Contains(reportStates, rep.State):
+			return rejectInvalidReport, fmt.Errorf("%s: unknown state %q (want one of %s)", field("state"), rep.State, strings.Join(reportStates, ", "))
+		case rep.Time.IsZero():
+			return rejectInvalidReport, fmt.Errorf("%s must be set", field("time"))
+		case rep.Result == nil && rep.State != report.StateUnknown:
+			return rejectInvalidReport, fmt.Errorf("%s must be set for state %q", field("result"), rep.State)
+		}
+	}
+	return "", nil
+}

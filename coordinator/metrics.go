@@ -1,0 +1,96 @@
+package coordinator
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/vantageprobe/vantage/config"
+	"github.com/vantageprobe/vantage/exporter/report"
+)
+
+// metrics are the coordinator's own counters; target states are rendered
+// at scrape time by collector.Coordinator.
+type metrics struct {
+	reportsReceived *prometheus.CounterVec
+	duplicates      *prometheus.CounterVec
+	rejected        *prometheus.CounterVec
+	incidents       *prometheus.CounterVec
+	confirmation    prometheus.Histogram
+	checks          *prometheus.CounterVec
+	roundDuration   prometheus.Histogram
+	storeErrors     prometheus.Counter
+	reloadSuccess   prometheus.Gauge
+	reloadTime      prometheus.Gauge
+}
+
+// Reasons a report batch is refused.
+const (
+	rejectMalformed       = "malformed"
+	rejectTooLarge        = "too_large"
+	rejectMediaType       = "unsupported_media_type"
+	rejectUnknownLocation = "unknown_location"
+	rejectInvalidReport   = "invalid_report"
+)
+
+func newMetrics(reg prometheus.Registerer, conf *config.CoordinatorConfig) *metrics {
+	f := promauto.With(reg)
+	m := &metrics{
+		reportsReceived: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "vantage_coordinator_reports_received_total",
+			Help: "State-change reports accepted from the exporters, by location and reported state (duplicates excluded).",
+		}, []string{"location", "state"}),
+		duplicates: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "vantage_coordinator_reports_duplicate_total",
+			Help: "Reports received again (a redelivered batch) and ignored.",
+		}, []string{"location"}),
+		rejected: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "vantage_coordinator_report_batches_rejected_total",
+			Help: "Report batches refused with a 4xx answer, by reason.",
+		}, []string{"reason"}),
+		incidents: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "vantage_incidents_total",
+			Help: "Incidents resolved, by resolution: false_alarm (the other locations did not confirm the failure) or recovered (a confirmed outage ended).",
+		}, []string{"resolution"}),
+		confirmation: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "vantage_confirmation_duration_seconds",
+			Help:    "Time from an outage's first failed check to its confirmation.",
+			Buckets: []float64{1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600},
+		}),
+		checks: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "vantage_coordinator_location_checks_total",
+			Help: "Checks the coordinator asked of each location during verification rounds, by outcome (success, failure, unknown).",
+		}, []string{"location", "result"}),
+		roundDuration: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "vantage_coordinator_verification_round_duration_seconds",
+			Help:    "How long verification rounds took, from the requests to the last answer or verify_timeout.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 10),
+		}),
+		storeErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "vantage_coordinator_incident_log_write_errors_total",
+			Help: "Failed writes to the incident log.",
+		}),
+		reloadSuccess: f.NewGauge(prometheus.GaugeOpts{
+			Name: "vantage_coordinator_config_last_reload_successful",
+			Help: "Whether the last configuration reload attempt was successful.",
+		}),
+		reloadTime: f.NewGauge(prometheus.GaugeOpts{
+			Name: "vantage_coordinator_config_last_reload_success_timestamp_seconds",
+			Help: "Timestamp of the last successful configuration reload.",
+		}),
+	}
+	m.reloadSuccess.Set(1)
+	m.reloadTime.SetToCurrentTime()
+	for _, r := range Resolutions {
+		m.incidents.WithLabelValues(r)
+	}
+	for _, r := range []string{rejectMalformed, rejectTooLarge, rejectMediaType, rejectUnknownLocation, rejectInvalidReport} {
+		m.rejected.WithLabelValues(r)
+	}
+	for _, l := range conf.Locations {
+		for _, s := range []string{report.StateFailing, report.StateRecovered, report.StateUnknown} {
+			m.reportsReceived.WithLabelValues(l.Name, s)
+		}
+		m.duplicates.WithLabelValues(l.Name)
+	}
+	return m
+}

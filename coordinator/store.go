@@ -1,0 +1,212 @@
+package coordinator
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The incident log lives in a bbolt file under --storage.path: one
+// process writes it, every commit is a copy-on-write transaction made
+// durable with fsync before it is acknowledged, so a crash (even in the
+// middle of a write) leaves the last committed state.
+const storeFile = "incidents.db"
+
+var (
+	bucketIncidents = []byte("incidents") // id → incident JSON
+	bucketOpen      = []byte("open")      // id → nothing: the open incidents
+)
+
+// Store is the incident log.
+type Store struct {
+	db *bolt.DB
+}
+
+// OpenStore opens (creating if needed) the incident log in dir.
+func OpenStore(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("creating storage directory: %w", err)
+	}
+	path := filepath.Join(dir, storeFile)
+	db, err := bolt.Open(path, 0o640, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("opening %s: it is locked by another process (another coordinator with the same --storage.path?)", path)
+		}
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketIncidents, bucketOpen} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("initializing %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the log.
+func (s *Store) Close() error { return s.db.Close() }
+
+func idKey(id uint64) []byte { return binary.BigEndian.AppendUint64(nil, id) }
+
+// Put writes incidents in one transaction, in order: a later snapshot of
+// the same incident wins.
+func (s *Store) Put(incidents []Incident) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		all, open := tx.Bucket(bucketIncidents), tx.Bucket(bucketOpen)
+		for i := range incidents {
+			inc := &incidents[i]
+			data, err := json.Marshal(inc)
+			if err != nil {
+				return err
+			}
+			k := idKey(inc.ID)
+			if err := all.Put(k, data); err != nil {
+				return err
+			}
+			if inc.Open() {
+				err = open.Put(k, nil)
+			} else {
+				err = open.Delete(k)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// LastID returns the highest incident ID stored, 0 when empty.
+func (s *Store) LastID() (uint64, error) {
+	var id uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if k, _ := tx.Bucket(bucketIncidents).Cursor().Last(); k != nil {
+			id = binary.BigEndian.Uint64(k)
+		}
+		return nil
+	})
+	return id, err
+}
+
+// Get returns one incident; ok is false when there is none with that ID.
+func (s *Store) Get(id uint64) (inc Incident, ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		data := tx.Bucket(bucketIncidents).Get(idKey(id))
+		if data == nil {
+			return nil
+		}
+		ok = true
+		return decodeIncident(data, &inc)
+	})
+	return inc, ok, err
+}
+
+// List returns incidents newest first: the open ones only, or all; at
+// most limit (0: no limit).
+func (s *Store) List(openOnly bool, limit int) ([]Incident, error) {
+	out := []Incident{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		all := tx.Bucket(bucketIncidents)
+		c := all.Cursor()
+		if openOnly {
+			c = tx.Bucket(bucketOpen).Cursor()
+		}
+		for k, v := c.Last(); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Prev() {
+			if openOnly {
+				v = all.Get(k)
+				if v == nil {
+					return fmt.Errorf("open incident %d has no record", binary.BigEndian.Uint64(k))
+				}
+			}
+			var inc Incident
+			if err := decodeIncident(v, &inc); err != nil {
+				return err
+			}
+			out = append(out, inc)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func decodeIncident(data []byte, inc *Incident) error {
+	if err := json.Unmarshal(data, inc); err != nil {
+		return fmt.Errorf("decoding stored incident: %w", err)
+	}
+	return nil
+}
+
+// writer commits incident snapshots in the order they are queued,
+// grouping whatever is waiting into one transaction (one fsync), and tells
+// each submitter when its snapshots are durable.
+type writer struct {
+	store   *Store
+	queue   chan write
+	onError func(error)
+}
+
+type write struct {
+	incidents []Incident
+	done      chan error // buffered; nil when nobody waits
+}
+
+const maxGroupedWrites = 256
+
+func newWriter(s *Store, onError func(error)) *writer {
+	return &writer{store: s, queue: make(chan write, 1024), onError: onError}
+}
+
+// submit queues snapshots; callers that hold the machine's lock submit in
+// the machine's order. The returned channel yields the commit's error.
+func (w *writer) submit(incidents []Incident) <-chan error {
+	done := make(chan error, 1)
+	if len(incidents) == 0 {
+		done <- nil
+		return done
+	}
+	w.queue <- write{incidents: incidents, done: done}
+	return done
+}
+
+// run commits until the queue is closed and drained.
+func (w *writer) run() {
+	for first := range w.queue {
+		group := []write{first}
+	more:
+		for len(group) < maxGroupedWrites {
+			select {
+			case next, ok := <-w.queue:
+				if !ok {
+					break more
+				}
+				group = append(group, next)
+			default:
+				break more
+			}
+		}
+		var all []Incident
+		for _, g := range group {
+			all = append(all, g.incidents...)
+		}
+		err := w.store.Put(all)
+		if err != nil {
+			w.onError(err)
+		}
+		for _, g := range group {
+			g.done <- err
+		}
+	}
+}

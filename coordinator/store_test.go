@@ -1,0 +1,102 @@
+package coordinator
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func mustOpenStore(t *testing.T, dir string) *Store {
+	t.Helper()
+	s, err := OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestStoreKeepsIncidentsAcrossReopen(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpenStore(t, dir)
+	open := Incident{ID: 1, Target: "https://a.example", Module: "http_2xx", State: StateDown, Reporter: "ams",
+		StartedAt: t0, OpenedAt: t0, ConfirmedAt: t0.Add(time.Second),
+		Evidence: []Evidence{{Location: "ams", Time: t0, Source: SourceReport, Result: OutcomeFailure, Reason: "connect_refused", Phases: map[string]float64{"connect": 0.001}}}}
+	resolved := Incident{ID: 2, Target: "https://b.example", Module: "http_2xx", State: StateSeemsDown, StartedAt: t0, OpenedAt: t0,
+		ResolvedAt: t0.Add(2 * time.Second), Resolution: ResolutionFalseAlarm}
+	// Incident 2 is written open first, then resolved in the same batch:
+	// the later snapshot wins.
+	openB := resolved
+	openB.ResolvedAt, openB.Resolution = time.Time{}, ""
+	if err := s.Put([]Incident{open, openB, resolved}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = mustOpenStore(t, dir)
+	defer s.Close()
+	if id, err := s.LastID(); err != nil || id != 2 {
+		t.Errorf("LastID = %d, %v; want 2", id, err)
+	}
+	got, err := s.List(true, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ID != 1 || got[0].Evidence[0].Phases["connect"] != 0.001 || !got[0].ConfirmedAt.Equal(t0.Add(time.Second)) {
+		t.Errorf("open incidents after reopening = %+v, want incident 1 with its evidence", got)
+	}
+	all, err := s.List(false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []uint64{}
+	for _, inc := range all {
+		ids = append(ids, inc.ID)
+	}
+	if !slices.Equal(ids, []uint64{2, 1}) || all[0].Resolution != ResolutionFalseAlarm {
+		t.Errorf("all incidents = %v (first %+v), want 2 (false alarm) then 1", ids, all[0])
+	}
+	if limited, _ := s.List(false, 1); len(limited) != 1 || limited[0].ID != 2 {
+		t.Errorf("List(all, 1) = %+v, want the newest only", limited)
+	}
+	if inc, ok, err := s.Get(1); err != nil || !ok || inc.Target != "https://a.example" {
+		t.Errorf("Get(1) = %+v, %v, %v", inc, ok, err)
+	}
+	if _, ok, err := s.Get(99); err != nil || ok {
+		t.Errorf("Get(99) = %v, %v; want not found", ok, err)
+	}
+}
+
+func TestStoreIsLockedByItsUser(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpenStore(t, dir)
+	defer s.Close()
+	_, err := OpenStore(dir)
+	if err == nil || !strings.Contains(err.Error(), "locked by another process") {
+		t.Errorf("opening a store in use: %v, want an error saying it is locked", err)
+	}
+}
+
+func TestWriterGroupsAndOrdersWrites(t *testing.T) {
+	s := mustOpenStore(t, t.TempDir())
+	defer s.Close()
+	w := newWriter(s, func(err error) { t.Errorf("write failed: %v", err) })
+	var dones []<-chan error
+	for i := range 100 {
+		inc := Incident{ID: 7, Target: "https://a.example", Module: "http_2xx", State: StateSeemsDown, Rounds: i}
+		dones = append(dones, w.submit([]Incident{inc}))
+	}
+	go w.run()
+	for _, d := range dones {
+		if err := <-d; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(w.queue)
+	inc, ok, err := s.Get(7)
+	if err != nil || !ok || inc.Rounds != 99 {
+		t.Errorf("stored incident has %d rounds (%v, %v), want 99: the last snapshot submitted", inc.Rounds, ok, err)
+	}
+}

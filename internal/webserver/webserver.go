@@ -1,0 +1,94 @@
+// Package webserver serves a program's HTTP handler the way both vantage
+// binaries do: on the --web.listen-address addresses (or systemd sockets),
+// behind an exporter-toolkit web configuration (TLS, basic auth), until
+// the context ends.
+package webserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/exporter-toolkit/web"
+)
+
+// Config says where and how to serve.
+type Config struct {
+	ListenAddresses []string
+	// WebConfigFile is an exporter-toolkit web configuration file.
+	WebConfigFile string
+	// SystemdSocket serves on systemd socket activation listeners
+	// instead of ListenAddresses.
+	SystemdSocket bool
+	// Started, when set, is called with the bound addresses once the
+	// server accepts connections.
+	Started func(addrs []net.Addr)
+	// ShutdownGrace bounds the wait for requests in flight at shutdown;
+	// 0 means 5s.
+	ShutdownGrace time.Duration
+}
+
+// Serve serves h until ctx ends or the server fails.
+func Serve(ctx context.Context, h http.Handler, c Config, logger *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
+	}
+	webConfig, systemd := c.WebConfigFile, c.SystemdSocket
+	addresses := c.ListenAddresses
+	flags := &web.FlagConfig{WebListenAddresses: &addresses, WebConfigFile: &webConfig, WebSystemdSocket: &systemd}
+	errc := make(chan error, 1)
+	if systemd {
+		go func() { errc <- web.ListenAndServe(srv, flags, logger) }()
+	} else {
+		listeners, addrs, err := Listen(addresses)
+		if err != nil {
+			return err
+		}
+		go func() { errc <- web.ServeMultiple(listeners, srv, flags, logger) }()
+		if c.Started != nil {
+			c.Started(addrs)
+		}
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	grace := c.ShutdownGrace
+	if grace <= 0 {
+		grace = 5 * time.Second
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return err
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Listen opens a TCP listener on each address, or none on error.
+func Listen(addresses []string) ([]net.Listener, []net.Addr, error) {
+	listeners := make([]net.Listener, 0, len(addresses))
+	addrs := make([]net.Addr, 0, len(addresses))
+	for _, a := range addresses {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return nil, nil, fmt.Errorf("listening on %s: %w", a, err)
+		}
+		listeners = append(listeners, l)
+		addrs = append(addrs, l.Addr())
+	}
+	return listeners, addrs, nil
+}
