@@ -167,7 +167,7 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 	// Rounds cut short by the shutdown are dropped; open incidents are
 	// verified again after a restart.
 	c.rounds.Wait()
-	close(c.writer.queue)
+	c.writer.close()
 	<-writerDone
 	if cerr := c.store.Close(); err == nil && cerr != nil {
 		err = cerr

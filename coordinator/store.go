@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -156,7 +157,13 @@ type writer struct {
 	store   *Store
 	queue   chan write
 	onError func(error)
+	// mu orders submissions against close: submit holds it for reading.
+	mu     sync.RWMutex
+	closed bool
 }
+
+// errWriterClosed answers submissions after shutdown began.
+var errWriterClosed = errors.New("the coordinator is shutting down")
 
 type write struct {
 	incidents []Incident
@@ -177,8 +184,24 @@ func (w *writer) submit(incidents []Incident) <-chan error {
 		done <- nil
 		return done
 	}
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		done <- errWriterClosed
+		return done
+	}
 	w.queue <- write{incidents: incidents, done: done}
 	return done
+}
+
+// close ends the queue; run returns once what was queued is committed.
+func (w *writer) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.closed = true
+		close(w.queue)
+	}
 }
 
 // run commits until the queue is closed and drained.

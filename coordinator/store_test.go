@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -94,7 +95,10 @@ func TestWriterGroupsAndOrdersWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	close(w.queue)
+	w.close()
+	if err := <-w.submit([]Incident{{ID: 8}}); !errors.Is(err, errWriterClosed) {
+		t.Errorf("submitting after close: %v, want errWriterClosed", err)
+	}
 	inc, ok, err := s.Get(7)
 	if err != nil || !ok || inc.Rounds != 99 {
 		t.Errorf("stored incident has %d rounds (%v, %v), want 99: the last snapshot submitted", inc.Rounds, ok, err)

@@ -70,6 +70,9 @@ func (e *Exporter) handleCheck(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	result := mod.Probe(ctx, req.Target, prober.Params{})
 	e.checks.WithLabelValues(req.Module, resultLabel(result.Success)).Inc()
+	if e.trans != nil {
+		e.trans.checked(req.Module, req.Target, result)
+	}
 	writeJSON(w, http.StatusOK, CheckResponse{Location: e.opts.Location, CanaryOK: e.canary.known(), Target: req.Target, Module: req.Module, Result: result})
 }
 

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vantageprobe/vantage/exporter/prober"
 	"github.com/vantageprobe/vantage/exporter/report"
 	"github.com/vantageprobe/vantage/exporter/scheduler"
 )
@@ -60,6 +61,26 @@ func (tr *transitions) record(o scheduler.Outcome, canaryOK bool) {
 		Target: o.Target.Target, Module: o.Target.Module, State: state,
 		Time: o.Planned, FirstFailure: first, Attempts: o.Attempts, Result: o.Result,
 	})
+}
+
+// checked applies a check the coordinator asked for (POST /api/v1/check):
+// a success ends the target's failing streak, as a scheduled success
+// would. Otherwise a target that was up only between two scheduled
+// checks, long enough for the coordinator to resolve its outage, would
+// never be reported failing again. A failed check changes nothing:
+// scheduled checks start streaks.
+func (tr *transitions) checked(module, target string, r *prober.Result) {
+	if !r.Success {
+		return
+	}
+	key := scheduler.Key(module, target)
+	tr.mu.Lock()
+	_, wasFailing := tr.failing[key]
+	delete(tr.failing, key)
+	tr.mu.Unlock()
+	if wasFailing {
+		tr.send(report.Report{Target: target, Module: module, State: report.StateRecovered, Time: r.Start, Attempts: 1, Result: r})
+	}
 }
 
 // retain forgets targets no longer scheduled.

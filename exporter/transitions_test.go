@@ -92,3 +92,26 @@ func TestCanaryState(t *testing.T) {
 		t.Error("removing the canary must forget it")
 	}
 }
+
+func TestCheckSuccessEndsTheStreak(t *testing.T) {
+	var sent []report.Report
+	tr := newTransitions(func(r report.Report) { sent = append(sent, r) })
+	target := &scheduler.Target{Module: "http_2xx", Target: "https://a.example"}
+	fail := &prober.Result{Reason: prober.ReasonStatusCode}
+	tr.record(scheduler.Outcome{Target: target, Result: fail, Attempts: 1, Planned: time.Unix(1000, 0)}, true)
+
+	tr.checked("http_2xx", "https://a.example", &prober.Result{Reason: prober.ReasonStatusCode})
+	tr.checked("http_2xx", "https://other.example", &prober.Result{Success: true})
+	if len(sent) != 1 {
+		t.Fatalf("%d reports after a failed check and another target's success, want only the first failure", len(sent))
+	}
+	tr.checked("http_2xx", "https://a.example", &prober.Result{Success: true, Start: time.Unix(1005, 0)})
+	if len(sent) != 2 || sent[1].State != report.StateRecovered || !sent[1].Time.Equal(time.Unix(1005, 0)) {
+		t.Fatalf("reports = %+v, want a recovery at 1005 after the checked success", sent)
+	}
+	// The next scheduled failure starts a new streak and is reported.
+	tr.record(scheduler.Outcome{Target: target, Result: fail, Attempts: 1, Planned: time.Unix(1010, 0)}, true)
+	if len(sent) != 3 || sent[2].State != report.StateFailing || !sent[2].FirstFailure.Equal(time.Unix(1010, 0)) {
+		t.Errorf("reports = %+v, want a new failing streak from 1010", sent)
+	}
+}

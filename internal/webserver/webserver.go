@@ -67,7 +67,11 @@ func Serve(ctx context.Context, h http.Handler, c Config, logger *slog.Logger) e
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return err
+		// Requests still running after the grace period, or connections
+		// opened just before shutdown that never sent a request (the
+		// server waits 5s for those), are cut.
+		logger.Warn("Closing connections still open after the shutdown grace period", "grace", grace, "err", err)
+		srv.Close()
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err

@@ -1,0 +1,478 @@
+// Package confirm runs the cross-location confirmation end to end on
+// loopback: three vantage-exporters, each probing from its own source
+// address (127.0.0.2, .3, .4 via source_ip_address) and reporting to one
+// vantage-coordinator, against a target server that can fail for every
+// client or only for one source address.
+//
+// It shows, with real exporters, the real coordinator and its incident
+// log on disk:
+//  1. a real outage becomes vantage_target_confirmed_down 1 within one
+//     check interval plus verify_timeout;
+//  2. a target unreachable from one location only never becomes down and
+//     is counted as a false alarm;
+//  3. a flapping target opens one incident per outage, not one per failed
+//     check;
+//  4. a coordinator restarted during an open incident continues that same
+//     incident;
+//  5. a dead exporter makes its location unknown while the other two still
+//     confirm a real outage.
+package confirm
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/vantageprobe/vantage/coordinator"
+	"github.com/vantageprobe/vantage/exporter"
+)
+
+const (
+	checkInterval = time.Second
+	verifyTimeout = 2 * time.Second
+	// waitLimit bounds every wait for a state; the scenarios take seconds.
+	waitLimit = 30 * time.Second
+)
+
+// locations: name → the source address its exporter probes from.
+var locations = []struct{ name, source string }{
+	{"ams", "127.0.0.2"},
+	{"fra", "127.0.0.3"},
+	{"sfo", "127.0.0.4"},
+}
+
+// targetServer answers 200 on every path, except paths switched down for
+// every client or for one client address.
+type targetServer struct {
+	mu   sync.Mutex
+	down map[string]string // path → "*" or the client address it fails for
+	url  string
+}
+
+func (ts *targetServer) set(path, failFor string) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if failFor == "" {
+		delete(ts.down, path)
+		return
+	}
+	ts.down[path] = failFor
+}
+
+func (ts *targetServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	ts.mu.Lock()
+	failFor, ok := ts.down[r.URL.Path]
+	ts.mu.Unlock()
+	if ok && (failFor == "*" || failFor == host) {
+		http.Error(w, "switched down", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+func startTargetServer(t *testing.T) *targetServer {
+	ts := &targetServer{down: map[string]string{}}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: ts, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { srv.Close() })
+	ts.url = "http://" + l.Addr().String()
+	return ts
+}
+
+// freeAddr returns a loopback address nothing listens on, for a server
+// whose address must be known before it starts.
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// process is an exporter or coordinator running in the test process.
+type process struct {
+	url    string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (p *process) stop(t *testing.T) {
+	t.Helper()
+	if p.cancel == nil {
+		return
+	}
+	p.cancel()
+	p.cancel = nil
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Errorf("%s stopped with error: %v", p.url, err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Errorf("%s did not stop within 15s", p.url)
+	}
+}
+
+func start(t *testing.T, what string, run func(ctx context.Context, started func([]net.Addr)) error) *process {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &process{cancel: cancel, done: make(chan error, 1)}
+	addrs := make(chan []net.Addr, 1)
+	go func() { p.done <- run(ctx, func(a []net.Addr) { addrs <- a }) }()
+	select {
+	case a := <-addrs:
+		p.url = "http://" + a[0].String()
+	case err := <-p.done:
+		cancel()
+		t.Fatalf("%s did not start: %v", what, err)
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatalf("%s did not start within 10s", what)
+	}
+	t.Cleanup(func() { p.stop(t) })
+	return p
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func startExporter(t *testing.T, dir, name, source, coordinatorURL string, targets []string) *process {
+	t.Helper()
+	path := filepath.Join(dir, name+".yml")
+	writeFile(t, path, fmt.Sprintf(`modules:
+  http_2xx:
+    prober: http
+    timeout: 1s
+    http:
+      preferred_ip_protocol: ip4
+      source_ip_address: %s
+scheduler:
+  interval: %s
+  retries: 1
+  retry_interval: 100ms
+targets:
+  - module: http_2xx
+    targets: [%s]
+`, source, checkInterval, strings.Join(targets, ", ")))
+	return start(t, "exporter "+name, func(ctx context.Context, started func([]net.Addr)) error {
+		opts := exporter.DefaultOptions()
+		opts.ConfigFile = path
+		opts.Location = name
+		opts.CoordinatorURLs = []string{coordinatorURL}
+		opts.ListenAddresses = []string{"127.0.0.1:0"}
+		opts.Started = started
+		return exporter.Run(ctx, opts)
+	})
+}
+
+type stack struct {
+	target      *targetServer
+	exporters   map[string]*process
+	coordinator *process
+	coordAddr   string
+	configPath  string
+	storage     string
+}
+
+// startCoordinator starts the coordinator; it stops with the whole test
+// (t is TestConfirmation's, also for a restart inside a subtest).
+func (s *stack) startCoordinator(t *testing.T) {
+	t.Helper()
+	s.coordinator = start(t, "coordinator", func(ctx context.Context, started func([]net.Addr)) error {
+		opts := coordinator.DefaultOptions()
+		opts.ConfigFile = s.configPath
+		opts.StoragePath = s.storage
+		opts.ListenAddresses = []string{s.coordAddr}
+		opts.Started = started
+		return coordinator.Run(ctx, opts)
+	})
+}
+
+func startStack(t *testing.T, paths []string) *stack {
+	dir := t.TempDir()
+	s := &stack{target: startTargetServer(t), exporters: map[string]*process{}, coordAddr: freeAddr(t),
+		configPath: filepath.Join(dir, "coordinator.yml"), storage: filepath.Join(dir, "data")}
+	var targets []string
+	for _, p := range paths {
+		targets = append(targets, s.target.url+p)
+	}
+	var locs strings.Builder
+	for _, l := range locations {
+		s.exporters[l.name] = startExporter(t, dir, l.name, l.source, "http://"+s.coordAddr, targets)
+		fmt.Fprintf(&locs, "  - name: %s\n    url: %s\n", l.name, s.exporters[l.name].url)
+	}
+	writeFile(t, s.configPath, fmt.Sprintf(`locations:
+%sconfirmation:
+  min_failing_locations: 2
+  verify_timeout: %s
+  recovery_successes: 2
+  reverify_interval: 1s
+health_check_interval: 1s
+`, locs.String(), verifyTimeout))
+	s.startCoordinator(t)
+	return s
+}
+
+// series returns the coordinator's samples of a metric family, each as
+// its labels plus "__value__".
+func (s *stack) series(t *testing.T, name string) []map[string]string {
+	t.Helper()
+	resp, err := http.Get(s.coordinator.url + "/metrics")
+	if err != nil {
+		t.Fatalf("scraping the coordinator: %v", err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parsing the coordinator's metrics: %v", err)
+	}
+	var out []map[string]string
+	for _, m := range fams[name].GetMetric() {
+		ls := map[string]string{"__value__": fmt.Sprint(value(m))}
+		for _, l := range m.GetLabel() {
+			ls[l.GetName()] = l.GetValue()
+		}
+		out = append(out, ls)
+	}
+	return out
+}
+
+func value(m *dto.Metric) float64 {
+	switch {
+	case m.Gauge != nil:
+		return m.GetGauge().GetValue()
+	case m.Counter != nil:
+		return m.GetCounter().GetValue()
+	}
+	return 0
+}
+
+// sample returns the value of the series matching labels, or "" when absent.
+func (s *stack) sample(t *testing.T, name string, labels map[string]string) string {
+	t.Helper()
+	for _, ls := range s.series(t, name) {
+		match := true
+		for k, v := range labels {
+			if ls[k] != v {
+				match = false
+			}
+		}
+		if match {
+			return ls["__value__"]
+		}
+	}
+	return ""
+}
+
+func (s *stack) confirmedDown(t *testing.T, target string) bool {
+	return s.sample(t, "vantage_target_confirmed_down", map[string]string{"target": target, "module": "http_2xx"}) == "1"
+}
+
+func (s *stack) incidents(t *testing.T, target string) []coordinator.Incident {
+	t.Helper()
+	resp, err := http.Get(s.coordinator.url + "/api/v1/incidents?state=all")
+	if err != nil {
+		t.Fatalf("listing incidents: %v", err)
+	}
+	defer resp.Body.Close()
+	var all []coordinator.Incident
+	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
+		t.Fatalf("decoding incidents: %v", err)
+	}
+	var out []coordinator.Incident
+	for _, inc := range all {
+		if inc.Target == target {
+			out = append(out, inc)
+		}
+	}
+	return out
+}
+
+// waitFor polls cond every 50ms until it holds, failing after waitLimit;
+// it returns how long that took.
+func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > waitLimit {
+			t.Fatalf("timed out after %s waiting for %s", waitLimit, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// resolvedAs waits until target's latest incident is resolved with
+// resolution, and returns it.
+func (s *stack) resolvedAs(t *testing.T, target, resolution string) coordinator.Incident {
+	t.Helper()
+	var inc coordinator.Incident
+	waitFor(t, target+" resolved as "+resolution, func() bool {
+		incs := s.incidents(t, target)
+		if len(incs) == 0 || incs[0].Open() {
+			return false
+		}
+		inc = incs[0]
+		return true
+	})
+	if inc.Resolution != resolution {
+		t.Fatalf("incident %d of %s resolved as %q, want %q: %+v", inc.ID, target, inc.Resolution, resolution, inc)
+	}
+	return inc
+}
+
+func TestConfirmation(t *testing.T) {
+	s := startStack(t, []string{"/outage", "/one-location", "/flapping", "/restart", "/dead-location"})
+	u := func(path string) string { return s.target.url + path }
+	top := t
+	waitFor(t, "every location healthy", func() bool {
+		for _, l := range locations {
+			if s.sample(t, "vantage_location_healthy", map[string]string{"location": l.name}) != "1" {
+				return false
+			}
+		}
+		return true
+	})
+	// Let every target get checked once while up.
+	time.Sleep(2 * checkInterval)
+
+	t.Run("real outage is confirmed within one interval plus verify_timeout", func(t *testing.T) {
+		s.target.set("/outage", "*")
+		took := waitFor(t, "/outage confirmed down", func() bool { return s.confirmedDown(t, u("/outage")) })
+		t.Logf("outage start to vantage_target_confirmed_down 1: %s (bound: check interval %s + verify_timeout %s)", took.Round(time.Millisecond), checkInterval, verifyTimeout)
+		if took > checkInterval+verifyTimeout {
+			t.Errorf("confirmed after %s, more than the check interval plus verify_timeout (%s)", took, checkInterval+verifyTimeout)
+		}
+		incs := s.incidents(t, u("/outage"))
+		if len(incs) != 1 || incs[0].State != coordinator.StateDown || !incs[0].Confirmed() {
+			t.Fatalf("incidents of /outage = %+v, want one confirmed, down", incs)
+		}
+		if got := s.sample(t, "vantage_target_state", map[string]string{"target": u("/outage"), "state": "down"}); got != "1" {
+			t.Errorf(`vantage_target_state{state="down"} = %q, want 1`, got)
+		}
+		if got := s.sample(t, "vantage_target_down_since_timestamp_seconds", map[string]string{"target": u("/outage")}); got == "" {
+			t.Error("vantage_target_down_since_timestamp_seconds is absent while down")
+		}
+		s.target.set("/outage", "")
+		inc := s.resolvedAs(t, u("/outage"), coordinator.ResolutionRecovered)
+		if inc.ID != incs[0].ID {
+			t.Errorf("recovery resolved incident %d, want %d", inc.ID, incs[0].ID)
+		}
+		if s.confirmedDown(t, u("/outage")) {
+			t.Error("still confirmed down after recovery")
+		}
+	})
+
+	t.Run("one location alone is a false alarm", func(t *testing.T) {
+		before := s.sample(t, "vantage_incidents_total", map[string]string{"resolution": "false_alarm"})
+		s.target.set("/one-location", "127.0.0.3") // fra's source address
+		inc := s.resolvedAs(t, u("/one-location"), coordinator.ResolutionFalseAlarm)
+		if inc.Reporter != "fra" || inc.Confirmed() {
+			t.Errorf("incident = %+v, want reported by fra and never confirmed", inc)
+		}
+		if after := s.sample(t, "vantage_incidents_total", map[string]string{"resolution": "false_alarm"}); after == before {
+			t.Errorf("vantage_incidents_total{resolution=\"false_alarm\"} stayed %s", after)
+		}
+		// fra keeps failing: for three more intervals, never down.
+		for range 3 * int(checkInterval/(100*time.Millisecond)) {
+			if s.confirmedDown(t, u("/one-location")) {
+				t.Fatal("a target failing from one location only became confirmed down")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if got := s.sample(t, "vantage_target_location_success", map[string]string{"target": u("/one-location"), "location": "fra"}); got != "0" {
+			t.Errorf("fra's verdict = %q, want 0", got)
+		}
+		if n := len(s.incidents(t, u("/one-location"))); n != 1 {
+			t.Errorf("%d incidents for a location failing continuously, want 1", n)
+		}
+		s.target.set("/one-location", "")
+	})
+
+	t.Run("flapping target opens one incident per outage", func(t *testing.T) {
+		for outage := range 2 {
+			s.target.set("/flapping", "*")
+			waitFor(t, "/flapping confirmed down", func() bool { return s.confirmedDown(t, u("/flapping")) })
+			// Three more failed checks in each location during the outage.
+			time.Sleep(3 * checkInterval)
+			s.target.set("/flapping", "")
+			s.resolvedAs(t, u("/flapping"), coordinator.ResolutionRecovered)
+			if n := len(s.incidents(t, u("/flapping"))); n != outage+1 {
+				t.Fatalf("after %d outages: %d incidents", outage+1, n)
+			}
+		}
+	})
+
+	t.Run("restarted coordinator continues the open incident", func(t *testing.T) {
+		s.target.set("/restart", "*")
+		waitFor(t, "/restart confirmed down", func() bool { return s.confirmedDown(t, u("/restart")) })
+		before := s.incidents(t, u("/restart"))
+		s.coordinator.stop(t)
+		s.startCoordinator(top)
+		after := s.incidents(t, u("/restart"))
+		if len(after) != 1 || after[0].ID != before[0].ID || !after[0].Open() || !after[0].ConfirmedAt.Equal(before[0].ConfirmedAt) {
+			t.Fatalf("after restart: %+v, want the same open incident %d", after, before[0].ID)
+		}
+		waitFor(t, "/restart confirmed down again after the restart", func() bool { return s.confirmedDown(t, u("/restart")) })
+		s.target.set("/restart", "")
+		inc := s.resolvedAs(t, u("/restart"), coordinator.ResolutionRecovered)
+		if inc.ID != before[0].ID || inc.Rounds <= before[0].Rounds {
+			t.Errorf("resolved incident %d after %d rounds, want incident %d continued past its %d rounds", inc.ID, inc.Rounds, before[0].ID, before[0].Rounds)
+		}
+		if n := len(s.incidents(t, u("/restart"))); n != 1 {
+			t.Errorf("%d incidents, want 1", n)
+		}
+	})
+
+	t.Run("dead exporter makes its location unknown, not down", func(t *testing.T) {
+		s.exporters["sfo"].stop(t)
+		waitFor(t, "sfo unhealthy", func() bool {
+			return s.sample(t, "vantage_location_healthy", map[string]string{"location": "sfo"}) == "0"
+		})
+		s.target.set("/dead-location", "*")
+		waitFor(t, "/dead-location confirmed down by ams and fra", func() bool { return s.confirmedDown(t, u("/dead-location")) })
+		incs := s.incidents(t, u("/dead-location"))
+		if len(incs) != 1 {
+			t.Fatalf("incidents = %+v, want 1", incs)
+		}
+		seen := map[string]coordinator.Outcome{}
+		for _, e := range incs[0].Evidence {
+			seen[e.Location] = e.Result
+		}
+		if seen["sfo"] != coordinator.OutcomeUnknown || seen["ams"] != coordinator.OutcomeFailure || seen["fra"] != coordinator.OutcomeFailure {
+			t.Errorf("evidence by location = %v, want ams and fra failure, sfo unknown", seen)
+		}
+		if got := s.sample(t, "vantage_target_location_success", map[string]string{"target": u("/dead-location"), "location": "sfo"}); got != "" {
+			t.Errorf("sfo's verdict = %s, want absent (unknown)", got)
+		}
+		s.target.set("/dead-location", "")
+		s.resolvedAs(t, u("/dead-location"), coordinator.ResolutionRecovered)
+	})
+
+	if got := s.sample(t, "vantage_incidents_total", map[string]string{"resolution": "recovered"}); got == "" || got == "0" {
+		t.Errorf("vantage_incidents_total{resolution=\"recovered\"} = %q after four recovered outages", got)
+	}
+}
