@@ -36,7 +36,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app.Flag("storage.path", "Directory of the incident log.").Default(opts.StoragePath).StringVar(&opts.StoragePath)
 	app.Flag("timeout-offset", "Offset to subtract from Prometheus' scrape timeout on /probe.").Default("0.5s").DurationVar(&opts.TimeoutOffset)
 	webFlags := kingpinflag.AddFlags(app, ":9716")
-	logConfig := &promslog.Config{}
+	logConfig := &promslog.Config{Writer: stderr}
 	promslogflag.AddFlags(app, logConfig)
 
 	if _, err := app.Parse(args); err != nil {

@@ -1,0 +1,340 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/vantageprobe/vantage/exporter"
+	"github.com/vantageprobe/vantage/internal/loopback"
+)
+
+type testCoordinator struct {
+	*Coordinator
+	url        string
+	configPath string
+}
+
+// mustStart serves a coordinator on loopback with configYAML until the
+// test ends.
+func mustStart(t *testing.T, configYAML string) *testCoordinator {
+	t.Helper()
+	dir := t.TempDir()
+	tc := &testCoordinator{configPath: filepath.Join(dir, "coordinator.yml")}
+	mustWrite(t, tc.configPath, configYAML)
+	opts := DefaultOptions()
+	opts.ConfigFile = tc.configPath
+	opts.StoragePath = filepath.Join(dir, "data")
+	opts.ListenAddresses = []string{"127.0.0.1:0"}
+	started := make(chan []net.Addr, 1)
+	opts.Started = func(a []net.Addr) { started <- a }
+	c, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.Coordinator = c
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("coordinator stopped with error: %v", err)
+		}
+	})
+	select {
+	case a := <-started:
+		tc.url = "http://" + a[0].String()
+	case err := <-done:
+		t.Fatalf("coordinator did not start: %v", err)
+	}
+	return tc
+}
+
+func mustWrite(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func do(t *testing.T, method, url, contentType, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// deadLocations lists locations whose exporters refuse connections.
+func deadLocations(t *testing.T, names ...string) string {
+	var b strings.Builder
+	b.WriteString("locations:\n")
+	for _, n := range names {
+		fmt.Fprintf(&b, "  - name: %s\n    url: http://%s\n", n, loopback.ClosedAddr(t))
+	}
+	return b.String()
+}
+
+const batchFailing = `{"location": "ams", "run": "r1", "reports": [{"seq": 1, "target": "https://a.example", "module": "http_2xx", "state": "failing",
+  "time": "2026-11-23T12:00:00Z", "first_failure": "2026-11-23T11:59:30Z", "attempts": 3,
+  "result": {"prober": "http", "success": false, "reason": "connect_refused", "start": "2026-11-23T12:00:00Z", "duration_ns": 1000000}}]}`
+
+func TestReportIntakeRejectsBadBatches(t *testing.T) {
+	c := mustStart(t, deadLocations(t, "ams", "fra"))
+	report := func(fields string) string {
+		return `{"location": "ams", "run": "r1", "reports": [{` + fields + `}]}`
+	}
+	const ok = `"seq": 1, "target": "https://a.example", "module": "http_2xx", "state": "failing", "time": "2026-11-23T12:00:00Z", "result": {"success": false}`
+	for _, tc := range []struct {
+		name, contentType, body string
+		status                  int
+		reason, message         string
+	}{
+		{"empty", "application/json", "", 400, "malformed", "request body is empty"},
+		{"not JSON", "application/json", "{", 400, "malformed", "invalid request body"},
+		{"unknown field", "application/json", `{"location": "ams", "run": "r1", "reports": [], "extra": 1}`, 400, "malformed", `unknown field \"extra\"`},
+		{"content type", "text/plain", batchFailing, 415, "unsupported_media_type", `content type \"text/plain\" is not application/json`},
+		{"oversized", "application/json", `{"location": "` + strings.Repeat("a", maxReportBatchBytes) + `"}`, 413, "too_large", "larger than 8388608 bytes"},
+		{"no location", "application/json", `{"run": "r1", "reports": []}`, 400, "unknown_location", "location must be set"},
+		{"unknown location", "application/json", `{"location": "nyc", "run": "r1", "reports": []}`, 400, "unknown_location", `unknown location \"nyc\": the coordinator's locations are ams, fra`},
+		{"no run", "application/json", `{"location": "ams", "reports": []}`, 400, "invalid_report", "run must be set"},
+		{"seq 0", "application/json", report(strings.Replace(ok, `"seq": 1`, `"seq": 0`, 1)), 400, "invalid_report", "reports[0].seq must be at least 1"},
+		{"no target", "application/json", report(strings.Replace(ok, `"https://a.example"`, `" "`, 1)), 400, "invalid_report", "reports[0].target must be set"},
+		{"bad state", "application/json", report(strings.Replace(ok, `"failing"`, `"down"`, 1)), 400, "invalid_report", `reports[0].state: unknown state \"down\" (want one of failing, recovered, unknown)`},
+		{"no time", "application/json", report(strings.Replace(ok, `"time": "2026-11-23T12:00:00Z", `, "", 1)), 400, "invalid_report", "reports[0].time must be set"},
+		{"no result", "application/json", report(strings.Replace(ok, `, "result": {"success": false}`, "", 1)), 400, "invalid_report", `reports[0].result must be set for state \"failing\"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := testutil.ToFloat64(c.metrics.rejected.WithLabelValues(tc.reason))
+			status, body := do(t, http.MethodPost, c.url+"/api/v1/reports", tc.contentType, tc.body)
+			if status != tc.status || !strings.Contains(body, tc.message) {
+				t.Errorf("answer %d %s, want %d containing %q", status, body, tc.status, tc.message)
+			}
+			if after := testutil.ToFloat64(c.metrics.rejected.WithLabelValues(tc.reason)); after != before+1 {
+				t.Errorf("rejected{reason=%q} went from %v to %v, want +1", tc.reason, before, after)
+			}
+		})
+	}
+	if n := len(c.targets()); n != 0 {
+		t.Errorf("rejected batches created %d targets", n)
+	}
+}
+
+func TestReportIntakeIgnoresRedeliveries(t *testing.T) {
+	c := mustStart(t, deadLocations(t, "ams", "fra", "sfo"))
+	url := c.url + "/api/v1/reports"
+	status, body := do(t, http.MethodPost, url, "application/json", batchFailing)
+	if status != 200 || body != `{"accepted":1,"duplicates":0}`+"\n" {
+		t.Fatalf("first delivery: %d %s", status, body)
+	}
+	status, body = do(t, http.MethodPost, url, "application/json", batchFailing)
+	if status != 200 || body != `{"accepted":0,"duplicates":1}`+"\n" {
+		t.Fatalf("redelivery: %d %s, want the report counted as a duplicate", status, body)
+	}
+	// A restarted exporter (new run) starts again at seq 1.
+	status, body = do(t, http.MethodPost, url, "application/json", strings.Replace(batchFailing, `"run": "r1"`, `"run": "r2"`, 1))
+	if status != 200 || body != `{"accepted":1,"duplicates":0}`+"\n" {
+		t.Fatalf("a new run's first report: %d %s", status, body)
+	}
+	if v := testutil.ToFloat64(c.metrics.duplicates.WithLabelValues("ams")); v != 1 {
+		t.Errorf("duplicates{location=ams} = %v, want 1", v)
+	}
+	if v := testutil.ToFloat64(c.metrics.reportsReceived.WithLabelValues("ams", "failing")); v != 2 {
+		t.Errorf("reports_received{ams,failing} = %v, want 2", v)
+	}
+
+	// One incident, backdated to the first failure, durable before the
+	// answer; fra and sfo refuse connections, so it cannot be decided.
+	status, body = do(t, http.MethodGet, c.url+"/api/v1/incidents?state=open", "", "")
+	var incs []Incident
+	if err := json.Unmarshal([]byte(body), &incs); status != 200 || err != nil {
+		t.Fatalf("incidents: %d %s %v", status, body, err)
+	}
+	if len(incs) != 1 || incs[0].Reporter != "ams" || !incs[0].StartedAt.Equal(time.Date(2026, 11, 23, 11, 59, 30, 0, time.UTC)) {
+		t.Fatalf("open incidents = %+v, want one reported by ams, started at its first failure", incs)
+	}
+	waitFor(t, "the verification round", func() bool {
+		inc, _, _ := c.store.Get(incs[0].ID)
+		return inc.Rounds > 0
+	})
+	inc, _, _ := c.store.Get(incs[0].ID)
+	if inc.State != StateUnknown {
+		t.Errorf("state = %s, want unknown: fra and sfo could not be asked", inc.State)
+	}
+	for _, e := range inc.Evidence {
+		if e.Location != "ams" && (e.Result != OutcomeUnknown || !strings.Contains(e.Error, "check request failed")) {
+			t.Errorf("evidence of %s = %+v, want unknown with the request's error", e.Location, e)
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func TestAPIRejectsBadQueries(t *testing.T) {
+	c := mustStart(t, deadLocations(t, "ams", "fra"))
+	for _, tc := range []struct {
+		path    string
+		status  int
+		message string
+	}{
+		{"/api/v1/incidents?state=closed", 400, `state must be open or all, got \"closed\"`},
+		{"/api/v1/incidents?state=all&limit=0", 400, `limit must be a positive integer, got \"0\"`},
+		{"/api/v1/incidents/abc", 400, `incident id must be a positive integer, got \"abc\"`},
+		{"/api/v1/incidents/99", 404, "no incident 99"},
+		{"/api/v1/targets?state=broken", 400, "state must be one of up, seems_down, down, unknown"},
+		{"/probe?module=http_2xx", 400, "Target parameter is missing"},
+		{"/probe?target=x", 400, "Module parameter is missing"},
+	} {
+		status, body := do(t, http.MethodGet, c.url+tc.path, "", "")
+		if status != tc.status || !strings.Contains(body, tc.message) {
+			t.Errorf("GET %s: %d %s, want %d containing %q", tc.path, status, body, tc.status, tc.message)
+		}
+	}
+	for _, path := range []string{"/api/v1/incidents", "/api/v1/incidents?state=all", "/api/v1/targets", "/api/v1/locations"} {
+		if status, body := do(t, http.MethodGet, c.url+path, "", ""); status != 200 || !strings.HasPrefix(body, "[") {
+			t.Errorf("GET %s: %d %s, want a JSON list", path, status, body)
+		}
+	}
+}
+
+// startExporter serves a vantage-exporter with its default modules.
+func startExporter(t *testing.T, location string) string {
+	t.Helper()
+	opts := exporter.DefaultOptions()
+	opts.Location = location
+	opts.ListenAddresses = []string{"127.0.0.1:0"}
+	started := make(chan []net.Addr, 1)
+	opts.Started = func(a []net.Addr) { started <- a }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- exporter.Run(ctx, opts) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case a := <-started:
+		return "http://" + a[0].String()
+	case err := <-done:
+		t.Fatalf("exporter did not start: %v", err)
+	}
+	return ""
+}
+
+func TestProbeFansOutToEveryLocation(t *testing.T) {
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fail" {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	defer target.Close()
+	ams, fra := startExporter(t, "ams"), startExporter(t, "fra")
+	c := mustStart(t, fmt.Sprintf("locations:\n  - {name: ams, url: %q}\n  - {name: fra, url: %q}\n  - {name: sfo, url: \"http://%s\"}\n",
+		ams, fra, loopback.ClosedAddr(t)))
+
+	probe := func(path string) map[string]string {
+		t.Helper()
+		status, body := do(t, http.MethodGet, c.url+"/probe?module=http_2xx&target="+target.URL+path, "", "")
+		if status != 200 {
+			t.Fatalf("/probe: %d %s", status, body)
+		}
+		lines := map[string]string{}
+		for _, l := range strings.Split(body, "\n") {
+			if i := strings.LastIndexByte(l, ' '); i > 0 && !strings.HasPrefix(l, "#") {
+				lines[l[:i]] = l[i+1:]
+			}
+		}
+		return lines
+	}
+	up := probe("/")
+	for series, want := range map[string]string{
+		`probe_success{location="ams"}`:                               "1",
+		`probe_success{location="fra"}`:                               "1",
+		`probe_success`:                                               "1", // ams and fra up, sfo unknown: two failures out of reach
+		`vantage_probe_locations{result="unknown"}`:                   "1",
+		`vantage_probe_location_answered{location="sfo"}`:             "0",
+		`probe_http_status_code{location="ams"}`:                      "200",
+		`vantage_probe_locations{result="success"}`:                   "2",
+		`probe_http_duration_seconds{phase="connect",location="fra"}`: "",
+	} {
+		got, ok := up[series]
+		if !ok || (want != "" && got != want) {
+			t.Errorf("up target: %s = %q (present %v), want %q", series, got, ok, want)
+		}
+	}
+	down := probe("/fail")
+	if down[`probe_success`] != "0" || down[`probe_success{location="ams"}`] != "0" || down[`vantage_probe_locations{result="failure"}`] != "2" {
+		t.Errorf("failing target: consensus %q, ams %q, failures %q; want 0, 0, 2", down["probe_success"], down[`probe_success{location="ams"}`], down[`vantage_probe_locations{result="failure"}`])
+	}
+}
+
+func TestReloadKeepsTheRunningConfigOnError(t *testing.T) {
+	c := mustStart(t, deadLocations(t, "ams", "fra"))
+	mustWrite(t, c.configPath, "locations: []\n")
+	status, body := do(t, http.MethodPost, c.url+"/-/reload", "", "")
+	if status != 500 || !strings.Contains(body, "locations: at least one location must be listed") {
+		t.Errorf("reload of a bad config: %d %s", status, body)
+	}
+	if v := testutil.ToFloat64(c.metrics.reloadSuccess); v != 0 {
+		t.Errorf("last_reload_successful = %v, want 0", v)
+	}
+	if _, cfg := do(t, http.MethodGet, c.url+"/config", "", ""); !strings.Contains(cfg, "name: fra") {
+		t.Errorf("/config after a failed reload = %s, want the running config", cfg)
+	}
+	mustWrite(t, c.configPath, deadLocations(t, "ams", "fra", "sfo"))
+	if status, body := do(t, http.MethodPost, c.url+"/-/reload", "", ""); status != 200 {
+		t.Fatalf("reload: %d %s", status, body)
+	}
+	if v := testutil.ToFloat64(c.metrics.reloadSuccess); v != 1 {
+		t.Errorf("last_reload_successful = %v, want 1", v)
+	}
+	status, body = do(t, http.MethodPost, c.url+"/api/v1/reports", "application/json", strings.Replace(batchFailing, `"ams"`, `"sfo"`, 1))
+	if status != 200 {
+		t.Errorf("a report from the added location: %d %s", status, body)
+	}
+}
+
+func TestStatusPage(t *testing.T) {
+	c := mustStart(t, deadLocations(t, "ams", "fra"))
+	if status, body := do(t, http.MethodPost, c.url+"/api/v1/reports", "application/json", batchFailing); status != 200 {
+		t.Fatalf("report: %d %s", status, body)
+	}
+	status, page := do(t, http.MethodGet, c.url+"/", "", "")
+	if status != 200 {
+		t.Fatalf("status page: %d", status)
+	}
+	for _, want := range []string{"<td>ams</td>", "<td>fra</td>", "https://a.example", `href="/api/v1/incidents/1"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("status page lacks %q", want)
+		}
+	}
+}
