@@ -39,11 +39,13 @@ compat:
 fuzz-short:
 	$(GO) test ./config -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./exporter -run '^$$' -fuzz '^FuzzCheckRequest$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./coordinator -run '^$$' -fuzz '^FuzzReportBatch$$' -fuzztime $(FUZZTIME)
 
 ## fuzz: longer fuzz runs
 fuzz:
 	$(GO) test ./config -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(LONG_FUZZTIME)
 	$(GO) test ./exporter -run '^$$' -fuzz '^FuzzCheckRequest$$' -fuzztime $(LONG_FUZZTIME)
+	$(GO) test ./coordinator -run '^$$' -fuzz '^FuzzReportBatch$$' -fuzztime $(LONG_FUZZTIME)
 
 ## lint: gofmt, go vet, staticcheck, govulncheck
 lint: vet

@@ -156,7 +156,7 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 	wg.Go(func() { c.checkHealth(ctx) })
 	wg.Go(func() { c.reloader(ctx) })
 
-	err := webserver.Serve(ctx, c.Handler(), webserver.Config{
+	err := webserver.Serve(ctx, webserver.Recover(c.Handler(), c.logger, c.metrics.panics), webserver.Config{
 		ListenAddresses: c.opts.ListenAddresses,
 		WebConfigFile:   c.opts.WebConfigFile,
 		SystemdSocket:   c.opts.WebSystemdSocket,

@@ -19,6 +19,7 @@ type metrics struct {
 	checks          *prometheus.CounterVec
 	roundDuration   prometheus.Histogram
 	storeErrors     prometheus.Counter
+	panics          prometheus.Counter
 	reloadSuccess   prometheus.Gauge
 	reloadTime      prometheus.Gauge
 }
@@ -68,6 +69,10 @@ func newMetrics(reg prometheus.Registerer, conf *config.CoordinatorConfig) *metr
 		storeErrors: f.NewCounter(prometheus.CounterOpts{
 			Name: "vantage_coordinator_incident_log_write_errors_total",
 			Help: "Failed writes to the incident log.",
+		}),
+		panics: f.NewCounter(prometheus.CounterOpts{
+			Name: "vantage_coordinator_http_handler_panics_total",
+			Help: "HTTP requests whose handler panicked; they were answered 500 and logged.",
 		}),
 		reloadSuccess: f.NewGauge(prometheus.GaugeOpts{
 			Name: "vantage_coordinator_config_last_reload_successful",

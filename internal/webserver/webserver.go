@@ -11,8 +11,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/exporter-toolkit/web"
 )
 
@@ -95,4 +97,24 @@ func Listen(addresses []string) ([]net.Listener, []net.Addr, error) {
 		addrs = append(addrs, l.Addr())
 	}
 	return listeners, addrs, nil
+}
+
+// Recover answers 500 for a handler that panics instead of dropping the
+// connection, logs the panic with its stack, and counts it.
+func Recover(next http.Handler, logger *slog.Logger, panics prometheus.Counter) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil || v == http.ErrAbortHandler {
+				if v != nil {
+					panic(v)
+				}
+				return
+			}
+			panics.Inc()
+			logger.Error("HTTP handler panicked", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			http.Error(w, "internal error: the request handler failed; see the server's log", http.StatusInternalServerError)
+		}()
+		next.ServeHTTP(w, r)
+	})
 }

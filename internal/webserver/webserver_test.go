@@ -1,0 +1,72 @@
+package webserver
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestRecoverAnswers500AndCounts(t *testing.T) {
+	var logs bytes.Buffer
+	panics := prometheus.NewCounter(prometheus.CounterOpts{Name: "panics_total", Help: "h"})
+	h := Recover(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/boom" {
+			panic("boom")
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}), slog.New(slog.NewTextHandler(&logs, nil)), panics)
+
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/boom", nil))
+	if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), "request handler failed") {
+		t.Errorf("panicking handler answered %d %q", rec.Code, rec.Body.String())
+	}
+	if v := testutil.ToFloat64(panics); v != 1 {
+		t.Errorf("panics counted = %v, want 1", v)
+	}
+	if !strings.Contains(logs.String(), "panic=boom") || !strings.Contains(logs.String(), "path=/boom") {
+		t.Errorf("log %q lacks the panic and path", logs.String())
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/fine", nil))
+	if rec.Code != http.StatusNoContent || testutil.ToFloat64(panics) != 1 {
+		t.Errorf("a normal request: %d, panics %v", rec.Code, testutil.ToFloat64(panics))
+	}
+}
+
+func TestServeStopsDespiteASilentConnection(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan []net.Addr, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(ctx, http.NotFoundHandler(), Config{ListenAddresses: []string{"127.0.0.1:0"}, ShutdownGrace: 200 * time.Millisecond,
+			Started: func(a []net.Addr) { started <- a }}, slog.New(slog.DiscardHandler))
+	}()
+	addr := (<-started)[0].String()
+	// A connection that never sends a request keeps a plain Shutdown
+	// waiting for 5s.
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve returned %v, want nil after closing the silent connection", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Serve did not return within 3s of its context ending")
+	}
+}
