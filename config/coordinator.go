@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"time"
 
+	promconfig "github.com/prometheus/common/config"
 	yaml "gopkg.in/yaml.v3"
 )
 
@@ -31,6 +33,16 @@ type CoordinatorConfig struct {
 	// HealthCheckInterval is how often each location's /-/healthy is
 	// requested, for vantage_location_healthy.
 	HealthCheckInterval time.Duration `yaml:"health_check_interval"`
+	// HTTPClient configures the requests to the exporters (check API,
+	// /probe, health checks): bearer token, basic auth, TLS client
+	// certificates, proxy.
+	HTTPClient CoordinatorHTTPClient `yaml:"http_client"`
+}
+
+// CoordinatorHTTPClient is prometheus/common's HTTP client configuration,
+// inlined so that validation errors carry their line.
+type CoordinatorHTTPClient struct {
+	HTTPClientConfig promconfig.HTTPClientConfig `yaml:",inline"`
 }
 
 //go:embed coordinator-default.yml
@@ -87,13 +99,20 @@ func LoadCoordinatorFile(path string) (*CoordinatorConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading config file: %w", err)
 	}
-	return ParseCoordinator(data, path)
+	c, err := ParseCoordinator(data, path)
+	if err != nil {
+		return nil, err
+	}
+	// Files the http_client section names are relative to the
+	// configuration file.
+	c.HTTPClient.HTTPClientConfig.SetDirectory(filepath.Dir(path))
+	return c, nil
 }
 
 // ParseCoordinator decodes and validates a coordinator configuration
 // document; errors read "source:line: path: problem".
 func ParseCoordinator(data []byte, source string) (*CoordinatorConfig, error) {
-	c := &CoordinatorConfig{Confirmation: DefaultConfirmation, HealthCheckInterval: DefaultHealthCheckInterval}
+	c := &CoordinatorConfig{Confirmation: DefaultConfirmation, HealthCheckInterval: DefaultHealthCheckInterval, HTTPClient: CoordinatorHTTPClient{promconfig.DefaultHTTPClientConfig}}
 	if _, err := decodeDocument(data, source, c, func(*yaml.Node) error { return c.validate() }); err != nil {
 		return nil, err
 	}
@@ -142,6 +161,9 @@ func (c *CoordinatorConfig) validate() error {
 		return fail(at(path, "reverify_interval"), "reverify_interval must be at least 1s, got %s", cf.ReverifyInterval)
 	case c.HealthCheckInterval < time.Second:
 		return fail([]any{"health_check_interval"}, "health_check_interval must be at least 1s, got %s", c.HealthCheckInterval)
+	}
+	if err := c.HTTPClient.HTTPClientConfig.Validate(); err != nil {
+		return &fieldError{path: []any{"http_client"}, err: err}
 	}
 	return nil
 }

@@ -64,6 +64,7 @@ func TestParseCoordinatorInvalid(t *testing.T) {
 		{coordinatorLocations + "confirmation:\n  verify_timeout: 0s\n", `c.yml:9: confirmation.verify_timeout: verify_timeout must be positive, got 0s`},
 		{coordinatorLocations + "confirmation:\n  recovery_successes: 0\n", `c.yml:9: confirmation.recovery_successes: recovery_successes must be at least 1, got 0`},
 		{coordinatorLocations + "confirmation:\n  reverify_interval: 10ms\n", `c.yml:9: confirmation.reverify_interval: reverify_interval must be at least 1s, got 10ms`},
+		{coordinatorLocations + "http_client:\n  bearer_token: a\n  bearer_token_file: b\n", `c.yml:8: http_client: at most one of bearer_token & bearer_token_file must be configured`},
 		{coordinatorLocations + "health_check_interval: 0s\n", `c.yml:8: health_check_interval: health_check_interval must be at least 1s, got 0s`},
 		{coordinatorLocations + "confirmation:\n  min_failing: 2\n", `c.yml:9: confirmation: unknown key "min_failing"`},
 		{coordinatorLocations + "modules: {}\n", `c.yml:8: (top level): unknown key "modules"`},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vantageprobe/vantage/exporter/report"
 	"github.com/vantageprobe/vantage/internal/jsonapi"
+	"github.com/vantageprobe/vantage/internal/webserver"
 )
 
 // defaultIncidentLimit bounds GET /api/v1/incidents?state=all without a
@@ -23,7 +24,11 @@ const defaultIncidentLimit = 1000
 func (c *Coordinator) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", c.handleStatus)
-	mux.HandleFunc("POST "+report.Path, c.handleReports)
+	var reports http.Handler = http.HandlerFunc(c.handleReports)
+	if c.token != nil {
+		reports = webserver.RequireToken(reports, c.token, c.metrics.unauthorized, c.logger)
+	}
+	mux.Handle("POST "+report.Path, reports)
 	mux.HandleFunc("GET /api/v1/incidents", c.handleIncidents)
 	mux.HandleFunc("GET /api/v1/incidents/{id}", c.handleIncident)
 	mux.HandleFunc("GET /api/v1/targets", c.handleTargets)

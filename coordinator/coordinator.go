@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	promconfig "github.com/prometheus/common/config"
 
 	"github.com/vantageprobe/vantage/collector"
 	"github.com/vantageprobe/vantage/config"
@@ -23,6 +24,11 @@ type Coordinator struct {
 	opts   Options
 	logger *slog.Logger
 	conf   atomic.Pointer[config.CoordinatorConfig]
+	// client talks to the exporters, as the configuration's http_client
+	// says.
+	client atomic.Pointer[http.Client]
+	// token, when set, is what report batches must carry.
+	token *webserver.TokenFile
 
 	// mu guards machine and orders the incident snapshots it submits to
 	// writer.
@@ -54,6 +60,16 @@ func New(opts Options) (*Coordinator, error) {
 	if err != nil {
 		return nil, err
 	}
+	client, err := newClient(conf)
+	if err != nil {
+		return nil, err
+	}
+	var token *webserver.TokenFile
+	if opts.APITokenFile != "" {
+		if token, err = webserver.NewTokenFile(opts.APITokenFile); err != nil {
+			return nil, fmt.Errorf("--api.token-file: %w", err)
+		}
+	}
 	store, err := OpenStore(opts.StoragePath)
 	if err != nil {
 		return nil, err
@@ -63,7 +79,8 @@ func New(opts Options) (*Coordinator, error) {
 		var open []Incident
 		open, err = store.List(true, 0)
 		if err == nil {
-			c := newCoordinator(opts, conf, store, lastID)
+			c := newCoordinator(opts, conf, client, store, lastID)
+			c.token = token
 			c.machine.Restore(open, time.Now())
 			if len(open) > 0 {
 				c.logger.Info("Resuming open incidents", "incidents", len(open))
@@ -75,20 +92,22 @@ func New(opts Options) (*Coordinator, error) {
 	return nil, fmt.Errorf("reading the incident log in %s: %w", opts.StoragePath, err)
 }
 
-func newCoordinator(opts Options, conf *config.CoordinatorConfig, store *Store, lastID uint64) *Coordinator {
+func newCoordinator(opts Options, conf *config.CoordinatorConfig, client *http.Client, store *Store, lastID uint64) *Coordinator {
 	c := &Coordinator{
 		opts:     opts,
 		logger:   opts.Logger,
 		machine:  NewMachine(conf, lastID),
 		store:    store,
-		verifier: newVerifier(opts.Client),
+		verifier: newVerifier(nil),
 		health:   newLocationHealth(),
 		intake:   newIntake(),
 		reg:      prometheus.NewRegistry(),
 		reloads:  make(chan chan error),
 		runCtx:   context.Background(),
 	}
+	c.verifier.client = c.client.Load
 	c.conf.Store(conf)
+	c.client.Store(client)
 	c.health.configure(conf)
 	c.metrics = newMetrics(c.reg, conf)
 	c.writer = newWriter(store, func(err error) {
@@ -117,6 +136,16 @@ func loadConfig(path string) (*config.CoordinatorConfig, error) {
 		return config.DefaultCoordinator(), nil
 	}
 	return config.LoadCoordinatorFile(path)
+}
+
+// newClient builds the client for the exporters from the configuration's
+// http_client section.
+func newClient(conf *config.CoordinatorConfig) (*http.Client, error) {
+	client, err := promconfig.NewClientFromConfig(conf.HTTPClient.HTTPClientConfig, "vantage-coordinator")
+	if err != nil {
+		return nil, fmt.Errorf("http_client: %w", err)
+	}
+	return client, nil
 }
 
 func stateNames() []string {
@@ -285,11 +314,16 @@ func (c *Coordinator) reloader(ctx context.Context) {
 // not load leaves the running one in place.
 func (c *Coordinator) reload() error {
 	conf, err := loadConfig(c.opts.ConfigFile)
+	var client *http.Client
+	if err == nil {
+		client, err = newClient(conf)
+	}
 	if err != nil {
 		c.metrics.reloadSuccess.Set(0)
 		c.logger.Error("Reloading the configuration failed; keeping the running one", "err", err)
 		return err
 	}
+	c.client.Store(client)
 	c.mu.Lock()
 	c.machine.Configure(conf)
 	c.mu.Unlock()

@@ -338,3 +338,51 @@ func TestStatusPage(t *testing.T) {
 		}
 	}
 }
+
+func TestReportsNeedTheToken(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	mustWrite(t, tokenFile, "t0ken\n")
+	configPath := filepath.Join(dir, "coordinator.yml")
+	mustWrite(t, configPath, deadLocations(t, "ams", "fra"))
+	opts := DefaultOptions()
+	opts.ConfigFile, opts.StoragePath, opts.APITokenFile = configPath, filepath.Join(dir, "data"), tokenFile
+	opts.ListenAddresses = []string{"127.0.0.1:0"}
+	started := make(chan []net.Addr, 1)
+	opts.Started = func(a []net.Addr) { started <- a }
+	c, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	url := "http://" + (<-started)[0].String() + "/api/v1/reports"
+
+	status, body := do(t, http.MethodPost, url, "application/json", batchFailing)
+	if status != http.StatusUnauthorized || !strings.Contains(body, "no bearer token") {
+		t.Errorf("a report without the token: %d %s, want 401", status, body)
+	}
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(batchFailing))
+	req.Header.Set("Authorization", "Bearer t0ken")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("a report with the token: %d", resp.StatusCode)
+	}
+	if v := testutil.ToFloat64(c.metrics.unauthorized); v != 1 {
+		t.Errorf("unauthorized = %v, want 1", v)
+	}
+	if n := len(c.targets()); n != 1 {
+		t.Errorf("%d targets known, want 1: only the authenticated report counts", n)
+	}
+
+	opts.APITokenFile = filepath.Join(dir, "missing")
+	if _, err := New(opts); err == nil || !strings.Contains(err.Error(), "--api.token-file") {
+		t.Errorf("a missing token file: %v", err)
+	}
+}

@@ -171,7 +171,7 @@ func (c *Coordinator) probeLocation(ctx context.Context, baseURL, target, module
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
 	// The exporter subtracts its own --timeout-offset from this.
 	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", strconv.FormatFloat(timeout.Seconds(), 'f', -1, 64))
-	resp, err := c.opts.Client.Do(req)
+	resp, err := c.client.Load().Do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -178,7 +178,7 @@ func (c *Coordinator) pingLocation(ctx context.Context, baseURL string, timeout 
 	if err != nil {
 		return err
 	}
-	resp, err := c.opts.Client.Do(req)
+	resp, err := c.client.Load().Do(req)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ type metrics struct {
 	roundDuration   prometheus.Histogram
 	storeErrors     prometheus.Counter
 	panics          prometheus.Counter
+	unauthorized    prometheus.Counter
 	reloadSuccess   prometheus.Gauge
 	reloadTime      prometheus.Gauge
 }
@@ -69,6 +70,10 @@ func newMetrics(reg prometheus.Registerer, conf *config.CoordinatorConfig) *metr
 		storeErrors: f.NewCounter(prometheus.CounterOpts{
 			Name: "vantage_coordinator_incident_log_write_errors_total",
 			Help: "Failed writes to the incident log.",
+		}),
+		unauthorized: f.NewCounter(prometheus.CounterOpts{
+			Name: "vantage_coordinator_api_requests_unauthorized_total",
+			Help: "Report batches refused because they lacked the bearer token of --api.token-file.",
 		}),
 		panics: f.NewCounter(prometheus.CounterOpts{
 			Name: "vantage_coordinator_http_handler_panics_total",

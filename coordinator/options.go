@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/exporter-toolkit/web"
@@ -32,12 +31,12 @@ type Options struct {
 	// WebSystemdSocket serves on systemd socket activation listeners
 	// instead of ListenAddresses.
 	WebSystemdSocket bool
+	// APITokenFile holds the bearer token report batches must carry;
+	// empty: reports need no token.
+	APITokenFile string
 	// TimeoutOffset is subtracted from Prometheus' scrape timeout on
 	// /probe, to leave room for the scrape itself.
 	TimeoutOffset time.Duration
-	// Client talks to the exporters; nil means a client with sensible
-	// connection timeouts.
-	Client *http.Client
 	// Logger receives the program's logs.
 	Logger *slog.Logger
 	// Reload receives a value for each external reload request (SIGHUP).
@@ -74,14 +73,6 @@ func (o *Options) validate() error {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Client == nil {
-		o.Client = &http.Client{Transport: &http.Transport{
-			Proxy:               http.ProxyFromEnvironment,
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConnsPerHost: 64,
-			IdleConnTimeout:     90 * time.Second,
-		}}
 	}
 	return nil
 }

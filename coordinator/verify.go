@@ -25,12 +25,12 @@ const maxChecksPerLocation = 256
 
 // verifier asks locations to check a target now.
 type verifier struct {
-	client *http.Client
+	client func() *http.Client
 	mu     sync.Mutex
 	slots  map[string]chan struct{} // per location URL
 }
 
-func newVerifier(client *http.Client) *verifier {
+func newVerifier(client func() *http.Client) *verifier {
 	return &verifier{client: client, slots: map[string]chan struct{}{}}
 }
 
@@ -95,7 +95,7 @@ func (v *verifier) check(ctx context.Context, name, baseURL string, key Key, tim
 		return unknown("building the check request: %s", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := v.client.Do(req)
+	resp, err := v.client().Do(req)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return unknown("no answer within verify_timeout (%s)", timeout)
