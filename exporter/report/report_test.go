@@ -90,7 +90,9 @@ func start(t *testing.T, opts Options) (*Reporter, *prometheus.Registry, func())
 	reg := prometheus.NewRegistry()
 	opts.Registerer = reg
 	opts.Location = "ams"
-	opts.MinBackoff, opts.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
+	if opts.MinBackoff == 0 {
+		opts.MinBackoff, opts.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
+	}
 	r := New(opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
