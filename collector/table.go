@@ -65,8 +65,9 @@ func NewTable(reg prometheus.Registerer) *Table {
 	return &Table{
 		rows: map[string]*row{},
 		phases: promauto.With(reg).NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "vantage_probe_phase_duration_seconds",
-			Help:    "Duration of each phase of scheduled checks, across all targets of a module.",
+			Name: "vantage_probe_phase_duration_seconds",
+			Help: "Duration of each phase of scheduled checks, across all targets of a module. " +
+				"Checks whose trace was kept leave its trace_id as an exemplar (OpenMetrics).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"module", "phase"}),
 	}
@@ -113,8 +114,17 @@ func (t *Table) Record(o scheduler.Outcome) {
 	} else {
 		r.failures.Add(1)
 	}
+	var exemplar prometheus.Labels
+	if o.TraceID != "" {
+		exemplar = prometheus.Labels{"trace_id": o.TraceID}
+	}
 	for _, p := range o.Result.Phases {
-		t.phases.WithLabelValues(o.Target.Module, p.Name).Observe(p.Duration.Seconds())
+		obs := t.phases.WithLabelValues(o.Target.Module, p.Name)
+		if eo, ok := obs.(prometheus.ExemplarObserver); ok && exemplar != nil {
+			eo.ObserveWithExemplar(p.Duration.Seconds(), exemplar)
+			continue
+		}
+		obs.Observe(p.Duration.Seconds())
 	}
 	r.rendered.Store(t.render(r, o))
 }
@@ -172,18 +182,30 @@ func (t *Table) render(r *row, o scheduler.Outcome) *rendering {
 	return rd
 }
 
+// Format is an exposition format the table renders in.
+type Format int
+
+const (
+	// FormatText is the Prometheus text format 0.0.4.
+	FormatText Format = iota
+	// FormatOpenMetrics is OpenMetrics 1.0. The table's lines are a part
+	// of an exposition; the caller writes the final "# EOF" line.
+	FormatOpenMetrics
+)
+
 // scrape is a consistent view of the table for one scrape.
 type scrape struct {
+	format  Format
 	fams    []family
 	order   []int // indexes of the families present, in name order
 	renders []*rendering
 }
 
-func (t *Table) snapshot() *scrape {
+func (t *Table) snapshot(format Format) *scrape {
 	t.mu.RLock()
 	rows := slices.Clone(t.sorted)
 	t.mu.RUnlock()
-	sc := &scrape{fams: t.families.snapshot(), renders: make([]*rendering, 0, len(rows))}
+	sc := &scrape{format: format, fams: t.families.snapshot(), renders: make([]*rendering, 0, len(rows))}
 	present := make([]bool, len(sc.fams))
 	for _, r := range rows {
 		if rd := r.rendered.Load(); rd != nil {
@@ -208,18 +230,7 @@ func (t *Table) snapshot() *scrape {
 // name order, walks every row once.
 func (sc *scrape) writeFamily(w *countingWriter, f int, renders []*rendering, cursors []int, header bool) {
 	if header {
-		fam := sc.fams[f]
-		head := make([]byte, 0, 2*len(fam.name)+len(fam.help)+24)
-		head = append(head, "# HELP "...)
-		head = append(head, fam.name...)
-		head = append(head, ' ')
-		head = append(head, fam.help...)
-		head = append(head, "\n# TYPE "...)
-		head = append(head, fam.name...)
-		head = append(head, ' ')
-		head = append(head, fam.typ...)
-		head = append(head, '\n')
-		w.write(head)
+		w.write(sc.header(sc.fams[f]))
 	}
 	for i, rd := range renders {
 		c := cursors[i]
@@ -230,9 +241,37 @@ func (sc *scrape) writeFamily(w *countingWriter, f int, renders []*rendering, cu
 	}
 }
 
+// header renders a family's HELP and TYPE lines. OpenMetrics names a
+// counter family without its _total suffix and escapes quotes in HELP.
+func (sc *scrape) header(fam family) []byte {
+	name, help := fam.name, fam.help
+	if sc.format == FormatOpenMetrics {
+		help = fam.omHelp
+		if fam.typ == "counter" {
+			name = strings.TrimSuffix(name, "_total")
+		}
+	}
+	head := make([]byte, 0, 2*len(name)+len(help)+24)
+	head = append(head, "# HELP "...)
+	head = append(head, name...)
+	head = append(head, ' ')
+	head = append(head, help...)
+	head = append(head, "\n# TYPE "...)
+	head = append(head, name...)
+	head = append(head, ' ')
+	head = append(head, fam.typ...)
+	head = append(head, '\n')
+	return head
+}
+
 // WriteTo writes every held result in the Prometheus text format.
 func (t *Table) WriteTo(w io.Writer) (int64, error) {
-	sc := t.snapshot()
+	return t.WriteFormat(w, FormatText)
+}
+
+// WriteFormat writes every held result in format.
+func (t *Table) WriteFormat(w io.Writer, format Format) (int64, error) {
+	sc := t.snapshot(format)
 	cursors := make([]int, len(sc.renders))
 	cw := &countingWriter{w: w}
 	for _, f := range sc.order {
@@ -249,7 +288,13 @@ func (t *Table) WriteTo(w io.Writer) (int64, error) {
 // into gzip members; the members are written in order, which makes one
 // valid multi-member gzip stream (RFC 1952) of the same text.
 func (t *Table) WriteGzip(w io.Writer, workers int) error {
-	sc := t.snapshot()
+	return t.WriteGzipFormat(w, workers, FormatText)
+}
+
+// WriteGzipFormat writes what WriteFormat writes, gzip-compressed as
+// WriteGzip does.
+func (t *Table) WriteGzipFormat(w io.Writer, workers int, format Format) error {
+	sc := t.snapshot(format)
 	workers = max(1, min(workers, len(sc.renders)))
 	chunks := make([][]*bytes.Buffer, workers)
 	var wg sync.WaitGroup
@@ -307,7 +352,9 @@ type familyIndex struct {
 	list  []family
 }
 
-type family struct{ name, help, typ string }
+// family is one series family; help is escaped for the text format,
+// omHelp for OpenMetrics.
+type family struct{ name, help, omHelp, typ string }
 
 func (fi *familyIndex) index(name, help, typ string) int {
 	fi.mu.RLock()
@@ -324,7 +371,7 @@ func (fi *familyIndex) index(name, help, typ string) int {
 	if fi.byKey == nil {
 		fi.byKey = map[string]int{}
 	}
-	fi.list = append(fi.list, family{name: name, help: escapeHelp(help), typ: typ})
+	fi.list = append(fi.list, family{name: name, help: escapeHelp(help), omHelp: escapeOpenMetricsHelp(help), typ: typ})
 	fi.byKey[name] = len(fi.list) - 1
 	return len(fi.list) - 1
 }
@@ -371,6 +418,10 @@ func appendEscaped(b []byte, s string) []byte {
 
 func escapeHelp(s string) string {
 	return strings.NewReplacer(`\`, `\\`, "\n", `\n`).Replace(s)
+}
+
+func escapeOpenMetricsHelp(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`).Replace(s)
 }
 
 func appendFloat(b []byte, v float64) []byte {

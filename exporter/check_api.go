@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/vantageprobe/vantage/exporter/prober"
 )
 
@@ -66,9 +68,14 @@ func (e *Exporter) handleCheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	timeout := checkTimeout(req.TimeoutSeconds, mod.Config.Timeout)
-	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	// The caller's traceparent (the coordinator's verification span)
+	// becomes the check span's parent.
+	ctx, cancel := context.WithTimeout(e.tracing.Extract(r.Context(), r.Header), timeout)
 	defer cancel()
-	result := mod.Probe(ctx, req.Target, prober.Params{})
+	ctx, span := e.tracer.start(ctx, sourceAPI, req.Module, req.Target, trace.SpanKindServer)
+	result := mod.Probe(ctx, req.Target, prober.Params{Tracing: span != nil})
+	span.attempt(result)
+	span.end(result, 1)
 	e.checks.WithLabelValues(req.Module, resultLabel(result.Success)).Inc()
 	if e.trans != nil {
 		e.trans.checked(req.Module, req.Target, result)

@@ -19,6 +19,7 @@ import (
 	"github.com/vantageprobe/vantage/exporter/prober"
 	"github.com/vantageprobe/vantage/exporter/report"
 	"github.com/vantageprobe/vantage/exporter/scheduler"
+	"github.com/vantageprobe/vantage/internal/tracing"
 )
 
 // Exporter is one running vantage-exporter.
@@ -34,6 +35,10 @@ type Exporter struct {
 	table   *collector.Table
 	sched   *scheduler.Scheduler
 	canary  *canaryState
+	// tracing is the OpenTelemetry set-up, no-op when tracing is off;
+	// tracer makes the check spans with it.
+	tracing *tracing.Provider
+	tracer  *checkTracer
 	// reporter and trans exist when coordinators are configured.
 	reporter *report.Reporter
 	trans    *transitions
@@ -70,6 +75,18 @@ func New(opts Options) (*Exporter, error) {
 	if err := e.config.reload(); err != nil {
 		return nil, err
 	}
+	tc := opts.Tracing
+	if tc.ServiceName == "" {
+		tc.ServiceName = "vantage-exporter"
+	}
+	if tc.Location == "" {
+		tc.Location = opts.Location
+	}
+	tp, err := tracing.New(context.Background(), tc, reg, e.logger.With("component", "tracing"))
+	if err != nil {
+		return nil, err
+	}
+	e.tracing, e.tracer = tp, newCheckTracer(tp, opts.Location)
 	e.table = collector.NewTable(reg)
 	e.canary = newCanaryState()
 	reg.MustRegister(e.canary)
@@ -92,18 +109,25 @@ func New(opts Options) (*Exporter, error) {
 		}
 		record(o)
 	}
-	e.sched = scheduler.New(scheduler.Options{
+	so := scheduler.Options{
 		Settings:   schedulerSettings(e.config.get()),
 		Check:      e.check,
 		OnOutcome:  onOutcome,
 		Registerer: reg,
 		Logger:     e.logger.With("component", "scheduler"),
-	})
+	}
+	if e.tracer.enabled() {
+		so.Observe = e.observeCheck
+	}
+	e.sched = scheduler.New(so)
 	return e, nil
 }
 
 // reportFlushGrace bounds the last delivery of queued reports at shutdown.
 const reportFlushGrace = 5 * time.Second
+
+// tracingFlushGrace bounds the export of the kept traces at shutdown.
+const tracingFlushGrace = 5 * time.Second
 
 func schedulerSettings(st *state) scheduler.Settings {
 	c := st.config.Scheduler
@@ -123,7 +147,13 @@ func (e *Exporter) check(ctx context.Context, t *scheduler.Target) *prober.Resul
 	if e.logger.Enabled(ctx, slog.LevelDebug) {
 		p.Logger = e.logger.With("component", "check", "module", t.Module, "target", t.Target)
 	}
-	return mod.Probe(ctx, t.Target, p)
+	if !e.tracer.enabled() {
+		return mod.Probe(ctx, t.Target, p)
+	}
+	p.Tracing = true
+	r := mod.Probe(ctx, t.Target, p)
+	checkSpanFrom(ctx).attempt(r)
+	return r
 }
 
 // applySchedule hands the current scheduled targets and settings to the
@@ -172,6 +202,9 @@ func (e *Exporter) Handler() http.Handler {
 
 // Serve listens on the configured addresses and serves until ctx ends.
 func (e *Exporter) Serve(ctx context.Context) error {
+	// Deferred first, so it runs last: the checks have ended and their
+	// traces are decided.
+	defer e.shutdownTracing()
 	srv := &http.Server{
 		Handler:           e.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -231,6 +264,15 @@ func (e *Exporter) Serve(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// shutdownTracing exports the kept traces still queued and stops tracing.
+func (e *Exporter) shutdownTracing() {
+	ctx, cancel := context.WithTimeout(context.Background(), tracingFlushGrace)
+	defer cancel()
+	if err := e.tracing.Shutdown(ctx); err != nil {
+		e.logger.Warn("Exporting the last traces failed", "err", err)
+	}
 }
 
 func listen(addresses []string) ([]net.Listener, []net.Addr, error) {

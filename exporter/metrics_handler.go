@@ -10,10 +10,14 @@ import (
 	"strings"
 
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/vantageprobe/vantage/collector"
 )
 
 // handleMetrics serves the exporter's own metrics followed by the latest
-// result of every scheduled target, in the Prometheus text format.
+// result of every scheduled target, in the Prometheus text format, or, with
+// tracing on and when the scraper asks for it, in OpenMetrics, the format
+// that carries the phase histograms' trace_id exemplars.
 func (e *Exporter) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	mfs, err := e.reg.Gather()
 	if err != nil {
@@ -23,7 +27,8 @@ func (e *Exporter) handleMetrics(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	format := expfmt.NewFormat(expfmt.TypeTextPlain)
+	format, tableFormat := e.metricsFormat(r)
+	openMetrics := tableFormat == collector.FormatOpenMetrics
 	w.Header().Set("Content-Type", string(format))
 	gzipped := acceptsGzip(r)
 	var out io.Writer = w
@@ -42,23 +47,45 @@ func (e *Exporter) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !gzipped {
-		_, err = e.table.WriteTo(bw)
+		_, err = e.table.WriteFormat(bw, tableFormat)
+		if err == nil && openMetrics {
+			_, err = expfmt.FinalizeOpenMetrics(bw)
+		}
 		if ferr := bw.Flush(); err == nil {
 			err = ferr
 		}
 	} else {
 		// The registry's series form the first gzip member; the table,
-		// compressed on every core, follows as further members.
+		// compressed on every core, follows as further members, and
+		// OpenMetrics' "# EOF" as the last.
 		if err = bw.Flush(); err == nil {
 			err = gz.Close()
 		}
 		if err == nil {
-			err = e.table.WriteGzip(w, runtime.GOMAXPROCS(0))
+			err = e.table.WriteGzipFormat(w, runtime.GOMAXPROCS(0), tableFormat)
+		}
+		if err == nil && openMetrics {
+			gz.Reset(w)
+			if _, err = expfmt.FinalizeOpenMetrics(gz); err == nil {
+				err = gz.Close()
+			}
 		}
 	}
 	if err != nil {
 		e.logger.Debug("Error writing scheduled results", "err", err)
 	}
+}
+
+// metricsFormat negotiates the exposition format of /metrics: OpenMetrics
+// when tracing is on and the scraper accepts it, the text format otherwise.
+func (e *Exporter) metricsFormat(r *http.Request) (expfmt.Format, collector.Format) {
+	if e.tracing.Enabled() {
+		f := expfmt.NegotiateAccept(r.Header, expfmt.FmtOpenMetrics_1_0_0, expfmt.FmtOpenMetrics_0_0_1, expfmt.FmtText)
+		if f.FormatType() == expfmt.TypeOpenMetrics {
+			return f, collector.FormatOpenMetrics
+		}
+	}
+	return expfmt.NewFormat(expfmt.TypeTextPlain), collector.FormatText
 }
 
 // acceptsGzip reports whether the client accepts gzip with a non-zero quality.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/vantageprobe/vantage/internal/tracing"
 )
 
 // Options configure the exporter; cmd/vantage-exporter fills them from flags.
@@ -37,6 +39,9 @@ type Options struct {
 	// HistoryLimit is how many recent probes the landing page and debug
 	// pages keep.
 	HistoryLimit int
+	// Tracing configures OpenTelemetry traces of checks (--tracing.*); off
+	// unless an endpoint is set (see tracing.Config.Enabled).
+	Tracing tracing.Config
 	// Logger receives the program's logs.
 	Logger *slog.Logger
 	// Reload receives a value for each external reload request (SIGHUP).
@@ -52,6 +57,7 @@ func DefaultOptions() Options {
 		ListenAddresses: []string{":9715"},
 		TimeoutOffset:   500 * time.Millisecond,
 		HistoryLimit:    100,
+		Tracing:         tracing.DefaultConfig(),
 		Logger:          slog.New(slog.DiscardHandler),
 	}
 }
@@ -69,6 +75,11 @@ func (o *Options) validate() error {
 	for _, u := range o.CoordinatorURLs {
 		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 			return fmt.Errorf("--coordinator.url %q is not an http(s) URL", u)
+		}
+	}
+	if o.Tracing.Enabled() {
+		if err := o.Tracing.Validate(); err != nil {
+			return err
 		}
 	}
 	if o.WebConfigFile != "" {

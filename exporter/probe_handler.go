@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/expfmt"
+	"go.opentelemetry.io/otel/trace"
 	yaml "gopkg.in/yaml.v3"
 
 	"github.com/vantageprobe/vantage/exporter/prober"
@@ -90,7 +91,10 @@ func (e *Exporter) handleProbe(w http.ResponseWriter, r *http.Request) {
 	)).With("module", moduleName, "target", target)
 	logger.Info("Beginning probe", "probe", mod.Config.Prober, "timeout_seconds", timeout.Seconds())
 
-	result := mod.Probe(ctx, target, prober.Params{Hostname: q.Get("hostname"), Logger: logger})
+	ctx, span := e.tracer.start(ctx, sourceProbe, moduleName, target, trace.SpanKindServer)
+	result := mod.Probe(ctx, target, prober.Params{Hostname: q.Get("hostname"), Logger: logger, Tracing: span != nil})
+	span.attempt(result)
+	span.end(result, 1)
 	e.probes.WithLabelValues(moduleName, resultLabel(result.Success)).Inc()
 
 	reg := prometheus.NewRegistry()

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/vantageprobe/vantage/exporter"
+	"github.com/vantageprobe/vantage/internal/tracing"
 )
 
 func main() {
@@ -36,8 +37,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	configCheck := app.Flag("config.check", "Validate the configuration file, then exit 0 if it is valid, 1 otherwise.").Bool()
 	app.Flag("timeout-offset", "Offset to subtract from Prometheus' scrape timeout.").Default("0.5s").DurationVar(&opts.TimeoutOffset)
 	app.Flag("history.limit", "How many recent probes to keep for the landing page and debug output.").Default("100").IntVar(&opts.HistoryLimit)
+	tracingConfig := tracing.AddFlags(app)
 	webFlags := kingpinflag.AddFlags(app, ":9715")
-	logConfig := &promslog.Config{}
+	logConfig := &promslog.Config{Writer: stderr}
 	promslogflag.AddFlags(app, logConfig)
 
 	serve := app.Command("serve", "Serve /probe and /metrics (the default).").Default()
@@ -58,6 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	opts.ListenAddresses = *webFlags.WebListenAddresses
 	opts.WebConfigFile = *webFlags.WebConfigFile
 	opts.WebSystemdSocket = *webFlags.WebSystemdSocket
+	opts.Tracing = *tracingConfig
 
 	if *configCheck {
 		if err := exporter.CheckConfig(opts.ConfigFile); err != nil {

@@ -71,3 +71,17 @@ func TestBadFlags(t *testing.T) {
 		t.Errorf("unknown flag: exit %d, %q", code, errOut)
 	}
 }
+
+func TestTracingFlags(t *testing.T) {
+	for _, k := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"} {
+		t.Setenv(k, "")
+	}
+	code, _, errOut := runMain(t, "--web.listen-address=127.0.0.1:0", "--tracing.endpoint=http://127.0.0.1:4318", "--tracing.sample-ratio=2")
+	if want := "--tracing.sample-ratio must be between 0 and 1, got 2"; code != 1 || !strings.Contains(errOut, want) {
+		t.Errorf("bad sample ratio: exit %d, stderr %q, want 1 and %q", code, errOut, want)
+	}
+	code, _, errOut = runMain(t, "--web.listen-address=127.0.0.1:0", "--tracing.endpoint=127.0.0.1:4317", "--tracing.protocol=thrift")
+	if want := `--tracing.protocol \"thrift\" is not supported; want grpc or http/protobuf`; code != 1 || !strings.Contains(errOut, want) {
+		t.Errorf("bad protocol: exit %d, stderr %q, want 1 and %q", code, errOut, want)
+	}
+}

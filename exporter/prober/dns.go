@@ -248,7 +248,7 @@ func (q *dnsProbe) connect(ctx context.Context, ip net.IP, port, host string, d 
 	addr := net.JoinHostPort(ip.String(), port)
 	logger.Debug("Connecting to DNS server", "address", addr, "transport", q.transport, "source_ip_address", q.cfg.SourceIPAddress)
 	start := time.Now()
-	defer func() { r.SetPhase("connect", time.Since(start)) }()
+	defer func() { r.recordPhase("connect", start, time.Now()) }()
 	conn, err := q.dialer.DialContext(ctx, network, addr)
 	if err != nil {
 		logger.Error("Error connecting to DNS server", "address", addr, "err", err)
@@ -282,7 +282,7 @@ func (q *dnsProbe) exchange(ctx context.Context, conn *dns.Conn, r *Result, logg
 		"recursion_desired", q.cfg.Recursion)
 	start := time.Now()
 	resp, err := dnsRoundTrip(conn, msg, q.transport == "udp")
-	r.SetPhase("request", time.Since(start))
+	r.recordPhase("request", start, time.Now())
 	if err != nil {
 		logger.Error("Error while sending a DNS query", "err", err)
 		switch {

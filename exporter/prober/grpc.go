@@ -184,7 +184,7 @@ func (q *grpcProbe) check(ctx context.Context, host string, ip net.IP, port stri
 	logger.Debug("Checking gRPC health", "service", q.cfg.Service)
 	var srv peer.Peer
 	resp, err := grpc_health_v1.NewHealthClient(cc).Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: q.cfg.Service}, grpc.Peer(&srv))
-	r.SetPhase("check", time.Since(start)) // without closing the connection
+	r.recordPhase("check", start, time.Now()) // without closing the connection
 	d.Checked = true
 	d.StatusCode = int(status.Code(err))
 	if info, ok := srv.AuthInfo.(credentials.TLSInfo); ok {

@@ -168,6 +168,7 @@ func (h *httpProber) probe(ctx context.Context, target string, p Params, r *Resu
 		host = p.Hostname
 	}
 	st := h.client.newProbeState(ctx, u, ip, host, logger)
+	st.tracing = p.Tracing
 	defer st.close()
 
 	req, err := h.newRequest(ctx, st, u, host)

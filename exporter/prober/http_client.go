@@ -15,6 +15,8 @@ import (
 
 	promconfig "github.com/prometheus/common/config"
 	"github.com/prometheus/common/version"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/idna"
 
 	"github.com/vantageprobe/vantage/config"
@@ -164,6 +166,7 @@ type probeState struct {
 	ctx        context.Context // the probe's context; bounds every dial
 	c          *httpClient
 	logger     *slog.Logger
+	tracing    bool   // send the trace context of the request's span
 	targetAddr string // host:port of the target as the transport dials it
 	dialAddr   string // ip:port resolved by resolveTarget, "" to let the dialer resolve
 	firstHost  string // URL host of the first request
@@ -210,6 +213,9 @@ func (c *httpClient) newProbeState(ctx context.Context, u *url.URL, ip net.IP, h
 // roundTrip runs one round trip of the probe with its own trace.
 func (st *probeState) roundTrip(req *http.Request) (*http.Response, error) {
 	st.logger.Debug("Making HTTP request", "url", req.URL.String(), "host", req.Host)
+	if st.tracing {
+		req = withTraceContext(req)
+	}
 	tr := &roundTripTrace{}
 	st.mu.Lock()
 	st.traces = append(st.traces, tr)
@@ -219,6 +225,19 @@ func (st *probeState) roundTrip(req *http.Request) (*http.Response, error) {
 		return st.directRoundTrip(req)
 	}
 	return st.transportFor(req.URL.Host).RoundTrip(req)
+}
+
+// withTraceContext returns req with the W3C traceparent (and tracestate)
+// of the span in its context, so the target's own traces join the check's.
+// Every round trip gets it, redirects included.
+func withTraceContext(req *http.Request) *http.Request {
+	if !trace.SpanContextFromContext(req.Context()).IsValid() {
+		return req
+	}
+	out := *req // shallow: the caller's request stays as it was
+	out.Header = req.Header.Clone()
+	propagation.TraceContext{}.Inject(req.Context(), propagation.HeaderCarrier(out.Header))
+	return &out
 }
 
 // transportFor returns the transport for a request to urlHost, creating it
@@ -358,7 +377,7 @@ func (st *probeState) recordPhases(r *Result, failedAt time.Time) {
 			"gotConn", s.gotConn, "responseStart", s.firstByte, "end", s.end)
 		add := func(phase string, from, to time.Time) {
 			if !from.IsZero() && !to.IsZero() && to.After(from) {
-				r.SetPhase(phase, to.Sub(from))
+				r.recordPhase(phase, from, to)
 			}
 		}
 		add("resolve", s.dnsStart, s.dnsDone)

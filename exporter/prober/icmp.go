@@ -126,7 +126,7 @@ func (q *icmpProbe) probe(ctx context.Context, target string, p Params, r *Resul
 		return
 	}
 	p.Logger.Debug("Creating ICMP packet", "seq", req.seq, "id", req.id, "socket", d.Socket)
-	r.SetPhase("setup", time.Since(setupStart))
+	r.recordPhase("setup", setupStart, time.Now())
 	q.exchange(ctx, sock, ip, req, d, r, p.Logger)
 }
 
@@ -217,7 +217,7 @@ func (q *icmpProbe) exchange(ctx context.Context, sock *icmpSocket, ip net.IP, r
 	}
 	logger.Debug("Writing out packet", "ip", ip.String())
 	start := time.Now()
-	defer func() { r.SetPhase("rtt", time.Since(start)) }()
+	defer func() { r.recordPhase("rtt", start, time.Now()) }()
 	if _, err := sock.conn.WriteTo(req.wire, dst); err != nil {
 		if ctx.Err() != nil || isTimeout(err) {
 			r.Fail(ReasonTimeout, "sending the echo request: %v", err)

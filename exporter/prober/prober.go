@@ -18,6 +18,11 @@ type Params struct {
 	Hostname string
 	// Logger receives the probe's step-by-step log; nil discards it.
 	Logger *slog.Logger
+	// Tracing makes the probe record Result.Timeline and send the W3C
+	// trace context of the span in its context (traceparent) with every
+	// HTTP request. Off, the probe sends no such header, as
+	// blackbox_exporter, and records no timeline.
+	Tracing bool
 }
 
 // probeFunc runs one probe and records what it found in r. It records a
@@ -86,7 +91,7 @@ func (m *Module) Probe(ctx context.Context, target string, p Params) (r *Result)
 		ctx, cancel = context.WithTimeout(ctx, m.Config.Timeout)
 		defer cancel()
 	}
-	r = &Result{Prober: m.Config.Prober, Start: time.Now()}
+	r = &Result{Prober: m.Config.Prober, Start: time.Now(), timeline: p.Tracing}
 	defer func() {
 		if v := recover(); v != nil {
 			p.Logger.Error("Prober panicked", "err", v, "stack", string(debug.Stack()))

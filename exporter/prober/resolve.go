@@ -37,8 +37,9 @@ func resolveTarget(ctx context.Context, host, preferred string, fallback bool, r
 	logger.Debug("Resolving target address", "target", host, "ip_protocol", fmt.Sprintf("ip%d", want))
 	start := time.Now()
 	ip, fam, err := lookup(ctx, host, want, other, fallback)
-	r.Resolve.Lookup = time.Since(start)
-	r.SetPhase("resolve", r.Resolve.Lookup)
+	end := time.Now()
+	r.Resolve.Lookup = end.Sub(start)
+	r.recordPhase("resolve", start, end)
 	if err != nil {
 		logger.Error("Resolution with IP protocol failed", "target", host, "err", err)
 		if ctx.Err() != nil {

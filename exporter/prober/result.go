@@ -58,6 +58,15 @@ type Phase struct {
 	Duration time.Duration `json:"duration_ns"`
 }
 
+// PhaseTiming is one occurrence of a phase: when it started, as an offset
+// from Result.Start, and how long it took. A phase that happens more than
+// once (HTTP redirects) has one timing per occurrence.
+type PhaseTiming struct {
+	Name     string
+	Start    time.Duration
+	Duration time.Duration
+}
+
 // Result is what one probe found. Exactly one of the protocol detail
 // pointers matching Prober is set once the probe got that far.
 type Result struct {
@@ -68,6 +77,9 @@ type Result struct {
 	Start    time.Time     `json:"start"`
 	Duration time.Duration `json:"duration_ns"`
 	Phases   []Phase       `json:"phases,omitempty"`
+	// Timeline holds every measured phase with its start, in the order
+	// the phases were recorded; only when Params.Tracing asked for it.
+	Timeline []PhaseTiming `json:"-"`
 
 	// Resolve holds the target name resolution, when the prober resolved one.
 	Resolve *ResolveDetails `json:"resolve,omitempty"`
@@ -79,6 +91,8 @@ type Result struct {
 	DNS  *DNSDetails  `json:"dns,omitempty"`
 	ICMP *ICMPDetails `json:"icmp,omitempty"`
 	GRPC *GRPCDetails `json:"grpc,omitempty"`
+
+	timeline bool // record Timeline
 }
 
 // Fail marks the result failed with reason and a detail message; the first
@@ -102,6 +116,16 @@ func (r *Result) SetPhase(name string, d time.Duration) {
 		}
 	}
 	r.Phases = append(r.Phases, Phase{Name: name, Duration: d})
+}
+
+// recordPhase records a phase that ran from start to end: its duration as
+// SetPhase does, and, when the probe keeps a timeline, its occurrence.
+func (r *Result) recordPhase(name string, start, end time.Time) {
+	d := end.Sub(start)
+	r.SetPhase(name, d)
+	if r.timeline && d > 0 {
+		r.Timeline = append(r.Timeline, PhaseTiming{Name: name, Start: start.Sub(r.Start), Duration: d})
+	}
 }
 
 // PhaseDuration returns the recorded duration of a phase, or 0.

@@ -178,7 +178,7 @@ func (t *tcpProbe) dial(ctx context.Context, ip net.IP, port string, r *Result, 
 	logger.Debug("Dialing TCP", "address", addr, "tls", t.cfg.TLS, "source_ip_address", t.cfg.SourceIPAddress)
 	start := time.Now()
 	conn, err := t.dialer.DialContext(ctx, network, addr)
-	r.SetPhase("connect", time.Since(start))
+	r.recordPhase("connect", start, time.Now())
 	if err != nil {
 		logger.Error("Error dialing TCP", "address", addr, "err", err)
 		r.Fail(connectReason(ctx, err), "dialing %s: %v", addr, err)
@@ -195,7 +195,7 @@ func (t *tcpProbe) handshake(ctx context.Context, conn net.Conn, host string, r 
 	logger.Debug("Starting TLS handshake", "server_name", cfg.ServerName)
 	start := time.Now()
 	tc, err := tlsHandshake(ctx, conn, cfg, r)
-	r.SetPhase("tls", time.Since(start))
+	r.recordPhase("tls", start, time.Now())
 	if err != nil {
 		logger.Error("TLS handshake failed", "err", err)
 		return nil, false

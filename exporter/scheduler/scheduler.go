@@ -51,6 +51,10 @@ type Outcome struct {
 	Result   *prober.Result
 	Attempts int
 	Planned  time.Time
+	// TraceID is the hex ID of the check's trace when the check was
+	// traced and its trace kept; the phase histograms carry it as an
+	// exemplar. Empty otherwise.
+	TraceID string
 }
 
 // CheckFunc runs one attempt of a check; ctx carries the attempt's deadline.
@@ -71,7 +75,14 @@ type Options struct {
 	Settings
 	Check CheckFunc
 	// OnOutcome receives every finished check of a target still scheduled.
-	OnOutcome  func(Outcome)
+	OnOutcome func(Outcome)
+	// Observe, when set, brackets every check, all its attempts together:
+	// it is called once the check has a concurrency slot, returns the
+	// context the attempts run in, and a function that gets the outcome
+	// before OnOutcome does (and may set its TraceID). That function is
+	// called for every check observed, also one whose result is not
+	// reported (its target removed meanwhile).
+	Observe    func(ctx context.Context, t *Target) (context.Context, func(*Outcome))
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }
@@ -272,11 +283,19 @@ func (s *Scheduler) dispatch(ctx context.Context, e *entry, planned time.Time) {
 			return
 		}
 		s.lag.Observe(time.Since(planned).Seconds())
-		result, attempts := s.run(ctx, e, t, slot, next)
+		cctx, observed := ctx, (func(*Outcome))(nil)
+		if s.opts.Observe != nil {
+			cctx, observed = s.opts.Observe(ctx, t)
+		}
+		result, attempts := s.run(cctx, e, t, slot, next)
+		o := Outcome{Target: e.target.Load(), Result: result, Attempts: attempts, Planned: planned}
+		if observed != nil {
+			observed(&o)
+		}
 		if result == nil || e.removed.Load() {
 			return
 		}
-		s.opts.OnOutcome(Outcome{Target: e.target.Load(), Result: result, Attempts: attempts, Planned: planned})
+		s.opts.OnOutcome(o)
 	}()
 }
 

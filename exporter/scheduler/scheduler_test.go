@@ -385,3 +385,53 @@ func mustGauge(t *testing.T, reg *prometheus.Registry, name string) prometheus.C
 	t.Fatalf("no %s", name)
 	return nil
 }
+
+// Observe brackets each check, retries included: the attempts run in the
+// context it returns, and its finish function sees the outcome, and sets
+// its TraceID, before OnOutcome.
+func TestObserveBracketsEachCheck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		type key struct{}
+		var mu sync.Mutex
+		var observed, finished int
+		var attemptsInContext int
+		check := func(ctx context.Context, _ *Target) *prober.Result {
+			mu.Lock()
+			defer mu.Unlock()
+			if ctx.Value(key{}) == "check" {
+				attemptsInContext++
+			}
+			return &prober.Result{Reason: prober.ReasonTimeout}
+		}
+		observe := func(ctx context.Context, tg *Target) (context.Context, func(*Outcome)) {
+			mu.Lock()
+			observed++
+			mu.Unlock()
+			return context.WithValue(ctx, key{}, "check"), func(o *Outcome) {
+				mu.Lock()
+				defer mu.Unlock()
+				finished++
+				if o.Attempts != 3 || o.Result == nil || o.Target.Target != tg.Target {
+					t.Errorf("finish got outcome %+v", o)
+				}
+				o.TraceID = "trace-" + tg.Target
+			}
+		}
+		rec := &recorder{}
+		_, _, stop := startScheduler(t, Options{
+			Settings: Settings{MaxInFlight: 10, Retries: 2, RetryInterval: time.Second},
+			Check:    check, OnOutcome: rec.add, Observe: observe,
+		}, target("down", time.Minute))
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		stop()
+
+		outs := rec.forTarget("down")
+		if len(outs) != 1 || outs[0].TraceID != "trace-down" {
+			t.Fatalf("outcomes %+v, want one carrying the TraceID finish set", outs)
+		}
+		if observed != 1 || finished != 1 || attemptsInContext != 3 {
+			t.Errorf("observed %d, finished %d, attempts in the observed context %d; want 1, 1, 3", observed, finished, attemptsInContext)
+		}
+	})
+}

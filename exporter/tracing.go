@@ -1,0 +1,143 @@
+package exporter
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vantageprobe/vantage/exporter/prober"
+	"github.com/vantageprobe/vantage/exporter/scheduler"
+	"github.com/vantageprobe/vantage/internal/tracing"
+)
+
+// What asked for a check, as its span's vantage.check.source says.
+const (
+	sourceScheduler = "scheduler"
+	sourceCanary    = "canary"
+	sourceProbe     = "probe"
+	sourceAPI       = "api"
+)
+
+// tracerName is the instrumentation scope of the check spans.
+const tracerName = "github.com/vantageprobe/vantage/exporter"
+
+// checkTracer makes the spans of checks: one span per check, named
+// "check <module>", with a child span per measured phase of each attempt.
+// Everything it does is skipped when tracing is off.
+type checkTracer struct {
+	p        *tracing.Provider
+	tracer   trace.Tracer
+	location string
+}
+
+func newCheckTracer(p *tracing.Provider, location string) *checkTracer {
+	return &checkTracer{p: p, tracer: p.Tracer(tracerName), location: location}
+}
+
+func (ct *checkTracer) enabled() bool { return ct != nil && ct.p.Enabled() }
+
+// checkSpan is the span of one check in progress. A nil *checkSpan (tracing
+// off) does nothing.
+type checkSpan struct {
+	ct       *checkTracer
+	span     trace.Span
+	attempts int // attempts recorded; they run one after the other
+}
+
+type checkSpanKey struct{}
+
+// start opens the span of a check of target with module. With tracing off
+// it returns ctx unchanged and a nil span, and allocates nothing.
+func (ct *checkTracer) start(ctx context.Context, source, module, target string, kind trace.SpanKind) (context.Context, *checkSpan) {
+	if !ct.enabled() {
+		return ctx, nil
+	}
+	attrs := []attribute.KeyValue{
+		tracing.AttrTarget.String(target),
+		tracing.AttrModule.String(module),
+		tracing.AttrSource.String(source),
+	}
+	if ct.location != "" {
+		attrs = append(attrs, tracing.AttrLocation.String(ct.location))
+	}
+	ctx, span := ct.tracer.Start(ctx, "check "+module, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+	cs := &checkSpan{ct: ct, span: span}
+	return context.WithValue(ctx, checkSpanKey{}, cs), cs
+}
+
+// checkSpanFrom returns the span of the check ctx belongs to, nil for none.
+func checkSpanFrom(ctx context.Context) *checkSpan {
+	cs, _ := ctx.Value(checkSpanKey{}).(*checkSpan)
+	return cs
+}
+
+// attempt records one run of the prober: a child span of the check for each
+// phase it measured, with the phase's real start and end, and an "attempt"
+// event on the check span.
+func (cs *checkSpan) attempt(r *prober.Result) {
+	if cs == nil || r == nil {
+		return
+	}
+	cs.attempts++
+	n := cs.attempts
+	parent := trace.ContextWithSpan(context.Background(), cs.span)
+	for _, pt := range r.Timeline {
+		start := r.Start.Add(pt.Start)
+		_, s := cs.ct.tracer.Start(parent, pt.Name, trace.WithTimestamp(start), trace.WithAttributes(
+			tracing.AttrPhase.String(pt.Name),
+			tracing.AttrAttempt.Int(n),
+		))
+		s.End(trace.WithTimestamp(start.Add(pt.Duration)))
+	}
+	attrs := []attribute.KeyValue{tracing.AttrAttempt.Int(n), tracing.AttrSuccess.Bool(r.Success)}
+	if !r.Success {
+		attrs = append(attrs, tracing.AttrFailureReason.String(string(r.Reason)))
+	}
+	cs.span.AddEvent("attempt", trace.WithTimestamp(r.Start.Add(r.Duration)), trace.WithAttributes(attrs...))
+}
+
+// end closes the check span with the check's final result (nil when the
+// check was abandoned) and returns the check's trace ID when its trace was
+// kept, "" otherwise.
+func (cs *checkSpan) end(r *prober.Result, attempts int) string {
+	if cs == nil {
+		return ""
+	}
+	cs.span.SetAttributes(tracing.AttrAttempts.Int(attempts))
+	if r != nil {
+		attrs := []attribute.KeyValue{tracing.AttrProber.String(r.Prober), tracing.AttrSuccess.Bool(r.Success)}
+		if r.HTTP != nil && r.HTTP.StatusCode != 0 {
+			attrs = append(attrs, semconv.HTTPResponseStatusCode(r.HTTP.StatusCode))
+		}
+		if !r.Success {
+			attrs = append(attrs,
+				tracing.AttrFailureReason.String(string(r.Reason)),
+				semconv.ErrorTypeKey.String(string(r.Reason)),
+			)
+			cs.span.SetStatus(codes.Error, string(r.Reason)+": "+r.Error)
+		}
+		cs.span.SetAttributes(attrs...)
+	}
+	cs.span.End()
+	sc := cs.span.SpanContext()
+	if !cs.ct.p.Kept(sc) {
+		return ""
+	}
+	return sc.TraceID().String()
+}
+
+// observeCheck brackets a scheduled check, retries included, with its span;
+// the scheduler calls it only when tracing is on.
+func (e *Exporter) observeCheck(ctx context.Context, t *scheduler.Target) (context.Context, func(*scheduler.Outcome)) {
+	source := sourceScheduler
+	if t.Canary {
+		source = sourceCanary
+	}
+	ctx, cs := e.tracer.start(ctx, source, t.Module, t.Target, trace.SpanKindInternal)
+	return ctx, func(o *scheduler.Outcome) {
+		o.TraceID = cs.end(o.Result, o.Attempts)
+	}
+}

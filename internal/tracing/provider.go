@@ -1,0 +1,201 @@
+package tracing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// Provider is a program's tracing: an OpenTelemetry TracerProvider whose
+// spans go through the tail sampler to the OTLP exporter, or a no-op one
+// when tracing is off. A nil *Provider is off.
+type Provider struct {
+	tp   trace.TracerProvider
+	sdk  *sdktrace.TracerProvider // nil when off
+	tail *tailSampler
+}
+
+// defaultQueueSize is how many kept spans may wait for export; more are
+// dropped by the batch span processor.
+const defaultQueueSize = 16384
+
+// propagator reads and writes W3C traceparent and tracestate headers.
+var propagator = propagation.TraceContext{}
+
+// Disabled returns a Provider that is off.
+func Disabled() *Provider { return &Provider{tp: noop.NewTracerProvider()} }
+
+// New sets tracing up as cfg says. When tracing is off (see
+// Config.Enabled) it returns a no-op Provider and registers nothing. reg
+// receives the vantage_tracing_* series; logger the export failures.
+func New(ctx context.Context, cfg Config, reg prometheus.Registerer, logger *slog.Logger) (*Provider, error) {
+	if !cfg.Enabled() {
+		return Disabled(), nil
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.withDefaults()
+	res, err := newResource(ctx, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	exp := cfg.SpanExporter
+	if exp == nil {
+		if exp, err = newSpanExporter(ctx, &cfg); err != nil {
+			return nil, fmt.Errorf("tracing: creating the OTLP exporter: %w", err)
+		}
+	}
+	m := newMetrics(reg)
+	// The batch processor's queue and batch sizes follow the OTEL_BSP_*
+	// variables. Its queue is larger by default than the SDK's 2048 spans:
+	// an outage fails thousands of checks at once, and each is kept.
+	var bopts []sdktrace.BatchSpanProcessorOption
+	if os.Getenv("OTEL_BSP_MAX_QUEUE_SIZE") == "" {
+		bopts = append(bopts, sdktrace.WithMaxQueueSize(defaultQueueSize))
+	}
+	if cfg.BatchTimeout > 0 {
+		bopts = append(bopts, sdktrace.WithBatchTimeout(cfg.BatchTimeout))
+	}
+	batch := sdktrace.NewBatchSpanProcessor(&countingExporter{SpanExporter: exp, m: m, logger: logger}, bopts...)
+	tail := newTailSampler(batch, cfg, m)
+	sdk := sdktrace.NewTracerProvider(
+		// Every span is recorded; the tail sampler decides what is kept.
+		sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		sdktrace.WithResource(res),
+		sdktrace.WithSpanProcessor(tail),
+	)
+	return &Provider{tp: sdk, sdk: sdk, tail: tail}, nil
+}
+
+// newResource describes the program: service.name (OTEL_SERVICE_NAME, else
+// cfg.ServiceName, else the executable's name), service.version,
+// vantage.location when known, OTEL_RESOURCE_ATTRIBUTES and the SDK's own.
+func newResource(ctx context.Context, cfg *Config) (*resource.Resource, error) {
+	name := cfg.ServiceName
+	if name == "" {
+		name = filepath.Base(os.Args[0])
+	}
+	attrs := []attribute.KeyValue{semconv.ServiceName(name), semconv.ServiceVersion(cfg.ServiceVersion)}
+	if cfg.Location != "" {
+		attrs = append(attrs, AttrLocation.String(cfg.Location))
+	}
+	// Later sources override earlier ones: the environment wins over the
+	// defaults given here.
+	res, err := resource.New(ctx,
+		resource.WithAttributes(attrs...),
+		resource.WithFromEnv(),
+		resource.WithTelemetrySDK(),
+	)
+	if err != nil && (res == nil || !errors.Is(err, resource.ErrPartialResource)) {
+		return nil, fmt.Errorf("tracing: building the resource: %w", err)
+	}
+	return res, nil
+}
+
+// Enabled reports whether tracing is on. Callers skip building span names
+// and attributes when it is off, so tracing costs nothing then.
+func (p *Provider) Enabled() bool { return p != nil && p.sdk != nil }
+
+// TracerProvider returns the OpenTelemetry TracerProvider (no-op when off).
+func (p *Provider) TracerProvider() trace.TracerProvider {
+	if p == nil || p.tp == nil {
+		return noop.NewTracerProvider()
+	}
+	return p.tp
+}
+
+// Tracer returns a named tracer of the provider.
+func (p *Provider) Tracer(name string, opts ...trace.TracerOption) trace.Tracer {
+	return p.TracerProvider().Tracer(name, opts...)
+}
+
+// Kept reports whether sc is a local root span that ended recently (one of
+// the last few thousand kept) and whose trace was kept. Call it right after
+// ending the root span, e.g. to attach the trace ID as an exemplar only to
+// traces that can be found.
+func (p *Provider) Kept(sc trace.SpanContext) bool {
+	if !p.Enabled() || !sc.IsValid() {
+		return false
+	}
+	return p.tail.wasKept(sc.SpanID())
+}
+
+// Inject writes the W3C traceparent (and tracestate) of the span in ctx
+// into h. It writes nothing when tracing is off or ctx has no span.
+func (p *Provider) Inject(ctx context.Context, h http.Header) {
+	if !p.Enabled() || !trace.SpanContextFromContext(ctx).IsValid() {
+		return
+	}
+	propagator.Inject(ctx, propagation.HeaderCarrier(h))
+}
+
+// Extract returns ctx carrying the remote span context of h's traceparent
+// header, for a span started from it to be that span's child. When tracing
+// is off it returns ctx unchanged.
+func (p *Provider) Extract(ctx context.Context, h http.Header) context.Context {
+	if !p.Enabled() {
+		return ctx
+	}
+	return propagator.Extract(ctx, propagation.HeaderCarrier(h))
+}
+
+// Transport returns a round tripper that injects the traceparent of each
+// request's context, then sends it with base (http.DefaultTransport when
+// nil). When tracing is off it returns base itself.
+func (p *Provider) Transport(base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	if !p.Enabled() {
+		return base
+	}
+	return &injectingTransport{p: p, base: base}
+}
+
+type injectingTransport struct {
+	p    *Provider
+	base http.RoundTripper
+}
+
+func (t *injectingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if trace.SpanContextFromContext(req.Context()).IsValid() {
+		req = req.Clone(req.Context())
+		t.p.Inject(req.Context(), req.Header)
+	}
+	return t.base.RoundTrip(req)
+}
+
+// ForceFlush exports the spans of traces already kept.
+func (p *Provider) ForceFlush(ctx context.Context) error {
+	if !p.Enabled() {
+		return nil
+	}
+	return p.sdk.ForceFlush(ctx)
+}
+
+// Shutdown exports what was kept and stops tracing, by ctx's deadline.
+// Traces of checks still running are dropped. Spans started afterwards are
+// not recorded.
+func (p *Provider) Shutdown(ctx context.Context) error {
+	if !p.Enabled() {
+		return nil
+	}
+	return p.sdk.Shutdown(ctx)
+}
