@@ -80,17 +80,17 @@ type Options struct {
 	MaxBackoff time.Duration
 	Client     *http.Client
 	Registerer prometheus.Registerer
-	Logger        *slog.Logger
+	Logger     *slog.Logger
 }
 
 // DefaultOptions returns the delivery defaults.
 func DefaultOptions() Options {
 	return Options{
-		BufferSize:    10000,
-		BatchSize:     100,
-		MinBackoff:    250 * time.Millisecond,
-		MaxBackoff:    30 * time.Second,
-		Client:        &http.Client{Timeout: 10 * time.Second},
+		BufferSize: 10000,
+		BatchSize:  100,
+		MinBackoff: 250 * time.Millisecond,
+		MaxBackoff: 30 * time.Second,
+		Client:     &http.Client{Timeout: 10 * time.Second},
 	}
 }
 

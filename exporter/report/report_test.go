@@ -23,7 +23,7 @@ type intake struct {
 	mu      sync.Mutex
 	got     []Report
 	batches int
-	run     string // the first batch's run
+	run     string       // the first batch's run
 	status  atomic.Int32 // answered status; 0 means 202
 	srv     *httptest.Server
 }
