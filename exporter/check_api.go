@@ -2,10 +2,8 @@ package exporter
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -13,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vantageprobe/vantage/exporter/prober"
+	"github.com/vantageprobe/vantage/internal/jsonapi"
 )
 
 // The check API: the coordinator asks an exporter to check a target now,
@@ -45,26 +44,16 @@ type CheckResponse struct {
 	Result   *prober.Result `json:"result"`
 }
 
-// apiError is the JSON body of every check API error.
-type apiError struct {
-	Error string `json:"error"`
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
 
 func (e *Exporter) handleCheck(w http.ResponseWriter, r *http.Request) {
 	req, status, err := decodeCheckRequest(w, r)
 	if err != nil {
-		writeJSON(w, status, apiError{Error: err.Error()})
+		jsonapi.WriteError(w, status, err)
 		return
 	}
 	mod, ok := e.config.get().modules[req.Module]
 	if !ok {
-		writeJSON(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("unknown module %q", req.Module)})
+		jsonapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("unknown module %q", req.Module))
 		return
 	}
 	timeout := checkTimeout(req.TimeoutSeconds, mod.Config.Timeout)
@@ -80,30 +69,15 @@ func (e *Exporter) handleCheck(w http.ResponseWriter, r *http.Request) {
 	if e.trans != nil {
 		e.trans.checked(req.Module, req.Target, result)
 	}
-	writeJSON(w, http.StatusOK, CheckResponse{Location: e.opts.Location, CanaryOK: e.canary.known(), Target: req.Target, Module: req.Module, Result: result})
+	jsonapi.Write(w, http.StatusOK, CheckResponse{Location: e.opts.Location, CanaryOK: e.canary.known(), Target: req.Target, Module: req.Module, Result: result})
 }
 
 // decodeCheckRequest reads and validates a check request, returning the
 // HTTP status for its error.
 func decodeCheckRequest(w http.ResponseWriter, r *http.Request) (*CheckRequest, int, error) {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q is not application/json", ct)
-	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxCheckRequestBytes))
-	dec.DisallowUnknownFields()
 	var req CheckRequest
-	if err := dec.Decode(&req); err != nil {
-		var tooBig *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooBig):
-			return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body is larger than %d bytes", maxCheckRequestBytes)
-		case errors.Is(err, io.EOF):
-			return nil, http.StatusBadRequest, errors.New("request body is empty; want a JSON object with target and module")
-		}
-		return nil, http.StatusBadRequest, fmt.Errorf("invalid request body: %w", err)
-	}
-	if dec.More() {
-		return nil, http.StatusBadRequest, errors.New("invalid request body: more than one JSON value")
+	if status, err := jsonapi.Decode(w, r, maxCheckRequestBytes, &req, "a JSON object with target and module"); err != nil {
+		return nil, status, err
 	}
 	switch {
 	case strings.TrimSpace(req.Target) == "":

@@ -2,10 +2,8 @@ package exporter
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -13,13 +11,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	"github.com/prometheus/exporter-toolkit/web"
+	promconfig "github.com/prometheus/common/config"
 
 	"github.com/vantageprobe/vantage/collector"
 	"github.com/vantageprobe/vantage/exporter/prober"
 	"github.com/vantageprobe/vantage/exporter/report"
 	"github.com/vantageprobe/vantage/exporter/scheduler"
 	"github.com/vantageprobe/vantage/internal/tracing"
+	"github.com/vantageprobe/vantage/internal/webserver"
 )
 
 // Exporter is one running vantage-exporter.
@@ -32,6 +31,12 @@ type Exporter struct {
 	reloads chan chan error
 	probes  *prometheus.CounterVec
 	checks  *prometheus.CounterVec
+	// panics counts handler panics; unauthorized, check API requests
+	// refused for want of the --api.token-file token.
+	panics       prometheus.Counter
+	unauthorized prometheus.Counter
+	// token, when set, is what check API requests must carry.
+	token   *webserver.TokenFile
 	table   *collector.Table
 	sched   *scheduler.Scheduler
 	canary  *canaryState
@@ -71,6 +76,21 @@ func New(opts Options) (*Exporter, error) {
 			Name: "vantage_exporter_api_checks_total",
 			Help: "Checks made on request through POST /api/v1/check, by module and result.",
 		}, []string{"module", "result"}),
+		panics: promauto.With(reg).NewCounter(prometheus.CounterOpts{
+			Name: "vantage_exporter_http_handler_panics_total",
+			Help: "HTTP requests whose handler panicked; they were answered 500 and logged.",
+		}),
+		unauthorized: promauto.With(reg).NewCounter(prometheus.CounterOpts{
+			Name: "vantage_exporter_api_requests_unauthorized_total",
+			Help: "Check API requests refused because they lacked the bearer token of --api.token-file.",
+		}),
+	}
+	if opts.APITokenFile != "" {
+		token, err := webserver.NewTokenFile(opts.APITokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--api.token-file: %w", err)
+		}
+		e.token = token
 	}
 	if err := e.config.reload(); err != nil {
 		return nil, err
@@ -95,6 +115,13 @@ func New(opts Options) (*Exporter, error) {
 		ro := report.DefaultOptions()
 		ro.URLs, ro.Location = opts.CoordinatorURLs, opts.Location
 		ro.Registerer, ro.Logger = reg, e.logger.With("component", "reporter")
+		if opts.CoordinatorHTTPConfigFile != "" {
+			client, err := coordinatorClient(opts.CoordinatorHTTPConfigFile)
+			if err != nil {
+				return nil, err
+			}
+			ro.Client = client
+		}
 		e.reporter = report.New(ro)
 		e.trans = newTransitions(e.reporter.Send)
 		record = func(o scheduler.Outcome) {
@@ -121,6 +148,21 @@ func New(opts Options) (*Exporter, error) {
 	}
 	e.sched = scheduler.New(so)
 	return e, nil
+}
+
+// coordinatorClient builds the reporter's client from a prometheus/common
+// HTTP client configuration file.
+func coordinatorClient(path string) (*http.Client, error) {
+	cfg, _, err := promconfig.LoadHTTPConfigFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--coordinator.http-config.file: %w", err)
+	}
+	client, err := promconfig.NewClientFromConfig(*cfg, "vantage-exporter")
+	if err != nil {
+		return nil, fmt.Errorf("--coordinator.http-config.file %s: %w", path, err)
+	}
+	client.Timeout = report.DefaultOptions().Client.Timeout
+	return client, nil
 }
 
 // reportFlushGrace bounds the last delivery of queued reports at shutdown.
@@ -188,7 +230,11 @@ func (e *Exporter) Handler() http.Handler {
 	mux.HandleFunc("GET /history/{id}", e.handleHistory)
 	mux.HandleFunc("GET /metrics", e.handleMetrics)
 	mux.HandleFunc("GET /config", e.handleConfig)
-	mux.HandleFunc("POST /api/v1/check", e.handleCheck)
+	var check http.Handler = http.HandlerFunc(e.handleCheck)
+	if e.token != nil {
+		check = webserver.RequireToken(check, e.token, e.unauthorized, e.logger)
+	}
+	mux.Handle("POST /api/v1/check", check)
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Healthy")
 	})
@@ -205,13 +251,6 @@ func (e *Exporter) Serve(ctx context.Context) error {
 	// Deferred first, so it runs last: the checks have ended and their
 	// traces are decided.
 	defer e.shutdownTracing()
-	srv := &http.Server{
-		Handler:           e.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(e.logger.Handler(), slog.LevelError),
-	}
-	webConfig, systemd := e.opts.WebConfigFile, e.opts.WebSystemdSocket
-	flags := &web.FlagConfig{WebListenAddresses: &e.opts.ListenAddresses, WebConfigFile: &webConfig, WebSystemdSocket: &systemd}
 	// Serve may also return because the listener failed: cancelling ctx
 	// then stops the scheduler before the deferred waits for it.
 	ctx, cancel := context.WithCancel(ctx)
@@ -237,33 +276,12 @@ func (e *Exporter) Serve(ctx context.Context) error {
 	defer cancel()
 	e.applySchedule(ctx)
 	go e.reloader(ctx)
-	errc := make(chan error, 1)
-	if systemd {
-		go func() { errc <- web.ListenAndServe(srv, flags, e.logger) }()
-	} else {
-		listeners, addrs, err := listen(e.opts.ListenAddresses)
-		if err != nil {
-			return err
-		}
-		go func() { errc <- web.ServeMultiple(listeners, srv, flags, e.logger) }()
-		if e.opts.Started != nil {
-			e.opts.Started(addrs)
-		}
-	}
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return err
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return webserver.Serve(ctx, webserver.Recover(e.Handler(), e.logger, e.panics), webserver.Config{
+		ListenAddresses: e.opts.ListenAddresses,
+		WebConfigFile:   e.opts.WebConfigFile,
+		SystemdSocket:   e.opts.WebSystemdSocket,
+		Started:         e.opts.Started,
+	}, e.logger)
 }
 
 // shutdownTracing exports the kept traces still queued and stops tracing.
@@ -273,23 +291,6 @@ func (e *Exporter) shutdownTracing() {
 	if err := e.tracing.Shutdown(ctx); err != nil {
 		e.logger.Warn("Exporting the last traces failed", "err", err)
 	}
-}
-
-func listen(addresses []string) ([]net.Listener, []net.Addr, error) {
-	listeners := make([]net.Listener, 0, len(addresses))
-	addrs := make([]net.Addr, 0, len(addresses))
-	for _, a := range addresses {
-		l, err := net.Listen("tcp", a)
-		if err != nil {
-			for _, l := range listeners {
-				l.Close()
-			}
-			return nil, nil, fmt.Errorf("listening on %s: %w", a, err)
-		}
-		listeners = append(listeners, l)
-		addrs = append(addrs, l.Addr())
-	}
-	return listeners, addrs, nil
 }
 
 // reloader is the one goroutine that reloads the configuration, fed by

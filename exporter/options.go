@@ -21,6 +21,13 @@ type Options struct {
 	// Location names where this exporter probes from (e.g. "ams"); it is
 	// reported with every check made for the coordinator.
 	Location string
+	// APITokenFile holds the bearer token check API requests must carry;
+	// empty: no token needed.
+	APITokenFile string
+	// CoordinatorHTTPConfigFile is a prometheus/common HTTP client
+	// configuration for the reports sent to the coordinators (bearer
+	// token, TLS client certificates, proxy).
+	CoordinatorHTTPConfigFile string
 	// CoordinatorURLs are the coordinators (one, or an HA pair) that get
 	// this exporter's state-change reports; none disables reporting.
 	CoordinatorURLs []string

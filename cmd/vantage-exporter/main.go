@@ -33,6 +33,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	app.Flag("location", "Name of the place this exporter probes from, as the coordinator's locations list it.").StringVar(&opts.Location)
 	app.Flag("coordinator.url", "Coordinator to report state changes of scheduled targets to; repeatable (HA pair).").StringsVar(&opts.CoordinatorURLs)
+	app.Flag("coordinator.http-config.file", "HTTP client configuration (bearer token, TLS client certificates, proxy; the format of a module's http client settings) for the reports sent to the coordinators.").StringVar(&opts.CoordinatorHTTPConfigFile)
+	app.Flag("api.token-file", "File holding the bearer token that check API requests (POST /api/v1/check) must carry; re-read every 5s. Empty: no token needed.").StringVar(&opts.APITokenFile)
 	app.Flag("config.file", "Configuration file (blackbox_exporter format). Empty: the embedded default configuration.").StringVar(&opts.ConfigFile)
 	configCheck := app.Flag("config.check", "Validate the configuration file, then exit 0 if it is valid, 1 otherwise.").Bool()
 	app.Flag("timeout-offset", "Offset to subtract from Prometheus' scrape timeout.").Default("0.5s").DurationVar(&opts.TimeoutOffset)
