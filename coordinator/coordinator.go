@@ -13,9 +13,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	promconfig "github.com/prometheus/common/config"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vantageprobe/vantage/collector"
 	"github.com/vantageprobe/vantage/config"
+	"github.com/vantageprobe/vantage/internal/tracing"
 	"github.com/vantageprobe/vantage/internal/webserver"
 )
 
@@ -29,6 +33,10 @@ type Coordinator struct {
 	client atomic.Pointer[http.Client]
 	// token, when set, is what report batches must carry.
 	token *webserver.TokenFile
+	// tracing traces verification rounds (no-op when off); the client's
+	// requests carry the round's traceparent.
+	tracing *tracing.Provider
+	tracer  trace.Tracer
 
 	// mu guards machine and orders the incident snapshots it submits to
 	// writer.
@@ -60,39 +68,60 @@ func New(opts Options) (*Coordinator, error) {
 	if err != nil {
 		return nil, err
 	}
-	client, err := newClient(conf)
-	if err != nil {
-		return nil, err
-	}
 	var token *webserver.TokenFile
 	if opts.APITokenFile != "" {
 		if token, err = webserver.NewTokenFile(opts.APITokenFile); err != nil {
 			return nil, fmt.Errorf("--api.token-file: %w", err)
 		}
 	}
+	reg := prometheus.NewRegistry()
+	tc := opts.Tracing
+	if tc.ServiceName == "" {
+		tc.ServiceName = "vantage-coordinator"
+	}
+	tp, err := tracing.New(context.Background(), tc, reg, opts.Logger.With("component", "tracing"))
+	if err != nil {
+		return nil, err
+	}
+	c, err := open(opts, conf, reg, tp)
+	if err != nil {
+		_ = tp.Shutdown(context.Background())
+		return nil, err
+	}
+	c.token = token
+	return c, nil
+}
+
+// open builds the client and opens the incident log, resuming its open
+// incidents.
+func open(opts Options, conf *config.CoordinatorConfig, reg *prometheus.Registry, tp *tracing.Provider) (*Coordinator, error) {
+	client, err := newClient(conf, tp)
+	if err != nil {
+		return nil, err
+	}
 	store, err := OpenStore(opts.StoragePath)
 	if err != nil {
 		return nil, err
 	}
 	lastID, err := store.LastID()
+	var incidents []Incident
 	if err == nil {
-		var open []Incident
-		open, err = store.List(true, 0)
-		if err == nil {
-			c := newCoordinator(opts, conf, client, store, lastID)
-			c.token = token
-			c.machine.Restore(open, time.Now())
-			if len(open) > 0 {
-				c.logger.Info("Resuming open incidents", "incidents", len(open))
-			}
-			return c, nil
-		}
+		incidents, err = store.List(true, 0)
 	}
-	store.Close()
-	return nil, fmt.Errorf("reading the incident log in %s: %w", opts.StoragePath, err)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("reading the incident log in %s: %w", opts.StoragePath, err)
+	}
+	c := newCoordinator(opts, conf, reg, client, store, lastID)
+	c.tracing, c.tracer = tp, tp.Tracer("github.com/vantageprobe/vantage/coordinator")
+	c.machine.Restore(incidents, time.Now())
+	if len(incidents) > 0 {
+		c.logger.Info("Resuming open incidents", "incidents", len(incidents))
+	}
+	return c, nil
 }
 
-func newCoordinator(opts Options, conf *config.CoordinatorConfig, client *http.Client, store *Store, lastID uint64) *Coordinator {
+func newCoordinator(opts Options, conf *config.CoordinatorConfig, reg *prometheus.Registry, client *http.Client, store *Store, lastID uint64) *Coordinator {
 	c := &Coordinator{
 		opts:     opts,
 		logger:   opts.Logger,
@@ -101,7 +130,7 @@ func newCoordinator(opts Options, conf *config.CoordinatorConfig, client *http.C
 		verifier: newVerifier(nil),
 		health:   newLocationHealth(),
 		intake:   newIntake(),
-		reg:      prometheus.NewRegistry(),
+		reg:      reg,
 		reloads:  make(chan chan error),
 		runCtx:   context.Background(),
 	}
@@ -140,11 +169,12 @@ func loadConfig(path string) (*config.CoordinatorConfig, error) {
 
 // newClient builds the client for the exporters from the configuration's
 // http_client section.
-func newClient(conf *config.CoordinatorConfig) (*http.Client, error) {
+func newClient(conf *config.CoordinatorConfig, tp *tracing.Provider) (*http.Client, error) {
 	client, err := promconfig.NewClientFromConfig(conf.HTTPClient.HTTPClientConfig, "vantage-coordinator")
 	if err != nil {
 		return nil, fmt.Errorf("http_client: %w", err)
 	}
+	client.Transport = tp.Transport(client.Transport)
 	return client, nil
 }
 
@@ -157,7 +187,10 @@ func stateNames() []string {
 }
 
 // Close releases the incident log of a coordinator that was not served.
-func (c *Coordinator) Close() error { return c.store.Close() }
+func (c *Coordinator) Close() error {
+	_ = c.tracing.Shutdown(context.Background())
+	return c.store.Close()
+}
 
 // Run starts a coordinator with opts and serves until ctx ends.
 func Run(ctx context.Context, opts Options) error {
@@ -201,6 +234,11 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 	if cerr := c.store.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
+	flushCtx, cancelFlush := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelFlush()
+	if terr := c.tracing.Shutdown(flushCtx); terr != nil {
+		c.logger.Warn("Exporting the last traces failed", "err", terr)
+	}
 	return err
 }
 
@@ -235,13 +273,19 @@ func (c *Coordinator) startRound(r RoundRequest) {
 			locs[name] = u
 		}
 	}
-	ctx := c.runCtx
+	runCtx := c.runCtx
 	c.rounds.Go(func() {
 		started := time.Now()
+		// The round is a span; the locations' check spans are its
+		// children (the requests carry its traceparent).
+		ctx, span := c.tracer.Start(runCtx, "verify "+r.Key.Module, trace.WithAttributes(
+			tracing.AttrTarget.String(r.Key.Target), tracing.AttrModule.String(r.Key.Module)))
 		answers := c.verifier.round(ctx, r.Key, locs, r.Timeout)
-		if ctx.Err() != nil {
+		if runCtx.Err() != nil {
+			span.End()
 			return
 		}
+		endRoundSpan(span, answers)
 		c.metrics.roundDuration.Observe(time.Since(started).Seconds())
 		evidence := make([]Evidence, len(answers))
 		for i, a := range answers {
@@ -254,6 +298,31 @@ func (c *Coordinator) startRound(r RoundRequest) {
 		}
 		c.update(func(m *Machine, now time.Time) Effects { return m.RoundDone(r.Key, r.ID, evidence, now) })
 	})
+}
+
+// endRoundSpan records what the locations answered. A round that saw a
+// failure or could not hear from a location ends with an Error status, so
+// its trace is kept.
+func endRoundSpan(span trace.Span, answers []checkAnswer) {
+	if !span.IsRecording() {
+		span.End()
+		return
+	}
+	counts := map[Outcome]int{}
+	for _, a := range answers {
+		counts[a.Result]++
+		span.AddEvent("answer", trace.WithAttributes(
+			tracing.AttrLocation.String(a.Location), attribute.String("vantage.check.result", string(a.Result)),
+			attribute.String("vantage.check.failure_reason", string(a.Reason)), attribute.String("vantage.check.error", a.Error)))
+	}
+	span.SetAttributes(
+		attribute.Int("vantage.verification.success", counts[OutcomeSuccess]),
+		attribute.Int("vantage.verification.failure", counts[OutcomeFailure]),
+		attribute.Int("vantage.verification.unknown", counts[OutcomeUnknown]))
+	if counts[OutcomeFailure]+counts[OutcomeUnknown] > 0 {
+		span.SetStatus(codes.Error, fmt.Sprintf("%d locations failing, %d unknown", counts[OutcomeFailure], counts[OutcomeUnknown]))
+	}
+	span.End()
 }
 
 // verifyDue starts the rounds that are due, once a second.
@@ -316,7 +385,7 @@ func (c *Coordinator) reload() error {
 	conf, err := loadConfig(c.opts.ConfigFile)
 	var client *http.Client
 	if err == nil {
-		client, err = newClient(conf)
+		client, err = newClient(conf, c.tracing)
 	}
 	if err != nil {
 		c.metrics.reloadSuccess.Set(0)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/vantageprobe/vantage/exporter"
 	"github.com/vantageprobe/vantage/internal/loopback"
@@ -28,7 +30,7 @@ type testCoordinator struct {
 
 // mustStart serves a coordinator on loopback with configYAML until the
 // test ends.
-func mustStart(t *testing.T, configYAML string) *testCoordinator {
+func mustStart(t *testing.T, configYAML string, tweak ...func(*Options)) *testCoordinator {
 	t.Helper()
 	dir := t.TempDir()
 	tc := &testCoordinator{configPath: filepath.Join(dir, "coordinator.yml")}
@@ -39,6 +41,9 @@ func mustStart(t *testing.T, configYAML string) *testCoordinator {
 	opts.ListenAddresses = []string{"127.0.0.1:0"}
 	started := make(chan []net.Addr, 1)
 	opts.Started = func(a []net.Addr) { started <- a }
+	for _, f := range tweak {
+		f(&opts)
+	}
 	c, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -230,10 +235,13 @@ func TestAPIRejectsBadQueries(t *testing.T) {
 }
 
 // startExporter serves a vantage-exporter with its default modules.
-func startExporter(t *testing.T, location string) string {
+func startExporter(t *testing.T, location string, tweak ...func(*exporter.Options)) string {
 	t.Helper()
 	opts := exporter.DefaultOptions()
 	opts.Location = location
+	for _, f := range tweak {
+		f(&opts)
+	}
 	opts.ListenAddresses = []string{"127.0.0.1:0"}
 	started := make(chan []net.Addr, 1)
 	opts.Started = func(a []net.Addr) { started <- a }
@@ -385,4 +393,52 @@ func TestReportsNeedTheToken(t *testing.T) {
 	if _, err := New(opts); err == nil || !strings.Contains(err.Error(), "--api.token-file") {
 		t.Errorf("a missing token file: %v", err)
 	}
+}
+
+func TestVerificationRoundIsTheParentOfTheLocationsChecks(t *testing.T) {
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer target.Close()
+	exporterSpans, roundSpans := tracetest.NewInMemoryExporter(), tracetest.NewInMemoryExporter()
+	fra := startExporter(t, "fra", func(o *exporter.Options) { o.Tracing.SpanExporter = exporterSpans })
+	c := mustStart(t, fmt.Sprintf("locations:\n  - {name: ams, url: \"http://%s\"}\n  - {name: fra, url: %q}\n", loopback.ClosedAddr(t), fra),
+		func(o *Options) { o.Tracing.SpanExporter = roundSpans })
+	batch := strings.ReplaceAll(batchFailing, "https://a.example", target.URL)
+	if status, body := do(t, http.MethodPost, c.url+"/api/v1/reports", "application/json", batch); status != 200 {
+		t.Fatalf("report: %d %s", status, body)
+	}
+	waitFor(t, "the confirmed outage", func() bool {
+		ts := c.targets()
+		return len(ts) == 1 && ts[0].State == StateDown
+	})
+	// Spans are exported in batches: flush both sides.
+	if err := c.tracing.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var round tracetest.SpanStub
+	waitFor(t, "the round's span", func() bool {
+		for _, s := range roundSpans.GetSpans() {
+			if s.Name == "verify http_2xx" {
+				round = s
+				return true
+			}
+		}
+		return false
+	})
+	attrs := map[string]string{}
+	for _, a := range round.Attributes {
+		attrs[string(a.Key)] = a.Value.Emit()
+	}
+	if attrs["vantage.target"] != target.URL || attrs["vantage.verification.failure"] != "1" || round.Status.Code != codes.Error {
+		t.Errorf("round span attributes %v, status %v; want the target, one failure, status Error", attrs, round.Status)
+	}
+	waitFor(t, "fra's check span in the round's trace", func() bool {
+		for _, s := range exporterSpans.GetSpans() {
+			if s.Parent.SpanID() == round.SpanContext.SpanID() && s.SpanContext.TraceID() == round.SpanContext.TraceID() {
+				return true
+			}
+		}
+		return false
+	})
 }

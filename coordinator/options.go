@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/vantageprobe/vantage/internal/tracing"
 )
 
 // Options configure the coordinator; cmd/vantage-coordinator fills them
@@ -34,6 +36,8 @@ type Options struct {
 	// APITokenFile holds the bearer token report batches must carry;
 	// empty: reports need no token.
 	APITokenFile string
+	// Tracing configures OpenTelemetry traces of verification rounds.
+	Tracing tracing.Config
 	// TimeoutOffset is subtracted from Prometheus' scrape timeout on
 	// /probe, to leave room for the scrape itself.
 	TimeoutOffset time.Duration
@@ -53,6 +57,7 @@ func DefaultOptions() Options {
 		ListenAddresses: []string{":9716"},
 		TimeoutOffset:   500 * time.Millisecond,
 		Logger:          slog.New(slog.DiscardHandler),
+		Tracing:         tracing.DefaultConfig(),
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/vantageprobe/vantage/config"
 	"github.com/vantageprobe/vantage/coordinator"
+	"github.com/vantageprobe/vantage/internal/tracing"
 )
 
 func main() {
@@ -36,6 +37,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app.Flag("storage.path", "Directory of the incident log.").Default(opts.StoragePath).StringVar(&opts.StoragePath)
 	app.Flag("api.token-file", "File holding the bearer token that report batches (POST /api/v1/reports) must carry; re-read every 5s. Empty: no token needed.").StringVar(&opts.APITokenFile)
 	app.Flag("timeout-offset", "Offset to subtract from Prometheus' scrape timeout on /probe.").Default("0.5s").DurationVar(&opts.TimeoutOffset)
+	tracingConfig := tracing.AddFlags(app)
 	webFlags := kingpinflag.AddFlags(app, ":9716")
 	logConfig := &promslog.Config{Writer: stderr}
 	promslogflag.AddFlags(app, logConfig)
@@ -61,6 +63,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	opts.ListenAddresses = *webFlags.WebListenAddresses
 	opts.WebConfigFile = *webFlags.WebConfigFile
 	opts.WebSystemdSocket = *webFlags.WebSystemdSocket
+	opts.Tracing = *tracingConfig
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
