@@ -6,6 +6,9 @@ STATICCHECK    ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOVULNCHECK    ?= golang.org/x/vuln/cmd/govulncheck@v1.9.0
 FUZZTIME       ?= 10s
 LONG_FUZZTIME  ?= 5m
+# package:FuzzFunction pairs run by fuzz-short (make test) and fuzz
+FUZZ_TARGETS   := config:FuzzLoad config:FuzzTargetFile exporter:FuzzCheckRequest \
+                  exporter:FuzzProbeParams coordinator:FuzzReportBatch
 VERSION_PKG    := github.com/prometheus/common/version
 VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS        := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$(shell git rev-parse HEAD 2>/dev/null)
@@ -37,15 +40,15 @@ compat:
 	$(GO) test -race -count=1 -v ./test/compat/
 
 fuzz-short:
-	$(GO) test ./config -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./exporter -run '^$$' -fuzz '^FuzzCheckRequest$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./coordinator -run '^$$' -fuzz '^FuzzReportBatch$$' -fuzztime $(FUZZTIME)
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn in ./$$pkg for $(FUZZTIME)"; \
+		$(GO) test ./$$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) || exit 1; \
+	done
 
 ## fuzz: longer fuzz runs
 fuzz:
-	$(GO) test ./config -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(LONG_FUZZTIME)
-	$(GO) test ./exporter -run '^$$' -fuzz '^FuzzCheckRequest$$' -fuzztime $(LONG_FUZZTIME)
-	$(GO) test ./coordinator -run '^$$' -fuzz '^FuzzReportBatch$$' -fuzztime $(LONG_FUZZTIME)
+	@$(MAKE) fuzz-short FUZZTIME=$(LONG_FUZZTIME)
 
 ## lint: gofmt, go vet, staticcheck, govulncheck
 lint: vet
