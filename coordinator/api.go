@@ -44,6 +44,9 @@ func (c *Coordinator) Handler() http.Handler {
 	})
 	mux.HandleFunc("POST /-/reload", c.handleReload)
 	mux.HandleFunc("PUT /-/reload", c.handleReload)
+	if c.opts.EnablePprof {
+		webserver.HandlePprof(mux)
+	}
 	return mux
 }
 

@@ -442,3 +442,14 @@ func TestVerificationRoundIsTheParentOfTheLocationsChecks(t *testing.T) {
 		return false
 	})
 }
+
+func TestPprofOnlyWithTheFlag(t *testing.T) {
+	off := mustStart(t, deadLocations(t, "ams", "fra"))
+	if status, _ := do(t, http.MethodGet, off.url+"/debug/pprof/", "", ""); status != http.StatusNotFound {
+		t.Errorf("/debug/pprof/ without --web.enable-pprof: %d, want 404", status)
+	}
+	on := mustStart(t, deadLocations(t, "ams", "fra"), func(o *Options) { o.EnablePprof = true })
+	if status, body := do(t, http.MethodGet, on.url+"/debug/pprof/", "", ""); status != http.StatusOK || !strings.Contains(body, "goroutine") {
+		t.Errorf("/debug/pprof/ with --web.enable-pprof: %d", status)
+	}
+}

@@ -28,6 +28,8 @@ type Options struct {
 	StoragePath string
 	// ListenAddresses are the addresses the web server listens on.
 	ListenAddresses []string
+	// EnablePprof serves Go's runtime profiles under /debug/pprof/.
+	EnablePprof bool
 	// WebConfigFile is an exporter-toolkit web configuration (TLS, basic auth).
 	WebConfigFile string
 	// WebSystemdSocket serves on systemd socket activation listeners

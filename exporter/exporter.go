@@ -243,6 +243,9 @@ func (e *Exporter) Handler() http.Handler {
 	})
 	mux.HandleFunc("POST /-/reload", e.handleReload)
 	mux.HandleFunc("PUT /-/reload", e.handleReload)
+	if e.opts.EnablePprof {
+		webserver.HandlePprof(mux)
+	}
 	return mux
 }
 

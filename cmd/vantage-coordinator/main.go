@@ -36,6 +36,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	configCheck := app.Flag("config.check", "Validate the configuration file, then exit 0 if it is valid, 1 otherwise.").Bool()
 	app.Flag("storage.path", "Directory of the incident log.").Default(opts.StoragePath).StringVar(&opts.StoragePath)
 	app.Flag("api.token-file", "File holding the bearer token that report batches (POST /api/v1/reports) must carry; re-read every 5s. Empty: no token needed.").StringVar(&opts.APITokenFile)
+	app.Flag("web.enable-pprof", "Serve Go's runtime profiles under /debug/pprof/ (protected by --web.config.file like every endpoint).").BoolVar(&opts.EnablePprof)
 	app.Flag("timeout-offset", "Offset to subtract from Prometheus' scrape timeout on /probe.").Default("0.5s").DurationVar(&opts.TimeoutOffset)
 	tracingConfig := tracing.AddFlags(app)
 	webFlags := kingpinflag.AddFlags(app, ":9716")

@@ -37,6 +37,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app.Flag("api.token-file", "File holding the bearer token that check API requests (POST /api/v1/check) must carry; re-read every 5s. Empty: no token needed.").StringVar(&opts.APITokenFile)
 	app.Flag("config.file", "Configuration file (blackbox_exporter format). Empty: the embedded default configuration.").StringVar(&opts.ConfigFile)
 	configCheck := app.Flag("config.check", "Validate the configuration file, then exit 0 if it is valid, 1 otherwise.").Bool()
+	app.Flag("web.enable-pprof", "Serve Go's runtime profiles under /debug/pprof/ (protected by --web.config.file like every endpoint).").BoolVar(&opts.EnablePprof)
 	app.Flag("timeout-offset", "Offset to subtract from Prometheus' scrape timeout.").Default("0.5s").DurationVar(&opts.TimeoutOffset)
 	app.Flag("history.limit", "How many recent probes to keep for the landing page and debug output.").Default("100").IntVar(&opts.HistoryLimit)
 	tracingConfig := tracing.AddFlags(app)

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"runtime/debug"
 	"time"
 
@@ -117,4 +118,14 @@ func Recover(next http.Handler, logger *slog.Logger, panics prometheus.Counter) 
 		}()
 		next.ServeHTTP(w, r)
 	})
+}
+
+// HandlePprof serves Go's runtime profiles under /debug/pprof/ on mux;
+// programs do so only when --web.enable-pprof is given.
+func HandlePprof(mux *http.ServeMux) {
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }
