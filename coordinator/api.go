@@ -36,14 +36,7 @@ func (c *Coordinator) Handler() http.Handler {
 	mux.HandleFunc("GET /probe", c.handleProbe)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(c.logger.Handler(), slog.LevelError)}))
 	mux.HandleFunc("GET /config", c.handleConfig)
-	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "Healthy")
-	})
-	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "Ready")
-	})
-	mux.HandleFunc("POST /-/reload", c.handleReload)
-	mux.HandleFunc("PUT /-/reload", c.handleReload)
+	webserver.HandleOperational(mux, c.reloads)
 	if c.opts.EnablePprof {
 		webserver.HandlePprof(mux)
 	}

@@ -403,17 +403,3 @@ func (c *Coordinator) reload() error {
 	c.logger.Info("Configuration reloaded", "locations", len(conf.Locations))
 	return nil
 }
-
-func (c *Coordinator) handleReload(w http.ResponseWriter, r *http.Request) {
-	errc := make(chan error, 1)
-	select {
-	case c.reloads <- errc:
-	case <-r.Context().Done():
-		return
-	}
-	if err := <-errc; err != nil {
-		http.Error(w, fmt.Sprintf("failed to reload config: %s", err), http.StatusInternalServerError)
-		return
-	}
-	fmt.Fprintln(w, "Config reloaded")
-}

@@ -235,14 +235,7 @@ func (e *Exporter) Handler() http.Handler {
 		check = webserver.RequireToken(check, e.token, e.unauthorized, e.logger)
 	}
 	mux.Handle("POST /api/v1/check", check)
-	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "Healthy")
-	})
-	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "Ready")
-	})
-	mux.HandleFunc("POST /-/reload", e.handleReload)
-	mux.HandleFunc("PUT /-/reload", e.handleReload)
+	webserver.HandleOperational(mux, e.reloads)
 	if e.opts.EnablePprof {
 		webserver.HandlePprof(mux)
 	}
@@ -328,20 +321,6 @@ func (e *Exporter) reloader(ctx context.Context) {
 			ticker.Reset(refresh)
 		}
 	}
-}
-
-func (e *Exporter) handleReload(w http.ResponseWriter, r *http.Request) {
-	errc := make(chan error, 1)
-	select {
-	case e.reloads <- errc:
-	case <-r.Context().Done():
-		return
-	}
-	if err := <-errc; err != nil {
-		http.Error(w, fmt.Sprintf("failed to reload config: %s", err), http.StatusInternalServerError)
-		return
-	}
-	fmt.Fprintln(w, "Config reloaded")
 }
 
 func (e *Exporter) handleConfig(w http.ResponseWriter, _ *http.Request) {

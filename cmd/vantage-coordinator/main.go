@@ -4,13 +4,9 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/promslog"
@@ -20,6 +16,7 @@ import (
 
 	"github.com/vantageprobe/vantage/config"
 	"github.com/vantageprobe/vantage/coordinator"
+	"github.com/vantageprobe/vantage/internal/signals"
 	"github.com/vantageprobe/vantage/internal/tracing"
 )
 
@@ -66,20 +63,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	opts.WebSystemdSocket = *webFlags.WebSystemdSocket
 	opts.Tracing = *tracingConfig
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signals.Context()
 	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	reload := make(chan struct{})
-	go func() {
-		for range hup {
-			select {
-			case reload <- struct{}{}:
-			case <-time.After(time.Minute):
-			}
-		}
-	}()
-	opts.Reload = reload
+	opts.Reload = signals.Reloads()
 	logger.Info("Starting vantage-coordinator", "version", version.Info(), "build_context", version.BuildContext())
 	if err := coordinator.Run(ctx, opts); err != nil {
 		logger.Error("vantage-coordinator stopped", "err", err)

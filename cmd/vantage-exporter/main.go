@@ -3,13 +3,9 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/promslog"
@@ -18,6 +14,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/vantageprobe/vantage/exporter"
+	"github.com/vantageprobe/vantage/internal/signals"
 	"github.com/vantageprobe/vantage/internal/tracing"
 )
 
@@ -74,7 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signals.Context()
 	defer stop()
 
 	switch cmd {
@@ -92,18 +89,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	case serve.FullCommand():
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		reload := make(chan struct{})
-		go func() {
-			for range hup {
-				select {
-				case reload <- struct{}{}:
-				case <-time.After(time.Minute):
-				}
-			}
-		}()
-		opts.Reload = reload
+		opts.Reload = signals.Reloads()
 		logger.Info("Starting vantage-exporter", "version", version.Info(), "build_context", version.BuildContext())
 		if err := exporter.Run(ctx, opts); err != nil {
 			logger.Error("vantage-exporter stopped", "err", err)

@@ -129,3 +129,30 @@ func HandlePprof(mux *http.ServeMux) {
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }
+
+// HandleOperational registers the routes both programs share: /-/healthy,
+// /-/ready, and POST or PUT /-/reload, which hands a reload request to
+// the program's reloader through reloads and answers with its outcome.
+func HandleOperational(mux *http.ServeMux, reloads chan<- chan error) {
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "Healthy")
+	})
+	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "Ready")
+	})
+	reload := func(w http.ResponseWriter, r *http.Request) {
+		errc := make(chan error, 1)
+		select {
+		case reloads <- errc:
+		case <-r.Context().Done():
+			return
+		}
+		if err := <-errc; err != nil {
+			http.Error(w, fmt.Sprintf("failed to reload config: %s", err), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "Config reloaded")
+	}
+	mux.HandleFunc("POST /-/reload", reload)
+	mux.HandleFunc("PUT /-/reload", reload)
+}
