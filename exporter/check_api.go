@@ -44,7 +44,6 @@ type CheckResponse struct {
 	Result   *prober.Result `json:"result"`
 }
 
-
 func (e *Exporter) handleCheck(w http.ResponseWriter, r *http.Request) {
 	req, status, err := decodeCheckRequest(w, r)
 	if err != nil {

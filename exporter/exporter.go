@@ -36,10 +36,10 @@ type Exporter struct {
 	panics       prometheus.Counter
 	unauthorized prometheus.Counter
 	// token, when set, is what check API requests must carry.
-	token   *webserver.TokenFile
-	table   *collector.Table
-	sched   *scheduler.Scheduler
-	canary  *canaryState
+	token  *webserver.TokenFile
+	table  *collector.Table
+	sched  *scheduler.Scheduler
+	canary *canaryState
 	// tracing is the OpenTelemetry set-up, no-op when tracing is off;
 	// tracer makes the check spans with it.
 	tracing *tracing.Provider
