@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -158,7 +159,7 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-func startExporter(t *testing.T, dir, name, source, coordinatorURL string, targets []string) *process {
+func startExporter(t *testing.T, dir, name, source string, coordinatorURLs []string, targets []string) *process {
 	t.Helper()
 	path := filepath.Join(dir, name+".yml")
 	writeFile(t, path, fmt.Sprintf(`modules:
@@ -180,7 +181,7 @@ targets:
 		opts := exporter.DefaultOptions()
 		opts.ConfigFile = path
 		opts.Location = name
-		opts.CoordinatorURLs = []string{coordinatorURL}
+		opts.CoordinatorURLs = coordinatorURLs
 		opts.ListenAddresses = []string{"127.0.0.1:0"}
 		opts.Started = started
 		return exporter.Run(ctx, opts)
@@ -194,17 +195,25 @@ type stack struct {
 	coordAddr   string
 	configPath  string
 	storage     string
+	// peer is the second coordinator of an HA pair: the exporters report
+	// to both; nothing else talks to it.
+	peer *process
 }
 
 // startCoordinator starts the coordinator; it stops with the whole test
 // (t is TestConfirmation's, also for a restart inside a subtest).
 func (s *stack) startCoordinator(t *testing.T) {
 	t.Helper()
-	s.coordinator = start(t, "coordinator", func(ctx context.Context, started func([]net.Addr)) error {
+	s.coordinator = runCoordinator(t, s.configPath, s.storage, s.coordAddr)
+}
+
+func runCoordinator(t *testing.T, configPath, storage, addr string) *process {
+	t.Helper()
+	return start(t, "coordinator "+addr, func(ctx context.Context, started func([]net.Addr)) error {
 		opts := coordinator.DefaultOptions()
-		opts.ConfigFile = s.configPath
-		opts.StoragePath = s.storage
-		opts.ListenAddresses = []string{s.coordAddr}
+		opts.ConfigFile = configPath
+		opts.StoragePath = storage
+		opts.ListenAddresses = []string{addr}
 		opts.Started = started
 		return coordinator.Run(ctx, opts)
 	})
@@ -218,9 +227,10 @@ func startStack(t *testing.T, paths []string) *stack {
 	for _, p := range paths {
 		targets = append(targets, s.target.url+p)
 	}
+	peerAddr := freeAddr(t)
 	var locs strings.Builder
 	for _, l := range locations {
-		s.exporters[l.name] = startExporter(t, dir, l.name, l.source, "http://"+s.coordAddr, targets)
+		s.exporters[l.name] = startExporter(t, dir, l.name, l.source, []string{"http://" + s.coordAddr, "http://" + peerAddr}, targets)
 		fmt.Fprintf(&locs, "  - name: %s\n    url: %s\n", l.name, s.exporters[l.name].url)
 	}
 	writeFile(t, s.configPath, fmt.Sprintf(`locations:
@@ -232,6 +242,7 @@ func startStack(t *testing.T, paths []string) *stack {
 health_check_interval: 1s
 `, locs.String(), verifyTimeout))
 	s.startCoordinator(t)
+	s.peer = runCoordinator(t, s.configPath, filepath.Join(dir, "peer-data"), peerAddr)
 	return s
 }
 
@@ -239,7 +250,12 @@ health_check_interval: 1s
 // its labels plus "__value__".
 func (s *stack) series(t *testing.T, name string) []map[string]string {
 	t.Helper()
-	resp, err := http.Get(s.coordinator.url + "/metrics")
+	return seriesAt(t, s.coordinator.url, name)
+}
+
+func seriesAt(t *testing.T, base, name string) []map[string]string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		t.Fatalf("scraping the coordinator: %v", err)
 	}
@@ -273,7 +289,12 @@ func value(m *dto.Metric) float64 {
 // sample returns the value of the series matching labels, or "" when absent.
 func (s *stack) sample(t *testing.T, name string, labels map[string]string) string {
 	t.Helper()
-	for _, ls := range s.series(t, name) {
+	return sampleAt(t, s.coordinator.url, name, labels)
+}
+
+func sampleAt(t *testing.T, base, name string, labels map[string]string) string {
+	t.Helper()
+	for _, ls := range seriesAt(t, base, name) {
 		match := true
 		for k, v := range labels {
 			if ls[k] != v {
@@ -293,7 +314,14 @@ func (s *stack) confirmedDown(t *testing.T, target string) bool {
 
 func (s *stack) incidents(t *testing.T, target string) []coordinator.Incident {
 	t.Helper()
-	resp, err := http.Get(s.coordinator.url + "/api/v1/incidents?state=all")
+	return incidentsAt(t, s.coordinator.url, target)
+}
+
+// incidentsAt lists base's incidents of target, newest first; all of
+// them for target "".
+func incidentsAt(t *testing.T, base, target string) []coordinator.Incident {
+	t.Helper()
+	resp, err := http.Get(base + "/api/v1/incidents?state=all")
 	if err != nil {
 		t.Fatalf("listing incidents: %v", err)
 	}
@@ -304,7 +332,7 @@ func (s *stack) incidents(t *testing.T, target string) []coordinator.Incident {
 	}
 	var out []coordinator.Incident
 	for _, inc := range all {
-		if inc.Target == target {
+		if target == "" || inc.Target == target {
 			out = append(out, inc)
 		}
 	}
@@ -474,5 +502,28 @@ func TestConfirmation(t *testing.T) {
 
 	if got := s.sample(t, "vantage_incidents_total", map[string]string{"resolution": "recovered"}); got == "" || got == "0" {
 		t.Errorf("vantage_incidents_total{resolution=\"recovered\"} = %q after four recovered outages", got)
+	}
+
+	// The HA peer got the same reports and reached the same verdicts.
+	type verdict struct {
+		target, resolution string
+		confirmed          bool
+	}
+	verdicts := func(base string) []verdict {
+		var out []verdict
+		for _, inc := range incidentsAt(t, base, "") {
+			out = append(out, verdict{inc.Target, inc.Resolution, inc.Confirmed()})
+		}
+		slices.SortFunc(out, func(a, b verdict) int { return strings.Compare(a.target+a.resolution, b.target+b.resolution) })
+		return out
+	}
+	waitFor(t, "the peer's last incident resolved", func() bool {
+		incs := incidentsAt(t, s.peer.url, u("/dead-location"))
+		return len(incs) == 1 && !incs[0].Open()
+	})
+	if primary, peer := verdicts(s.coordinator.url), verdicts(s.peer.url); !slices.Equal(primary, peer) {
+		t.Errorf("the HA pair disagrees:\nprimary %v\npeer    %v", primary, peer)
+	} else {
+		t.Logf("HA pair agrees on %d incidents: %v", len(primary), primary)
 	}
 }
