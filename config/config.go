@@ -57,6 +57,9 @@ type Module struct {
 	ICMP    ICMPProbe     `yaml:"icmp,omitempty"`
 	DNS     DNSProbe      `yaml:"dns,omitempty"`
 	GRPC    GRPCProbe     `yaml:"grpc,omitempty"`
+	// Destinations restricts the hosts and addresses the module may probe
+	// (vantage); nil, as without the section, restricts nothing.
+	Destinations *Destinations `yaml:"destinations,omitempty"`
 }
 
 // HTTPProbe configures the http prober.

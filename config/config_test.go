@@ -364,6 +364,20 @@ func TestLoadInvalid(t *testing.T) {
 		"yaml-syntax":                 `:4: did not find expected key`,
 		"yaml-tab":                    `:3: found character that cannot start any token`,
 		"yaml-flow":                   `:7: did not find expected ',' or ']'`,
+
+		// destinations
+		"destinations-network":                ":7: modules.http_2xx.destinations.denied_networks[1]: \"10.0.0.0/33\" is not an IP network (write 10.0.0.0/8, fd00::/8, or a single address)",
+		"destinations-network-host-bits":      `:6: modules.tcp_connect.destinations.allowed_networks[0]: "10.1.2.3/16" has address bits set beyond its /16 prefix; write 10.1.0.0/16`,
+		"destinations-network-mapped":         `:5: modules.icmp.destinations.denied_networks[0]: "::ffff:10.0.0.0/104" is an IPv4-mapped IPv6 network; addresses are checked in their IPv4 form, so write 10.0.0.0/8`,
+		"destinations-host-wildcard":          `:7: modules.http_2xx.destinations.allowed_hosts[1]: host pattern "api.*.example.com": "*" may only be the whole first label, as in "*.example.com"`,
+		"destinations-host-ip":                `:7: modules.http_2xx.destinations.denied_hosts[0]: host pattern "169.254.169.254" is an IP address; list addresses under allowed_networks or denied_networks`,
+		"destinations-host-name":              `:6: modules.grpc_health.destinations.denied_hosts[0]: host pattern "metadata internal" is not a host name (dot-separated labels of letters, digits, "-" and "_", optionally after "*.")`,
+		"destinations-allowed-within-denied":  `:7: modules.http_2xx.destinations.allowed_networks[1]: allowed network 198.51.100.64/26 lies within denied_networks[0] 198.51.100.0/24; deny wins, so it would allow nothing`,
+		"destinations-allowed-within-private": `:9: modules.dns_udp.destinations.allowed_networks[0]: allowed network 10.53.0.0/16 lies within 10.0.0.0/8 (private-use, RFC 1918), which deny_private denies; deny wins, so it would allow nothing (list the networks to deny under denied_networks instead of deny_private)`,
+		"destinations-allowed-host-covered":   `:7: modules.http_2xx.destinations.allowed_hosts[1]: allowed host pattern "API.Corp.Example.com" is covered by denied_hosts[0] "*.corp.example.com"; deny wins, so it would allow nothing`,
+		"destinations-empty":                  `:4: modules.http_2xx.destinations: no rule is set; set deny_private or list allowed or denied networks or hosts, or remove the section`,
+		"destinations-type":                   ":5: modules.http_2xx.destinations.allowed_hosts: cannot unmarshal !!str `*.examp...` into []config.HostPattern",
+		"unknown-key-destinations":            `:6: modules.http_2xx.destinations: unknown key "allowed_network"`,
 	} {
 		t.Run(file, func(t *testing.T) {
 			path := "testdata/invalid-" + file + ".yml"

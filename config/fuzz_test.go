@@ -28,6 +28,8 @@ func FuzzLoad(f *testing.F) {
 		f.Add(data)
 	}
 	f.Add(DefaultYAML())
+	f.Add([]byte("modules: {m: {prober: tcp, destinations: {deny_private: true, allowed_networks: [0.0.0.0/0, '::/0', 64:ff9b::/96], " +
+		"denied_networks: [169.254.169.254, 'fd00:ec2::254'], allowed_hosts: ['*', '*.Example.COM.'], denied_hosts: [xn--bcher-kva.example, '*.internal']}}}"))
 
 	const source = "fuzz.yml"
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -96,6 +96,11 @@ func (m *Module) validate(path []any) error {
 	if m.Timeout < 0 {
 		return fail(at(path, "timeout"), "timeout must not be negative, got %s", m.Timeout)
 	}
+	if m.Destinations != nil {
+		if err := m.Destinations.validate(at(path, "destinations")); err != nil {
+			return err
+		}
+	}
 	switch m.Prober {
 	case "http":
 		return m.HTTP.validate(at(path, "http"))

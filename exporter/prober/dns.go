@@ -59,6 +59,7 @@ type dnsProbe struct {
 	defaultPort string
 	dialer      *net.Dialer
 	tls         *tls.Config // DNS over TLS only; each probe clones it
+	guard       *destinationGuard
 }
 
 func newDNSProbe(m config.Module) (probeFunc, error) {
@@ -84,7 +85,10 @@ func newDNSProbe(m config.Module) (probeFunc, error) {
 			return nil, fmt.Errorf("dns.tls_config: %w", err)
 		}
 	}
-	q.dialer = &net.Dialer{}
+	if q.guard, err = newDestinationGuard(m.Destinations); err != nil {
+		return nil, err
+	}
+	q.dialer = dialer("", q.guard)
 	if c.SourceIPAddress != "" {
 		src := net.ParseIP(c.SourceIPAddress)
 		if src == nil {
@@ -190,7 +194,7 @@ func (q *dnsProbe) probe(ctx context.Context, target string, p Params, r *Result
 		r.Fail(ReasonInvalidTarget, "target %q is not host or host:port", target)
 		return
 	}
-	ip, ok := resolveTarget(ctx, host, q.cfg.IPProtocol, q.cfg.IPProtocolFallback, r, p.Logger)
+	ip, ok := resolveTarget(ctx, q.guard, host, q.cfg.IPProtocol, q.cfg.IPProtocolFallback, r, p.Logger)
 	if !ok {
 		return
 	}

@@ -68,6 +68,7 @@ func (d *GRPCDetails) samples(e emitter, r *Result) {
 type grpcProbe struct {
 	cfg    config.GRPCProbe
 	dialer *net.Dialer
+	guard  *destinationGuard
 	// tls is the module's TLS credentials, built once; nil for plaintext.
 	tls credentials.TransportCredentials
 	// serverName is tls_config.server_name, which then is the :authority.
@@ -77,7 +78,11 @@ type grpcProbe struct {
 
 func newGRPCProbe(m config.Module) (probeFunc, error) {
 	c := m.GRPC
-	q := &grpcProbe{cfg: c, dialer: dialer(c.SourceIPAddress)}
+	guard, err := newDestinationGuard(m.Destinations)
+	if err != nil {
+		return nil, err
+	}
+	q := &grpcProbe{cfg: c, dialer: dialer(c.SourceIPAddress, guard), guard: guard}
 	if c.SourceIPAddress != "" && net.ParseIP(c.SourceIPAddress) == nil {
 		return nil, fmt.Errorf("grpc.source_ip_address: %q is not an IP address", c.SourceIPAddress)
 	}
@@ -137,7 +142,7 @@ func (q *grpcProbe) probe(ctx context.Context, target string, p Params, r *Resul
 		r.Fail(ReasonInvalidTarget, "target %q is not host:port", target)
 		return
 	}
-	ip, ok := resolveTarget(ctx, host, q.cfg.PreferredIPProtocol, q.cfg.IPProtocolFallback, r, p.Logger)
+	ip, ok := resolveTarget(ctx, q.guard, host, q.cfg.PreferredIPProtocol, q.cfg.IPProtocolFallback, r, p.Logger)
 	if !ok {
 		return
 	}

@@ -108,7 +108,7 @@ func newHTTPProbe(m config.Module) (probeFunc, error) {
 	if h.checks, err = newHTTPChecks(cfg); err != nil {
 		return nil, err
 	}
-	if h.client, err = newHTTPClient(cfg); err != nil {
+	if h.client, err = newHTTPClient(cfg, m.Destinations); err != nil {
 		return nil, err
 	}
 	return h.probe, nil
@@ -157,10 +157,13 @@ func (h *httpProber) probe(ctx context.Context, target string, p Params, r *Resu
 	var ip net.IP
 	if !h.skipResolve {
 		var ok bool
-		ip, ok = resolveTarget(ctx, u.Hostname(), h.cfg.IPProtocol, h.cfg.IPProtocolFallback, r, logger)
+		ip, ok = resolveTarget(ctx, h.client.guard, u.Hostname(), h.cfg.IPProtocol, h.cfg.IPProtocolFallback, r, logger)
 		if !ok {
 			return
 		}
+	} else if err := h.client.guard.checkTarget(u.Hostname()); err != nil {
+		r.Fail(ReasonDestinationDenied, "%v", err) // the proxy resolves the name
+		return
 	}
 
 	host := h.host

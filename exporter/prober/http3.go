@@ -63,6 +63,9 @@ func (st *probeState) dialQUIC(ctx context.Context, t *http3Transport, addr stri
 	if err != nil {
 		return nil, err
 	}
+	if err := st.c.guard.checkIP(udpAddr.IP); err != nil {
+		return nil, err
+	}
 	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: st.c.localAddr})
 	if err != nil {
 		return nil, err

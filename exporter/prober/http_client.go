@@ -36,18 +36,23 @@ type httpClient struct {
 	tlsConfig          *tls.Config // template; cloned per transport
 	proxy              func(*http.Request) (*url.URL, error)
 	proxyConnectHeader http.Header
-	localAddr          net.IP // source_ip_address, nil for any
+	localAddr          net.IP            // source_ip_address, nil for any
+	guard              *destinationGuard // the module's destinations, nil for none
 	http2              bool
 	http3              bool
 	preferIP4          bool
 }
 
-func newHTTPClient(cfg config.HTTPProbe) (*httpClient, error) {
+func newHTTPClient(cfg config.HTTPProbe, destinations *config.Destinations) (*httpClient, error) {
 	cc := cfg.HTTPClientConfig
 	c := &httpClient{
 		http2:     cc.EnableHTTP2 && !cfg.EnableHTTP3,
 		http3:     cfg.EnableHTTP3,
 		preferIP4: cfg.IPProtocol == "ip4",
+	}
+	var err error
+	if c.guard, err = newDestinationGuard(destinations); err != nil {
+		return nil, err
 	}
 	if cfg.SourceIPAddress != "" {
 		if c.localAddr = net.ParseIP(cfg.SourceIPAddress); c.localAddr == nil {
@@ -147,6 +152,10 @@ func newAuthChain(cc promconfig.HTTPClientConfig, next http.RoundTripper) (http.
 // chain to probeRoundTripper.
 type probeStateKey struct{}
 
+// viaProxyKey marks the context of a request that goes through a proxy, so
+// that its dial, which goes to the proxy, skips the destination guard.
+type viaProxyKey struct{}
+
 // probeRoundTripper ends every module's chain: it sends the request through
 // the transports of the probe the request belongs to.
 type probeRoundTripper struct{}
@@ -220,7 +229,11 @@ func (st *probeState) roundTrip(req *http.Request) (*http.Response, error) {
 	st.mu.Lock()
 	st.traces = append(st.traces, tr)
 	st.mu.Unlock()
-	req = req.WithContext(withRoundTripTrace(req.Context(), tr))
+	ctx := withRoundTripTrace(req.Context(), tr)
+	if st.c.guard != nil && st.viaProxy(req) {
+		ctx = context.WithValue(ctx, viaProxyKey{}, true)
+	}
+	req = req.WithContext(ctx)
 	if st.directEligible(req) {
 		return st.directRoundTrip(req)
 	}
@@ -296,10 +309,23 @@ func (st *probeState) newTransport(serverName string) http.RoundTripper {
 	return t
 }
 
+// viaProxy reports whether req goes through a proxy.
+func (st *probeState) viaProxy(req *http.Request) bool {
+	if st.c.proxy == nil {
+		return false
+	}
+	u, err := st.c.proxy(req)
+	return err == nil && u != nil
+}
+
 // dial connects to addr, to the address resolveTarget chose when addr is
 // the target's, bound to source_ip_address, by the probe's deadline.
 // net/http detaches dials from the request's cancellation; the probe's
-// context bounds them here instead.
+// context bounds them here instead. With the module's destinations, every
+// address the dial tries is checked as it connects, whatever the name
+// resolved to before; a dial to a proxy is not: the proxy is the module's
+// own setting, and the proxy, not vantage, resolves and connects to the
+// target.
 func (st *probeState) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	if addr == st.targetAddr && st.dialAddr != "" {
 		addr = st.dialAddr
@@ -312,12 +338,16 @@ func (st *probeState) dial(ctx context.Context, network, addr string) (net.Conn,
 	if st.c.localAddr != nil {
 		d.LocalAddr = &net.TCPAddr{IP: st.c.localAddr}
 	}
+	if st.c.guard != nil && ctx.Value(viaProxyKey{}) == nil {
+		d.Control = st.c.guard.control
+	}
 	return d.DialContext(ctx, network, addr)
 }
 
 // checkRedirect counts redirects as blackbox_exporter does (the number of
 // redirect responses seen) and stops after maxRedirects or when redirects
-// are not followed, keeping the last response.
+// are not followed, keeping the last response. A redirect to a host the
+// module's destinations deny fails the request.
 func (st *probeState) checkRedirect(follow bool) func(*http.Request, []*http.Request) error {
 	return func(req *http.Request, via []*http.Request) error {
 		st.mu.Lock()
@@ -329,6 +359,10 @@ func (st *probeState) checkRedirect(follow bool) func(*http.Request, []*http.Req
 		if !follow || len(via) > maxRedirects {
 			st.logger.Debug("Not following redirect")
 			return http.ErrUseLastResponse
+		}
+		if err := st.c.guard.checkTarget(req.URL.Hostname()); err != nil {
+			st.logger.Error("Redirect denied", "location", req.URL.Redacted(), "err", err)
+			return fmt.Errorf("redirect to %s: %w", req.URL.Redacted(), err)
 		}
 		return nil
 	}

@@ -113,6 +113,8 @@ func (tr *roundTripTrace) snapshot() traceTimes {
 func (st *probeState) classify(ctx context.Context, err error) Reason {
 	var dnsErr *net.DNSError
 	switch {
+	case isDestinationDenied(err):
+		return ReasonDestinationDenied
 	case errors.As(err, &dnsErr):
 		if ctx.Err() != nil {
 			return ReasonTimeout

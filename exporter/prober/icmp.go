@@ -47,6 +47,7 @@ const defaultICMPPayload = "vantage-exporter icmp echo"
 type icmpProbe struct {
 	cfg     config.ICMPProbe
 	source  net.IP // nil: the kernel chooses
+	guard   *destinationGuard
 	payload []byte
 	// listenRaw and listenDatagram open the two kinds of socket; tests
 	// replace them to exercise the fallback.
@@ -57,6 +58,9 @@ type icmpProbe struct {
 func newICMPProbe(m config.Module) (probeFunc, error) {
 	q, err := newICMPProber(m.ICMP)
 	if err != nil {
+		return nil, err
+	}
+	if q.guard, err = newDestinationGuard(m.Destinations); err != nil {
 		return nil, err
 	}
 	return q.probe, nil
@@ -109,7 +113,7 @@ func (q *icmpProbe) probe(ctx context.Context, target string, p Params, r *Resul
 		r.Fail(ReasonInvalidTarget, "target %q is not a host name or an IP address", target)
 		return
 	}
-	ip, ok := resolveTarget(ctx, host, q.cfg.IPProtocol, q.cfg.IPProtocolFallback, r, p.Logger)
+	ip, ok := resolveTarget(ctx, q.guard, host, q.cfg.IPProtocol, q.cfg.IPProtocolFallback, r, p.Logger)
 	if !ok {
 		return
 	}

@@ -37,6 +37,10 @@ const (
 	ReasonSocketError    Reason = "socket_error"    // a local socket could not be opened (ICMP permissions)
 	ReasonConfigError    Reason = "config_error"    // the module cannot run (body_file unreadable, ...)
 	ReasonInternalError  Reason = "internal_error"  // a bug: the prober panicked
+
+	// The module's destinations section forbids the target's host or
+	// address, or a redirect's.
+	ReasonDestinationDenied Reason = "destination_denied"
 )
 
 // Reasons lists every failure reason, for documentation and validation.
@@ -46,7 +50,7 @@ var Reasons = []Reason{
 	ReasonHTTPVersion, ReasonSSLPolicy, ReasonBodyMismatch, ReasonHeaderMismatch,
 	ReasonCELMismatch, ReasonBodyTooLarge, ReasonExpectMismatch, ReasonDNSRcode,
 	ReasonDNSRecords, ReasonNotServing, ReasonGRPCError, ReasonSocketError,
-	ReasonConfigError, ReasonInternalError,
+	ReasonConfigError, ReasonInternalError, ReasonDestinationDenied,
 }
 
 // Phase is the duration of one step of a probe, named as blackbox_exporter

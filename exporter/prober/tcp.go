@@ -69,13 +69,18 @@ type tcpProbe struct {
 	cfg    config.TCPProbe
 	steps  []tcpStep
 	dialer *net.Dialer
+	guard  *destinationGuard
 	// tls is the module's client TLS configuration, built once when tls is
 	// on or a step upgrades with starttls; each probe clones it.
 	tls *tls.Config
 }
 
 func newTCPProbe(m config.Module) (probeFunc, error) {
-	t := &tcpProbe{cfg: m.TCP, dialer: dialer(m.TCP.SourceIPAddress)}
+	guard, err := newDestinationGuard(m.Destinations)
+	if err != nil {
+		return nil, err
+	}
+	t := &tcpProbe{cfg: m.TCP, dialer: dialer(m.TCP.SourceIPAddress, guard), guard: guard}
 	needTLS := m.TCP.TLS
 	for i, qr := range m.TCP.QueryResponse {
 		st, err := newTCPStep(qr)
@@ -133,7 +138,7 @@ func (t *tcpProbe) probe(ctx context.Context, target string, p Params, r *Result
 		r.Fail(ReasonInvalidTarget, "target %q is not host:port", target)
 		return
 	}
-	ip, ok := resolveTarget(ctx, host, t.cfg.IPProtocol, t.cfg.IPProtocolFallback, r, p.Logger)
+	ip, ok := resolveTarget(ctx, t.guard, host, t.cfg.IPProtocol, t.cfg.IPProtocolFallback, r, p.Logger)
 	if !ok {
 		return
 	}
