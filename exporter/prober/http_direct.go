@@ -2,8 +2,11 @@ package prober
 
 import (
 	"bufio"
+	"cmp"
 	"context"
+	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -71,7 +74,8 @@ func (st *probeState) directRoundTrip(req *http.Request) (*http.Response, error)
 		dc.release()
 		return nil, dc.ctxErr(ctx, err)
 	}
-	br := bufio.NewReaderSize(conn, probeReadBuffer)
+	lr := &responseReader{r: conn, n: maxResponseHeaderBytes}
+	br := bufio.NewReaderSize(lr, probeReadBuffer)
 	for {
 		if _, err := br.Peek(1); err != nil {
 			dc.release()
@@ -83,6 +87,11 @@ func (st *probeState) directRoundTrip(req *http.Request) (*http.Response, error)
 		}
 		resp, err := http.ReadResponse(br, req)
 		if err != nil {
+			if lr.err != nil && lr.err != io.EOF {
+				// A line the deadline or the limit cut short looks
+				// complete to the parser: report why it was cut.
+				err = lr.err
+			}
 			dc.release()
 			return nil, dc.ctxErr(ctx, err)
 		}
@@ -91,6 +100,7 @@ func (st *probeState) directRoundTrip(req *http.Request) (*http.Response, error)
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
 			continue
 		}
+		lr.n = math.MaxInt64
 		resp.Body = &directBody{ReadCloser: resp.Body, conn: dc}
 		return resp, nil
 	}
@@ -128,8 +138,43 @@ type directBody struct {
 	conn *directConn
 }
 
+// Close closes the connection first: it is never reused, and the body's
+// own Close would otherwise read the rest of a chunked or sized body, all
+// of an endless one until the deadline.
 func (b *directBody) Close() error {
-	err := b.ReadCloser.Close()
 	b.conn.release()
-	return err
+	return b.ReadCloser.Close()
+}
+
+// maxResponseHeaderBytes is net/http's Transport default
+// (MaxResponseHeaderBytes), so http:// and https:// targets are held to the
+// same bound.
+const maxResponseHeaderBytes = 10 << 20
+
+var errResponseHeaderTooLarge = fmt.Errorf("server response headers exceeded %d bytes", maxResponseHeaderBytes)
+
+// responseReader reads a response from its connection. It bounds the
+// status lines and headers, informational responses' included, as
+// net/http's Transport does on the other paths (the body is bounded by
+// body_size_limit), and keeps the first read error.
+type responseReader struct {
+	r   io.Reader
+	n   int64 // bytes left to read; raised once the headers are in
+	err error // the first read error
+}
+
+func (l *responseReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		l.err = cmp.Or(l.err, errResponseHeaderTooLarge)
+		return 0, errResponseHeaderTooLarge
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	if err != nil && l.err == nil {
+		l.err = err
+	}
+	return n, err
 }
