@@ -13,7 +13,7 @@ VERSION_PKG    := github.com/prometheus/common/version
 VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS        := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$(shell git rev-parse HEAD 2>/dev/null)
 
-.PHONY: all build run test vet unit compat fuzz-short fuzz lint bench clean
+.PHONY: all build run test vet unit e2e compat fuzz-short fuzz lint bench clean
 
 all: build
 
@@ -34,6 +34,11 @@ vet:
 
 unit:
 	$(GO) test -race -count=1 ./...
+
+## e2e: the whole stack on loopback: three exporters, the coordinator, Debian's
+## prometheus with rules/ and prometheus-alertmanager with deploy/alertmanager.yml
+e2e:
+	$(GO) test -race -count=1 -v ./test/e2e/
 
 ## compat: compare /probe series with Debian's prometheus-blackbox-exporter
 compat:

@@ -1,0 +1,230 @@
+// Package e2e runs the whole vantage stack on loopback and checks it from
+// the outside, as its users meet it: a page in the pager, data in every
+// dashboard panel, traces in the trace store.
+//
+// The stack: a target server of the test (HTTP, and HTTPS with a
+// certificate made in the test), three vantage-exporter processes as the
+// locations ams, fra and sfo probing from 127.0.0.2, .3 and .4, a
+// vantage-coordinator, Debian's Prometheus with rules/*.yml as they are
+// and a configuration derived from deploy/prometheus.yml, Debian's
+// Alertmanager with deploy/alertmanager.yml (webhook URLs pointed at the
+// test), and an OTLP/HTTP trace receiver. vantage's binaries are built once
+// into a temporary directory.
+//
+// The scenario: a real outage (an HTTPS target failing for everyone), a
+// target failing for fra only, a target failing for fra that another
+// location cannot check (unknown), and a slow target. Then:
+//  1. TargetConfirmedDown pages (receiver pager, severity page) for the
+//     outage, and nothing pages for the others; the fra-only failure
+//     becomes a ticket; the outage's own tickets are inhibited;
+//  2. every query of every dashboard returns data from Prometheus
+//     (dashboards/README.md's substitutions), except the few a short run
+//     cannot produce, which are listed with the reason;
+//  3. the traces of the failed and the slow checks reach the OTLP receiver
+//     with a child span per phase (and only those: the sample ratio is 0),
+//     the coordinator's verification rounds are the parents of the
+//     locations' checks, and the exemplars Prometheus stores point at
+//     received traces.
+//
+// Run it with go test -count=1 -v ./test/e2e/ (make e2e). It needs
+// Debian's prometheus and prometheus-alertmanager packages (it fails
+// without them) and takes about half a minute once the build cache is warm.
+package e2e
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fraSource is the source address of location fra.
+const fraSource = "127.0.0.3"
+
+func TestEndToEnd(t *testing.T) {
+	began := time.Now()
+	s := startStack(t)
+	s.waitScrapingAll(t)
+	s.waitAllUp(t)
+	t.Logf("stack up, every check succeeding, in %s", time.Since(began).Round(100*time.Millisecond))
+
+	failed := time.Now()
+	s.target.set(pathOutage, "*")
+	s.target.set(pathOneLocation, fraSource)
+	s.target.set(pathBlind, fraSource)
+
+	var pageLatency time.Duration
+	t.Run("outage pages", func(t *testing.T) {
+		pageLatency = s.checkOutagePages(t, failed)
+	})
+	t.Run("one location failing is a ticket, unknown is not down", func(t *testing.T) {
+		s.checkOneLocation(t, failed)
+	})
+	t.Run("traces of failed and slow checks", func(t *testing.T) {
+		s.checkTraces(t)
+	})
+	t.Run("dashboards", func(t *testing.T) {
+		s.checkDashboards(t)
+	})
+	t.Run("nothing else pages", func(t *testing.T) {
+		if pageLatency == 0 {
+			pageLatency = time.Minute // the outage did not page: wait as long as it was given
+		}
+		s.checkNothingElsePages(t, failed, pageLatency)
+	})
+	s.procs.checkAlive(t)
+	t.Logf("whole run: %s", time.Since(began).Round(100*time.Millisecond))
+}
+
+// checkOutagePages waits for the outage's page and checks its content; it
+// returns how long the page took from the start of the outage.
+func (s *stack) checkOutagePages(t *testing.T, failed time.Time) time.Duration {
+	want := map[string]string{"alertname": "TargetConfirmedDown", "severity": "page", "target": s.urls.outage, "module": "http_2xx"}
+	var n notification
+	var a alert
+	s.procs.waitFor(t, "TargetConfirmedDown for the outage at the webhook", 90*time.Second, func() (bool, string) {
+		var ok bool
+		n, a, ok = s.hook.find(want)
+		msgs, _ := s.hook.received()
+		return ok, fmt.Sprintf("%d notifications", len(msgs))
+	})
+	took := n.at.Sub(failed)
+	t.Logf("outage start → page at %s: %s (Alertmanager group_wait %s)", n.path, took.Round(100*time.Millisecond), groupWait)
+	if n.path != "/pager" || n.Receiver != "pager" || a.Status != "firing" {
+		t.Errorf("the page came to %s (receiver %q), alert %s; want /pager, receiver pager, firing", n.path, n.Receiver, a.Status)
+	}
+	// The description queries Prometheus for the start of the outage and
+	// the failing locations: at least min_failing_locations (2) of them.
+	desc := a.Annotations["description"]
+	_, failing, _ := strings.Cut(desc, "Locations failing it:")
+	named := 0
+	for _, l := range locations {
+		if strings.Contains(failing, l.name) {
+			named++
+		}
+	}
+	if !strings.Contains(desc, " since ") || named < 2 {
+		t.Errorf("description %q: want the outage's start (\"since …\") and at least two failing locations", desc)
+	}
+	if a.Annotations["summary"] == "" || a.Annotations["runbook"] == "" {
+		t.Errorf("annotations %v: want summary and runbook", a.Annotations)
+	}
+	return took
+}
+
+// checkOneLocation checks the fra-only failure and the unknown target: the
+// coordinator dismissed the one and holds the other unknown, Prometheus
+// sees the failure from fra only, and it arrives as a ticket.
+func (s *stack) checkOneLocation(t *testing.T, failed time.Time) {
+	s.procs.waitFor(t, "a false alarm and the blind target unknown at the coordinator", 30*time.Second, func() (bool, string) {
+		fa, _, err := s.prom.value(`vantage_incidents_total{job="vantage-coordinator", resolution="false_alarm"}`)
+		if err != nil {
+			return false, err.Error()
+		}
+		unknown, _, err := s.prom.value(fmt.Sprintf(`vantage_target_state{job="vantage-coordinator", target=%q, state="unknown"}`, s.urls.blind))
+		if err != nil {
+			return false, err.Error()
+		}
+		return fa >= 1 && unknown == 1, fmt.Sprintf("false alarms %g, blind target unknown %g", fa, unknown)
+	})
+
+	ss, err := s.prom.instant(fmt.Sprintf(`probe_success{job="vantage-exporter", target=%q} == 0`, s.urls.oneLocation), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := locationsOf(ss); !slices.Equal(got, []string{"fra"}) {
+		t.Errorf("the one-location target fails in Prometheus from %v, want [fra] (source address %s)", got, fraSource)
+	}
+	for _, target := range []string{s.urls.oneLocation, s.urls.blind} {
+		if v, _, _ := s.prom.value(fmt.Sprintf(`max_over_time(vantage_target_confirmed_down{job="vantage-coordinator", target=%q}[10m])`, target)); v != 0 {
+			t.Errorf("%s was confirmed down", target)
+		}
+	}
+
+	want := map[string]string{"alertname": "TargetFailureRatioHigh", "severity": "ticket", "target": s.urls.oneLocation, "location": "fra"}
+	var n notification
+	s.procs.waitFor(t, "TargetFailureRatioHigh for the one-location target from fra at the webhook", 90*time.Second, func() (bool, string) {
+		var ok bool
+		n, _, ok = s.hook.find(want)
+		msgs, _ := s.hook.received()
+		return ok, fmt.Sprintf("%d notifications", len(msgs))
+	})
+	t.Logf("fra-only failure start → ticket at %s: %s", n.path, n.at.Sub(failed).Round(100*time.Millisecond))
+	if n.path != "/ticket" || n.Receiver != "ticket" {
+		t.Errorf("the ticket came to %s (receiver %q), want /ticket, receiver ticket", n.path, n.Receiver)
+	}
+}
+
+// checkNothingElsePages waits until a page for any other target would have
+// arrived (the failures all started together; twice the outage's page
+// latency plus group_wait), then checks every notification received and
+// every page alert Prometheus fired during the run. It also checks that the
+// outage's tickets were inhibited by its page.
+func (s *stack) checkNothingElsePages(t *testing.T, failed time.Time, pageLatency time.Duration) {
+	ticketFor := map[string]string{"alertname": "TargetFailureRatioHigh", "target": s.urls.outage}
+	s.procs.waitFor(t, "the outage's TargetFailureRatioHigh inhibited at Alertmanager", 60*time.Second, func() (bool, string) {
+		return s.alertmanagerInhibited(ticketFor)
+	})
+	inhibitedAt := time.Now()
+
+	quietUntil := failed.Add(2*pageLatency + groupWait)
+	if ticketQuiet := inhibitedAt.Add(groupWait + 2*time.Second); ticketQuiet.After(quietUntil) {
+		quietUntil = ticketQuiet
+	}
+	if d := time.Until(quietUntil); d > 0 {
+		t.Logf("waiting %s more, until a page or ticket that should not come would have come", d.Round(100*time.Millisecond))
+		s.procs.waitFor(t, "the quiet period", d+time.Second, func() (bool, string) { return time.Now().After(quietUntil), "" })
+	}
+
+	msgs, bad := s.hook.received()
+	for _, b := range bad {
+		t.Errorf("undecodable webhook message: %s", b)
+	}
+	pages, tickets := 0, 0
+	for _, n := range msgs {
+		for _, a := range n.Alerts {
+			page := a.Labels["severity"] == "page"
+			switch {
+			case page && (a.Labels["alertname"] != "TargetConfirmedDown" || a.Labels["target"] != s.urls.outage):
+				t.Errorf("page for something other than the outage, at %s: %v", n.path, a.Labels)
+			case page != (n.path == "/pager"):
+				t.Errorf("alert with severity %q came to %s: %v", a.Labels["severity"], n.path, a.Labels)
+			case !page && a.Labels["target"] == s.urls.outage:
+				t.Errorf("ticket for the confirmed outage came through its inhibition: %v", a.Labels)
+			case !page && a.Labels["target"] == s.urls.oneLocation && a.Labels["location"] != "fra":
+				t.Errorf("ticket for the one-location target from a location where it works: %v", a.Labels)
+			}
+			if page {
+				pages++
+			} else {
+				tickets++
+			}
+		}
+	}
+	t.Logf("%s after the failures began: %d page and %d ticket alerts received", time.Since(failed).Round(100*time.Millisecond), pages, tickets)
+
+	ss, err := s.prom.rangeQuery(`count by (alertname, target) (ALERTS{severity="page"})`, s.started, time.Now(), scrapeInterval)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range ss {
+		if x.Metric["alertname"] != "TargetConfirmedDown" || x.Metric["target"] != s.urls.outage {
+			t.Errorf("Prometheus had a page alert for something other than the outage: %v", x.Metric)
+		}
+	}
+	if len(ss) != 1 {
+		t.Errorf("page alerts in Prometheus during the run:%s; want the outage's only", describe(ss))
+	}
+
+	all, err := s.prom.rangeQuery(`count by (alertname, alertstate, severity, location) (ALERTS)`, s.started, time.Now(), scrapeInterval)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, x := range all {
+		lines = append(lines, fmt.Sprintf("%s %s %s %s", x.Metric["alertname"], x.Metric["severity"], x.Metric["alertstate"], x.Metric["location"]))
+	}
+	slices.Sort(lines)
+	t.Logf("alerts Prometheus raised during the run (alertname severity state location):\n  %s", strings.Join(lines, "\n  "))
+}

@@ -1,0 +1,234 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Timing of the stack. Everything is shortened so that the scenario takes
+// seconds: checks, scrapes and rule evaluations every second.
+const (
+	checkInterval      = time.Second
+	scrapeInterval     = time.Second
+	evaluationInterval = time.Second
+	// moduleTimeout leaves room for one retry within the check interval:
+	// the scheduler retries only when the retry can end before the next
+	// planned check (first attempt + retryInterval + moduleTimeout).
+	moduleTimeout = 800 * time.Millisecond
+	retryInterval = 50 * time.Millisecond
+	verifyTimeout = 2 * time.Second
+	// groupWait replaces Alertmanager's group_wait (1m for tickets, 10s
+	// for pages in deploy/alertmanager.yml).
+	groupWait = 5 * time.Second
+	// slowDelay is how long the slow target takes to answer; slowThreshold
+	// is the exporters' --tracing.slow-threshold, well below it.
+	slowDelay     = 500 * time.Millisecond
+	slowThreshold = 300 * time.Millisecond
+	// batchDelay is the exporters' OTEL_BSP_SCHEDULE_DELAY in milliseconds:
+	// kept spans are exported within it.
+	batchDelay = "200"
+)
+
+// stack is the whole system on loopback.
+type stack struct {
+	root   string // the repository
+	dir    string // the test's temporary directory
+	procs  *procs
+	target *targetServer
+	urls   targetURLs
+	otlp   *otlpReceiver
+	hook   *webhook
+	prom   promAPI
+
+	addrs        map[string]string // compose service address (as deploy/ names it) → the test's
+	exporters    map[string]string // location → base URL
+	coordinator  string            // base URL
+	alertmanager string            // base URL
+	started      time.Time         // when Prometheus started: the start of every range query
+}
+
+// startStack starts every program of the stack and waits until each is
+// ready. Everything is stopped and removed when the test ends.
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	mustDebianTools(t)
+	root := repoRoot(t)
+	dir := t.TempDir()
+	exporterBin, coordinatorBin := buildVantage(t, root, mustMkdir(t, filepath.Join(dir, "bin")))
+
+	s := &stack{root: root, dir: dir, procs: &procs{t: t}, exporters: map[string]string{}, addrs: map[string]string{}}
+	s.target = startTargetServer(t, dir)
+	s.urls = targetURLs{
+		outage:      s.target.httpsBase + pathOutage,
+		oneLocation: s.target.httpBase + pathOneLocation,
+		blind:       s.target.httpBase + pathBlind,
+		slow:        s.target.httpBase + pathSlow,
+		demo:        s.target.httpBase + pathDemo,
+		canary:      s.target.httpBase + pathHealthy,
+	}
+	s.otlp = startOTLPReceiver(t)
+	s.hook = startWebhook(t)
+
+	// Every address is chosen first: the programs' configurations name
+	// each other. The keys are the compose services' addresses that
+	// deploy/prometheus.yml uses.
+	for _, l := range locations {
+		s.addrs["exporter-"+l.name+":9715"] = freeAddr(t)
+		s.exporters[l.name] = "http://" + s.addrs["exporter-"+l.name+":9715"]
+	}
+	s.addrs["coordinator:9716"], s.addrs["alertmanager:9093"], s.addrs["localhost:9090"] = freeAddr(t), freeAddr(t), freeAddr(t)
+	s.addrs["http://demotarget:8080/"] = s.urls.demo
+	s.coordinator, s.alertmanager = "http://"+s.addrs["coordinator:9716"], "http://"+s.addrs["alertmanager:9093"]
+	s.prom = promAPI{base: "http://" + s.addrs["localhost:9090"], client: &http.Client{Timeout: 10 * time.Second}}
+
+	ready := map[*process]string{} // process → its readiness URL
+	ready[s.startAlertmanager(t)] = s.alertmanager + "/-/ready"
+	ready[s.startCoordinator(t, coordinatorBin)] = s.coordinator + "/-/ready"
+	for _, l := range locations {
+		ready[s.startExporter(t, exporterBin, l)] = s.exporters[l.name] + "/-/ready"
+	}
+	ready[s.startPrometheus(t)] = s.prom.base + "/-/ready"
+	for _, p := range s.procs.list {
+		s.procs.waitReady(t, p, ready[p])
+	}
+	return s
+}
+
+// startAlertmanager runs Debian's Alertmanager with clustering off.
+func (s *stack) startAlertmanager(t *testing.T) *process {
+	dir := mustMkdir(t, filepath.Join(s.dir, "alertmanager"))
+	writeFile(t, filepath.Join(dir, "alertmanager.yml"), alertmanagerConfig(t, s.root, s.hook.base))
+	return s.procs.start("alertmanager", alertmanagerBinary, []string{
+		"--config.file=" + filepath.Join(dir, "alertmanager.yml"),
+		"--storage.path=" + mustMkdir(t, filepath.Join(dir, "data")),
+		"--web.listen-address=" + s.addrs["alertmanager:9093"],
+		"--cluster.listen-address=",
+	}, nil)
+}
+
+// startCoordinator runs the coordinator with the OTEL variables
+// docker-compose.yml gives it.
+func (s *stack) startCoordinator(t *testing.T, bin string) *process {
+	dir := mustMkdir(t, filepath.Join(s.dir, "coordinator"))
+	writeFile(t, filepath.Join(dir, "coordinator.yml"), coordinatorConfig(t, s.root, s.exporters))
+	return s.procs.start("vantage-coordinator", bin, []string{
+		"--config.file=" + filepath.Join(dir, "coordinator.yml"),
+		"--storage.path=" + mustMkdir(t, filepath.Join(dir, "data")),
+		"--web.listen-address=" + s.addrs["coordinator:9716"],
+	}, []string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT=" + s.otlp.endpoint,
+		"OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+		"OTEL_SERVICE_NAME=vantage-coordinator",
+		"OTEL_BSP_SCHEDULE_DELAY=" + batchDelay,
+	})
+}
+
+// startExporter runs one location's exporter with its own OTEL variables,
+// as docker-compose.yml does, probing from the location's source address.
+func (s *stack) startExporter(t *testing.T, bin string, l location) *process {
+	path := filepath.Join(s.dir, "exporter-"+l.name+".yml")
+	writeFile(t, path, exporterConfig(l, s.target.caFile, s.urls))
+	return s.procs.start("vantage-exporter "+l.name, bin, []string{
+		"--config.file=" + path,
+		"--location=" + l.name,
+		"--coordinator.url=" + s.coordinator,
+		"--web.listen-address=" + s.addrs["exporter-"+l.name+":9715"],
+		"--tracing.slow-threshold=" + slowThreshold.String(),
+		// Only failed and slow checks: every trace received must be one.
+		"--tracing.sample-ratio=0",
+	}, []string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT=" + s.otlp.endpoint,
+		"OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+		"OTEL_SERVICE_NAME=vantage-exporter",
+		"OTEL_RESOURCE_ATTRIBUTES=vantage.location=" + l.name,
+		"OTEL_BSP_SCHEDULE_DELAY=" + batchDelay,
+	})
+}
+
+// startPrometheus runs Debian's Prometheus with the flags of
+// docker-compose.yml and a configuration derived from deploy/prometheus.yml.
+func (s *stack) startPrometheus(t *testing.T) *process {
+	dir := mustMkdir(t, filepath.Join(s.dir, "prometheus"))
+	writeFile(t, filepath.Join(dir, "prometheus.yml"), prometheusConfig(t, s.root, s.addrs))
+	s.started = time.Now()
+	return s.procs.start("prometheus", prometheusBinary, []string{
+		"--config.file=" + filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path=" + mustMkdir(t, filepath.Join(dir, "data")),
+		"--web.listen-address=" + s.addrs["localhost:9090"],
+		"--enable-feature=exemplar-storage",
+		"--web.enable-lifecycle",
+	}, nil)
+}
+
+// waitScrapingAll waits until Prometheus scrapes every target of every job
+// successfully (the exporters in OpenMetrics, with exemplars).
+func (s *stack) waitScrapingAll(t *testing.T) {
+	t.Helper()
+	s.procs.waitFor(t, "every scrape target up", readyWithin, func() (bool, string) {
+		ts, err := s.prom.targets()
+		if err != nil {
+			return false, err.Error()
+		}
+		jobs := map[string]int{}
+		var bad []string
+		for _, at := range ts {
+			jobs[at.Labels["job"]]++
+			if at.Health != "up" {
+				bad = append(bad, fmt.Sprintf("%s %s: %s %s", at.Labels["job"], at.ScrapeURL, at.Health, at.LastError))
+			}
+		}
+		if jobs["vantage-exporter"] != len(locations) || jobs["vantage-coordinator"] != 1 {
+			return false, fmt.Sprintf("jobs %v", jobs)
+		}
+		return len(bad) == 0, strings.Join(bad, "; ")
+	})
+}
+
+// waitAllUp waits until every scheduled target succeeds from every location
+// that checks it, as Prometheus sees it, the coordinator holds every
+// location healthy (canaries passed: before that, failures would be
+// reported as unknown), and the vantage-probe job's probes through the
+// coordinator succeed.
+func (s *stack) waitAllUp(t *testing.T) {
+	t.Helper()
+	want := 0
+	for _, l := range locations {
+		want += len(s.urls.scheduled())
+		if l.name == blindLocation {
+			want-- // no http_blind module there
+		}
+	}
+	s.procs.waitFor(t, "every scheduled check succeeding in Prometheus and every location healthy", readyWithin, func() (bool, string) {
+		up, _, err := s.prom.value(`count(probe_success{job="vantage-exporter"} == 1)`)
+		if err != nil {
+			return false, err.Error()
+		}
+		healthy, _, err := s.prom.value(`count(vantage_location_healthy{job="vantage-coordinator"} == 1)`)
+		if err != nil {
+			return false, err.Error()
+		}
+		// deploy/prometheus.yml's vantage-probe job: the consensus of the
+		// locations through the coordinator's /probe.
+		consensus, _, err := s.prom.value(`probe_success{job="vantage-probe", location=""}`)
+		if err != nil {
+			return false, err.Error()
+		}
+		return int(up) == want && int(healthy) == len(locations) && consensus == 1,
+			fmt.Sprintf("%g of %d checks succeeding, %g of %d locations healthy, vantage-probe consensus %g", up, want, healthy, len(locations), consensus)
+	})
+}
+
+// locationsOf returns the sorted location label values of ss.
+func locationsOf(ss []series) []string {
+	var out []string
+	for _, x := range ss {
+		out = append(out, x.Metric["location"])
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,272 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Phase spans the checks of each target must have, per attempt: the
+// targets are IP addresses, so there is no resolve phase (CONFIGURATION.md:
+// a phase that took no time has no span).
+var (
+	httpsPhases = []string{"connect", "tls", "processing"}
+	httpPhases  = []string{"connect", "processing"}
+)
+
+// traceOf groups a check span with the spans of its trace.
+type traceOf struct {
+	root     span
+	children []span // spans whose parent is root
+}
+
+// checkTraces lists the exporters' check traces: every check span (named
+// "check <module>") with its direct children.
+func checkTraces(spans []span) []traceOf {
+	byParent := map[string][]span{}
+	for _, sp := range spans {
+		byParent[sp.traceID()+"/"+sp.parentID()] = append(byParent[sp.traceID()+"/"+sp.parentID()], sp)
+	}
+	var out []traceOf
+	for _, sp := range spans {
+		if sp.resource["service.name"] == "vantage-exporter" && strings.HasPrefix(sp.GetName(), "check ") {
+			out = append(out, traceOf{root: sp, children: byParent[sp.traceID()+"/"+sp.spanID()]})
+		}
+	}
+	return out
+}
+
+// phaseProblem says what is wrong with tr's phase spans, "" when every
+// attempt has the wanted phases, each a child of the check span inside its
+// time range.
+func phaseProblem(tr traceOf, phases []string, attempts int) string {
+	if p := childProblem(tr); p != "" {
+		return p
+	}
+	have := map[string]bool{}
+	for _, c := range tr.children {
+		have[c.attr("vantage.check.attempt")+"/"+c.GetName()] = true
+	}
+	for a := 1; a <= attempts; a++ {
+		for _, p := range phases {
+			if !have[fmt.Sprintf("%d/%s", a, p)] {
+				return fmt.Sprintf("no %s span for attempt %d (children %v)", p, a, spanNames(tr.children))
+			}
+		}
+	}
+	return ""
+}
+
+// childProblem says what is wrong with any phase span of tr: each must lie
+// within the check span and name its phase.
+func childProblem(tr traceOf) string {
+	for _, c := range tr.children {
+		if c.GetStartTimeUnixNano() < tr.root.GetStartTimeUnixNano() || c.GetEndTimeUnixNano() > tr.root.GetEndTimeUnixNano() {
+			return fmt.Sprintf("phase span %s lies outside its check span", c.GetName())
+		}
+		if c.attr("vantage.phase") != c.GetName() || c.attr("vantage.check.attempt") == "" {
+			return fmt.Sprintf("phase span %s has vantage.phase %q, vantage.check.attempt %q", c.GetName(), c.attr("vantage.phase"), c.attr("vantage.check.attempt"))
+		}
+	}
+	return ""
+}
+
+func spanNames(ss []span) []string {
+	var out []string
+	for _, s := range ss {
+		out = append(out, s.attr("vantage.check.attempt")+"/"+s.GetName())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// verificationProblem says what is missing from the traces of the
+// coordinator's verification rounds of target: a "verify <module>" span
+// with status Error whose children are the failed check spans (source api)
+// of at least two locations, "" when all is there.
+func verificationProblem(spans []span, target string) string {
+	rounds := map[string]bool{} // trace/span ID of the coordinator's rounds of target
+	for _, sp := range spans {
+		if sp.resource["service.name"] == "vantage-coordinator" && strings.HasPrefix(sp.GetName(), "verify ") &&
+			sp.attr("vantage.target") == target && sp.failed() {
+			rounds[sp.traceID()+"/"+sp.spanID()] = true
+		}
+	}
+	if len(rounds) == 0 {
+		return "no failed verification round span from the coordinator"
+	}
+	answered := map[string]bool{}
+	for _, sp := range spans {
+		if sp.resource["service.name"] == "vantage-exporter" && sp.attr("vantage.check.source") == "api" && sp.failed() &&
+			rounds[sp.traceID()+"/"+sp.parentID()] {
+			answered[sp.attr("vantage.location")] = true
+		}
+	}
+	if len(answered) < 2 {
+		return fmt.Sprintf("%d verification rounds, with failed check spans of %v as children; want two locations or more", len(rounds), answered)
+	}
+	return ""
+}
+
+// locationTraces are the traces checkTraces waits for from one location.
+type locationTraces struct{ failedOutage, slow traceOf }
+
+// checkTraces waits for the traces of the outage's failed checks and of the
+// slow checks from every location, and for the coordinator's verification
+// rounds of the outage, and checks them and the other traces received.
+func (s *stack) checkTraces(t *testing.T) {
+	var found map[string]*locationTraces
+	s.procs.waitFor(t, "traces of the outage's failed checks and of the slow checks from every location", 30*time.Second, func() (bool, string) {
+		spans, _ := s.otlp.received()
+		var problems, missing []string
+		found, problems = s.findTraces(checkTraces(spans))
+		for _, l := range locations {
+			if found[l.name].failedOutage.root.Span == nil {
+				missing = append(missing, l.name+" failed outage check")
+			}
+			if found[l.name].slow.root.Span == nil {
+				missing = append(missing, l.name+" slow check")
+			}
+		}
+		if p := verificationProblem(spans, s.urls.outage); p != "" {
+			missing = append(missing, "coordinator: "+p)
+		}
+		return len(missing) == 0, fmt.Sprintf("%d spans; missing %v; problems %v", len(spans), missing, problems)
+	})
+	seen := s.target.tracesSeen(pathOutage)
+	for _, l := range locations {
+		checkLocationTraces(t, l.name, found[l.name], seen)
+	}
+	s.checkAllTraces(t)
+}
+
+// findTraces picks, per location, a trace of a failed scheduled check of
+// the outage (with its retry: two attempts) and one of a slow check, each
+// with its phase spans; it also returns what was wrong with the others.
+func (s *stack) findTraces(traces []traceOf) (map[string]*locationTraces, []string) {
+	found := map[string]*locationTraces{}
+	for _, l := range locations {
+		found[l.name] = &locationTraces{}
+	}
+	var problems []string
+	for _, tr := range traces {
+		r := tr.root
+		w := found[r.attr("vantage.location")]
+		if w == nil || r.attr("vantage.check.source") != "scheduler" {
+			continue
+		}
+		switch r.attr("vantage.target") {
+		case s.urls.outage:
+			attempts, _ := strconv.Atoi(r.attr("vantage.check.attempts"))
+			if p := phaseProblem(tr, httpsPhases, attempts); p != "" || attempts < 1 {
+				problems = append(problems, fmt.Sprintf("outage, %d attempts: %s", attempts, p))
+			} else if r.failed() && attempts == 2 {
+				w.failedOutage = tr
+			}
+		case s.urls.slow:
+			if p := phaseProblem(tr, httpPhases, 1); p != "" {
+				problems = append(problems, "slow: "+p)
+			} else {
+				w.slow = tr
+			}
+		}
+	}
+	return found, problems
+}
+
+// checkLocationTraces checks the failed and the slow check trace of one
+// location; seen holds the trace IDs the outage target got in traceparent.
+func checkLocationTraces(t *testing.T, name string, w *locationTraces, seen map[string]bool) {
+	f, sl := w.failedOutage.root, w.slow.root
+	if f.resource["vantage.location"] != name || sl.resource["vantage.location"] != name {
+		t.Errorf("%s: resource vantage.location %q and %q, want %s", name, f.resource["vantage.location"], sl.resource["vantage.location"], name)
+	}
+	if f.GetName() != "check http_2xx" || f.attr("vantage.check.failure_reason") != "status_code" || f.attr("http.response.status_code") != "503" {
+		t.Errorf("%s: failed outage check span %s with reason %q and status %q, want check http_2xx, status_code, 503",
+			name, f.GetName(), f.attr("vantage.check.failure_reason"), f.attr("http.response.status_code"))
+	}
+	if !seen[f.traceID()] {
+		t.Errorf("%s: trace %s of a failed outage check was not in any traceparent header the target received", name, f.traceID())
+	}
+	var processing time.Duration
+	for _, c := range w.slow.children {
+		if c.GetName() == "processing" {
+			processing = c.duration()
+		}
+	}
+	if sl.failed() || sl.attr("vantage.check.success") != "true" || sl.duration() < slowThreshold || processing < slowDelay {
+		t.Errorf("%s: slow check span: failed %t, success %q, lasted %s with processing (time to first byte) %s; want a success of at least %s with processing at least %s",
+			name, sl.failed(), sl.attr("vantage.check.success"), sl.duration(), processing, slowThreshold, slowDelay)
+	}
+	t.Logf("%s: failed check trace %s (%s, phases %v); slow check trace %s (%s, processing %s)", name,
+		f.traceID(), f.duration().Round(time.Millisecond), spanNames(w.failedOutage.children),
+		sl.traceID(), sl.duration().Round(time.Millisecond), processing.Round(time.Millisecond))
+}
+
+// checkAllTraces checks every check trace received: with
+// --tracing.sample-ratio=0 only failed and slow checks are kept, phase
+// spans lie within their check, and the one-location target fails from
+// fra alone.
+func (s *stack) checkAllTraces(t *testing.T) {
+	spans, bad := s.otlp.received()
+	for _, b := range bad {
+		t.Errorf("bad OTLP request: %s", b)
+	}
+	traces := checkTraces(spans)
+	oneLocation := map[string]int{}
+	sources := map[string]int{}
+	for _, tr := range traces {
+		r := tr.root
+		sources[r.attr("vantage.check.source")]++
+		if p := childProblem(tr); p != "" {
+			t.Errorf("trace %s (%s of %s from %s): %s", r.traceID(), r.GetName(), r.attr("vantage.target"), r.attr("vantage.location"), p)
+		}
+		if !r.failed() && r.duration() < slowThreshold {
+			t.Errorf("trace %s of a check that neither failed nor was slow (%s of %s from %s, source %s, %s) was exported",
+				r.traceID(), r.GetName(), r.attr("vantage.target"), r.attr("vantage.location"), r.attr("vantage.check.source"), r.duration())
+		}
+		if r.attr("vantage.target") == s.urls.oneLocation && r.failed() {
+			oneLocation[r.attr("vantage.location")]++
+		}
+	}
+	if len(oneLocation) != 1 || oneLocation["fra"] == 0 {
+		t.Errorf("failed checks of the one-location target traced from %v, want fra only", oneLocation)
+	}
+	t.Logf("%d spans received, %d check traces by source %v", len(spans), len(traces), sources)
+}
+
+// alertmanagerInhibited reports whether Alertmanager holds alerts matching
+// labels, all inhibited.
+func (s *stack) alertmanagerInhibited(labels map[string]string) (bool, string) {
+	resp, err := http.Get(s.alertmanager + "/api/v2/alerts")
+	if err != nil {
+		return false, err.Error()
+	}
+	defer resp.Body.Close()
+	var list []struct {
+		Labels map[string]string `json:"labels"`
+		Status struct {
+			State       string   `json:"state"`
+			InhibitedBy []string `json:"inhibitedBy"`
+		} `json:"status"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return false, err.Error()
+	}
+	n := 0
+	for _, a := range list {
+		if !matches(a.Labels, labels) {
+			continue
+		}
+		n++
+		if len(a.Status.InhibitedBy) == 0 {
+			return false, fmt.Sprintf("%v is %s, not inhibited", a.Labels, a.Status.State)
+		}
+	}
+	return n > 0, fmt.Sprintf("%d matching alerts of %d", n, len(list))
+}
