@@ -85,9 +85,12 @@ func (e *Exporter) handleProbe(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 
 	var logs bytes.Buffer
+	// Every step goes to the debug output; the program's log gets them at
+	// debug level only, as blackbox_exporter does, so a busy /probe does
+	// not flood it.
 	logger := slog.New(slog.NewMultiHandler(
 		slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}),
-		e.logger.With("component", "probe").Handler(),
+		asDebug{e.logger.With("component", "probe").Handler()},
 	)).With("module", moduleName, "target", target)
 	logger.Info("Beginning probe", "probe", mod.Config.Prober, "timeout_seconds", timeout.Seconds())
 
@@ -142,3 +145,19 @@ func debugOutput(logs string, reg *prometheus.Registry, mod *prober.Module) stri
 	b.Write(out)
 	return b.String()
 }
+
+// asDebug passes every record on at debug level.
+type asDebug struct{ h slog.Handler }
+
+func (d asDebug) Enabled(ctx context.Context, _ slog.Level) bool {
+	return d.h.Enabled(ctx, slog.LevelDebug)
+}
+
+func (d asDebug) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = slog.LevelDebug
+	return d.h.Handle(ctx, r)
+}
+
+func (d asDebug) WithAttrs(attrs []slog.Attr) slog.Handler { return asDebug{d.h.WithAttrs(attrs)} }
+
+func (d asDebug) WithGroup(name string) slog.Handler { return asDebug{d.h.WithGroup(name)} }

@@ -138,3 +138,24 @@ func TestPprofOnlyWithTheFlag(t *testing.T) {
 		t.Errorf("/debug/pprof/ with --web.enable-pprof: %d", code)
 	}
 }
+
+func TestProbeStepsLogAtDebugOnly(t *testing.T) {
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer target.Close()
+	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelDebug} {
+		var logs lockedBuffer
+		ts := mustStart(t, httpConfig, func(o *Options) {
+			o.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: level}))
+		})
+		if code, body := mustGet(t, ts.url+"/probe?module=http_2xx&target="+target.URL); code != http.StatusOK || !strings.Contains(body, "probe_success 1") {
+			t.Fatalf("probe: %d %s", code, body)
+		}
+		got := logs.String()
+		switch {
+		case level == slog.LevelInfo && strings.Contains(got, "Beginning probe"):
+			t.Errorf("at info level the log has the probe's steps:\n%s", got)
+		case level == slog.LevelDebug && !strings.Contains(got, `level=DEBUG msg="Beginning probe"`):
+			t.Errorf("at debug level the log lacks the probe's steps at DEBUG:\n%s", got)
+		}
+	}
+}
