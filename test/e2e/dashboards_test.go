@@ -277,9 +277,9 @@ func (s *stack) checkDashboards(t *testing.T) {
 	s.procs.waitFor(t, "every dashboard query returning data", 60*time.Second, func() (bool, string) {
 		env.now = time.Now()
 		env.traceIDs = map[string]bool{}
-		spans, _ := s.otlp.received()
+		spans := s.otlp.Spans()
 		for _, sp := range spans {
-			env.traceIDs[sp.traceID()] = true
+			env.traceIDs[sp.TraceID()] = true
 		}
 		outcomes = outcomes[:0]
 		var missing []string

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"github.com/vantageprobe/vantage/internal/tracing/otlptest"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -41,7 +42,7 @@ type stack struct {
 	procs  *procs
 	target *targetServer
 	urls   targetURLs
-	otlp   *otlpReceiver
+	otlp   *otlptest.Receiver
 	hook   *webhook
 	prom   promAPI
 
@@ -71,7 +72,7 @@ func startStack(t *testing.T) *stack {
 		demo:        s.target.httpBase + pathDemo,
 		canary:      s.target.httpBase + pathHealthy,
 	}
-	s.otlp = startOTLPReceiver(t)
+	s.otlp = otlptest.NewHTTP(t)
 	s.hook = startWebhook(t)
 
 	// Every address is chosen first: the programs' configurations name
@@ -121,7 +122,7 @@ func (s *stack) startCoordinator(t *testing.T, bin string) *process {
 		"--storage.path=" + mustMkdir(t, filepath.Join(dir, "data")),
 		"--web.listen-address=" + s.addrs["coordinator:9716"],
 	}, []string{
-		"OTEL_EXPORTER_OTLP_ENDPOINT=" + s.otlp.endpoint,
+		"OTEL_EXPORTER_OTLP_ENDPOINT=" + s.otlp.Endpoint,
 		"OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
 		"OTEL_SERVICE_NAME=vantage-coordinator",
 		"OTEL_BSP_SCHEDULE_DELAY=" + batchDelay,
@@ -142,7 +143,7 @@ func (s *stack) startExporter(t *testing.T, bin string, l location) *process {
 		// Only failed and slow checks: every trace received must be one.
 		"--tracing.sample-ratio=0",
 	}, []string{
-		"OTEL_EXPORTER_OTLP_ENDPOINT=" + s.otlp.endpoint,
+		"OTEL_EXPORTER_OTLP_ENDPOINT=" + s.otlp.Endpoint,
 		"OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
 		"OTEL_SERVICE_NAME=vantage-exporter",
 		"OTEL_RESOURCE_ATTRIBUTES=vantage.location=" + l.name,

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/vantageprobe/vantage/internal/tracing/otlptest"
 	"net/http"
 	"slices"
 	"strconv"
@@ -21,21 +22,21 @@ var (
 
 // traceOf groups a check span with the spans of its trace.
 type traceOf struct {
-	root     span
-	children []span // spans whose parent is root
+	root     otlptest.Span
+	children []otlptest.Span // spans whose parent is root
 }
 
 // checkTraces lists the exporters' check traces: every check span (named
 // "check <module>") with its direct children.
-func checkTraces(spans []span) []traceOf {
-	byParent := map[string][]span{}
+func checkTraces(spans []otlptest.Span) []traceOf {
+	byParent := map[string][]otlptest.Span{}
 	for _, sp := range spans {
-		byParent[sp.traceID()+"/"+sp.parentID()] = append(byParent[sp.traceID()+"/"+sp.parentID()], sp)
+		byParent[sp.TraceID()+"/"+sp.ParentSpanID()] = append(byParent[sp.TraceID()+"/"+sp.ParentSpanID()], sp)
 	}
 	var out []traceOf
 	for _, sp := range spans {
-		if sp.resource["service.name"] == "vantage-exporter" && strings.HasPrefix(sp.GetName(), "check ") {
-			out = append(out, traceOf{root: sp, children: byParent[sp.traceID()+"/"+sp.spanID()]})
+		if sp.Resource["service.name"] == "vantage-exporter" && strings.HasPrefix(sp.GetName(), "check ") {
+			out = append(out, traceOf{root: sp, children: byParent[sp.TraceID()+"/"+sp.SpanID()]})
 		}
 	}
 	return out
@@ -50,7 +51,7 @@ func phaseProblem(tr traceOf, phases []string, attempts int) string {
 	}
 	have := map[string]bool{}
 	for _, c := range tr.children {
-		have[c.attr("vantage.check.attempt")+"/"+c.GetName()] = true
+		have[c.Attr("vantage.check.attempt")+"/"+c.GetName()] = true
 	}
 	for a := 1; a <= attempts; a++ {
 		for _, p := range phases {
@@ -69,17 +70,17 @@ func childProblem(tr traceOf) string {
 		if c.GetStartTimeUnixNano() < tr.root.GetStartTimeUnixNano() || c.GetEndTimeUnixNano() > tr.root.GetEndTimeUnixNano() {
 			return fmt.Sprintf("phase span %s lies outside its check span", c.GetName())
 		}
-		if c.attr("vantage.phase") != c.GetName() || c.attr("vantage.check.attempt") == "" {
-			return fmt.Sprintf("phase span %s has vantage.phase %q, vantage.check.attempt %q", c.GetName(), c.attr("vantage.phase"), c.attr("vantage.check.attempt"))
+		if c.Attr("vantage.phase") != c.GetName() || c.Attr("vantage.check.attempt") == "" {
+			return fmt.Sprintf("phase span %s has vantage.phase %q, vantage.check.attempt %q", c.GetName(), c.Attr("vantage.phase"), c.Attr("vantage.check.attempt"))
 		}
 	}
 	return ""
 }
 
-func spanNames(ss []span) []string {
+func spanNames(ss []otlptest.Span) []string {
 	var out []string
 	for _, s := range ss {
-		out = append(out, s.attr("vantage.check.attempt")+"/"+s.GetName())
+		out = append(out, s.Attr("vantage.check.attempt")+"/"+s.GetName())
 	}
 	slices.Sort(out)
 	return out
@@ -89,12 +90,12 @@ func spanNames(ss []span) []string {
 // coordinator's verification rounds of target: a "verify <module>" span
 // with status Error whose children are the failed check spans (source api)
 // of at least two locations, "" when all is there.
-func verificationProblem(spans []span, target string) string {
+func verificationProblem(spans []otlptest.Span, target string) string {
 	rounds := map[string]bool{} // trace/span ID of the coordinator's rounds of target
 	for _, sp := range spans {
-		if sp.resource["service.name"] == "vantage-coordinator" && strings.HasPrefix(sp.GetName(), "verify ") &&
-			sp.attr("vantage.target") == target && sp.failed() {
-			rounds[sp.traceID()+"/"+sp.spanID()] = true
+		if sp.Resource["service.name"] == "vantage-coordinator" && strings.HasPrefix(sp.GetName(), "verify ") &&
+			sp.Attr("vantage.target") == target && sp.Failed() {
+			rounds[sp.TraceID()+"/"+sp.SpanID()] = true
 		}
 	}
 	if len(rounds) == 0 {
@@ -102,9 +103,9 @@ func verificationProblem(spans []span, target string) string {
 	}
 	answered := map[string]bool{}
 	for _, sp := range spans {
-		if sp.resource["service.name"] == "vantage-exporter" && sp.attr("vantage.check.source") == "api" && sp.failed() &&
-			rounds[sp.traceID()+"/"+sp.parentID()] {
-			answered[sp.attr("vantage.location")] = true
+		if sp.Resource["service.name"] == "vantage-exporter" && sp.Attr("vantage.check.source") == "api" && sp.Failed() &&
+			rounds[sp.TraceID()+"/"+sp.ParentSpanID()] {
+			answered[sp.Attr("vantage.location")] = true
 		}
 	}
 	if len(answered) < 2 {
@@ -122,7 +123,7 @@ type locationTraces struct{ failedOutage, slow traceOf }
 func (s *stack) checkTraces(t *testing.T) {
 	var found map[string]*locationTraces
 	s.procs.waitFor(t, "traces of the outage's failed checks and of the slow checks from every location", 30*time.Second, func() (bool, string) {
-		spans, _ := s.otlp.received()
+		spans := s.otlp.Spans()
 		var problems, missing []string
 		found, problems = s.findTraces(checkTraces(spans))
 		for _, l := range locations {
@@ -156,16 +157,16 @@ func (s *stack) findTraces(traces []traceOf) (map[string]*locationTraces, []stri
 	var problems []string
 	for _, tr := range traces {
 		r := tr.root
-		w := found[r.attr("vantage.location")]
-		if w == nil || r.attr("vantage.check.source") != "scheduler" {
+		w := found[r.Attr("vantage.location")]
+		if w == nil || r.Attr("vantage.check.source") != "scheduler" {
 			continue
 		}
-		switch r.attr("vantage.target") {
+		switch r.Attr("vantage.target") {
 		case s.urls.outage:
-			attempts, _ := strconv.Atoi(r.attr("vantage.check.attempts"))
+			attempts, _ := strconv.Atoi(r.Attr("vantage.check.attempts"))
 			if p := phaseProblem(tr, httpsPhases, attempts); p != "" || attempts < 1 {
 				problems = append(problems, fmt.Sprintf("outage, %d attempts: %s", attempts, p))
-			} else if r.failed() && attempts == 2 {
+			} else if r.Failed() && attempts == 2 {
 				w.failedOutage = tr
 			}
 		case s.urls.slow:
@@ -183,29 +184,29 @@ func (s *stack) findTraces(traces []traceOf) (map[string]*locationTraces, []stri
 // location; seen holds the trace IDs the outage target got in traceparent.
 func checkLocationTraces(t *testing.T, name string, w *locationTraces, seen map[string]bool) {
 	f, sl := w.failedOutage.root, w.slow.root
-	if f.resource["vantage.location"] != name || sl.resource["vantage.location"] != name {
-		t.Errorf("%s: resource vantage.location %q and %q, want %s", name, f.resource["vantage.location"], sl.resource["vantage.location"], name)
+	if f.Resource["vantage.location"] != name || sl.Resource["vantage.location"] != name {
+		t.Errorf("%s: resource vantage.location %q and %q, want %s", name, f.Resource["vantage.location"], sl.Resource["vantage.location"], name)
 	}
-	if f.GetName() != "check http_2xx" || f.attr("vantage.check.failure_reason") != "status_code" || f.attr("http.response.status_code") != "503" {
+	if f.GetName() != "check http_2xx" || f.Attr("vantage.check.failure_reason") != "status_code" || f.Attr("http.response.status_code") != "503" {
 		t.Errorf("%s: failed outage check span %s with reason %q and status %q, want check http_2xx, status_code, 503",
-			name, f.GetName(), f.attr("vantage.check.failure_reason"), f.attr("http.response.status_code"))
+			name, f.GetName(), f.Attr("vantage.check.failure_reason"), f.Attr("http.response.status_code"))
 	}
-	if !seen[f.traceID()] {
-		t.Errorf("%s: trace %s of a failed outage check was not in any traceparent header the target received", name, f.traceID())
+	if !seen[f.TraceID()] {
+		t.Errorf("%s: trace %s of a failed outage check was not in any traceparent header the target received", name, f.TraceID())
 	}
 	var processing time.Duration
 	for _, c := range w.slow.children {
 		if c.GetName() == "processing" {
-			processing = c.duration()
+			processing = c.Duration()
 		}
 	}
-	if sl.failed() || sl.attr("vantage.check.success") != "true" || sl.duration() < slowThreshold || processing < slowDelay {
+	if sl.Failed() || sl.Attr("vantage.check.success") != "true" || sl.Duration() < slowThreshold || processing < slowDelay {
 		t.Errorf("%s: slow check span: failed %t, success %q, lasted %s with processing (time to first byte) %s; want a success of at least %s with processing at least %s",
-			name, sl.failed(), sl.attr("vantage.check.success"), sl.duration(), processing, slowThreshold, slowDelay)
+			name, sl.Failed(), sl.Attr("vantage.check.success"), sl.Duration(), processing, slowThreshold, slowDelay)
 	}
 	t.Logf("%s: failed check trace %s (%s, phases %v); slow check trace %s (%s, processing %s)", name,
-		f.traceID(), f.duration().Round(time.Millisecond), spanNames(w.failedOutage.children),
-		sl.traceID(), sl.duration().Round(time.Millisecond), processing.Round(time.Millisecond))
+		f.TraceID(), f.Duration().Round(time.Millisecond), spanNames(w.failedOutage.children),
+		sl.TraceID(), sl.Duration().Round(time.Millisecond), processing.Round(time.Millisecond))
 }
 
 // checkAllTraces checks every check trace received: with
@@ -213,7 +214,7 @@ func checkLocationTraces(t *testing.T, name string, w *locationTraces, seen map[
 // spans lie within their check, and the one-location target fails from
 // fra alone.
 func (s *stack) checkAllTraces(t *testing.T) {
-	spans, bad := s.otlp.received()
+	spans, bad := s.otlp.Spans(), s.otlp.Errors()
 	for _, b := range bad {
 		t.Errorf("bad OTLP request: %s", b)
 	}
@@ -222,16 +223,16 @@ func (s *stack) checkAllTraces(t *testing.T) {
 	sources := map[string]int{}
 	for _, tr := range traces {
 		r := tr.root
-		sources[r.attr("vantage.check.source")]++
+		sources[r.Attr("vantage.check.source")]++
 		if p := childProblem(tr); p != "" {
-			t.Errorf("trace %s (%s of %s from %s): %s", r.traceID(), r.GetName(), r.attr("vantage.target"), r.attr("vantage.location"), p)
+			t.Errorf("trace %s (%s of %s from %s): %s", r.TraceID(), r.GetName(), r.Attr("vantage.target"), r.Attr("vantage.location"), p)
 		}
-		if !r.failed() && r.duration() < slowThreshold {
+		if !r.Failed() && r.Duration() < slowThreshold {
 			t.Errorf("trace %s of a check that neither failed nor was slow (%s of %s from %s, source %s, %s) was exported",
-				r.traceID(), r.GetName(), r.attr("vantage.target"), r.attr("vantage.location"), r.attr("vantage.check.source"), r.duration())
+				r.TraceID(), r.GetName(), r.Attr("vantage.target"), r.Attr("vantage.location"), r.Attr("vantage.check.source"), r.Duration())
 		}
-		if r.attr("vantage.target") == s.urls.oneLocation && r.failed() {
-			oneLocation[r.attr("vantage.location")]++
+		if r.Attr("vantage.target") == s.urls.oneLocation && r.Failed() {
+			oneLocation[r.Attr("vantage.location")]++
 		}
 	}
 	if len(oneLocation) != 1 || oneLocation["fra"] == 0 {

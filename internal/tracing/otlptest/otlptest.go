@@ -43,6 +43,29 @@ func (s Span) ParentSpanID() string { return hex.EncodeToString(s.GetParentSpanI
 // Attr returns the string form of an attribute of the span, "" when absent.
 func (s Span) Attr(key string) string { return attrString(s.GetAttributes(), key) }
 
+// Duration is how long the span lasted.
+func (s Span) Duration() time.Duration {
+	return time.Duration(s.GetEndTimeUnixNano() - s.GetStartTimeUnixNano())
+}
+
+// Failed reports whether the span ended with status Error.
+func (s Span) Failed() bool { return s.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR }
+
+// Errors returns why requests were refused (bad content type or body).
+func (r *Receiver) Errors() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.errs...)
+}
+
+// refuse answers a bad export request and remembers why.
+func (r *Receiver) refuse(w http.ResponseWriter, code int, msg string) {
+	r.mu.Lock()
+	r.errs = append(r.errs, msg)
+	r.mu.Unlock()
+	http.Error(w, msg, code)
+}
+
 // Receiver collects the spans exported to it.
 type Receiver struct {
 	// Endpoint is the receiver's URL: http://127.0.0.1:port.
@@ -53,6 +76,7 @@ type Receiver struct {
 	mu      sync.Mutex
 	spans   []Span
 	headers []http.Header // request headers or gRPC metadata of each export
+	errs    []string      // why requests were refused
 	changed chan struct{}
 }
 
@@ -166,26 +190,26 @@ func NewHTTP(tb testing.TB) *Receiver {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/traces", func(w http.ResponseWriter, req *http.Request) {
 		if ct := req.Header.Get("Content-Type"); ct != "application/x-protobuf" {
-			http.Error(w, "content type "+ct+" is not application/x-protobuf", http.StatusUnsupportedMediaType)
+			r.refuse(w, http.StatusUnsupportedMediaType, "content type "+ct+" is not application/x-protobuf")
 			return
 		}
 		var body io.Reader = req.Body
 		if req.Header.Get("Content-Encoding") == "gzip" {
 			gz, err := gzip.NewReader(req.Body)
 			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
+				r.refuse(w, http.StatusBadRequest, err.Error())
 				return
 			}
 			body = gz
 		}
 		data, err := io.ReadAll(io.LimitReader(body, 64<<20))
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+			r.refuse(w, http.StatusBadRequest, err.Error())
 			return
 		}
 		var msg collectorpb.ExportTraceServiceRequest
 		if err := proto.Unmarshal(data, &msg); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+			r.refuse(w, http.StatusBadRequest, "decoding ExportTraceServiceRequest: "+err.Error())
 			return
 		}
 		r.add(&msg, req.Header.Clone())
