@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -184,14 +185,10 @@ func (c *Coordinator) pingLocation(ctx context.Context, baseURL string, timeout 
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return &statusError{status: resp.Status}
+		return fmt.Errorf("health check answered %s", resp.Status)
 	}
 	return nil
 }
-
-type statusError struct{ status string }
-
-func (e *statusError) Error() string { return "health check answered " + e.status }
 
 // canaryFailing reports whether the location's canary is known to fail.
 func (h *locationHealth) canaryFailing(name string) bool {

@@ -113,8 +113,12 @@ func (v *verifier) check(ctx context.Context, name, baseURL string, key Key, tim
 		return a
 	}
 	var cr exporter.CheckResponse
-	if err := json.Unmarshal(data, &cr); err != nil || cr.Result == nil {
-		a := unknown("invalid check answer: %v", cmpErr(err, "no result"))
+	err = json.Unmarshal(data, &cr)
+	if err == nil && cr.Result == nil {
+		err = errors.New("no result")
+	}
+	if err != nil {
+		a := unknown("invalid check answer: %s", err)
 		a.reachable = true
 		return a
 	}
@@ -141,11 +145,4 @@ func apiErrorText(data []byte) string {
 		return e.Error
 	}
 	return string(data)
-}
-
-func cmpErr(err error, fallback string) any {
-	if err != nil {
-		return err
-	}
-	return fallback
 }
