@@ -43,9 +43,6 @@ type target struct {
 	nextRound time.Time
 	// recovery counts successes towards resolving a confirmed outage.
 	recovery recovery
-	// resolvedAt is when the latest incident was resolved; failure
-	// reports of checks planned before it are stale.
-	resolvedAt time.Time
 	touched    time.Time // latest event, for forgetting idle up targets
 }
 
@@ -164,13 +161,17 @@ func (m *Machine) Report(location string, r *report.Report, now time.Time) Effec
 			e.Result = OutcomeSuccess
 		}
 	}
+	// A failure the location has already contradicted with a later
+	// success is stale. Both times are the location's own clock, so
+	// clock skew between exporter and coordinator cannot hide a new
+	// failure.
+	prev, seen := t.seen[location]
+	stale := seen && prev.Result == OutcomeSuccess && e.Time.Before(prev.Time)
 	m.observe(t, e)
 
 	switch {
 	case t.incident == nil && e.Result == OutcomeFailure:
-		if e.Time.Before(t.resolvedAt) {
-			// Planned before the previous incident was resolved:
-			// that incident already weighed this failure.
+		if stale {
 			return eff
 		}
 		start := r.FirstFailure
@@ -341,7 +342,6 @@ func (m *Machine) resolve(t *target, resolution string, now time.Time) Effects {
 	t.incident = nil
 	t.round = nil
 	t.recovery = recovery{}
-	t.resolvedAt = now
 	m.setState(t, StateUp, now)
 	// The incident keeps the state it was in when it ended.
 	return Effects{Save: []Incident{inc.clone()}, Resolved: []string{resolution}}

@@ -303,10 +303,16 @@ func TestStaleFailureDoesNotReopen(t *testing.T) {
 	m := NewMachine(testConfig("ams", "fra", "sfo"), 0)
 	r := mustOneRound(t, m.Report("ams", failing(t0, t0), t0))
 	m.RoundDone(key, r.ID, []Evidence{answer("fra", OutcomeSuccess, t0), answer("sfo", OutcomeSuccess, t0)}, t0.Add(time.Second))
-	// sfo's failure of a check planned before the false alarm was
-	// resolved arrives late.
-	if eff := m.Report("sfo", failing(t0.Add(500*time.Millisecond), t0), t0.Add(2*time.Second)); len(eff.Rounds) != 0 || len(eff.Save) != 0 {
+	// sfo's failure of a check planned before its successful answer
+	// arrives late: sfo itself has contradicted it.
+	if eff := m.Report("sfo", failing(t0.Add(-500*time.Millisecond), t0), t0.Add(2*time.Second)); len(eff.Rounds) != 0 || len(eff.Save) != 0 {
 		t.Errorf("a stale failure opened an incident: %+v", eff)
+	}
+	// A failure sfo saw after its success is new, whatever the
+	// coordinator's clock says: the exporter's clock may be behind.
+	eff := m.Report("sfo", failing(t0.Add(500*time.Millisecond), t0.Add(500*time.Millisecond)), t0.Add(time.Hour))
+	if len(eff.Rounds) != 1 || lastSaved(t, eff).ID != 2 {
+		t.Errorf("a failure after the location's own success: %+v, want incident 2 and a round", eff)
 	}
 }
 
