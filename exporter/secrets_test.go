@@ -1,36 +1,18 @@
 package exporter
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
-
-// lockedBuffer is a log sink safe for concurrent writers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestSecretsStayHidden uses a module's password and bearer token for
 // real (the target checks them), with debug logging and tracing on, and
@@ -51,7 +33,7 @@ func TestSecretsStayHidden(t *testing.T) {
 		w.WriteHeader(http.StatusTeapot) // a failure, so the check is traced and logged
 	}))
 	defer target.Close()
-	var logs lockedBuffer
+	var logs testbin.Output
 	spans := tracetest.NewInMemoryExporter()
 	ts := mustStart(t, fmt.Sprintf(`modules:
   with_password:
@@ -143,7 +125,7 @@ func TestProbeStepsLogAtDebugOnly(t *testing.T) {
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer target.Close()
 	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelDebug} {
-		var logs lockedBuffer
+		var logs testbin.Output
 		ts := mustStart(t, httpConfig, func(o *Options) {
 			o.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: level}))
 		})

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"text/template"
 	"time"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/vantageprobe/vantage/exporter"
 	"github.com/vantageprobe/vantage/internal/loopback"
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
 // blackboxBinary is where Debian's prometheus-blackbox-exporter package
@@ -57,24 +57,6 @@ func renderConfig(t *testing.T, dir, caFile string) string {
 	return path
 }
 
-// lockedBuffer collects a child process' output safely.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startBlackbox runs Debian's blackbox_exporter on a free loopback port with
 // configFile and returns its base URL once /-/healthy answers. It is killed
 // at cleanup. A missing binary fails the test: the comparison is the point.
@@ -101,7 +83,7 @@ func startBlackbox(t *testing.T, configFile string) string {
 
 func tryStartBlackbox(t *testing.T, configFile string) (string, error) {
 	addr := loopback.ClosedAddr(t)
-	out := &lockedBuffer{}
+	out := &testbin.Output{}
 	cmd := exec.Command(blackboxBinary, "--config.file="+configFile, "--web.listen-address="+addr)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vantageprobe/vantage/coordinator"
 	"github.com/vantageprobe/vantage/exporter"
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
 // TestMutualAuthentication runs two exporters and a coordinator that
@@ -28,7 +29,7 @@ func TestMutualAuthentication(t *testing.T) {
 	writeFile(t, exporterToken, "checks-secret\n")
 	httpConfig := filepath.Join(dir, "reporter-http.yml")
 	writeFile(t, httpConfig, "authorization:\n  credentials_file: "+coordToken+"\n")
-	coordAddr := freeAddr(t)
+	coordAddr := testbin.FreeAddr(t)
 
 	var locs strings.Builder
 	exporters := map[string]*process{}

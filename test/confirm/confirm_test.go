@@ -38,6 +38,7 @@ import (
 
 	"github.com/vantageprobe/vantage/coordinator"
 	"github.com/vantageprobe/vantage/exporter"
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
 const (
@@ -95,17 +96,6 @@ func startTargetServer(t *testing.T) *targetServer {
 	t.Cleanup(func() { srv.Close() })
 	ts.url = "http://" + l.Addr().String()
 	return ts
-}
-
-// freeAddr returns a loopback address nothing listens on, for a server
-// whose address must be known before it starts.
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // process is an exporter or coordinator running in the test process.
@@ -221,13 +211,13 @@ func runCoordinator(t *testing.T, configPath, storage, addr string) *process {
 
 func startStack(t *testing.T, paths []string) *stack {
 	dir := t.TempDir()
-	s := &stack{target: startTargetServer(t), exporters: map[string]*process{}, coordAddr: freeAddr(t),
+	s := &stack{target: startTargetServer(t), exporters: map[string]*process{}, coordAddr: testbin.FreeAddr(t),
 		configPath: filepath.Join(dir, "coordinator.yml"), storage: filepath.Join(dir, "data")}
 	var targets []string
 	for _, p := range paths {
 		targets = append(targets, s.target.url+p)
 	}
-	peerAddr := freeAddr(t)
+	peerAddr := testbin.FreeAddr(t)
 	var locs strings.Builder
 	for _, l := range locations {
 		s.exporters[l.name] = startExporter(t, dir, l.name, l.source, []string{"http://" + s.coordAddr, "http://" + peerAddr}, targets)

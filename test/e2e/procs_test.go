@@ -1,19 +1,18 @@
 package e2e
 
 import (
-	"bytes"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
 // Debian's binaries, and the packages that install them.
@@ -48,62 +47,11 @@ func mustDebianTools(t *testing.T) {
 	}
 }
 
-// repoRoot returns the module's root directory (the test runs in test/e2e).
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		t.Fatalf("%s is not the module root: %v", root, err)
-	}
-	return root
-}
-
-// buildVantage builds vantage-exporter and vantage-coordinator into dir
-// once, with the go command that runs the test (go test puts its GOROOT/bin
-// first in PATH).
-func buildVantage(t *testing.T, root, dir string) (exporterBin, coordinatorBin string) {
-	t.Helper()
-	start := time.Now()
-	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./cmd/vantage-exporter", "./cmd/vantage-coordinator")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/vantage-exporter ./cmd/vantage-coordinator: %v\n%s", err, out)
-	}
-	t.Logf("built vantage-exporter and vantage-coordinator in %s", time.Since(start).Round(100*time.Millisecond))
-	return filepath.Join(dir, "vantage-exporter"), filepath.Join(dir, "vantage-coordinator")
-}
-
-// lockedBuffer collects a child process' output safely.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// tail returns the last n lines written.
-func (b *lockedBuffer) tail(n int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	lines := strings.Split(strings.TrimRight(b.buf.String(), "\n"), "\n")
-	if len(lines) > n {
-		lines = append([]string{fmt.Sprintf("[… %d earlier lines]", len(lines)-n)}, lines[len(lines)-n:]...)
-	}
-	return strings.Join(lines, "\n")
-}
-
 // process is one program of the stack running as a child process.
 type process struct {
 	name string
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *testbin.Output
 
 	mu       sync.Mutex
 	ready    bool // it answered its readiness check
@@ -125,7 +73,7 @@ type procs struct {
 func (ps *procs) start(name, bin string, args, env []string) *process {
 	t := ps.t
 	t.Helper()
-	p := &process{name: name, out: &lockedBuffer{}, exited: make(chan struct{})}
+	p := &process{name: name, out: &testbin.Output{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.Env = append(environWithoutOTEL(), env...)
@@ -157,7 +105,7 @@ func (ps *procs) start(name, bin string, args, env []string) *process {
 			t.Errorf("%s exited with %v on SIGTERM, want 0", name, err)
 		}
 		if t.Failed() {
-			t.Logf("output of %s (%s):\n%s", name, strings.Join(p.cmd.Args, " "), p.out.tail(logTail))
+			t.Logf("output of %s (%s):\n%s", name, strings.Join(p.cmd.Args, " "), p.out.Tail(logTail))
 		}
 	})
 	return p
@@ -219,7 +167,7 @@ func (ps *procs) checkAlive(t testing.TB) {
 	t.Helper()
 	for _, p := range ps.list {
 		if p.exitedEarly() {
-			t.Fatalf("%s exited early (%v); its output:\n%s", p.name, p.exitErr(), p.out.tail(logTail))
+			t.Fatalf("%s exited early (%v); its output:\n%s", p.name, p.exitErr(), p.out.Tail(logTail))
 		}
 	}
 }
@@ -259,20 +207,6 @@ func (ps *procs) waitReady(t testing.TB, p *process, url string) {
 	p.mu.Lock()
 	p.ready = true
 	p.mu.Unlock()
-}
-
-// freeAddr returns a loopback address nothing listens on, for a program
-// whose address must be known before it starts (it is written into the
-// other programs' configuration). Another process could take the port in
-// between; the program then fails to start and the test says so.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l := mustListen(t)
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 func mustListen(t *testing.T) net.Listener {

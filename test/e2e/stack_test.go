@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"github.com/vantageprobe/vantage/internal/testbin"
 	"github.com/vantageprobe/vantage/internal/tracing/otlptest"
 	"net/http"
 	"path/filepath"
@@ -58,9 +59,10 @@ type stack struct {
 func startStack(t *testing.T) *stack {
 	t.Helper()
 	mustDebianTools(t)
-	root := repoRoot(t)
+	root := testbin.ModuleRoot(t)
 	dir := t.TempDir()
-	exporterBin, coordinatorBin := buildVantage(t, root, mustMkdir(t, filepath.Join(dir, "bin")))
+	bins := testbin.Build(t, "./cmd/vantage-exporter", "./cmd/vantage-coordinator")
+	exporterBin, coordinatorBin := bins[0], bins[1]
 
 	s := &stack{root: root, dir: dir, procs: &procs{t: t}, exporters: map[string]string{}, addrs: map[string]string{}}
 	s.target = startTargetServer(t, dir)
@@ -79,10 +81,10 @@ func startStack(t *testing.T) *stack {
 	// each other. The keys are the compose services' addresses that
 	// deploy/prometheus.yml uses.
 	for _, l := range locations {
-		s.addrs["exporter-"+l.name+":9715"] = freeAddr(t)
+		s.addrs["exporter-"+l.name+":9715"] = testbin.FreeAddr(t)
 		s.exporters[l.name] = "http://" + s.addrs["exporter-"+l.name+":9715"]
 	}
-	s.addrs["coordinator:9716"], s.addrs["alertmanager:9093"], s.addrs["localhost:9090"] = freeAddr(t), freeAddr(t), freeAddr(t)
+	s.addrs["coordinator:9716"], s.addrs["alertmanager:9093"], s.addrs["localhost:9090"] = testbin.FreeAddr(t), testbin.FreeAddr(t), testbin.FreeAddr(t)
 	s.addrs["http://demotarget:8080/"] = s.urls.demo
 	s.coordinator, s.alertmanager = "http://"+s.addrs["coordinator:9716"], "http://"+s.addrs["alertmanager:9093"]
 	s.prom = promAPI{base: "http://" + s.addrs["localhost:9090"], client: &http.Client{Timeout: 10 * time.Second}}

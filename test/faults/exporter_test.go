@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
 // TestExporterSIGTERM: with a report queued for a coordinator that has
@@ -21,7 +23,7 @@ import (
 // exporter stop checking, cancel the hanging check, deliver the queued
 // report in its last flush, and exit 0 within the grace periods.
 func TestExporterSIGTERM(t *testing.T) {
-	bin := build(t, "./cmd/vantage-exporter")
+	bin := testbin.Build(t, "./cmd/vantage-exporter")[0]
 
 	var (
 		accept   atomic.Bool
@@ -92,7 +94,7 @@ targets:
 		t.Fatal(err)
 	}
 	var stderr bytes.Buffer
-	cmd := exec.Command(bin, "--config.file="+config, "--location=ams", "--coordinator.url="+coord.URL, "--web.listen-address="+freeAddr(t))
+	cmd := exec.Command(bin, "--config.file="+config, "--location=ams", "--coordinator.url="+coord.URL, "--web.listen-address="+testbin.FreeAddr(t))
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,38 +16,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
-
-// buildOnce builds a vantage program into a temporary directory.
-func build(t *testing.T, pkg string) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-o", bin, pkg)
-	cmd.Dir = repoRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building %s: %v\n%s", pkg, err, out)
-	}
-	return bin
-}
-
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // coordinator is a vantage-coordinator process.
 type coordinator struct {
@@ -97,7 +67,7 @@ func writeConfig(t *testing.T, dir string) string {
 	var b strings.Builder
 	b.WriteString("locations:\n")
 	for _, name := range []string{"ams", "fra", "sfo"} {
-		fmt.Fprintf(&b, "  - {name: %s, url: \"http://%s\"}\n", name, freeAddr(t))
+		fmt.Fprintf(&b, "  - {name: %s, url: \"http://%s\"}\n", name, testbin.FreeAddr(t))
 	}
 	b.WriteString("confirmation: {verify_timeout: 1s, reverify_interval: 1s}\nhealth_check_interval: 1s\n")
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
@@ -139,9 +109,9 @@ func incidents(t *testing.T, url string) []incident {
 // its incident after the restart, the log must open every time, and
 // incident IDs must never be reused.
 func TestKilledCoordinatorLosesNoIncident(t *testing.T) {
-	bin := build(t, "./cmd/vantage-coordinator")
+	bin := testbin.Build(t, "./cmd/vantage-coordinator")[0]
 	dir := t.TempDir()
-	config, storage, addr := writeConfig(t, dir), filepath.Join(dir, "data"), freeAddr(t)
+	config, storage, addr := writeConfig(t, dir), filepath.Join(dir, "data"), testbin.FreeAddr(t)
 	acked := map[string]bool{}
 	client := &http.Client{Timeout: 5 * time.Second}
 	for round := range 5 {
@@ -247,9 +217,9 @@ func firstKey(m map[string]bool) string {
 // TestCoordinatorExitsCleanlyOnSIGTERM: SIGTERM ends the coordinator with
 // exit status 0 and its log committed, within the shutdown grace period.
 func TestCoordinatorExitsCleanlyOnSIGTERM(t *testing.T) {
-	bin := build(t, "./cmd/vantage-coordinator")
+	bin := testbin.Build(t, "./cmd/vantage-coordinator")[0]
 	dir := t.TempDir()
-	config, storage, addr := writeConfig(t, dir), filepath.Join(dir, "data"), freeAddr(t)
+	config, storage, addr := writeConfig(t, dir), filepath.Join(dir, "data"), testbin.FreeAddr(t)
 	c := startCoordinator(t, bin, config, storage, addr)
 	resp, err := http.Post(c.url+"/api/v1/reports", "application/json", strings.NewReader(failingBatch("ams", "run-term", 1, "https://term.example")))
 	if err != nil {

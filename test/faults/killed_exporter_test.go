@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
 // TestKilledExporterIsUnknownNotDown runs three exporter processes and a
@@ -22,7 +24,7 @@ import (
 // the other two confirm the outage, the killed location is unhealthy and
 // counts as unknown in the incident's evidence, never as a failure.
 func TestKilledExporterIsUnknownNotDown(t *testing.T) {
-	exporterBin, coordinatorBin := build(t, "./cmd/vantage-exporter"), build(t, "./cmd/vantage-coordinator")
+	exporterBin, coordinatorBin := testbin.Build(t, "./cmd/vantage-exporter")[0], testbin.Build(t, "./cmd/vantage-coordinator")[0]
 	var down atomic.Bool
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if down.Load() {
@@ -32,7 +34,7 @@ func TestKilledExporterIsUnknownNotDown(t *testing.T) {
 	defer target.Close()
 
 	dir := t.TempDir()
-	coordAddr := freeAddr(t)
+	coordAddr := testbin.FreeAddr(t)
 	exporterConfig := filepath.Join(dir, "exporter.yml")
 	if err := os.WriteFile(exporterConfig, []byte(fmt.Sprintf("modules:\n  http_2xx:\n    prober: http\n    timeout: 1s\nscheduler: {interval: 1s, retries: 0}\ntargets:\n  - module: http_2xx\n    targets: [%s]\n", target.URL)), 0o600); err != nil {
 		t.Fatal(err)
@@ -40,7 +42,7 @@ func TestKilledExporterIsUnknownNotDown(t *testing.T) {
 	exporters := map[string]*exec.Cmd{}
 	var locs strings.Builder
 	for _, name := range []string{"ams", "fra", "sfo"} {
-		addr := freeAddr(t)
+		addr := testbin.FreeAddr(t)
 		cmd := exec.Command(exporterBin, "--config.file="+exporterConfig, "--location="+name, "--coordinator.url=http://"+coordAddr, "--web.listen-address="+addr, "--log.level=warn")
 		cmd.Stderr = &bytes.Buffer{}
 		if err := cmd.Start(); err != nil {
