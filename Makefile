@@ -13,7 +13,7 @@ VERSION_PKG    := github.com/prometheus/common/version
 VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS        := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$(shell git rev-parse HEAD 2>/dev/null)
 
-.PHONY: all build run test vet unit e2e soak compat fuzz-short fuzz lint bench clean
+.PHONY: all build run test vet unit soak-short e2e soak compat fuzz-short fuzz lint bench clean
 
 all: build
 
@@ -25,15 +25,21 @@ build:
 run:
 	$(GO) run ./cmd/vantage-exporter
 
-## test: what CI runs: vet, the race-enabled test suite (includes the
-## blackbox_exporter compatibility test) and short fuzz runs
-test: vet unit fuzz-short
+## test: what CI runs: vet, the race-enabled test suite (with the
+## blackbox_exporter compatibility, confirmation, fault and end-to-end
+## tests), a short soak and short fuzz runs
+test: vet unit soak-short fuzz-short
 
 vet:
 	$(GO) vet ./...
 
+# The soak measures the programs' own load and leaks: it runs alone, after
+# the other packages, and without the race detector.
 unit:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/test/soak$$')
+
+soak-short:
+	$(GO) test -count=1 -v -run '^TestSoak$$' ./test/soak/
 
 ## e2e: the whole stack on loopback: three exporters, the coordinator, Debian's
 ## prometheus with rules/ and prometheus-alertmanager with deploy/alertmanager.yml
