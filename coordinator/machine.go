@@ -43,7 +43,7 @@ type target struct {
 	nextRound time.Time
 	// recovery counts successes towards resolving a confirmed outage.
 	recovery recovery
-	touched    time.Time // latest event, for forgetting idle up targets
+	touched  time.Time // latest event, for forgetting idle up targets
 }
 
 // round is one verification: every location's answer about a target.
