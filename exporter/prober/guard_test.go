@@ -65,11 +65,7 @@ type guardDNS struct {
 func useGuardDNS(tb testing.TB, answer func(name string, n int) []string) *guardDNS {
 	tb.Helper()
 	g := &guardDNS{queries: map[string]int{}, aCount: map[string]int{}}
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+	useTestResolver(tb, func(w dns.ResponseWriter, req *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(req)
 		q := req.Question[0]
@@ -95,20 +91,6 @@ func useGuardDNS(tb testing.TB, answer func(name string, n int) []string) *guard
 			}
 		}
 		_ = w.WriteMsg(m)
-	})}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go func() { _ = srv.ActivateAndServe() }()
-	<-started
-	addr := pc.LocalAddr().String()
-	old := resolver
-	resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "udp", addr)
-	}}
-	tb.Cleanup(func() {
-		resolver = old
-		_ = srv.Shutdown()
 	})
 	return g
 }

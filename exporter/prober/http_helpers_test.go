@@ -151,11 +151,7 @@ func serverPort(tb testing.TB, srv *httptest.Server) string {
 // and NXDOMAIN for anything else, for the duration of the test.
 func useHTTPTestDNS(tb testing.TB, names map[string]string) {
 	tb.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+	useTestResolver(tb, func(w dns.ResponseWriter, req *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(req)
 		q := req.Question[0]
@@ -170,7 +166,18 @@ func useHTTPTestDNS(tb testing.TB, names map[string]string) {
 			})
 		}
 		_ = w.WriteMsg(m)
-	})}
+	})
+}
+
+// useTestResolver points the probers' resolver at an in-process DNS server
+// on 127.0.0.1 answering with h, for the duration of the test.
+func useTestResolver(tb testing.TB, h dns.HandlerFunc) {
+	tb.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: h}
 	started := make(chan struct{})
 	srv.NotifyStartedFunc = func() { close(started) }
 	go func() { _ = srv.ActivateAndServe() }()
