@@ -392,7 +392,9 @@ func (c *Coordinator) reload() error {
 		c.logger.Error("Reloading the configuration failed; keeping the running one", "err", err)
 		return err
 	}
-	c.client.Store(client)
+	// The old client's keep-alive connections would otherwise stay open
+	// until their idle timeout.
+	c.client.Swap(client).CloseIdleConnections()
 	c.mu.Lock()
 	c.machine.Configure(conf)
 	c.mu.Unlock()

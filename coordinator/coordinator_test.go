@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -452,4 +453,28 @@ func TestPprofOnlyWithTheFlag(t *testing.T) {
 	if status, body := do(t, http.MethodGet, on.url+"/debug/pprof/", "", ""); status != http.StatusOK || !strings.Contains(body, "goroutine") {
 		t.Errorf("/debug/pprof/ with --web.enable-pprof: %d", status)
 	}
+}
+
+func TestReloadClosesTheOldClientsConnections(t *testing.T) {
+	var mu sync.Mutex
+	states := map[http.ConnState]int{}
+	exp := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "Healthy") }))
+	exp.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		mu.Lock()
+		states[s]++
+		mu.Unlock()
+	}
+	exp.Start()
+	defer exp.Close()
+	count := func(s http.ConnState) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return states[s]
+	}
+	c := mustStart(t, fmt.Sprintf("locations:\n  - {name: ams, url: %q}\nconfirmation: {min_failing_locations: 1}\n", exp.URL))
+	waitFor(t, "the health check's keep-alive connection", func() bool { return count(http.StateIdle) > 0 })
+	if status, body := do(t, http.MethodPost, c.url+"/-/reload", "", ""); status != 200 {
+		t.Fatalf("reload: %d %s", status, body)
+	}
+	waitFor(t, "the old client's idle connection closed", func() bool { return count(http.StateClosed) > 0 })
 }

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -183,6 +184,8 @@ func (c *Coordinator) pingLocation(ctx context.Context, baseURL string, timeout 
 	if err != nil {
 		return err
 	}
+	// Read to the end so the connection is reused.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("health check answered %s", resp.Status)

@@ -163,10 +163,13 @@ func New(opts Options) *Reporter {
 
 // Send queues a report for every coordinator; it never blocks.
 func (r *Reporter) Send(rep Report) {
+	// Numbering and queueing under one lock keeps every queue in sequence
+	// order: a coordinator takes a report numbered below one it has seen
+	// for a redelivery.
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.seq++
 	rep.Seq = r.seq
-	r.mu.Unlock()
 	for _, s := range r.sinks {
 		s.push(rep)
 	}

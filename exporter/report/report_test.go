@@ -222,3 +222,24 @@ func TestShutdownFlushesPendingReports(t *testing.T) {
 		t.Errorf("%d reports delivered at shutdown, want 2", n)
 	}
 }
+
+func TestConcurrentSendsStayInSequenceOrder(t *testing.T) {
+	in := newIntake(t)
+	r, _, stop := start(t, Options{URLs: []string{in.srv.URL}, BatchSize: 10})
+	defer stop()
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 250 {
+				r.Send(report(g*1000 + i))
+			}
+		})
+	}
+	wg.Wait()
+	waitFor(t, "2000 reports", func() bool { return len(in.received()) == 2000 })
+	for i, rep := range in.received() {
+		if rep.Seq != uint64(i+1) {
+			t.Fatalf("report %d has seq %d: delivered out of sequence order, which a coordinator drops as a redelivery", i, rep.Seq)
+		}
+	}
+}
