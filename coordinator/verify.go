@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vantageprobe/vantage/exporter"
+	"github.com/vantageprobe/vantage/internal/jsonapi"
 )
 
 // checkPath is the exporters' check API.
@@ -136,11 +137,10 @@ func checkBudget(timeout time.Duration) time.Duration {
 	return timeout - min(timeout/10, time.Second)
 }
 
-// apiErrorText reads the exporters' JSON error body, or returns it as is.
+// apiErrorText reads the exporters' JSON error body (a jsonapi.Error), or
+// returns it as is.
 func apiErrorText(data []byte) string {
-	var e struct {
-		Error string `json:"error"`
-	}
+	var e jsonapi.Error
 	if json.Unmarshal(data, &e) == nil && e.Error != "" {
 		return e.Error
 	}
