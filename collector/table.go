@@ -18,8 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/vantageprobe/vantage/config"
-	"github.com/vantageprobe/vantage/exporter/prober"
 	"github.com/vantageprobe/vantage/exporter/scheduler"
+	"github.com/vantageprobe/vantage/prober/result"
 )
 
 // Table holds the latest result of every scheduled target and renders them
@@ -160,7 +160,7 @@ func (t *Table) render(r *row, o scheduler.Outcome) *rendering {
 		}
 		rd.segs = append(rd.segs, segment{family: fam, start: start, end: len(rd.buf)})
 	}
-	o.Result.Samples(func(s prober.Sample) {
+	o.Result.Samples(func(s result.Sample) {
 		add(s.Name, s.Help, "gauge", s.LabelNames, s.LabelValues, s.Value)
 	})
 	add("vantage_probe_attempts", "Attempts the latest scheduled check took, local retries included.", "gauge", nil, nil, float64(o.Attempts))

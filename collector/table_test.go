@@ -14,18 +14,18 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/vantageprobe/vantage/exporter/prober"
 	"github.com/vantageprobe/vantage/exporter/scheduler"
+	"github.com/vantageprobe/vantage/prober/result"
 )
 
-func httpResult(success bool, status int) *prober.Result {
-	r := &prober.Result{Prober: "http", Success: success, Duration: 120 * time.Millisecond,
-		Phases:  []prober.Phase{{Name: "resolve", Duration: time.Millisecond}, {Name: "connect", Duration: 2 * time.Millisecond}},
-		Resolve: &prober.ResolveDetails{Host: "a.example", IP: "127.0.0.1", IPProtocol: 4},
-		HTTP:    &prober.HTTPDetails{StatusCode: status},
+func httpResult(success bool, status int) *result.Result {
+	r := &result.Result{Prober: "http", Success: success, Duration: 120 * time.Millisecond,
+		Phases:  []result.Phase{{Name: "resolve", Duration: time.Millisecond}, {Name: "connect", Duration: 2 * time.Millisecond}},
+		Resolve: &result.ResolveDetails{Host: "a.example", IP: "127.0.0.1", IPProtocol: 4},
+		HTTP:    &result.HTTPDetails{StatusCode: status},
 	}
 	if !success {
-		r.Reason = prober.ReasonStatusCode
+		r.Reason = result.ReasonStatusCode
 	}
 	return r
 }
@@ -179,7 +179,7 @@ func tableOf(tb testing.TB, n int) *Table {
 	tab.Sync(targets)
 	for i := range targets {
 		r := httpResult(true, 200)
-		r.TLS = &prober.TLSDetails{Version: "TLS 1.3", Cipher: "TLS_AES_128_GCM_SHA256", EarliestCertExpiry: time.Unix(2e9, 0)}
+		r.TLS = &result.TLSDetails{Version: "TLS 1.3", Cipher: "TLS_AES_128_GCM_SHA256", EarliestCertExpiry: time.Unix(2e9, 0)}
 		tab.Record(scheduler.Outcome{Target: &targets[i], Result: r, Attempts: 1, Planned: time.Unix(1000, 0)})
 	}
 	return tab

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	promconfig "github.com/prometheus/common/config"
-	yaml "gopkg.in/yaml.v3"
+	yaml "go.yaml.in/yaml/v3"
 )
 
 // DefaultConfirmation holds the confirmation defaults.

@@ -8,9 +8,9 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	yaml "gopkg.in/yaml.v3"
+	yaml "go.yaml.in/yaml/v3"
 
-	"github.com/vantageprobe/vantage/exporter/report"
+	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/internal/jsonapi"
 	"github.com/vantageprobe/vantage/internal/webserver"
 )
@@ -28,7 +28,7 @@ func (c *Coordinator) Handler() http.Handler {
 	if c.token != nil {
 		reports = webserver.RequireToken(reports, c.token, c.metrics.unauthorized, c.logger)
 	}
-	mux.Handle("POST "+report.Path, reports)
+	mux.Handle("POST "+api.ReportsPath, reports)
 	mux.HandleFunc("GET /api/v1/incidents", c.handleIncidents)
 	mux.HandleFunc("GET /api/v1/incidents/{id}", c.handleIncident)
 	mux.HandleFunc("GET /api/v1/targets", c.handleTargets)

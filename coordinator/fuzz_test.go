@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vantageprobe/vantage/exporter/report"
+	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/internal/jsonapi"
 )
 
@@ -25,8 +25,8 @@ func FuzzReportBatch(f *testing.F) {
 	conf := testConfig("ams", "fra", "sfo")
 	f.Fuzz(func(t *testing.T, body string) {
 		rec := httptest.NewRecorder()
-		req := httptest.NewRequest(http.MethodPost, report.Path, strings.NewReader(body))
-		var b report.Batch
+		req := httptest.NewRequest(http.MethodPost, api.ReportsPath, strings.NewReader(body))
+		var b api.Batch
 		status, err := jsonapi.Decode(rec, req, maxReportBatchBytes, &b, "a batch")
 		if err == nil {
 			var reason string

@@ -3,7 +3,7 @@ package coordinator
 import (
 	"time"
 
-	"github.com/vantageprobe/vantage/exporter/prober"
+	"github.com/vantageprobe/vantage/prober/result"
 )
 
 // State is where a (target, module) stands at the coordinator.
@@ -65,7 +65,7 @@ type Evidence struct {
 	Source   string    `json:"source"`
 	Result   Outcome   `json:"result"`
 	// Reason is the prober's failure reason.
-	Reason prober.Reason `json:"reason,omitempty"`
+	Reason result.Reason `json:"reason,omitempty"`
 	// Error says why the check failed, or why its outcome is unknown.
 	Error string `json:"error,omitempty"`
 	// Phases are the check's phase durations in seconds.
@@ -77,7 +77,7 @@ type Evidence struct {
 }
 
 // evidenceFrom reads a prober result as evidence.
-func evidenceFrom(location, source string, r *prober.Result, fallback time.Time) Evidence {
+func evidenceFrom(location, source string, r *result.Result, fallback time.Time) Evidence {
 	e := Evidence{Location: location, Source: source, Time: fallback, Result: OutcomeUnknown}
 	if r == nil {
 		e.Error = "no result"

@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/config"
-	"github.com/vantageprobe/vantage/exporter/report"
 	"github.com/vantageprobe/vantage/internal/jsonapi"
 )
 
@@ -39,7 +39,7 @@ func newIntake() *intake { return &intake{last: map[string]position{}} }
 // fresh returns the reports of b not seen before, in order, and counts the
 // others. An exporter delivers its reports in order, so within one run
 // anything at or below the highest sequence seen is a duplicate.
-func (in *intake) fresh(b *report.Batch) (fresh []*report.Report, duplicates int) {
+func (in *intake) fresh(b *api.Batch) (fresh []*api.Report, duplicates int) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	pos := in.last[b.Location]
@@ -59,18 +59,12 @@ func (in *intake) fresh(b *report.Batch) (fresh []*report.Report, duplicates int
 	return fresh, duplicates
 }
 
-// ReportsAnswer is the answer to an accepted report batch.
-type ReportsAnswer struct {
-	Accepted   int `json:"accepted"`
-	Duplicates int `json:"duplicates"`
-}
-
 // handleReports receives a batch of state-change reports: it answers 200
 // once their incidents are durable in the log, 4xx (not retried by the
 // exporters) for a batch that can never be accepted, and 503 when the
 // log cannot be written (retried).
 func (c *Coordinator) handleReports(w http.ResponseWriter, r *http.Request) {
-	var b report.Batch
+	var b api.Batch
 	conf := c.conf.Load()
 	if status, err := jsonapi.Decode(w, r, maxReportBatchBytes, &b, "a JSON object with location, run and reports"); err != nil {
 		reason := rejectMalformed
@@ -91,8 +85,8 @@ func (c *Coordinator) handleReports(w http.ResponseWriter, r *http.Request) {
 	canaryFailing, canaryPassing := false, false
 	for _, rep := range fresh {
 		c.metrics.reportsReceived.WithLabelValues(b.Location, rep.State).Inc()
-		canaryFailing = canaryFailing || rep.State == report.StateUnknown
-		canaryPassing = canaryPassing || rep.State == report.StateFailing
+		canaryFailing = canaryFailing || rep.State == api.StateUnknown
+		canaryPassing = canaryPassing || rep.State == api.StateFailing
 	}
 	c.metrics.duplicates.WithLabelValues(b.Location).Add(float64(duplicates))
 	c.health.reported(b.Location, canaryFailing, canaryPassing)
@@ -107,7 +101,7 @@ func (c *Coordinator) handleReports(w http.ResponseWriter, r *http.Request) {
 		jsonapi.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("writing the incident log failed: %w", err))
 		return
 	}
-	jsonapi.Write(w, http.StatusOK, ReportsAnswer{Accepted: len(fresh), Duplicates: duplicates})
+	jsonapi.Write(w, http.StatusOK, api.ReportsAnswer{Accepted: len(fresh), Duplicates: duplicates})
 }
 
 func (c *Coordinator) reject(w http.ResponseWriter, r *http.Request, status int, reason string, err error) {
@@ -116,11 +110,9 @@ func (c *Coordinator) reject(w http.ResponseWriter, r *http.Request, status int,
 	jsonapi.WriteError(w, status, err)
 }
 
-var reportStates = []string{report.StateFailing, report.StateRecovered, report.StateUnknown}
-
 // validateBatch checks what decoding cannot: a known location, and
 // complete reports. Errors name the field, e.g. reports[3].state.
-func validateBatch(b *report.Batch, conf *config.CoordinatorConfig) (reason string, err error) {
+func validateBatch(b *api.Batch, conf *config.CoordinatorConfig) (reason string, err error) {
 	names := make([]string, len(conf.Locations))
 	for i, l := range conf.Locations {
 		names[i] = l.Name
@@ -145,11 +137,11 @@ func validateBatch(b *report.Batch, conf *config.CoordinatorConfig) (reason stri
 			return rejectInvalidReport, fmt.Errorf("%s must be set", field("target"))
 		case rep.Module == "":
 			return rejectInvalidReport, fmt.Errorf("%s must be set", field("module"))
-		case !slices.Contains(reportStates, rep.State):
-			return rejectInvalidReport, fmt.Errorf("%s: unknown state %q (want one of %s)", field("state"), rep.State, strings.Join(reportStates, ", "))
+		case !slices.Contains(api.States, rep.State):
+			return rejectInvalidReport, fmt.Errorf("%s: unknown state %q (want one of %s)", field("state"), rep.State, strings.Join(api.States, ", "))
 		case rep.Time.IsZero():
 			return rejectInvalidReport, fmt.Errorf("%s must be set", field("time"))
-		case rep.Result == nil && rep.State != report.StateUnknown:
+		case rep.Result == nil && rep.State != api.StateUnknown:
 			return rejectInvalidReport, fmt.Errorf("%s must be set for state %q", field("result"), rep.State)
 		}
 	}

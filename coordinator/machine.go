@@ -5,8 +5,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/config"
-	"github.com/vantageprobe/vantage/exporter/report"
 )
 
 // Machine is the confirmation state machine of every (target, module). It
@@ -142,12 +142,12 @@ func (m *Machine) target(k Key, now time.Time) *target {
 func (m *Machine) known(location string) bool { return slices.Contains(m.locations, location) }
 
 // Report applies one state-change report of location.
-func (m *Machine) Report(location string, r *report.Report, now time.Time) Effects {
+func (m *Machine) Report(location string, r *api.Report, now time.Time) Effects {
 	var eff Effects
 	t := m.target(Key{Target: r.Target, Module: r.Module}, now)
 	var e Evidence
 	switch r.State {
-	case report.StateUnknown:
+	case api.StateUnknown:
 		e = unknownEvidence(location, SourceReport, r.Time, "the location's connectivity canary is failing")
 		if r.Result != nil && r.Result.Error != "" {
 			e.Error += "; check: " + r.Result.Error
@@ -155,7 +155,7 @@ func (m *Machine) Report(location string, r *report.Report, now time.Time) Effec
 	default:
 		e = evidenceFrom(location, SourceReport, r.Result, r.Time)
 		e.Time = r.Time
-		if r.State == report.StateFailing {
+		if r.State == api.StateFailing {
 			e.Result = OutcomeFailure
 		} else {
 			e.Result = OutcomeSuccess

@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/config"
-	"github.com/vantageprobe/vantage/exporter/prober"
-	"github.com/vantageprobe/vantage/exporter/report"
+	"github.com/vantageprobe/vantage/prober/result"
 )
 
 // The machine reads no clock: every test drives it with its own times.
@@ -25,26 +25,26 @@ func testConfig(locations ...string) *config.CoordinatorConfig {
 
 var key = Key{Target: "https://shop.example", Module: "http_2xx"}
 
-func failing(at, first time.Time) *report.Report {
-	return &report.Report{Target: key.Target, Module: key.Module, State: report.StateFailing, Time: at, FirstFailure: first, Attempts: 3,
-		Result: &prober.Result{Prober: "http", Reason: prober.ReasonConnectRefused, Error: "connection refused", Start: at,
-			Phases: []prober.Phase{{Name: "resolve", Duration: time.Millisecond}, {Name: "connect", Duration: 2 * time.Millisecond}}}}
+func failing(at, first time.Time) *api.Report {
+	return &api.Report{Target: key.Target, Module: key.Module, State: api.StateFailing, Time: at, FirstFailure: first, Attempts: 3,
+		Result: &result.Result{Prober: "http", Reason: result.ReasonConnectRefused, Error: "connection refused", Start: at,
+			Phases: []result.Phase{{Name: "resolve", Duration: time.Millisecond}, {Name: "connect", Duration: 2 * time.Millisecond}}}}
 }
 
-func recovered(at time.Time) *report.Report {
-	return &report.Report{Target: key.Target, Module: key.Module, State: report.StateRecovered, Time: at, Attempts: 1,
-		Result: &prober.Result{Prober: "http", Success: true, Start: at}}
+func recovered(at time.Time) *api.Report {
+	return &api.Report{Target: key.Target, Module: key.Module, State: api.StateRecovered, Time: at, Attempts: 1,
+		Result: &result.Result{Prober: "http", Success: true, Start: at}}
 }
 
-func unknownReport(at time.Time) *report.Report {
-	return &report.Report{Target: key.Target, Module: key.Module, State: report.StateUnknown, Time: at, Attempts: 3,
-		Result: &prober.Result{Prober: "http", Reason: prober.ReasonConnectTimeout, Start: at}}
+func unknownReport(at time.Time) *api.Report {
+	return &api.Report{Target: key.Target, Module: key.Module, State: api.StateUnknown, Time: at, Attempts: 3,
+		Result: &result.Result{Prober: "http", Reason: result.ReasonConnectTimeout, Start: at}}
 }
 
 func answer(location string, outcome Outcome, at time.Time) Evidence {
 	e := Evidence{Location: location, Time: at, Source: SourceCheck, Result: outcome}
 	if outcome == OutcomeFailure {
-		e.Reason = prober.ReasonConnectRefused
+		e.Reason = result.ReasonConnectRefused
 	}
 	if outcome == OutcomeUnknown {
 		e.Error = "no answer within verify_timeout"

@@ -4,8 +4,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/config"
-	"github.com/vantageprobe/vantage/exporter/report"
 )
 
 // metrics are the coordinator's own counters; target states are rendered
@@ -97,7 +97,7 @@ func newMetrics(reg prometheus.Registerer, conf *config.CoordinatorConfig) *metr
 		m.rejected.WithLabelValues(r)
 	}
 	for _, l := range conf.Locations {
-		for _, s := range []string{report.StateFailing, report.StateRecovered, report.StateUnknown} {
+		for _, s := range []string{api.StateFailing, api.StateRecovered, api.StateUnknown} {
 			m.reportsReceived.WithLabelValues(l.Name, s)
 		}
 		m.duplicates.WithLabelValues(l.Name)

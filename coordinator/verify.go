@@ -12,12 +12,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vantageprobe/vantage/exporter"
+	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/internal/jsonapi"
 )
-
-// checkPath is the exporters' check API.
-const checkPath = "/api/v1/check"
 
 // maxChecksPerLocation bounds the check requests in flight to one
 // location; a round waiting for a slot past verify_timeout counts that
@@ -87,11 +84,11 @@ func (v *verifier) check(ctx context.Context, name, baseURL string, key Key, tim
 	case <-ctx.Done():
 		return checkAnswer{Evidence: unknownEvidence(name, SourceCheck, started, "no check slot free before verify_timeout"), reachable: true}
 	}
-	body, _ := json.Marshal(exporter.CheckRequest{
+	body, _ := json.Marshal(api.CheckRequest{
 		Target: key.Target, Module: key.Module,
 		TimeoutSeconds: checkBudget(timeout).Seconds(),
 	})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(baseURL, "/")+checkPath, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(baseURL, "/")+api.CheckPath, bytes.NewReader(body))
 	if err != nil {
 		return unknown("building the check request: %s", err)
 	}
@@ -113,7 +110,7 @@ func (v *verifier) check(ctx context.Context, name, baseURL string, key Key, tim
 		a.reachable = true
 		return a
 	}
-	var cr exporter.CheckResponse
+	var cr api.CheckResponse
 	err = json.Unmarshal(data, &cr)
 	if err == nil && cr.Result == nil {
 		err = errors.New("no result")

@@ -15,7 +15,7 @@ import (
 	"testing"
 
 	"github.com/compose-spec/compose-go/v2/types"
-	yaml "gopkg.in/yaml.v3"
+	yaml "go.yaml.in/yaml/v3"
 )
 
 const (

@@ -10,8 +10,9 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/vantageprobe/vantage/exporter/prober"
+	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/internal/jsonapi"
+	"github.com/vantageprobe/vantage/prober"
 )
 
 // The check API: the coordinator asks an exporter to check a target now,
@@ -22,27 +23,6 @@ const (
 	defaultCheckTimeout  = 10 * time.Second
 	maxCheckTimeout      = 2 * time.Minute
 )
-
-// CheckRequest is the body of POST /api/v1/check.
-type CheckRequest struct {
-	Target string `json:"target"`
-	Module string `json:"module"`
-	// TimeoutSeconds bounds the check; the module's timeout caps it. 0:
-	// the module's timeout, or 10s when the module sets none.
-	TimeoutSeconds float64 `json:"timeout_seconds,omitempty"`
-}
-
-// CheckResponse is the answer of POST /api/v1/check.
-type CheckResponse struct {
-	Location string `json:"location"`
-	// CanaryOK is the latest verdict of this location's connectivity
-	// canary; absent without a canary. A location whose canary fails
-	// cannot tell whether a target is down.
-	CanaryOK *bool          `json:"canary_ok,omitempty"`
-	Target   string         `json:"target"`
-	Module   string         `json:"module"`
-	Result   *prober.Result `json:"result"`
-}
 
 func (e *Exporter) handleCheck(w http.ResponseWriter, r *http.Request) {
 	req, status, err := decodeCheckRequest(w, r)
@@ -68,13 +48,13 @@ func (e *Exporter) handleCheck(w http.ResponseWriter, r *http.Request) {
 	if e.trans != nil {
 		e.trans.checked(req.Module, req.Target, result)
 	}
-	jsonapi.Write(w, http.StatusOK, CheckResponse{Location: e.opts.Location, CanaryOK: e.canary.known(), Target: req.Target, Module: req.Module, Result: result})
+	jsonapi.Write(w, http.StatusOK, api.CheckResponse{Location: e.opts.Location, CanaryOK: e.canary.known(), Target: req.Target, Module: req.Module, Result: result})
 }
 
 // decodeCheckRequest reads and validates a check request, returning the
 // HTTP status for its error.
-func decodeCheckRequest(w http.ResponseWriter, r *http.Request) (*CheckRequest, int, error) {
-	var req CheckRequest
+func decodeCheckRequest(w http.ResponseWriter, r *http.Request) (*api.CheckRequest, int, error) {
+	var req api.CheckRequest
 	if status, err := jsonapi.Decode(w, r, maxCheckRequestBytes, &req, "a JSON object with target and module"); err != nil {
 		return nil, status, err
 	}

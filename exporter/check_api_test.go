@@ -8,7 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vantageprobe/vantage/exporter/prober"
+	"github.com/vantageprobe/vantage/api"
+	"github.com/vantageprobe/vantage/prober/result"
 )
 
 func postCheck(t *testing.T, url, contentType, body string) (int, string) {
@@ -36,7 +37,7 @@ func TestCheckAPI(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("status %d: %s", code, body)
 	}
-	var resp CheckResponse
+	var resp api.CheckResponse
 	if err := json.Unmarshal([]byte(body), &resp); err != nil {
 		t.Fatalf("response is not a CheckResponse: %v\n%s", err, body)
 	}
@@ -49,11 +50,11 @@ func TestCheckAPI(t *testing.T) {
 	}
 
 	_, body = postCheck(t, ts.url, "", `{"target": "`+down.URL+`", "module": "http_2xx", "timeout_seconds": 2}`)
-	resp = CheckResponse{}
+	resp = api.CheckResponse{}
 	if err := json.Unmarshal([]byte(body), &resp); err != nil {
 		t.Fatal(err)
 	}
-	if resp.Result.Success || resp.Result.Reason != prober.ReasonStatusCode || resp.Result.HTTP.StatusCode != 502 {
+	if resp.Result.Success || resp.Result.Reason != result.ReasonStatusCode || resp.Result.HTTP.StatusCode != 502 {
 		t.Errorf("failed check: got %s", body)
 	}
 

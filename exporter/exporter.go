@@ -14,11 +14,12 @@ import (
 	promconfig "github.com/prometheus/common/config"
 
 	"github.com/vantageprobe/vantage/collector"
-	"github.com/vantageprobe/vantage/exporter/prober"
 	"github.com/vantageprobe/vantage/exporter/report"
 	"github.com/vantageprobe/vantage/exporter/scheduler"
 	"github.com/vantageprobe/vantage/internal/tracing"
 	"github.com/vantageprobe/vantage/internal/webserver"
+	"github.com/vantageprobe/vantage/prober"
+	"github.com/vantageprobe/vantage/prober/result"
 )
 
 // Exporter is one running vantage-exporter.
@@ -178,11 +179,11 @@ func schedulerSettings(st *state) scheduler.Settings {
 
 // check runs one attempt of a scheduled check with the module as currently
 // configured.
-func (e *Exporter) check(ctx context.Context, t *scheduler.Target) *prober.Result {
+func (e *Exporter) check(ctx context.Context, t *scheduler.Target) *result.Result {
 	mod := e.config.get().modules[t.Module]
 	if mod == nil {
-		r := &prober.Result{Start: time.Now()}
-		r.Fail(prober.ReasonConfigError, "module %q is no longer configured", t.Module)
+		r := &result.Result{Start: time.Now()}
+		r.Fail(result.ReasonConfigError, "module %q is no longer configured", t.Module)
 		return r
 	}
 	var p prober.Params

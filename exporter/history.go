@@ -4,7 +4,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vantageprobe/vantage/exporter/prober"
+	"github.com/vantageprobe/vantage/prober/result"
 )
 
 // probeRecord is one recent probe, kept for the landing page and for
@@ -14,7 +14,7 @@ type probeRecord struct {
 	Module  string
 	Target  string
 	Time    time.Time
-	Result  *prober.Result
+	Result  *result.Result
 	Debug   string
 	Success bool
 }

@@ -10,7 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/vantageprobe/vantage/exporter/prober"
+	"github.com/vantageprobe/vantage/prober"
+	"github.com/vantageprobe/vantage/prober/result"
 )
 
 // OneShot is one probe run from the command line.
@@ -58,7 +59,7 @@ func ProbeOnce(ctx context.Context, opts Options, req OneShot, w io.Writer) (boo
 	return r.Success, writeResultTable(w, req.Module, req.Target, r)
 }
 
-func writeResultTable(w io.Writer, module, target string, r *prober.Result) error {
+func writeResultTable(w io.Writer, module, target string, r *result.Result) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "module\t%s\n", module)
 	fmt.Fprintf(tw, "target\t%s\n", target)
@@ -80,7 +81,7 @@ func writeResultTable(w io.Writer, module, target string, r *prober.Result) erro
 	}
 	fmt.Fprintln(tw)
 	fmt.Fprintf(tw, "SERIES\tVALUE\n")
-	r.Samples(func(s prober.Sample) {
+	r.Samples(func(s result.Sample) {
 		fmt.Fprintf(tw, "%s\t%g\n", s.String(), s.Value)
 	})
 	return tw.Flush()

@@ -14,9 +14,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/expfmt"
 	"go.opentelemetry.io/otel/trace"
-	yaml "gopkg.in/yaml.v3"
+	yaml "go.yaml.in/yaml/v3"
 
-	"github.com/vantageprobe/vantage/exporter/prober"
+	"github.com/vantageprobe/vantage/prober"
+	"github.com/vantageprobe/vantage/prober/result"
 )
 
 // defaultScrapeTimeout applies when Prometheus sends no timeout header.
@@ -47,12 +48,12 @@ func probeTimeout(r *http.Request, moduleTimeout, offset time.Duration) (time.Du
 }
 
 // resultCollector exposes one probe result as const metrics.
-type resultCollector struct{ result *prober.Result }
+type resultCollector struct{ result *result.Result }
 
 func (c resultCollector) Describe(chan<- *prometheus.Desc) {}
 
 func (c resultCollector) Collect(ch chan<- prometheus.Metric) {
-	c.result.Samples(func(s prober.Sample) {
+	c.result.Samples(func(s result.Sample) {
 		desc := prometheus.NewDesc(s.Name, s.Help, s.LabelNames, nil)
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, s.Value, s.LabelValues...)
 	})

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vantageprobe/vantage/exporter/report"
+	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/internal/loopback"
 )
 
@@ -22,11 +22,11 @@ func TestStateChangesAreReportedToTheCoordinator(t *testing.T) {
 	}))
 	defer target.Close()
 	var mu sync.Mutex
-	var got []report.Report
+	var got []api.Report
 	var location string
 	coordinator := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var b report.Batch
-		if r.URL.Path != report.Path || json.NewDecoder(r.Body).Decode(&b) != nil {
+		var b api.Batch
+		if r.URL.Path != api.ReportsPath || json.NewDecoder(r.Body).Decode(&b) != nil {
 			http.Error(w, "bad report", http.StatusBadRequest)
 			return
 		}
@@ -37,10 +37,10 @@ func TestStateChangesAreReportedToTheCoordinator(t *testing.T) {
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	defer coordinator.Close()
-	reports := func() []report.Report {
+	reports := func() []api.Report {
 		mu.Lock()
 		defer mu.Unlock()
-		return append([]report.Report(nil), got...)
+		return append([]api.Report(nil), got...)
 	}
 
 	mustStart(t, `
@@ -73,11 +73,11 @@ targets:
 	if location != "ams" {
 		t.Errorf("batch location %q", location)
 	}
-	if fail.State != report.StateFailing || fail.Target != target.URL || fail.Module != "http_2xx" ||
+	if fail.State != api.StateFailing || fail.Target != target.URL || fail.Module != "http_2xx" ||
 		fail.Result == nil || fail.Result.Reason != "status_code" || fail.FirstFailure.IsZero() || fail.Attempts != 1 {
 		t.Errorf("failing report = %+v", fail)
 	}
-	if rec.State != report.StateRecovered || !rec.Result.Success || !rec.FirstFailure.Equal(fail.FirstFailure) || !rec.Time.After(fail.Time) {
+	if rec.State != api.StateRecovered || !rec.Result.Success || !rec.FirstFailure.Equal(fail.FirstFailure) || !rec.Time.After(fail.Time) {
 		t.Errorf("recovered report = %+v (failing one first failed at %s)", rec, fail.FirstFailure)
 	}
 	if rec.Seq != fail.Seq+1 {
@@ -100,9 +100,9 @@ func TestFailingCanaryMakesFailuresUnknown(t *testing.T) {
 	}))
 	defer down.Close()
 	var mu sync.Mutex
-	var got []report.Report
+	var got []api.Report
 	coordinator := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var b report.Batch
+		var b api.Batch
 		if json.NewDecoder(r.Body).Decode(&b) != nil {
 			http.Error(w, "bad report", http.StatusBadRequest)
 			return
@@ -146,7 +146,7 @@ targets:
 		t.Errorf("probe_success series: %+v, want only the scheduled target's", f.samples)
 	}
 	code, body := postCheck(t, ts.url, "application/json", `{"target": "`+down.URL+`", "module": "http_2xx"}`)
-	var resp CheckResponse
+	var resp api.CheckResponse
 	if err := json.Unmarshal([]byte(body), &resp); err != nil || code != 200 || resp.CanaryOK == nil || *resp.CanaryOK {
 		t.Errorf("check API answer does not say the canary fails: %d %s", code, body)
 	}
@@ -157,7 +157,7 @@ targets:
 	})
 	mu.Lock()
 	defer mu.Unlock()
-	if got[0].State != report.StateUnknown || got[0].Target != down.URL {
+	if got[0].State != api.StateUnknown || got[0].Target != down.URL {
 		t.Errorf("report while the canary fails = %s %s, want unknown", got[0].State, got[0].Target)
 	}
 }

@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/vantageprobe/vantage/config"
-	"github.com/vantageprobe/vantage/exporter/prober"
 	"github.com/vantageprobe/vantage/exporter/scheduler"
+	"github.com/vantageprobe/vantage/prober"
 )
 
 // state is one loaded configuration with its prepared modules. A reload

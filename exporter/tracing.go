@@ -8,9 +8,9 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/vantageprobe/vantage/exporter/prober"
 	"github.com/vantageprobe/vantage/exporter/scheduler"
 	"github.com/vantageprobe/vantage/internal/tracing"
+	"github.com/vantageprobe/vantage/prober/result"
 )
 
 // What asked for a check, as its span's vantage.check.source says.
@@ -77,7 +77,7 @@ func checkSpanFrom(ctx context.Context) *checkSpan {
 // attempt records one run of the prober: a child span of the check for each
 // phase it measured, with the phase's real start and end, and an "attempt"
 // event on the check span.
-func (cs *checkSpan) attempt(r *prober.Result) {
+func (cs *checkSpan) attempt(r *result.Result) {
 	if cs == nil || r == nil {
 		return
 	}
@@ -102,7 +102,7 @@ func (cs *checkSpan) attempt(r *prober.Result) {
 // end closes the check span with the check's final result (nil when the
 // check was abandoned) and returns the check's trace ID when its trace was
 // kept, "" otherwise.
-func (cs *checkSpan) end(r *prober.Result, attempts int) string {
+func (cs *checkSpan) end(r *result.Result, attempts int) string {
 	if cs == nil {
 		return ""
 	}

@@ -23,10 +23,11 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/vantageprobe/vantage/exporter/prober"
 	"github.com/vantageprobe/vantage/exporter/scheduler"
 	"github.com/vantageprobe/vantage/internal/tracing"
 	"github.com/vantageprobe/vantage/internal/tracing/otlptest"
+	"github.com/vantageprobe/vantage/prober"
+	"github.com/vantageprobe/vantage/prober/result"
 )
 
 // The coordinator's verification span, as its traceparent header names it.
@@ -522,8 +523,8 @@ func TestFailedCheckSpansReachOTLPReceiver(t *testing.T) {
 func TestTracingOffAllocatesNothing(t *testing.T) {
 	clearOTelEnv(t)
 	ct := newCheckTracer(tracing.Disabled(), "ams")
-	r := &prober.Result{Prober: "http", Start: time.Now(), Duration: time.Millisecond,
-		Timeline: []prober.PhaseTiming{{Name: "connect", Duration: time.Microsecond}}}
+	r := &result.Result{Prober: "http", Start: time.Now(), Duration: time.Millisecond,
+		Timeline: []result.PhaseTiming{{Name: "connect", Duration: time.Microsecond}}}
 	ctx := context.Background()
 	allocs := testing.AllocsPerRun(1000, func() {
 		cctx, cs := ct.start(ctx, sourceScheduler, "http_2xx", "https://example.com", trace.SpanKindInternal)
@@ -567,9 +568,9 @@ func schedulerTarget(module, target string) *scheduler.Target {
 // BenchmarkCheckSpan measures the tracing work of one check (span, three
 // phase spans, attributes, end) with tracing off and on.
 func BenchmarkCheckSpan(b *testing.B) {
-	r := &prober.Result{Prober: "http", Start: time.Now(), Duration: 3 * time.Millisecond, Success: true,
-		HTTP: &prober.HTTPDetails{StatusCode: 200},
-		Timeline: []prober.PhaseTiming{
+	r := &result.Result{Prober: "http", Start: time.Now(), Duration: 3 * time.Millisecond, Success: true,
+		HTTP: &result.HTTPDetails{StatusCode: 200},
+		Timeline: []result.PhaseTiming{
 			{Name: "connect", Duration: time.Millisecond},
 			{Name: "processing", Start: time.Millisecond, Duration: time.Millisecond},
 			{Name: "transfer", Start: 2 * time.Millisecond, Duration: time.Millisecond},

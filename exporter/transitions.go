@@ -4,9 +4,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vantageprobe/vantage/exporter/prober"
-	"github.com/vantageprobe/vantage/exporter/report"
+	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/exporter/scheduler"
+	"github.com/vantageprobe/vantage/prober/result"
 )
 
 // transitions turns scheduled outcomes into state-change reports: a target
@@ -17,7 +17,7 @@ import (
 type transitions struct {
 	mu      sync.Mutex
 	failing map[string]streak // targets whose checks fail
-	send    func(report.Report)
+	send    func(api.Report)
 }
 
 // streak is a run of failed checks of one target.
@@ -26,7 +26,7 @@ type streak struct {
 	state string    // the state last reported: failing or unknown
 }
 
-func newTransitions(send func(report.Report)) *transitions {
+func newTransitions(send func(api.Report)) *transitions {
 	return &transitions{failing: map[string]streak{}, send: send}
 }
 
@@ -38,17 +38,17 @@ func (tr *transitions) record(o scheduler.Outcome, canaryOK bool) {
 	switch {
 	case o.Result.Success && wasFailing:
 		delete(tr.failing, key)
-		state = report.StateRecovered
+		state = api.StateRecovered
 	case o.Result.Success:
 	case !wasFailing:
-		s = streak{first: o.Planned, state: report.StateFailing}
+		s = streak{first: o.Planned, state: api.StateFailing}
 		if !canaryOK {
-			s.state = report.StateUnknown
+			s.state = api.StateUnknown
 		}
 		tr.failing[key] = s
 		state = s.state
-	case s.state == report.StateUnknown && canaryOK:
-		s.state = report.StateFailing
+	case s.state == api.StateUnknown && canaryOK:
+		s.state = api.StateFailing
 		tr.failing[key] = s
 		state = s.state
 	}
@@ -57,7 +57,7 @@ func (tr *transitions) record(o scheduler.Outcome, canaryOK bool) {
 		return
 	}
 	first := s.first
-	tr.send(report.Report{
+	tr.send(api.Report{
 		Target: o.Target.Target, Module: o.Target.Module, State: state,
 		Time: o.Planned, FirstFailure: first, Attempts: o.Attempts, Result: o.Result,
 	})
@@ -69,7 +69,7 @@ func (tr *transitions) record(o scheduler.Outcome, canaryOK bool) {
 // checks, long enough for the coordinator to resolve its outage, would
 // never be reported failing again. A failed check changes nothing:
 // scheduled checks start streaks.
-func (tr *transitions) checked(module, target string, r *prober.Result) {
+func (tr *transitions) checked(module, target string, r *result.Result) {
 	if !r.Success {
 		return
 	}
@@ -79,7 +79,7 @@ func (tr *transitions) checked(module, target string, r *prober.Result) {
 	delete(tr.failing, key)
 	tr.mu.Unlock()
 	if wasFailing {
-		tr.send(report.Report{Target: target, Module: module, State: report.StateRecovered, Time: r.Start, Attempts: 1, Result: r})
+		tr.send(api.Report{Target: target, Module: module, State: api.StateRecovered, Time: r.Start, Attempts: 1, Result: r})
 	}
 }
 

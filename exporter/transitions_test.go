@@ -4,20 +4,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vantageprobe/vantage/exporter/prober"
-	"github.com/vantageprobe/vantage/exporter/report"
+	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/exporter/scheduler"
+	"github.com/vantageprobe/vantage/prober/result"
 )
 
 func TestTransitions(t *testing.T) {
-	var sent []report.Report
-	tr := newTransitions(func(r report.Report) { sent = append(sent, r) })
+	var sent []api.Report
+	tr := newTransitions(func(r api.Report) { sent = append(sent, r) })
 	target := &scheduler.Target{Module: "http_2xx", Target: "https://a.example"}
 	at := func(s int) time.Time { return time.Unix(int64(1000+s), 0) }
 	step := func(s int, success, canaryOK bool) {
-		res := &prober.Result{Success: success}
+		res := &result.Result{Success: success}
 		if !success {
-			res.Reason = prober.ReasonConnectTimeout
+			res.Reason = result.ReasonConnectTimeout
 		}
 		tr.record(scheduler.Outcome{Target: target, Result: res, Attempts: 1, Planned: at(s)}, canaryOK)
 	}
@@ -30,15 +30,15 @@ func TestTransitions(t *testing.T) {
 		success, canary bool
 		report          *want
 	}{
-		{0, true, true, nil},                                // up, nothing to say
-		{10, false, true, &want{report.StateFailing, 10}},   // starts failing
-		{20, false, true, nil},                              // still failing
-		{30, true, true, &want{report.StateRecovered, 10}},  // recovered, streak from 10
-		{40, false, false, &want{report.StateUnknown, 40}},  // fails while the canary fails
-		{50, false, false, nil},                             // still blind
-		{60, false, true, &want{report.StateFailing, 40}},   // canary back, target still failing
-		{70, false, false, nil},                             // failing stays failing
-		{80, true, false, &want{report.StateRecovered, 40}}, // recovered
+		{0, true, true, nil},                             // up, nothing to say
+		{10, false, true, &want{api.StateFailing, 10}},   // starts failing
+		{20, false, true, nil},                           // still failing
+		{30, true, true, &want{api.StateRecovered, 10}},  // recovered, streak from 10
+		{40, false, false, &want{api.StateUnknown, 40}},  // fails while the canary fails
+		{50, false, false, nil},                          // still blind
+		{60, false, true, &want{api.StateFailing, 40}},   // canary back, target still failing
+		{70, false, false, nil},                          // failing stays failing
+		{80, true, false, &want{api.StateRecovered, 40}}, // recovered
 	} {
 		n := len(sent)
 		step(tc.step, tc.success, tc.canary)
@@ -61,7 +61,7 @@ func TestTransitions(t *testing.T) {
 	tr.retain(nil)
 	n := len(sent)
 	step(100, false, true)
-	if len(sent) != n+1 || sent[n].State != report.StateFailing || !sent[n].FirstFailure.Equal(at(100)) {
+	if len(sent) != n+1 || sent[n].State != api.StateFailing || !sent[n].FirstFailure.Equal(at(100)) {
 		t.Errorf("after retain: %+v", sent[n:])
 	}
 }
@@ -94,24 +94,24 @@ func TestCanaryState(t *testing.T) {
 }
 
 func TestCheckSuccessEndsTheStreak(t *testing.T) {
-	var sent []report.Report
-	tr := newTransitions(func(r report.Report) { sent = append(sent, r) })
+	var sent []api.Report
+	tr := newTransitions(func(r api.Report) { sent = append(sent, r) })
 	target := &scheduler.Target{Module: "http_2xx", Target: "https://a.example"}
-	fail := &prober.Result{Reason: prober.ReasonStatusCode}
+	fail := &result.Result{Reason: result.ReasonStatusCode}
 	tr.record(scheduler.Outcome{Target: target, Result: fail, Attempts: 1, Planned: time.Unix(1000, 0)}, true)
 
-	tr.checked("http_2xx", "https://a.example", &prober.Result{Reason: prober.ReasonStatusCode})
-	tr.checked("http_2xx", "https://other.example", &prober.Result{Success: true})
+	tr.checked("http_2xx", "https://a.example", &result.Result{Reason: result.ReasonStatusCode})
+	tr.checked("http_2xx", "https://other.example", &result.Result{Success: true})
 	if len(sent) != 1 {
 		t.Fatalf("%d reports after a failed check and another target's success, want only the first failure", len(sent))
 	}
-	tr.checked("http_2xx", "https://a.example", &prober.Result{Success: true, Start: time.Unix(1005, 0)})
-	if len(sent) != 2 || sent[1].State != report.StateRecovered || !sent[1].Time.Equal(time.Unix(1005, 0)) {
+	tr.checked("http_2xx", "https://a.example", &result.Result{Success: true, Start: time.Unix(1005, 0)})
+	if len(sent) != 2 || sent[1].State != api.StateRecovered || !sent[1].Time.Equal(time.Unix(1005, 0)) {
 		t.Fatalf("reports = %+v, want a recovery at 1005 after the checked success", sent)
 	}
 	// The next scheduled failure starts a new streak and is reported.
 	tr.record(scheduler.Outcome{Target: target, Result: fail, Attempts: 1, Planned: time.Unix(1010, 0)}, true)
-	if len(sent) != 3 || sent[2].State != report.StateFailing || !sent[2].FirstFailure.Equal(time.Unix(1010, 0)) {
+	if len(sent) != 3 || sent[2].State != api.StateFailing || !sent[2].FirstFailure.Equal(time.Unix(1010, 0)) {
 		t.Errorf("reports = %+v, want a new failing streak from 1010", sent)
 	}
 }

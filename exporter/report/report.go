@@ -22,53 +22,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"github.com/vantageprobe/vantage/exporter/prober"
+	"github.com/vantageprobe/vantage/api"
 )
-
-// Path is where a coordinator receives reports.
-const Path = "/api/v1/reports"
-
-// States a report announces.
-const (
-	StateFailing   = "failing"
-	StateRecovered = "recovered"
-	// StateUnknown: the check failed while this location's connectivity
-	// canary failed too, so the location cannot tell.
-	StateUnknown = "unknown"
-)
-
-// Report is one state change of a scheduled target seen by this exporter.
-type Report struct {
-	// Seq orders an exporter's reports; it grows by one per report.
-	Seq    uint64 `json:"seq"`
-	Target string `json:"target"`
-	Module string `json:"module"`
-	State  string `json:"state"`
-	// Time is when the check that changed the state was planned.
-	Time time.Time `json:"time"`
-	// FirstFailure is when the first failed check of a failing streak was
-	// planned, for incidents backdated to it.
-	FirstFailure time.Time `json:"first_failure,omitzero"`
-	// Attempts is how many attempts the check took, local retries included.
-	Attempts int            `json:"attempts"`
-	Result   *prober.Result `json:"result"`
-}
-
-// Batch is the body of POST /api/v1/reports.
-type Batch struct {
-	Location string `json:"location"`
-	// Run identifies this exporter process: Seq restarts at 1 in a new
-	// run, so a coordinator tells a redelivered batch (same run, seen
-	// Seq) from a restarted exporter's first reports.
-	Run     string   `json:"run"`
-	Reports []Report `json:"reports"`
-}
 
 // Options configure a Reporter.
 type Options struct {
 	// URLs are the coordinators' base URLs; each gets every report.
 	URLs     []string
 	Location string
+	// Canary, when set, returns the location's connectivity canary
+	// verdict (nil without a canary or before its first check); every
+	// batch carries it.
+	Canary func() *bool
 	// BufferSize bounds the reports waiting per coordinator; when full the
 	// oldest is dropped.
 	BufferSize int
@@ -146,7 +111,7 @@ func New(opts Options) *Reporter {
 		}, []string{"coordinator"}),
 	}
 	for _, u := range opts.URLs {
-		s := &sink{r: r, url: strings.TrimSuffix(u, "/") + Path, name: u, wake: make(chan struct{}, 1)}
+		s := &sink{r: r, url: strings.TrimSuffix(u, "/") + api.ReportsPath, name: u, wake: make(chan struct{}, 1)}
 		r.delivered.WithLabelValues(u)
 		r.dropped.WithLabelValues(u, "overflow")
 		r.dropped.WithLabelValues(u, "rejected")
@@ -162,7 +127,7 @@ func New(opts Options) *Reporter {
 }
 
 // Send queues a report for every coordinator; it never blocks.
-func (r *Reporter) Send(rep Report) {
+func (r *Reporter) Send(rep api.Report) {
 	// Numbering and queueing under one lock keeps every queue in sequence
 	// order: a coordinator takes a report numbered below one it has seen
 	// for a redelivery.
@@ -173,6 +138,14 @@ func (r *Reporter) Send(rep Report) {
 	for _, s := range r.sinks {
 		s.push(rep)
 	}
+}
+
+// canary is the location's canary verdict for a batch.
+func (r *Reporter) canary() *bool {
+	if r.opts.Canary == nil {
+		return nil
+	}
+	return r.opts.Canary()
 }
 
 // Run delivers until ctx ends, then makes one last attempt, bounded by
@@ -200,7 +173,7 @@ type sink struct {
 	wake chan struct{}
 
 	mu    sync.Mutex
-	queue []Report
+	queue []api.Report
 	// inflight is how many reports at the front of queue are being
 	// delivered; overflow never drops those, so a report counted as
 	// dropped is never delivered after all.
@@ -213,7 +186,7 @@ func (s *sink) length() float64 {
 	return float64(len(s.queue))
 }
 
-func (s *sink) push(rep Report) {
+func (s *sink) push(rep api.Report) {
 	s.mu.Lock()
 	if len(s.queue) >= s.r.opts.BufferSize {
 		// Drop the oldest report not being delivered; when every
@@ -239,17 +212,17 @@ func (s *sink) push(rep Report) {
 
 // head returns up to BatchSize reports from the front of the queue and
 // marks them in flight.
-func (s *sink) head() []Report {
+func (s *sink) head() []api.Report {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	batch := append([]Report(nil), s.queue[:min(len(s.queue), s.r.opts.BatchSize)]...)
+	batch := append([]api.Report(nil), s.queue[:min(len(s.queue), s.r.opts.BatchSize)]...)
 	s.inflight = len(batch)
 	return batch
 }
 
 // settle ends a delivery attempt: delivered (or rejected) reports leave the
 // front of the queue; after a failure they stay for the retry.
-func (s *sink) settle(batch []Report, delivered bool) {
+func (s *sink) settle(batch []api.Report, delivered bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.inflight = 0
@@ -315,8 +288,8 @@ func (s *sink) deliverAll(ctx context.Context) error {
 	}
 }
 
-func (s *sink) deliver(ctx context.Context, batch []Report) error {
-	body, err := json.Marshal(Batch{Location: s.r.opts.Location, Run: s.r.run, Reports: batch})
+func (s *sink) deliver(ctx context.Context, batch []api.Report) error {
+	body, err := json.Marshal(api.Batch{Location: s.r.opts.Location, Run: s.r.run, CanaryOK: s.r.canary(), Reports: batch})
 	if err != nil {
 		return err
 	}

@@ -14,14 +14,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/vantageprobe/vantage/exporter/prober"
+	"github.com/vantageprobe/vantage/api"
+	"github.com/vantageprobe/vantage/prober/result"
 )
 
 // intake is an in-process coordinator report endpoint that can be switched
 // to fail.
 type intake struct {
 	mu      sync.Mutex
-	got     []Report
+	got     []api.Report
 	batches int
 	run     string       // the first batch's run
 	status  atomic.Int32 // answered status; 0 means 202
@@ -31,7 +32,7 @@ type intake struct {
 func newIntake(t *testing.T) *intake {
 	in := &intake{}
 	in.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != Path || r.Method != http.MethodPost {
+		if r.URL.Path != api.ReportsPath || r.Method != http.MethodPost {
 			http.Error(w, "wrong endpoint", http.StatusNotFound)
 			return
 		}
@@ -39,7 +40,7 @@ func newIntake(t *testing.T) *intake {
 			http.Error(w, "down", int(st))
 			return
 		}
-		var b Batch
+		var b api.Batch
 		if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -66,10 +67,10 @@ func newIntake(t *testing.T) *intake {
 	return in
 }
 
-func (in *intake) received() []Report {
+func (in *intake) received() []api.Report {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	return append([]Report(nil), in.got...)
+	return append([]api.Report(nil), in.got...)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -81,9 +82,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func report(i int) Report {
-	return Report{Target: fmt.Sprintf("https://t%d.example", i), Module: "http_2xx", State: StateFailing,
-		Time: time.Unix(int64(1000+i), 0), Attempts: 3, Result: &prober.Result{Reason: prober.ReasonConnectRefused}}
+func report(i int) api.Report {
+	return api.Report{Target: fmt.Sprintf("https://t%d.example", i), Module: "http_2xx", State: api.StateFailing,
+		Time: time.Unix(int64(1000+i), 0), Attempts: 3, Result: &result.Result{Reason: result.ReasonConnectRefused}}
 }
 
 func start(t *testing.T, opts Options) (*Reporter, *prometheus.Registry, func()) {
@@ -109,7 +110,7 @@ func TestDeliversInOrderInBatches(t *testing.T) {
 	}
 	waitFor(t, "50 reports", func() bool { return len(in.received()) == 50 })
 	for i, rep := range in.received() {
-		if rep.Seq != uint64(i+1) || rep.Target != report(i).Target || rep.Result.Reason != prober.ReasonConnectRefused {
+		if rep.Seq != uint64(i+1) || rep.Target != report(i).Target || rep.Result.Reason != result.ReasonConnectRefused {
 			t.Fatalf("report %d = seq %d %s, want seq %d %s", i, rep.Seq, rep.Target, i+1, report(i).Target)
 		}
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"github.com/vantageprobe/vantage/exporter/prober"
+	"github.com/vantageprobe/vantage/prober/result"
 )
 
 // Target is one scheduled check: a target probed with a module on an interval.
@@ -48,7 +48,7 @@ func Key(module, target string) string { return module + "\x00" + target }
 // Outcome is the result of one scheduled check after local retries.
 type Outcome struct {
 	Target   *Target
-	Result   *prober.Result
+	Result   *result.Result
 	Attempts int
 	Planned  time.Time
 	// TraceID is the hex ID of the check's trace when the check was
@@ -58,7 +58,7 @@ type Outcome struct {
 }
 
 // CheckFunc runs one attempt of a check; ctx carries the attempt's deadline.
-type CheckFunc func(ctx context.Context, t *Target) *prober.Result
+type CheckFunc func(ctx context.Context, t *Target) *result.Result
 
 // Settings are the scheduler's tunables; SetSettings changes them while it runs.
 type Settings struct {
@@ -303,7 +303,7 @@ func (s *Scheduler) dispatch(ctx context.Context, e *entry, planned time.Time) {
 // failure up to Retries times, RetryInterval apart, releasing the slot while
 // it waits. A retry that could not finish before the target's next planned
 // check is not made: the next check will tell.
-func (s *Scheduler) run(ctx context.Context, e *entry, t *Target, slot *limiter, next time.Time) (*prober.Result, int) {
+func (s *Scheduler) run(ctx context.Context, e *entry, t *Target, slot *limiter, next time.Time) (*result.Result, int) {
 	for attempt := 1; ; attempt++ {
 		r := s.attempt(ctx, t, slot)
 		st := s.settings.Load()
@@ -325,7 +325,7 @@ func (s *Scheduler) run(ctx context.Context, e *entry, t *Target, slot *limiter,
 }
 
 // attempt runs one check attempt in the slot it holds, then frees the slot.
-func (s *Scheduler) attempt(ctx context.Context, t *Target, slot *limiter) *prober.Result {
+func (s *Scheduler) attempt(ctx context.Context, t *Target, slot *limiter) *result.Result {
 	s.checks.Inc()
 	s.inFlight.Add(1)
 	defer func() {

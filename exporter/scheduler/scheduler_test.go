@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/vantageprobe/vantage/exporter/prober"
+	"github.com/vantageprobe/vantage/prober/result"
 )
 
 func TestOffsetStableAndSpread(t *testing.T) {
@@ -80,7 +80,7 @@ func (r *recorder) forTarget(target string) []Outcome {
 	return out
 }
 
-func succeed(context.Context, *Target) *prober.Result { return &prober.Result{Success: true} }
+func succeed(context.Context, *Target) *result.Result { return &result.Result{Success: true} }
 
 func target(name string, interval time.Duration) Target {
 	return Target{Module: "m", Target: name, Interval: interval, Timeout: time.Second}
@@ -144,15 +144,15 @@ func TestRetries(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
 		attempts := map[string]int{}
-		check := func(ctx context.Context, tg *Target) *prober.Result {
+		check := func(ctx context.Context, tg *Target) *result.Result {
 			mu.Lock()
 			defer mu.Unlock()
 			attempts[tg.Target]++
 			// "flaky" fails twice then succeeds; "down" always fails.
 			if tg.Target == "flaky" && attempts[tg.Target] == 3 {
-				return &prober.Result{Success: true}
+				return &result.Result{Success: true}
 			}
-			return &prober.Result{Success: false, Reason: prober.ReasonConnectRefused}
+			return &result.Result{Success: false, Reason: result.ReasonConnectRefused}
 		}
 		rec := &recorder{}
 		_, _, stop := startScheduler(t, Options{Settings: Settings{MaxInFlight: 10, Retries: 2, RetryInterval: 5 * time.Second}, Check: check, OnOutcome: rec.add},
@@ -166,7 +166,7 @@ func TestRetries(t *testing.T) {
 			t.Fatalf("flaky: outcomes %+v, want one success after 3 attempts", flaky)
 		}
 		down := rec.forTarget("down")
-		if len(down) != 1 || down[0].Result.Success || down[0].Attempts != 3 || down[0].Result.Reason != prober.ReasonConnectRefused {
+		if len(down) != 1 || down[0].Result.Success || down[0].Attempts != 3 || down[0].Result.Reason != result.ReasonConnectRefused {
 			t.Fatalf("down: outcomes %+v, want one failure after 3 attempts", down)
 		}
 	})
@@ -176,11 +176,11 @@ func TestRetriesAreSpacedByRetryInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
 		var times []time.Time
-		check := func(ctx context.Context, tg *Target) *prober.Result {
+		check := func(ctx context.Context, tg *Target) *result.Result {
 			mu.Lock()
 			defer mu.Unlock()
 			times = append(times, time.Now())
-			return &prober.Result{Reason: prober.ReasonTimeout}
+			return &result.Result{Reason: result.ReasonTimeout}
 		}
 		_, _, stop := startScheduler(t, Options{Settings: Settings{MaxInFlight: 1, Retries: 2, RetryInterval: 5 * time.Second}, Check: check},
 			target("x", time.Minute))
@@ -241,9 +241,9 @@ func TestMissedChecksAreCounted(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			// Each check takes 25s on a 10s interval: two of every three
 			// slots find the previous check still running.
-			slow := func(ctx context.Context, tg *Target) *prober.Result {
+			slow := func(ctx context.Context, tg *Target) *result.Result {
 				time.Sleep(25 * time.Second)
-				return &prober.Result{Success: true}
+				return &result.Result{Success: true}
 			}
 			tg := target("slow", 10*time.Second)
 			tg.Timeout = time.Minute
@@ -260,11 +260,11 @@ func TestMissedChecksAreCounted(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			// One concurrency slot, held for 25s by the hog: the other
 			// target's checks cannot start before their next slot.
-			check := func(ctx context.Context, tg *Target) *prober.Result {
+			check := func(ctx context.Context, tg *Target) *result.Result {
 				if tg.Target == "hog" {
 					time.Sleep(25 * time.Second)
 				}
-				return &prober.Result{Success: true}
+				return &result.Result{Success: true}
 			}
 			hog := target("hog", time.Hour)
 			hog.Timeout = time.Hour
@@ -283,10 +283,10 @@ func TestMissedChecksAreCounted(t *testing.T) {
 func TestAttemptDeadlineIsTheTargetTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var got time.Duration
-		check := func(ctx context.Context, tg *Target) *prober.Result {
+		check := func(ctx context.Context, tg *Target) *result.Result {
 			dl, _ := ctx.Deadline()
 			got = time.Until(dl)
-			return &prober.Result{Success: true}
+			return &result.Result{Success: true}
 		}
 		tg := target("x", time.Minute)
 		tg.Timeout = 7 * time.Second
@@ -327,7 +327,7 @@ func TestSetSettingsChangesTheConcurrencyLimit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
 		running, peak := 0, 0
-		check := func(ctx context.Context, tg *Target) *prober.Result {
+		check := func(ctx context.Context, tg *Target) *result.Result {
 			mu.Lock()
 			running++
 			peak = max(peak, running)
@@ -336,7 +336,7 @@ func TestSetSettingsChangesTheConcurrencyLimit(t *testing.T) {
 			mu.Lock()
 			running--
 			mu.Unlock()
-			return &prober.Result{Success: true}
+			return &result.Result{Success: true}
 		}
 		var targets []Target
 		for i := range 20 {
@@ -395,13 +395,13 @@ func TestObserveBracketsEachCheck(t *testing.T) {
 		var mu sync.Mutex
 		var observed, finished int
 		var attemptsInContext int
-		check := func(ctx context.Context, _ *Target) *prober.Result {
+		check := func(ctx context.Context, _ *Target) *result.Result {
 			mu.Lock()
 			defer mu.Unlock()
 			if ctx.Value(key{}) == "check" {
 				attemptsInContext++
 			}
-			return &prober.Result{Reason: prober.ReasonTimeout}
+			return &result.Result{Reason: result.ReasonTimeout}
 		}
 		observe := func(ctx context.Context, tg *Target) (context.Context, func(*Outcome)) {
 			mu.Lock()

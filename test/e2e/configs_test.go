@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	yaml "gopkg.in/yaml.v3"
+	yaml "go.yaml.in/yaml/v3"
 )
 
 // The configuration of the stack. The exporters' configuration is written

@@ -1,0 +1,458 @@
+package prober
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vantageprobe/vantage/prober/result"
+
+	promconfig "github.com/prometheus/common/config"
+	"github.com/prometheus/common/version"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/net/idna"
+
+	"github.com/vantageprobe/vantage/config"
+)
+
+// userAgent is sent when the module sets no User-Agent header.
+var userAgent = "Vantage Exporter/" + version.Version
+
+// httpClient holds the client pieces of an http module that are built once:
+// the TLS configuration (CA and client certificate read once), the proxy
+// settings, and the chain of prometheus/common round trippers (auth, OAuth2
+// with its token cache, http_headers). The chain ends in probeRoundTripper,
+// which hands each request to transports created for that probe alone, so
+// every probe opens fresh connections and measures real DNS, TCP and TLS.
+type httpClient struct {
+	chain              http.RoundTripper
+	tlsConfig          *tls.Config // template; cloned per transport
+	proxy              func(*http.Request) (*url.URL, error)
+	proxyConnectHeader http.Header
+	localAddr          net.IP            // source_ip_address, nil for any
+	guard              *destinationGuard // the module's destinations, nil for none
+	http2              bool
+	http3              bool
+	preferIP4          bool
+}
+
+func newHTTPClient(cfg config.HTTPProbe, destinations *config.Destinations) (*httpClient, error) {
+	cc := cfg.HTTPClientConfig
+	c := &httpClient{
+		http2:     cc.EnableHTTP2 && !cfg.EnableHTTP3,
+		http3:     cfg.EnableHTTP3,
+		preferIP4: cfg.IPProtocol == "ip4",
+	}
+	var err error
+	if c.guard, err = newDestinationGuard(destinations); err != nil {
+		return nil, err
+	}
+	if cfg.SourceIPAddress != "" {
+		if c.localAddr = net.ParseIP(cfg.SourceIPAddress); c.localAddr == nil {
+			return nil, fmt.Errorf("http.source_ip_address: %q is not an IP address", cfg.SourceIPAddress)
+		}
+	}
+	tc, err := newClientTLSConfig(&cc.TLSConfig)
+	if err != nil {
+		return nil, fmt.Errorf("http.tls_config: %w", err)
+	}
+	c.tlsConfig = tc
+	if c.http3 && (cc.ProxyURL.URL != nil || cc.ProxyFromEnvironment) {
+		return nil, errors.New("http: enable_http3 cannot be used with a proxy")
+	}
+	c.proxy = cc.Proxy()
+	c.proxyConnectHeader = cc.GetProxyConnectHeader()
+	if c.chain, err = newAuthChain(cc, probeRoundTripper{}); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// newClientTLSConfig builds the module's TLS configuration once. A client
+// certificate is loaded here rather than on every handshake.
+func newClientTLSConfig(cfg *promconfig.TLSConfig) (*tls.Config, error) {
+	tc, err := promconfig.NewTLSConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if tc.GetClientCertificate != nil {
+		cert, err := tc.GetClientCertificate(&tls.CertificateRequestInfo{})
+		if err != nil {
+			return nil, err
+		}
+		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+	}
+	return tc, nil
+}
+
+// newAuthChain wraps next in the round trippers of the module's
+// authentication and http_headers settings, in prometheus/common's order.
+func newAuthChain(cc promconfig.HTTPClientConfig, next http.RoundTripper) (http.RoundTripper, error) {
+	rt := next
+	if a := cc.Authorization; a != nil {
+		s, err := secretReader(a.Credentials, a.CredentialsFile, a.CredentialsRef)
+		if err != nil {
+			return nil, fmt.Errorf("http.authorization: %w", err)
+		}
+		typ := strings.TrimSpace(a.Type)
+		if typ == "" {
+			typ = "Bearer"
+		}
+		rt = promconfig.NewAuthorizationCredentialsRoundTripper(typ, s, rt)
+	}
+	if cc.BearerToken != "" || cc.BearerTokenFile != "" {
+		s, err := secretReader(cc.BearerToken, cc.BearerTokenFile, "")
+		if err != nil {
+			return nil, fmt.Errorf("http.bearer_token_file: %w", err)
+		}
+		rt = promconfig.NewAuthorizationCredentialsRoundTripper("Bearer", s, rt)
+	}
+	if b := cc.BasicAuth; b != nil {
+		user, err := secretReader(promconfig.Secret(b.Username), b.UsernameFile, b.UsernameRef)
+		if err != nil {
+			return nil, fmt.Errorf("http.basic_auth.username: %w", err)
+		}
+		pass, err := secretReader(b.Password, b.PasswordFile, b.PasswordRef)
+		if err != nil {
+			return nil, fmt.Errorf("http.basic_auth.password: %w", err)
+		}
+		rt = promconfig.NewBasicAuthRoundTripper(user, pass, rt)
+	}
+	if o := cc.OAuth2; o != nil {
+		var s promconfig.SecretReader
+		var err error
+		if o.GrantType == "urn:ietf:params:oauth:grant-type:jwt-bearer" {
+			s, err = secretReader(o.ClientCertificateKey, o.ClientCertificateKeyFile, o.ClientCertificateKeyRef)
+		} else {
+			s, err = secretReader(o.ClientSecret, o.ClientSecretFile, o.ClientSecretRef)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("http.oauth2: %w", err)
+		}
+		rt = promconfig.NewOAuth2RoundTripper(s, o, rt, promconfig.WithKeepAlivesDisabled())
+	}
+	if cc.HTTPHeaders != nil && len(cc.HTTPHeaders.Headers) > 0 {
+		h, err := newHeadersRoundTripper(cc.HTTPHeaders, rt)
+		if err != nil {
+			return nil, fmt.Errorf("http.http_headers: %w", err)
+		}
+		rt = h
+	}
+	return rt, nil
+}
+
+// probeStateKey carries a request's *probeState through the round tripper
+// chain to probeRoundTripper.
+type probeStateKey struct{}
+
+// viaProxyKey marks the context of a request that goes through a proxy, so
+// that its dial, which goes to the proxy, skips the destination guard.
+type viaProxyKey struct{}
+
+// probeRoundTripper ends every module's chain: it sends the request through
+// the transports of the probe the request belongs to.
+type probeRoundTripper struct{}
+
+func (probeRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	st, ok := req.Context().Value(probeStateKey{}).(*probeState)
+	if !ok {
+		return nil, errors.New("http prober: request carries no probe state")
+	}
+	return st.roundTrip(req)
+}
+
+// probeState is one probe's client side: its transports (fresh, without
+// keep-alives), the resolved address of the target and the per round trip
+// traces.
+type probeState struct {
+	ctx        context.Context // the probe's context; bounds every dial
+	c          *httpClient
+	logger     *slog.Logger
+	tracing    bool   // send the trace context of the request's span
+	targetAddr string // host:port of the target as the transport dials it
+	dialAddr   string // ip:port resolved by resolveTarget, "" to let the dialer resolve
+	firstHost  string // URL host of the first request
+	serverName string // TLS server name for the first host, "" for the URL's host
+
+	mu        sync.Mutex
+	traces    []*roundTripTrace
+	redirects int
+
+	primary http.RoundTripper // for requests to the first host
+	other   http.RoundTripper // for redirects to other hosts, when serverName is set
+	closers []func()
+}
+
+func (c *httpClient) newProbeState(ctx context.Context, u *url.URL, ip net.IP, host string, logger *slog.Logger) *probeState {
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	st := &probeState{
+		ctx:        ctx,
+		c:          c,
+		logger:     logger,
+		targetAddr: net.JoinHostPort(asciiHost(u.Hostname()), port),
+		firstHost:  u.Host,
+	}
+	if ip != nil {
+		st.dialAddr = net.JoinHostPort(ip.String(), port)
+	}
+	// The Host header (or the hostname parameter) names the virtual host;
+	// TLS asks for the same name unless tls_config.server_name is set.
+	switch {
+	case c.tlsConfig.ServerName != "":
+		st.serverName = c.tlsConfig.ServerName
+	case host != "":
+		st.serverName = hostOnly(host)
+	}
+	return st
+}
+
+// roundTrip runs one round trip of the probe with its own trace.
+func (st *probeState) roundTrip(req *http.Request) (*http.Response, error) {
+	st.logger.Debug("Making HTTP request", "url", req.URL.String(), "host", req.Host)
+	if st.tracing {
+		req = withTraceContext(req)
+	}
+	tr := &roundTripTrace{}
+	st.mu.Lock()
+	st.traces = append(st.traces, tr)
+	st.mu.Unlock()
+	ctx := withRoundTripTrace(req.Context(), tr)
+	if st.c.guard != nil && st.viaProxy(req) {
+		ctx = context.WithValue(ctx, viaProxyKey{}, true)
+	}
+	req = req.WithContext(ctx)
+	if st.directEligible(req) {
+		return st.directRoundTrip(req)
+	}
+	return st.transportFor(req.URL.Host).RoundTrip(req)
+}
+
+// withTraceContext returns req with the W3C traceparent (and tracestate)
+// of the span in its context, so the target's own traces join the check's.
+// Every round trip gets it, redirects included.
+func withTraceContext(req *http.Request) *http.Request {
+	if !trace.SpanContextFromContext(req.Context()).IsValid() {
+		return req
+	}
+	out := *req // shallow: the caller's request stays as it was
+	out.Header = req.Header.Clone()
+	propagation.TraceContext{}.Inject(req.Context(), propagation.HeaderCarrier(out.Header))
+	return &out
+}
+
+// transportFor returns the transport for a request to urlHost, creating it
+// on first use. A redirect to another host does not reuse the first host's
+// TLS server name (configured or from the Host header): TLS then asks for
+// the URL's host, as blackbox_exporter does.
+func (st *probeState) transportFor(urlHost string) http.RoundTripper {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if urlHost == st.firstHost || st.serverName == "" {
+		if st.primary == nil {
+			st.primary = st.newTransport(st.serverName)
+		}
+		return st.primary
+	}
+	if st.other == nil {
+		st.logger.Debug("Address does not match first address, not sending TLS ServerName", "first", st.firstHost, "address", urlHost)
+		st.other = st.newTransport("")
+	}
+	return st.other
+}
+
+// Per-connection buffer sizes of HTTP/1 probes.
+const (
+	probeWriteBuffer = 1024
+	probeReadBuffer  = 2048
+)
+
+func (st *probeState) newTransport(serverName string) http.RoundTripper {
+	tc := st.c.tlsConfig.Clone()
+	tc.ServerName = serverName
+	if st.c.http3 {
+		t := st.newHTTP3Transport(tc)
+		st.closers = append(st.closers, func() { _ = t.Close() })
+		return t
+	}
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(st.c.http2)
+	t := &http.Transport{
+		Proxy:              st.c.proxy,
+		ProxyConnectHeader: st.c.proxyConnectHeader,
+		DialContext:        st.dial,
+		TLSClientConfig:    tc,
+		DisableKeepAlives:  true,
+		DisableCompression: true,
+		Protocols:          protocols,
+		// A probe sends one small request and reads one response on a
+		// connection of its own; net/http's 4 KiB buffers per connection
+		// dominate memory with thousands of checks in flight. Longer lines
+		// and bodies still pass through.
+		WriteBufferSize: probeWriteBuffer,
+		ReadBufferSize:  probeReadBuffer,
+	}
+	st.closers = append(st.closers, t.CloseIdleConnections)
+	return t
+}
+
+// viaProxy reports whether req goes through a proxy.
+func (st *probeState) viaProxy(req *http.Request) bool {
+	if st.c.proxy == nil {
+		return false
+	}
+	u, err := st.c.proxy(req)
+	return err == nil && u != nil
+}
+
+// dial connects to addr, to the address resolveTarget chose when addr is
+// the target's, bound to source_ip_address, by the probe's deadline.
+// net/http detaches dials from the request's cancellation; the probe's
+// context bounds them here instead. With the module's destinations, every
+// address the dial tries is checked as it connects, whatever the name
+// resolved to before; a dial to a proxy is not: the proxy is the module's
+// own setting, and the proxy, not vantage, resolves and connects to the
+// target.
+func (st *probeState) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if addr == st.targetAddr && st.dialAddr != "" {
+		addr = st.dialAddr
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(st.ctx, cancel)
+	defer stop()
+	d := net.Dialer{Resolver: resolver}
+	if st.c.localAddr != nil {
+		d.LocalAddr = &net.TCPAddr{IP: st.c.localAddr}
+	}
+	if st.c.guard != nil && ctx.Value(viaProxyKey{}) == nil {
+		d.Control = st.c.guard.control
+	}
+	return d.DialContext(ctx, network, addr)
+}
+
+// checkRedirect counts redirects as blackbox_exporter does (the number of
+// redirect responses seen) and stops after maxRedirects or when redirects
+// are not followed, keeping the last response. A redirect to a host the
+// module's destinations deny fails the request.
+func (st *probeState) checkRedirect(follow bool) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		st.mu.Lock()
+		st.redirects = len(via)
+		st.mu.Unlock()
+		if req.Response != nil {
+			st.logger.Debug("Received redirect", "location", req.Response.Header.Get("Location"))
+		}
+		if !follow || len(via) > maxRedirects {
+			st.logger.Debug("Not following redirect")
+			return http.ErrUseLastResponse
+		}
+		if err := st.c.guard.checkTarget(req.URL.Hostname()); err != nil {
+			st.logger.Error("Redirect denied", "location", req.URL.Redacted(), "err", err)
+			return fmt.Errorf("redirect to %s: %w", req.URL.Redacted(), err)
+		}
+		return nil
+	}
+}
+
+func (st *probeState) redirectCount() int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.redirects
+}
+
+// last returns the trace of the latest round trip, nil before the first.
+func (st *probeState) last() *roundTripTrace {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.traces) == 0 {
+		return nil
+	}
+	return st.traces[len(st.traces)-1]
+}
+
+// markEnd records that the final response's body has been read.
+func (st *probeState) markEnd() {
+	if tr := st.last(); tr != nil {
+		tr.markEnd()
+	}
+}
+
+// recordPhases sums the phases of every round trip into r. The first
+// request's lookup is resolveTarget's, recorded already; lookups the
+// dialer made (redirects to other hosts) add to it. When the request
+// failed at failedAt, the step it was in counts until then, so a timeout
+// shows where the probe waited.
+func (st *probeState) recordPhases(r *result.Result, failedAt time.Time) {
+	st.mu.Lock()
+	traces := st.traces
+	st.mu.Unlock()
+	for i, tr := range traces {
+		s := tr.snapshot()
+		if i == len(traces)-1 && !failedAt.IsZero() {
+			s.closeOpenSteps(failedAt)
+		}
+		st.logger.Debug("Response timings for roundtrip", "roundtrip", i,
+			"dnsStart", s.dnsStart, "dnsDone", s.dnsDone, "connectStart", s.connectStart,
+			"connectDone", s.connectDone, "tlsStart", s.tlsStart, "tlsDone", s.tlsDone,
+			"gotConn", s.gotConn, "responseStart", s.firstByte, "end", s.end)
+		add := func(phase string, from, to time.Time) {
+			if !from.IsZero() && !to.IsZero() && to.After(from) {
+				r.RecordPhase(phase, from, to)
+			}
+		}
+		add("resolve", s.dnsStart, s.dnsDone)
+		add("connect", s.connectStart, s.connectDone)
+		add("tls", s.tlsStart, s.tlsDone)
+		add("processing", s.gotConn, s.firstByte)
+		add("transfer", s.firstByte, s.end)
+	}
+}
+
+// close releases the probe's transports: closing idle connections also
+// cancels dials still in flight after a failed request.
+func (st *probeState) close() {
+	st.mu.Lock()
+	closers := st.closers
+	st.closers = nil
+	st.mu.Unlock()
+	for _, c := range closers {
+		c()
+	}
+}
+
+// hostOnly strips a port from a Host header value.
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]")
+}
+
+// asciiHost converts a host name to the form net/http dials (IDNA).
+func asciiHost(host string) string {
+	for i := 0; i < len(host); i++ {
+		if host[i] >= 0x80 {
+			if a, err := idna.Lookup.ToASCII(host); err == nil {
+				return a
+			}
+			return host
+		}
+	}
+	return host
+}

@@ -1,0 +1,189 @@
+package prober
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"sync"
+	"time"
+
+	"github.com/vantageprobe/vantage/prober/result"
+)
+
+// roundTripTrace holds the timings of one HTTP round trip. Its hooks may
+// fire concurrently (Happy Eyeballs dials) and more than once, and late
+// (a dial still running after its request failed), so a mutex guards it and
+// the first start and the successful end of each step are kept.
+type roundTripTrace struct {
+	mu sync.Mutex
+	traceTimes
+	connected bool  // a connection was established
+	tlsErr    error // the handshake's error, if it failed
+}
+
+type traceTimes struct {
+	dnsStart, dnsDone         time.Time
+	connectStart, connectDone time.Time
+	tlsStart, tlsDone         time.Time
+	gotConn                   time.Time
+	firstByte                 time.Time
+	end                       time.Time
+}
+
+// withRoundTripTrace returns ctx carrying httptrace hooks that record into tr.
+func withRoundTripTrace(ctx context.Context, tr *roundTripTrace) context.Context {
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		DNSStart:             func(httptrace.DNSStartInfo) { tr.setFirst(&tr.dnsStart) },
+		DNSDone:              func(httptrace.DNSDoneInfo) { tr.setLast(&tr.dnsDone) },
+		ConnectStart:         func(_, _ string) { tr.setFirst(&tr.connectStart) },
+		ConnectDone:          tr.onConnectDone,
+		TLSHandshakeStart:    func() { tr.setFirst(&tr.tlsStart) },
+		TLSHandshakeDone:     tr.onTLSHandshakeDone,
+		GotConn:              func(httptrace.GotConnInfo) { tr.setFirst(&tr.gotConn) },
+		GotFirstResponseByte: func() { tr.setFirst(&tr.firstByte) },
+	})
+}
+
+func (tr *roundTripTrace) setFirst(t *time.Time) {
+	now := time.Now()
+	tr.mu.Lock()
+	if t.IsZero() {
+		*t = now
+	}
+	tr.mu.Unlock()
+}
+
+func (tr *roundTripTrace) setLast(t *time.Time) {
+	now := time.Now()
+	tr.mu.Lock()
+	*t = now
+	tr.mu.Unlock()
+}
+
+// onConnectDone keeps the time of the first successful connection; failed
+// attempts count until one succeeds, so a failed connect still shows how
+// long it tried.
+func (tr *roundTripTrace) onConnectDone(_, _ string, err error) {
+	now := time.Now()
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.connected {
+		return
+	}
+	tr.connectDone = now
+	tr.connected = err == nil
+}
+
+func (tr *roundTripTrace) onTLSHandshakeDone(_ tls.ConnectionState, err error) {
+	now := time.Now()
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.tlsDone.IsZero() {
+		tr.tlsDone = now
+		tr.tlsErr = err
+	}
+}
+
+func (tr *roundTripTrace) markEnd() { tr.setFirst(&tr.end) }
+
+// closeOpenSteps ends the steps that started but never finished at end.
+func (t *traceTimes) closeOpenSteps(end time.Time) {
+	for _, step := range [][2]*time.Time{
+		{&t.dnsStart, &t.dnsDone},
+		{&t.connectStart, &t.connectDone},
+		{&t.tlsStart, &t.tlsDone},
+		{&t.gotConn, &t.firstByte},
+	} {
+		if !step[0].IsZero() && step[1].IsZero() {
+			*step[1] = end
+		}
+	}
+}
+
+func (tr *roundTripTrace) snapshot() traceTimes {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.traceTimes
+}
+
+// classify names the reason a request failed from its error and how far the
+// failing round trip got.
+func (st *probeState) classify(ctx context.Context, err error) result.Reason {
+	var dnsErr *net.DNSError
+	switch {
+	case isDestinationDenied(err):
+		return result.ReasonDestinationDenied
+	case errors.As(err, &dnsErr):
+		if ctx.Err() != nil {
+			return result.ReasonTimeout
+		}
+		return result.ReasonDNSError
+	case isTLSError(err):
+		return result.ReasonTLSError
+	}
+	tr := st.last()
+	if tr == nil {
+		// The request never reached a transport: an auth round tripper
+		// failed (an unreadable credentials file, an OAuth2 token error).
+		return result.ReasonConfigError
+	}
+	if st.c.http3 {
+		return classifyHTTP3(ctx, err, tr)
+	}
+	tr.mu.Lock()
+	connected, gotConn := tr.connected, !tr.gotConn.IsZero()
+	tlsStarted, tlsErr := !tr.tlsStart.IsZero(), tr.tlsErr
+	tlsDone := !tr.tlsDone.IsZero()
+	tr.mu.Unlock()
+	switch {
+	case !connected && !gotConn:
+		return connectReason(ctx, err)
+	case !gotConn && tlsStarted && (tlsErr != nil || !tlsDone):
+		if ctx.Err() != nil {
+			return result.ReasonTimeout
+		}
+		return result.ReasonTLSError
+	case ctx.Err() != nil, isTimeout(err):
+		return result.ReasonTimeout
+	}
+	return result.ReasonProtocolError
+}
+
+// isTLSError reports whether err is a TLS handshake or certificate
+// verification failure.
+func isTLSError(err error) bool {
+	var (
+		verifyErr    *tls.CertificateVerificationError
+		unknownAuth  x509.UnknownAuthorityError
+		hostnameErr  x509.HostnameError
+		invalidErr   x509.CertificateInvalidError
+		alertErr     tls.AlertError
+		recordHdrErr tls.RecordHeaderError
+	)
+	return errors.As(err, &verifyErr) || errors.As(err, &unknownAuth) || errors.As(err, &hostnameErr) ||
+		errors.As(err, &invalidErr) || errors.As(err, &alertErr) || errors.As(err, &recordHdrErr)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// bodyReadReason names the reason reading a response body failed.
+func bodyReadReason(ctx context.Context, err error) result.Reason {
+	var tooLarge *http.MaxBytesError
+	var decErr *decodeError
+	switch {
+	case errors.As(err, &tooLarge):
+		return result.ReasonBodyTooLarge
+	case errors.As(err, &decErr):
+		return result.ReasonProtocolError
+	case ctx.Err() != nil, isTimeout(err):
+		return result.ReasonTimeout
+	}
+	return result.ReasonProtocolError
+}

@@ -1,0 +1,117 @@
+// Package prober holds one implementation of each probe protocol (http, tcp,
+// dns, icmp, grpc). The same code serves /probe, the scheduler and the
+// coordinator's verification requests: a prober returns a typed
+// result.Result and every consumer (metrics, reports, traces) reads that
+// one value.
+package prober
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+	"time"
+
+	"github.com/vantageprobe/vantage/prober/result"
+
+	"github.com/vantageprobe/vantage/config"
+)
+
+// Params are the per-probe inputs besides the target.
+type Params struct {
+	// Hostname overrides the Host header and TLS server name of an http
+	// probe (the /probe "hostname" parameter).
+	Hostname string
+	// Logger receives the probe's step-by-step log; nil discards it.
+	Logger *slog.Logger
+	// Tracing makes the probe record Result.Timeline and send the W3C
+	// trace context of the span in its context (traceparent) with every
+	// HTTP request. Off, the probe sends no such header, as
+	// blackbox_exporter, and records no timeline.
+	Tracing bool
+}
+
+// probeFunc runs one probe and records what it found in r. It records a
+// failure with r.Fail; a probe that records none succeeded. It must return
+// by the context's deadline and leave no goroutine behind.
+type probeFunc func(ctx context.Context, target string, p Params, r *result.Result)
+
+// Module is a configured module prepared for probing: everything that can be
+// built once per configuration load (TLS configs, request templates,
+// compiled checks) is built here, not per probe.
+type Module struct {
+	Name   string
+	Config config.Module
+	probe  probeFunc
+}
+
+// builders prepare a module's probe function, by prober name.
+var builders = map[string]func(config.Module) (probeFunc, error){
+	"http": newHTTPProbe,
+	"tcp":  newTCPProbe,
+	"dns":  newDNSProbe,
+	"icmp": newICMPProbe,
+	"grpc": newGRPCProbe,
+}
+
+// Prepare builds a Module from its configuration.
+func Prepare(name string, m config.Module) (*Module, error) {
+	build, ok := builders[m.Prober]
+	if !ok {
+		return nil, fmt.Errorf("module %q: unknown prober %q", name, m.Prober)
+	}
+	fn, err := build(m)
+	if err != nil {
+		return nil, fmt.Errorf("module %q: %w", name, err)
+	}
+	return &Module{Name: name, Config: m, probe: fn}, nil
+}
+
+// PrepareAll prepares every module of a configuration.
+func PrepareAll(c *config.Config) (map[string]*Module, error) {
+	names := make([]string, 0, len(c.Modules))
+	for n := range c.Modules {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	out := make(map[string]*Module, len(names))
+	for _, n := range names {
+		m, err := Prepare(n, c.Modules[n])
+		if err != nil {
+			return nil, err
+		}
+		out[n] = m
+	}
+	return out, nil
+}
+
+// Probe probes target once. The caller's context carries the deadline (the
+// scrape timeout or the scheduler's per-check deadline); the module's own
+// timeout is applied on top of it when set.
+func (m *Module) Probe(ctx context.Context, target string, p Params) (r *result.Result) {
+	if p.Logger == nil {
+		p.Logger = slog.New(slog.DiscardHandler)
+	}
+	if m.Config.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, m.Config.Timeout)
+		defer cancel()
+	}
+	r = result.New(m.Config.Prober, time.Now(), p.Tracing)
+	defer func() {
+		if v := recover(); v != nil {
+			p.Logger.Error("Prober panicked", "err", v, "stack", string(debug.Stack()))
+			r.Fail(result.ReasonInternalError, "prober panicked: %v", v)
+		}
+		r.Duration = time.Since(r.Start)
+		r.Success = r.Reason == result.ReasonNone
+		if r.Success {
+			p.Logger.Info("Probe succeeded", "duration_seconds", r.Duration.Seconds())
+		} else {
+			p.Logger.Error("Probe failed", "reason", r.Reason, "err", r.Error, "duration_seconds", r.Duration.Seconds())
+		}
+	}()
+	m.probe(ctx, target, p, r)
+	return r
+}

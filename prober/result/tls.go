@@ -1,0 +1,68 @@
+package result
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"strings"
+	"time"
+)
+
+// TLSDetails is what a probe learned of the target's TLS session.
+type TLSDetails struct {
+	Version            string    `json:"version"`
+	Cipher             string    `json:"cipher"`
+	EarliestCertExpiry time.Time `json:"earliest_cert_expiry"`
+	LastChainExpiry    time.Time `json:"last_chain_expiry"`
+	FingerprintSHA256  string    `json:"fingerprint_sha256"`
+	Subject            string    `json:"subject"`
+	Issuer             string    `json:"issuer"`
+	SubjectAlternative string    `json:"subject_alternative"`
+	SerialNumber       string    `json:"serial_number"`
+}
+
+// NewTLSDetails reads a completed handshake's state.
+func NewTLSDetails(state tls.ConnectionState) *TLSDetails {
+	d := &TLSDetails{
+		Version: tls.VersionName(state.Version),
+		Cipher:  tls.CipherSuiteName(state.CipherSuite),
+	}
+	for _, cert := range state.PeerCertificates {
+		if d.EarliestCertExpiry.IsZero() || cert.NotAfter.Before(d.EarliestCertExpiry) {
+			d.EarliestCertExpiry = cert.NotAfter
+		}
+	}
+	// The latest of the verified chains' earliest expiries: when the last
+	// valid chain stops being valid.
+	for _, chain := range state.VerifiedChains {
+		var earliest time.Time
+		for _, cert := range chain {
+			if earliest.IsZero() || cert.NotAfter.Before(earliest) {
+				earliest = cert.NotAfter
+			}
+		}
+		if earliest.After(d.LastChainExpiry) {
+			d.LastChainExpiry = earliest
+		}
+	}
+	if len(state.PeerCertificates) > 0 {
+		leaf := state.PeerCertificates[0]
+		sum := sha256.Sum256(leaf.Raw)
+		d.FingerprintSHA256 = hex.EncodeToString(sum[:])
+		d.Subject = leaf.Subject.String()
+		d.Issuer = leaf.Issuer.String()
+		d.SubjectAlternative = strings.Join(leaf.DNSNames, ",")
+		d.SerialNumber = leaf.SerialNumber.Text(16)
+	}
+	return d
+}
+
+func (d *TLSDetails) samples(e emitter) {
+	e.gauge("probe_ssl_earliest_cert_expiry", "Returns last SSL chain expiry in unixtime", unixSeconds(d.EarliestCertExpiry))
+	e.gauge("probe_ssl_last_chain_expiry_timestamp_seconds", "Returns last SSL chain expiry in timestamp", unixSeconds(d.LastChainExpiry))
+	e.gauge("probe_ssl_last_chain_info", "Contains SSL leaf certificate information", 1,
+		"fingerprint_sha256", d.FingerprintSHA256, "issuer", d.Issuer, "serialnumber", d.SerialNumber,
+		"subject", d.Subject, "subjectalternative", d.SubjectAlternative)
+	e.gauge("probe_tls_version_info", "Returns the TLS version used or NaN when unknown", 1, "version", d.Version)
+	e.gauge("probe_tls_cipher_info", "Returns the TLS cipher negotiated during handshake", 1, "cipher", d.Cipher)
+}

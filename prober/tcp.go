@@ -1,0 +1,166 @@
+package prober
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vantageprobe/vantage/prober/result"
+
+	promconfig "github.com/prometheus/common/config"
+
+	"github.com/vantageprobe/vantage/config"
+)
+
+// tcpProbe is a tcp module prepared for probing.
+type tcpProbe struct {
+	cfg    config.TCPProbe
+	steps  []tcpStep
+	dialer *net.Dialer
+	guard  *destinationGuard
+	// tls is the module's client TLS configuration, built once when tls is
+	// on or a step upgrades with starttls; each probe clones it.
+	tls *tls.Config
+}
+
+func newTCPProbe(m config.Module) (probeFunc, error) {
+	guard, err := newDestinationGuard(m.Destinations)
+	if err != nil {
+		return nil, err
+	}
+	t := &tcpProbe{cfg: m.TCP, dialer: dialer(m.TCP.SourceIPAddress, guard), guard: guard}
+	needTLS := m.TCP.TLS
+	for i, qr := range m.TCP.QueryResponse {
+		st, err := newTCPStep(qr)
+		if err != nil {
+			return nil, fmt.Errorf("tcp.query_response[%d]: %w", i, err)
+		}
+		t.steps = append(t.steps, st)
+		needTLS = needTLS || qr.StartTLS
+	}
+	if needTLS {
+		cfg, err := promconfig.NewTLSConfig(&m.TCP.TLSConfig)
+		if err != nil {
+			return nil, fmt.Errorf("tcp.tls_config: %w", err)
+		}
+		t.tls = cfg
+	}
+	return t.probe, nil
+}
+
+// tcpStep is one prepared query_response entry.
+type tcpStep struct {
+	expect      *regexp.Regexp
+	expectBytes []byte // nil unless expect_bytes is set
+	labels      []config.Label
+	send        string
+	startTLS    bool
+}
+
+func newTCPStep(qr config.QueryResponse) (tcpStep, error) {
+	st := tcpStep{labels: qr.Labels, send: qr.Send, startTLS: qr.StartTLS}
+	if qr.Expect.IsSet() {
+		st.expect = qr.Expect.Regexp
+		if st.expect == nil { // not through config validation (built in code)
+			re, err := regexp.Compile(qr.Expect.String())
+			if err != nil {
+				return st, fmt.Errorf("expect: %w", err)
+			}
+			st.expect = re
+		}
+	}
+	if qr.ExpectBytes != "" {
+		if st.expect != nil {
+			return st, errors.New("expect and expect_bytes are both set")
+		}
+		st.expectBytes = []byte(qr.ExpectBytes)
+	}
+	return st, nil
+}
+
+func (t *tcpProbe) probe(ctx context.Context, target string, p Params, r *result.Result) {
+	d := &result.TCPDetails{}
+	r.TCP = d
+	host, port, err := net.SplitHostPort(target)
+	if err != nil || host == "" || !validTargetPort(port) {
+		r.Fail(result.ReasonInvalidTarget, "target %q is not host:port", target)
+		return
+	}
+	ip, ok := resolveTarget(ctx, t.guard, host, t.cfg.IPProtocol, t.cfg.IPProtocolFallback, r, p.Logger)
+	if !ok {
+		return
+	}
+	raw, ok := t.dial(ctx, ip, port, r, p.Logger)
+	if !ok {
+		return
+	}
+	// Closing the TCP connection also ends a TLS session over it; the probe
+	// sends no close_notify.
+	defer raw.Close()
+	// The whole conversation, TLS handshakes included, ends by ctx's end.
+	release := bindConnToContext(ctx, raw)
+	defer release()
+
+	conn := raw
+	if t.cfg.TLS {
+		tc, ok := t.handshake(ctx, raw, host, r, p.Logger)
+		if !ok {
+			return
+		}
+		conn = tc
+	}
+	t.converse(ctx, conn, host, d, r, p.Logger)
+}
+
+// validTargetPort accepts a port number (1-65535) or a service name ("ssh") the
+// dialer will look up.
+func validTargetPort(port string) bool {
+	if strings.Trim(port, "0123456789") == "" {
+		n, err := strconv.ParseUint(port, 10, 16)
+		return err == nil && n > 0
+	}
+	return strings.Trim(port, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") == ""
+}
+
+func (t *tcpProbe) dial(ctx context.Context, ip net.IP, port string, r *result.Result, logger *slog.Logger) (net.Conn, bool) {
+	network := "tcp6"
+	if ip.To4() != nil {
+		network = "tcp4"
+	}
+	addr := net.JoinHostPort(ip.String(), port)
+	logger.Debug("Dialing TCP", "address", addr, "tls", t.cfg.TLS, "source_ip_address", t.cfg.SourceIPAddress)
+	start := time.Now()
+	conn, err := t.dialer.DialContext(ctx, network, addr)
+	r.RecordPhase("connect", start, time.Now())
+	if err != nil {
+		logger.Error("Error dialing TCP", "address", addr, "err", err)
+		r.Fail(connectReason(ctx, err), "dialing %s: %v", addr, err)
+		return nil, false
+	}
+	logger.Debug("Successfully dialed", "address", addr)
+	return conn, true
+}
+
+// handshake upgrades conn to TLS (tls: true, or a starttls step) and records
+// the session in r.TLS.
+func (t *tcpProbe) handshake(ctx context.Context, conn net.Conn, host string, r *result.Result, logger *slog.Logger) (net.Conn, bool) {
+	cfg := tlsConfigFor(t.tls, host)
+	logger.Debug("Starting TLS handshake", "server_name", cfg.ServerName)
+	start := time.Now()
+	tc, err := tlsHandshake(ctx, conn, cfg, r)
+	r.RecordPhase("tls", start, time.Now())
+	if err != nil {
+		logger.Error("TLS handshake failed", "err", err)
+		return nil, false
+	}
+	r.TLS = result.NewTLSDetails(tc.ConnectionState())
+	logger.Debug("TLS handshake succeeded", "version", r.TLS.Version, "cipher", r.TLS.Cipher)
+	return tc, true
+}
