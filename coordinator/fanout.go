@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/vantageprobe/vantage/internal/webserver"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -46,17 +46,16 @@ func (c *Coordinator) handleProbe(w http.ResponseWriter, r *http.Request) {
 	}
 	conf := c.conf.Load()
 	timeout := conf.Confirmation.VerifyTimeout
-	if v := r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"); v != "" {
-		s, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			http.Error(w, fmt.Sprintf("Failed to parse timeout from Prometheus header: %s", err), http.StatusBadRequest)
-			return
-		}
-		timeout = time.Duration(s*float64(time.Second)) - c.opts.TimeoutOffset
-		if timeout <= 0 {
-			http.Error(w, fmt.Sprintf("Scrape timeout %gs is not longer than --timeout-offset %s", s, c.opts.TimeoutOffset), http.StatusBadRequest)
-			return
-		}
+	scrape, ok, err := webserver.ScrapeTimeout(r.Header)
+	switch {
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	case ok && scrape <= c.opts.TimeoutOffset:
+		http.Error(w, fmt.Sprintf("Scrape timeout %s is not longer than --timeout-offset %s", scrape, c.opts.TimeoutOffset), http.StatusBadRequest)
+		return
+	case ok:
+		timeout = scrape - c.opts.TimeoutOffset
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
@@ -170,7 +169,7 @@ func (c *Coordinator) probeLocation(ctx context.Context, baseURL, target, module
 	}
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
 	// The exporter subtracts its own --timeout-offset from this.
-	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", strconv.FormatFloat(timeout.Seconds(), 'f', -1, 64))
+	webserver.SetScrapeTimeout(req.Header, timeout)
 	resp, err := c.client.Load().Do(req)
 	if err != nil {
 		return nil, err

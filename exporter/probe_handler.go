@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	yaml "go.yaml.in/yaml/v3"
 
+	"github.com/vantageprobe/vantage/internal/webserver"
 	"github.com/vantageprobe/vantage/prober"
 	"github.com/vantageprobe/vantage/prober/result"
 )
@@ -26,15 +26,12 @@ const defaultScrapeTimeout = 120 * time.Second
 // probeTimeout derives a probe's timeout as blackbox_exporter does: the
 // scrape timeout header minus the offset, capped by the module's timeout.
 func probeTimeout(r *http.Request, moduleTimeout, offset time.Duration) (time.Duration, error) {
-	scrape := defaultScrapeTimeout
-	if v := r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"); v != "" {
-		secs, err := strconv.ParseFloat(v, 64)
-		if err != nil || secs < 0 {
-			return 0, fmt.Errorf("failed to parse timeout from Prometheus header X-Prometheus-Scrape-Timeout-Seconds %q", v)
-		}
-		if secs > 0 {
-			scrape = time.Duration(secs * float64(time.Second))
-		}
+	scrape, ok, err := webserver.ScrapeTimeout(r.Header)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		scrape = defaultScrapeTimeout
 	}
 	limit := scrape - offset
 	if moduleTimeout > 0 && (moduleTimeout < limit || limit <= 0) {
