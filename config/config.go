@@ -230,15 +230,6 @@ func NewRegexp(s string) (Regexp, error) {
 	return Regexp{Regexp: re, original: s}, err
 }
 
-// MustNewRegexp is NewRegexp that panics on error, for tests and defaults.
-func MustNewRegexp(s string) Regexp {
-	re, err := NewRegexp(s)
-	if err != nil {
-		panic(err)
-	}
-	return re
-}
-
 // String returns the expression as written.
 func (re Regexp) String() string { return re.original }
 

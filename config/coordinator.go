@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/vantageprobe/vantage/internal/yamldoc"
+
 	promconfig "github.com/prometheus/common/config"
 	yaml "go.yaml.in/yaml/v3"
 )
@@ -113,7 +115,7 @@ func LoadCoordinatorFile(path string) (*CoordinatorConfig, error) {
 // document; errors read "source:line: path: problem".
 func ParseCoordinator(data []byte, source string) (*CoordinatorConfig, error) {
 	c := &CoordinatorConfig{Confirmation: DefaultConfirmation, HealthCheckInterval: DefaultHealthCheckInterval, HTTPClient: CoordinatorHTTPClient{promconfig.DefaultHTTPClientConfig}}
-	if _, err := decodeDocument(data, source, c, func(*yaml.Node) error { return c.validate() }); err != nil {
+	if _, err := yamldoc.Decode(data, source, c, func(*yaml.Node) error { return c.validate() }); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -121,7 +123,7 @@ func ParseCoordinator(data []byte, source string) (*CoordinatorConfig, error) {
 
 func (c *CoordinatorConfig) validate() error {
 	if len(c.Locations) == 0 {
-		return fail([]any{"locations"}, "at least one location must be listed")
+		return yamldoc.Fail([]any{"locations"}, "at least one location must be listed")
 	}
 	names := map[string]int{}
 	urls := map[string]int{}
@@ -129,20 +131,20 @@ func (c *CoordinatorConfig) validate() error {
 		path := []any{"locations", i}
 		switch {
 		case l.Name == "":
-			return fail(at(path, "name"), "name must be set")
+			return yamldoc.Fail(yamldoc.At(path, "name"), "name must be set")
 		case !locationNameRE.MatchString(l.Name):
-			return fail(at(path, "name"), "invalid location name %q: use letters, digits, '_', '.' and '-'", l.Name)
+			return yamldoc.Fail(yamldoc.At(path, "name"), "invalid location name %q: use letters, digits, '_', '.' and '-'", l.Name)
 		}
 		if j, ok := names[l.Name]; ok {
-			return fail(at(path, "name"), "location %q is listed twice (also locations[%d])", l.Name, j)
+			return yamldoc.Fail(yamldoc.At(path, "name"), "location %q is listed twice (also locations[%d])", l.Name, j)
 		}
 		names[l.Name] = i
 		u, err := url.Parse(l.URL)
 		if l.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fail(at(path, "url"), "url of location %q must be an http(s) URL, got %q", l.Name, l.URL)
+			return yamldoc.Fail(yamldoc.At(path, "url"), "url of location %q must be an http(s) URL, got %q", l.Name, l.URL)
 		}
 		if j, ok := urls[l.URL]; ok {
-			return fail(at(path, "url"), "locations %q and %q have the same url %s", c.Locations[j].Name, l.Name, l.URL)
+			return yamldoc.Fail(yamldoc.At(path, "url"), "locations %q and %q have the same url %s", c.Locations[j].Name, l.Name, l.URL)
 		}
 		urls[l.URL] = i
 	}
@@ -150,20 +152,20 @@ func (c *CoordinatorConfig) validate() error {
 	path := []any{"confirmation"}
 	switch {
 	case cf.MinFailingLocations < 1:
-		return fail(at(path, "min_failing_locations"), "min_failing_locations must be at least 1, got %d", cf.MinFailingLocations)
+		return yamldoc.Fail(yamldoc.At(path, "min_failing_locations"), "min_failing_locations must be at least 1, got %d", cf.MinFailingLocations)
 	case cf.MinFailingLocations > len(c.Locations):
-		return fail(at(path, "min_failing_locations"), "min_failing_locations %d is more than the %d locations listed: no outage could ever be confirmed", cf.MinFailingLocations, len(c.Locations))
+		return yamldoc.Fail(yamldoc.At(path, "min_failing_locations"), "min_failing_locations %d is more than the %d locations listed: no outage could ever be confirmed", cf.MinFailingLocations, len(c.Locations))
 	case cf.VerifyTimeout <= 0:
-		return fail(at(path, "verify_timeout"), "verify_timeout must be positive, got %s", cf.VerifyTimeout)
+		return yamldoc.Fail(yamldoc.At(path, "verify_timeout"), "verify_timeout must be positive, got %s", cf.VerifyTimeout)
 	case cf.RecoverySuccesses < 1:
-		return fail(at(path, "recovery_successes"), "recovery_successes must be at least 1, got %d", cf.RecoverySuccesses)
+		return yamldoc.Fail(yamldoc.At(path, "recovery_successes"), "recovery_successes must be at least 1, got %d", cf.RecoverySuccesses)
 	case cf.ReverifyInterval < time.Second:
-		return fail(at(path, "reverify_interval"), "reverify_interval must be at least 1s, got %s", cf.ReverifyInterval)
+		return yamldoc.Fail(yamldoc.At(path, "reverify_interval"), "reverify_interval must be at least 1s, got %s", cf.ReverifyInterval)
 	case c.HealthCheckInterval < time.Second:
-		return fail([]any{"health_check_interval"}, "health_check_interval must be at least 1s, got %s", c.HealthCheckInterval)
+		return yamldoc.Fail([]any{"health_check_interval"}, "health_check_interval must be at least 1s, got %s", c.HealthCheckInterval)
 	}
 	if err := c.HTTPClient.HTTPClientConfig.Validate(); err != nil {
-		return &fieldError{path: []any{"http_client"}, err: err}
+		return &yamldoc.FieldError{Path: []any{"http_client"}, Err: err}
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/vantageprobe/vantage/internal/yamldoc"
+
 	"golang.org/x/net/idna"
 )
 
@@ -66,15 +68,6 @@ type Network struct {
 func NewNetwork(s string) (Network, error) {
 	n := Network{original: s}
 	return n, n.parse()
-}
-
-// MustNewNetwork is NewNetwork that panics on error, for tests.
-func MustNewNetwork(s string) Network {
-	n, err := NewNetwork(s)
-	if err != nil {
-		panic(err)
-	}
-	return n
 }
 
 // String returns the network as written.
@@ -140,15 +133,6 @@ type HostPattern struct {
 func NewHostPattern(s string) (HostPattern, error) {
 	p := HostPattern{original: s}
 	return p, p.parse()
-}
-
-// MustNewHostPattern is NewHostPattern that panics on error, for tests.
-func MustNewHostPattern(s string) HostPattern {
-	p, err := NewHostPattern(s)
-	if err != nil {
-		panic(err)
-	}
-	return p
 }
 
 // String returns the pattern as written.
@@ -260,19 +244,19 @@ var errNoRule = errors.New("no rule is set; set deny_private or list allowed or 
 
 func (d *Destinations) validate(path []any) error {
 	if !d.DenyPrivate && len(d.AllowedNetworks)+len(d.DeniedNetworks)+len(d.AllowedHosts)+len(d.DeniedHosts) == 0 {
-		return &fieldError{path: path, err: errNoRule}
+		return &yamldoc.FieldError{Path: path, Err: errNoRule}
 	}
 	for key, nets := range orderedPairs("allowed_networks", d.AllowedNetworks, "denied_networks", d.DeniedNetworks) {
 		for i := range nets {
 			if err := nets[i].parse(); err != nil {
-				return &fieldError{path: at(path, key, i), err: err}
+				return &yamldoc.FieldError{Path: yamldoc.At(path, key, i), Err: err}
 			}
 		}
 	}
 	for key, pats := range orderedPairs("allowed_hosts", d.AllowedHosts, "denied_hosts", d.DeniedHosts) {
 		for i := range pats {
 			if err := pats[i].parse(); err != nil {
-				return &fieldError{path: at(path, key, i), err: err}
+				return &yamldoc.FieldError{Path: yamldoc.At(path, key, i), Err: err}
 			}
 		}
 	}
@@ -285,7 +269,7 @@ func (d *Destinations) validateContradictions(path []any) error {
 	for i, a := range d.AllowedNetworks {
 		for j, dn := range d.DeniedNetworks {
 			if within(a.Prefix, dn.Prefix) {
-				return fail(at(path, "allowed_networks", i),
+				return yamldoc.Fail(yamldoc.At(path, "allowed_networks", i),
 					"allowed network %s lies within denied_networks[%d] %s; deny wins, so it would allow nothing",
 					a.original, j, dn.original)
 			}
@@ -295,7 +279,7 @@ func (d *Destinations) validateContradictions(path []any) error {
 		}
 		for _, pn := range PrivateNetworks {
 			if within(a.Prefix, pn.Prefix) {
-				return fail(at(path, "allowed_networks", i),
+				return yamldoc.Fail(yamldoc.At(path, "allowed_networks", i),
 					"allowed network %s lies within %s (%s), which deny_private denies; deny wins, so it would allow nothing (list the networks to deny under denied_networks instead of deny_private)",
 					a.original, pn.Prefix, pn.Name)
 			}
@@ -304,7 +288,7 @@ func (d *Destinations) validateContradictions(path []any) error {
 	for i, a := range d.AllowedHosts {
 		for j, dp := range d.DeniedHosts {
 			if dp.covers(a) {
-				return fail(at(path, "allowed_hosts", i),
+				return yamldoc.Fail(yamldoc.At(path, "allowed_hosts", i),
 					"allowed host pattern %q is covered by denied_hosts[%d] %q; deny wins, so it would allow nothing",
 					a.original, j, dp.original)
 			}

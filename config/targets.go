@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vantageprobe/vantage/internal/yamldoc"
+
 	"github.com/prometheus/common/model"
 	yaml "go.yaml.in/yaml/v3"
 )
@@ -65,7 +67,7 @@ func (c *Config) resolveCanary(path []any, locateFn func([]any) string) error {
 		return nil
 	}
 	if strings.TrimSpace(c.Canary.Target) == "" {
-		return fail(at(path, "target"), "target must be set for the canary")
+		return yamldoc.Fail(yamldoc.At(path, "target"), "target must be set for the canary")
 	}
 	g := TargetGroup{Module: c.Canary.Module, Interval: c.Canary.Interval, Targets: []string{c.Canary.Target}}
 	ts, err := c.resolveGroup(g, path, locateFn)
@@ -125,15 +127,15 @@ var labelNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 func (s *SchedulerConfig) validate(path []any) error {
 	switch {
 	case s.MaxInFlight < 1:
-		return fail(at(path, "max_in_flight"), "max_in_flight must be at least 1, got %d", s.MaxInFlight)
+		return yamldoc.Fail(yamldoc.At(path, "max_in_flight"), "max_in_flight must be at least 1, got %d", s.MaxInFlight)
 	case s.Retries < 0:
-		return fail(at(path, "retries"), "retries must not be negative, got %d", s.Retries)
+		return yamldoc.Fail(yamldoc.At(path, "retries"), "retries must not be negative, got %d", s.Retries)
 	case s.RetryInterval < 0:
-		return fail(at(path, "retry_interval"), "retry_interval must not be negative, got %s", s.RetryInterval)
+		return yamldoc.Fail(yamldoc.At(path, "retry_interval"), "retry_interval must not be negative, got %s", s.RetryInterval)
 	case s.Interval < time.Second:
-		return fail(at(path, "interval"), "interval must be at least 1s, got %s", s.Interval)
+		return yamldoc.Fail(yamldoc.At(path, "interval"), "interval must be at least 1s, got %s", s.Interval)
 	case s.FileRefreshInterval < time.Second:
-		return fail(at(path, "file_refresh_interval"), "file_refresh_interval must be at least 1s, got %s", s.FileRefreshInterval)
+		return yamldoc.Fail(yamldoc.At(path, "file_refresh_interval"), "file_refresh_interval must be at least 1s, got %s", s.FileRefreshInterval)
 	}
 	return nil
 }
@@ -142,21 +144,21 @@ func (s *SchedulerConfig) validate(path []any) error {
 // it into scheduled targets; path locates the group in its document.
 func (c *Config) resolveGroup(g TargetGroup, path []any, locateFn func([]any) string) ([]ScheduledTarget, error) {
 	if g.Module == "" {
-		return nil, fail(path, "module must be set (in a file_sd entry: the __param_module label)")
+		return nil, yamldoc.Fail(path, "module must be set (in a file_sd entry: the __param_module label)")
 	}
 	mod, ok := c.Modules[g.Module]
 	if !ok {
-		return nil, fail(at(path, "module"), "unknown module %q", g.Module)
+		return nil, yamldoc.Fail(yamldoc.At(path, "module"), "unknown module %q", g.Module)
 	}
 	interval := g.Interval
 	if interval == 0 {
 		interval = c.Scheduler.Interval
 	}
 	if interval < time.Second {
-		return nil, fail(at(path, "interval"), "interval must be at least 1s, got %s", interval)
+		return nil, yamldoc.Fail(yamldoc.At(path, "interval"), "interval must be at least 1s, got %s", interval)
 	}
 	if mod.Timeout > 0 && interval < mod.Timeout {
-		return nil, fail(at(path, "interval"), "interval %s is shorter than the timeout %s of module %q", interval, mod.Timeout, g.Module)
+		return nil, yamldoc.Fail(yamldoc.At(path, "interval"), "interval %s is shorter than the timeout %s of module %q", interval, mod.Timeout, g.Module)
 	}
 	timeout := mod.Timeout
 	if timeout == 0 {
@@ -170,26 +172,26 @@ func (c *Config) resolveGroup(g TargetGroup, path []any, locateFn func([]any) st
 	for _, name := range names {
 		switch {
 		case !labelNameRE.MatchString(name) || strings.HasPrefix(name, "__"):
-			return nil, fail(at(path, "labels", name), "invalid label name %q", name)
+			return nil, yamldoc.Fail(yamldoc.At(path, "labels", name), "invalid label name %q", name)
 		case slices.Contains(reservedLabels, name):
-			return nil, fail(at(path, "labels", name), "label name %q is reserved (reserved: %s)", name, strings.Join(reservedLabels, ", "))
+			return nil, yamldoc.Fail(yamldoc.At(path, "labels", name), "label name %q is reserved (reserved: %s)", name, strings.Join(reservedLabels, ", "))
 		case name == FailureThresholdLabel:
 			if _, err := ParseFailureThreshold(g.Labels[name]); err != nil {
-				return nil, fail(at(path, "labels", name), "%s", err)
+				return nil, yamldoc.Fail(yamldoc.At(path, "labels", name), "%s", err)
 			}
 		}
 	}
 	if len(g.Targets) == 0 {
-		return nil, fail(at(path, "targets"), "targets must list at least one target")
+		return nil, yamldoc.Fail(yamldoc.At(path, "targets"), "targets must list at least one target")
 	}
 	out := make([]ScheduledTarget, 0, len(g.Targets))
 	for i, t := range g.Targets {
 		if strings.TrimSpace(t) == "" {
-			return nil, fail(at(path, "targets", i), "target must not be empty")
+			return nil, yamldoc.Fail(yamldoc.At(path, "targets", i), "target must not be empty")
 		}
 		out = append(out, ScheduledTarget{
 			Module: g.Module, Target: t, Interval: interval, Timeout: timeout,
-			Labels: g.Labels, Source: locateFn(at(path, "targets", i)),
+			Labels: g.Labels, Source: locateFn(yamldoc.At(path, "targets", i)),
 		})
 	}
 	return out, nil
@@ -262,8 +264,8 @@ type fileGroup struct {
 func (c *Config) parseTargetFile(data []byte, source string) ([]ScheduledTarget, error) {
 	var groups []fileGroup
 	var out []ScheduledTarget
-	_, err := decodeDocument(data, source, &groups, func(root *yaml.Node) error {
-		locateFn := func(p []any) string { return fmt.Sprintf("%s:%d", source, locate(root, p)) }
+	_, err := yamldoc.Decode(data, source, &groups, func(root *yaml.Node) error {
+		locateFn := func(p []any) string { return fmt.Sprintf("%s:%d", source, yamldoc.Locate(root, p)) }
 		for i, fg := range groups {
 			g, err := fg.toGroup([]any{i})
 			if err != nil {
@@ -286,13 +288,13 @@ func (fg fileGroup) toGroup(path []any) (TargetGroup, error) {
 		switch {
 		case name == "__param_module":
 			if g.Module != "" && g.Module != value {
-				return g, fail(at(path, "labels", name), "__param_module %q contradicts module %q", value, g.Module)
+				return g, yamldoc.Fail(yamldoc.At(path, "labels", name), "__param_module %q contradicts module %q", value, g.Module)
 			}
 			g.Module = value
 		case name == "__scrape_interval__":
 			d, err := model.ParseDuration(value)
 			if err != nil {
-				return g, fail(at(path, "labels", name), "invalid __scrape_interval__ %q: %w", value, err)
+				return g, yamldoc.Fail(yamldoc.At(path, "labels", name), "invalid __scrape_interval__ %q: %w", value, err)
 			}
 			if g.Interval == 0 {
 				g.Interval = time.Duration(d)

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"fmt"
 	"mime"
 	"net"
 	"net/textproto"
@@ -10,43 +9,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vantageprobe/vantage/internal/yamldoc"
+
 	"github.com/miekg/dns"
 )
-
-// fieldError is a validation error at a path inside the document, such as
-// modules.http_2xx.http.fail_if_header_matches[0].regexp.
-type fieldError struct {
-	path []any // string keys and int indexes
-	err  error
-}
-
-func (e *fieldError) Error() string { return pathString(e.path) + ": " + e.err.Error() }
-func (e *fieldError) Unwrap() error { return e.err }
-
-func pathString(path []any) string {
-	var b strings.Builder
-	for _, p := range path {
-		switch p := p.(type) {
-		case int:
-			fmt.Fprintf(&b, "[%d]", p)
-		default:
-			if b.Len() > 0 {
-				b.WriteByte('.')
-			}
-			fmt.Fprint(&b, p)
-		}
-	}
-	return b.String()
-}
-
-// at builds a path by appending to a copy of base.
-func at(base []any, more ...any) []any {
-	return append(slices.Clip(base), more...)
-}
-
-func fail(path []any, format string, args ...any) error {
-	return &fieldError{path: path, err: fmt.Errorf(format, args...)}
-}
 
 // validate checks the configuration, compiles its regexps and CEL programs,
 // and resolves the inline scheduled targets and the canary; locateFn names
@@ -80,7 +46,7 @@ func (c *Config) validate(locateFn func([]any) string) error {
 	}
 	for i, p := range c.TargetFiles {
 		if _, err := filepath.Match(p, ""); err != nil {
-			return fail([]any{"target_files", i}, "invalid pattern %q: %v", p, err)
+			return yamldoc.Fail([]any{"target_files", i}, "invalid pattern %q: %v", p, err)
 		}
 	}
 	return nil
@@ -89,29 +55,29 @@ func (c *Config) validate(locateFn func([]any) string) error {
 func (m *Module) validate(path []any) error {
 	if !slices.Contains(Probers, m.Prober) {
 		if m.Prober == "" {
-			return fail(at(path, "prober"), "prober must be set (one of %s)", strings.Join(Probers, ", "))
+			return yamldoc.Fail(yamldoc.At(path, "prober"), "prober must be set (one of %s)", strings.Join(Probers, ", "))
 		}
-		return fail(at(path, "prober"), "unknown prober %q (known: %s)", m.Prober, strings.Join(Probers, ", "))
+		return yamldoc.Fail(yamldoc.At(path, "prober"), "unknown prober %q (known: %s)", m.Prober, strings.Join(Probers, ", "))
 	}
 	if m.Timeout < 0 {
-		return fail(at(path, "timeout"), "timeout must not be negative, got %s", m.Timeout)
+		return yamldoc.Fail(yamldoc.At(path, "timeout"), "timeout must not be negative, got %s", m.Timeout)
 	}
 	if m.Destinations != nil {
-		if err := m.Destinations.validate(at(path, "destinations")); err != nil {
+		if err := m.Destinations.validate(yamldoc.At(path, "destinations")); err != nil {
 			return err
 		}
 	}
 	switch m.Prober {
 	case "http":
-		return m.HTTP.validate(at(path, "http"))
+		return m.HTTP.validate(yamldoc.At(path, "http"))
 	case "tcp":
-		return m.TCP.validate(at(path, "tcp"))
+		return m.TCP.validate(yamldoc.At(path, "tcp"))
 	case "dns":
-		return m.DNS.validate(at(path, "dns"))
+		return m.DNS.validate(yamldoc.At(path, "dns"))
 	case "icmp":
-		return m.ICMP.validate(at(path, "icmp"))
+		return m.ICMP.validate(yamldoc.At(path, "icmp"))
 	case "grpc":
-		return m.GRPC.validate(at(path, "grpc"))
+		return m.GRPC.validate(yamldoc.At(path, "grpc"))
 	}
 	return nil
 }
@@ -121,20 +87,20 @@ func validateIPProtocol(path []any, v string) error {
 	case "", "ip4", "ip6":
 		return nil
 	}
-	return fail(at(path, "preferred_ip_protocol"), "unknown IP protocol %q (use ip4 or ip6)", v)
+	return yamldoc.Fail(yamldoc.At(path, "preferred_ip_protocol"), "unknown IP protocol %q (use ip4 or ip6)", v)
 }
 
 func validateSourceIP(path []any, v string) error {
 	if v == "" || net.ParseIP(v) != nil {
 		return nil
 	}
-	return fail(at(path, "source_ip_address"), "%q is not an IP address", v)
+	return yamldoc.Fail(yamldoc.At(path, "source_ip_address"), "%q is not an IP address", v)
 }
 
 func compileAll(path []any, res []Regexp) error {
 	for i := range res {
 		if err := res[i].compile(); err != nil {
-			return fail(at(path, i), "regexp %q does not compile: %w", res[i].original, err)
+			return yamldoc.Fail(yamldoc.At(path, i), "regexp %q does not compile: %w", res[i].original, err)
 		}
 	}
 	return nil
@@ -150,25 +116,25 @@ func (p *HTTPProbe) validate(path []any) error {
 		return err
 	}
 	if p.HTTPClientConfig.BearerToken != "" && p.HTTPClientConfig.BearerTokenFile != "" {
-		return fail(at(path, "bearer_token_file"), "bearer_token and bearer_token_file are both set; use one")
+		return yamldoc.Fail(yamldoc.At(path, "bearer_token_file"), "bearer_token and bearer_token_file are both set; use one")
 	}
 	if err := p.HTTPClientConfig.Validate(); err != nil {
-		return &fieldError{path: path, err: err}
+		return &yamldoc.FieldError{Path: path, Err: err}
 	}
 	if p.Body != "" && p.BodyFile != "" {
-		return fail(at(path, "body_file"), "body and body_file are both set; use one")
+		return yamldoc.Fail(yamldoc.At(path, "body_file"), "body and body_file are both set; use one")
 	}
 	if p.BodySizeLimit < 0 {
-		return fail(at(path, "body_size_limit"), "body_size_limit must not be negative")
+		return yamldoc.Fail(yamldoc.At(path, "body_size_limit"), "body_size_limit must not be negative")
 	}
 	for i, code := range p.ValidStatusCodes {
 		if code < 100 || code > 999 {
-			return fail(at(path, "valid_status_codes", i), "%d is not an HTTP status code", code)
+			return yamldoc.Fail(yamldoc.At(path, "valid_status_codes", i), "%d is not an HTTP status code", code)
 		}
 	}
 	for i, v := range p.ValidHTTPVersions {
 		if !slices.Contains(knownHTTPVersions, v) {
-			return fail(at(path, "valid_http_versions", i), "unknown HTTP version %q (known: %s)", v, strings.Join(knownHTTPVersions, ", "))
+			return yamldoc.Fail(yamldoc.At(path, "valid_http_versions", i), "unknown HTTP version %q (known: %s)", v, strings.Join(knownHTTPVersions, ", "))
 		}
 	}
 	if err := p.validateHTTP3(path); err != nil {
@@ -177,10 +143,10 @@ func (p *HTTPProbe) validate(path []any) error {
 	if err := validateCompression(path, p.Compression, p.Headers); err != nil {
 		return err
 	}
-	if err := compileAll(at(path, "fail_if_body_matches_regexp"), p.FailIfBodyMatchesRegexp); err != nil {
+	if err := compileAll(yamldoc.At(path, "fail_if_body_matches_regexp"), p.FailIfBodyMatchesRegexp); err != nil {
 		return err
 	}
-	if err := compileAll(at(path, "fail_if_body_not_matches_regexp"), p.FailIfBodyNotMatchesRegexp); err != nil {
+	if err := compileAll(yamldoc.At(path, "fail_if_body_not_matches_regexp"), p.FailIfBodyNotMatchesRegexp); err != nil {
 		return err
 	}
 	for key, matchers := range orderedPairs(
@@ -188,7 +154,7 @@ func (p *HTTPProbe) validate(path []any) error {
 		"fail_if_header_not_matches", p.FailIfHeaderNotMatchesRegexp,
 	) {
 		for i := range matchers {
-			if err := matchers[i].validate(at(path, key, i)); err != nil {
+			if err := matchers[i].validate(yamldoc.At(path, key, i)); err != nil {
 				return err
 			}
 		}
@@ -201,7 +167,7 @@ func (p *HTTPProbe) validate(path []any) error {
 			continue
 		}
 		if err := prog.compile(); err != nil {
-			return fail(at(path, key), "CEL expression %q does not compile: %w", prog.expression, err)
+			return yamldoc.Fail(yamldoc.At(path, key), "CEL expression %q does not compile: %w", prog.expression, err)
 		}
 	}
 	return nil
@@ -219,26 +185,26 @@ func (p *HTTPProbe) validateHTTP3(path []any) error {
 	wantsHTTP3 := slices.Contains(p.ValidHTTPVersions, "HTTP/3.0")
 	switch {
 	case p.EnableHTTP3 && p.HTTPClientConfig.EnableHTTP2:
-		return fail(at(path, "enable_http3"), "enable_http3 needs enable_http2: false (enable_http2 defaults to true)")
+		return yamldoc.Fail(yamldoc.At(path, "enable_http3"), "enable_http3 needs enable_http2: false (enable_http2 defaults to true)")
 	case p.EnableHTTP3 && !wantsHTTP3:
-		return fail(at(path, "valid_http_versions"), `enable_http3 needs valid_http_versions: ["HTTP/3.0"]`)
+		return yamldoc.Fail(yamldoc.At(path, "valid_http_versions"), `enable_http3 needs valid_http_versions: ["HTTP/3.0"]`)
 	case p.EnableHTTP3 && len(p.ValidHTTPVersions) > 1:
-		return fail(at(path, "valid_http_versions"), "with enable_http3, HTTP/3.0 must be the only valid HTTP version, got %s", strings.Join(p.ValidHTTPVersions, ", "))
+		return yamldoc.Fail(yamldoc.At(path, "valid_http_versions"), "with enable_http3, HTTP/3.0 must be the only valid HTTP version, got %s", strings.Join(p.ValidHTTPVersions, ", "))
 	case !p.EnableHTTP3 && wantsHTTP3:
-		return fail(at(path, "valid_http_versions"), "HTTP/3.0 is a valid version but enable_http3 is not set")
+		return yamldoc.Fail(yamldoc.At(path, "valid_http_versions"), "HTTP/3.0 is a valid version but enable_http3 is not set")
 	}
 	return nil
 }
 
 func (h *HeaderMatch) validate(path []any) error {
 	if h.Header == "" {
-		return fail(at(path, "header"), "header name must be set for an HTTP header matcher")
+		return yamldoc.Fail(yamldoc.At(path, "header"), "header name must be set for an HTTP header matcher")
 	}
 	if !h.Regexp.IsSet() {
-		return fail(at(path, "regexp"), "regexp must be set for the HTTP header matcher of %q", h.Header)
+		return yamldoc.Fail(yamldoc.At(path, "regexp"), "regexp must be set for the HTTP header matcher of %q", h.Header)
 	}
 	if err := h.Regexp.compile(); err != nil {
-		return fail(at(path, "regexp"), "regexp %q does not compile: %w", h.Regexp.original, err)
+		return yamldoc.Fail(yamldoc.At(path, "regexp"), "regexp %q does not compile: %w", h.Regexp.original, err)
 	}
 	return nil
 }
@@ -252,7 +218,7 @@ func validateCompression(path []any, compression string, headers map[string]stri
 		return nil
 	}
 	if !slices.Contains(compressions, compression) {
-		return fail(at(path, "compression"), "unknown compression %q (known: %s)", compression, strings.Join(compressions, ", "))
+		return yamldoc.Fail(yamldoc.At(path, "compression"), "unknown compression %q (known: %s)", compression, strings.Join(compressions, ", "))
 	}
 	for key, value := range headers {
 		// An empty Accept-Encoding constrains nothing here, as in
@@ -261,7 +227,7 @@ func validateCompression(path []any, compression string, headers map[string]stri
 			continue
 		}
 		if !acceptsEncoding(value, compression) {
-			return fail(at(path, "headers", key), "compression %q contradicts the header \"%s: %s\": the server may not send %s", compression, key, value, compression)
+			return yamldoc.Fail(yamldoc.At(path, "headers", key), "compression %q contradicts the header \"%s: %s\": the server may not send %s", compression, key, value, compression)
 		}
 	}
 	return nil
@@ -309,18 +275,18 @@ func (p *TCPProbe) validate(path []any) error {
 	}
 	for i := range p.QueryResponse {
 		qr := &p.QueryResponse[i]
-		qpath := at(path, "query_response", i)
+		qpath := yamldoc.At(path, "query_response", i)
 		if qr.Expect.IsSet() && qr.ExpectBytes != "" {
-			return fail(qpath, "expect and expect_bytes are both set; use one")
+			return yamldoc.Fail(qpath, "expect and expect_bytes are both set; use one")
 		}
 		if qr.Expect.IsSet() {
 			if err := qr.Expect.compile(); err != nil {
-				return fail(at(qpath, "expect"), "regexp %q does not compile: %w", qr.Expect.original, err)
+				return yamldoc.Fail(yamldoc.At(qpath, "expect"), "regexp %q does not compile: %w", qr.Expect.original, err)
 			}
 		}
 		for j, l := range qr.Labels {
 			if l.Name == "" {
-				return fail(at(qpath, "labels", j, "name"), "label name must be set")
+				return yamldoc.Fail(yamldoc.At(qpath, "labels", j, "name"), "label name must be set")
 			}
 		}
 	}
@@ -335,13 +301,13 @@ func (p *ICMPProbe) validate(path []any) error {
 		return err
 	}
 	if p.TTL < 0 {
-		return fail(at(path, "ttl"), "ttl must not be negative, got %d", p.TTL)
+		return yamldoc.Fail(yamldoc.At(path, "ttl"), "ttl must not be negative, got %d", p.TTL)
 	}
 	if p.TTL > 255 {
-		return fail(at(path, "ttl"), "ttl must not exceed 255, got %d", p.TTL)
+		return yamldoc.Fail(yamldoc.At(path, "ttl"), "ttl must not exceed 255, got %d", p.TTL)
 	}
 	if p.PayloadSize < 0 || p.PayloadSize > 65000 {
-		return fail(at(path, "payload_size"), "payload_size must be between 0 and 65000, got %d", p.PayloadSize)
+		return yamldoc.Fail(yamldoc.At(path, "payload_size"), "payload_size must be between 0 and 65000, got %d", p.PayloadSize)
 	}
 	return nil
 }
@@ -354,34 +320,34 @@ func (p *DNSProbe) validate(path []any) error {
 		return err
 	}
 	if p.QueryName == "" {
-		return fail(at(path, "query_name"), "query_name must be set for a dns module")
+		return yamldoc.Fail(yamldoc.At(path, "query_name"), "query_name must be set for a dns module")
 	}
 	if _, ok := dns.StringToClass[p.QueryClass]; p.QueryClass != "" && !ok {
-		return fail(at(path, "query_class"), "unknown DNS class %q", p.QueryClass)
+		return yamldoc.Fail(yamldoc.At(path, "query_class"), "unknown DNS class %q", p.QueryClass)
 	}
 	if _, ok := dns.StringToType[p.QueryType]; p.QueryType != "" && !ok {
-		return fail(at(path, "query_type"), "unknown DNS type %q", p.QueryType)
+		return yamldoc.Fail(yamldoc.At(path, "query_type"), "unknown DNS type %q", p.QueryType)
 	}
 	switch p.TransportProtocol {
 	case "", "udp", "tcp":
 	default:
-		return fail(at(path, "transport_protocol"), "unknown transport protocol %q (use udp or tcp)", p.TransportProtocol)
+		return yamldoc.Fail(yamldoc.At(path, "transport_protocol"), "unknown transport protocol %q (use udp or tcp)", p.TransportProtocol)
 	}
 	if p.DNSOverTLS && p.TransportProtocol != "tcp" {
-		return fail(at(path, "dns_over_tls"), "dns_over_tls needs transport_protocol: tcp")
+		return yamldoc.Fail(yamldoc.At(path, "dns_over_tls"), "dns_over_tls needs transport_protocol: tcp")
 	}
 	for i, rc := range p.ValidRcodes {
 		if _, ok := dns.StringToRcode[rc]; !ok {
-			return fail(at(path, "valid_rcodes", i), "unknown DNS rcode %q", rc)
+			return yamldoc.Fail(yamldoc.At(path, "valid_rcodes", i), "unknown DNS rcode %q", rc)
 		}
 	}
-	if err := p.ValidateAnswer.validate(at(path, "validate_answer_rrs")); err != nil {
+	if err := p.ValidateAnswer.validate(yamldoc.At(path, "validate_answer_rrs")); err != nil {
 		return err
 	}
-	if err := p.ValidateAuthority.validate(at(path, "validate_authority_rrs")); err != nil {
+	if err := p.ValidateAuthority.validate(yamldoc.At(path, "validate_authority_rrs")); err != nil {
 		return err
 	}
-	return p.ValidateAdditional.validate(at(path, "validate_additional_rrs"))
+	return p.ValidateAdditional.validate(yamldoc.At(path, "validate_additional_rrs"))
 }
 
 func (v *DNSRRValidator) validate(path []any) error {
@@ -389,7 +355,7 @@ func (v *DNSRRValidator) validate(path []any) error {
 		"fail_if_matches_regexp", v.FailIfMatchesRegexp,
 		"fail_if_all_match_regexp", v.FailIfAllMatchRegexp,
 	) {
-		if err := compileAll(at(path, key), res); err != nil {
+		if err := compileAll(yamldoc.At(path, key), res); err != nil {
 			return err
 		}
 	}
@@ -397,7 +363,7 @@ func (v *DNSRRValidator) validate(path []any) error {
 		"fail_if_not_matches_regexp", v.FailIfNotMatchesRegexp,
 		"fail_if_none_matches_regexp", v.FailIfNoneMatchesRegexp,
 	) {
-		if err := compileAll(at(path, key), res); err != nil {
+		if err := compileAll(yamldoc.At(path, key), res); err != nil {
 			return err
 		}
 	}

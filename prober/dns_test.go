@@ -206,7 +206,7 @@ probe_dns_serial 2.024010101e+09
 
 func TestDNSValidators(t *testing.T) {
 	srv := newDNSTestServer(t, "udp", nil, zoneHandler(t))
-	re := config.MustNewRegexp
+	re := func(s string) config.Regexp { return mustRegexp(t, s) }
 	for _, tc := range []struct {
 		name  string
 		qname string
@@ -299,7 +299,7 @@ func TestDNSQueryClassCH(t *testing.T) {
 	m := dnsModule("TXT")
 	m.DNS.QueryName = "version.test"
 	m.DNS.QueryClass = "CH"
-	m.DNS.ValidateAnswer.FailIfNotMatchesRegexp = []config.Regexp{config.MustNewRegexp(`\bCH\s+TXT\s+"vantage"`)}
+	m.DNS.ValidateAnswer.FailIfNotMatchesRegexp = []config.Regexp{mustRegexp(t, `\bCH\s+TXT\s+"vantage"`)}
 	r := runTestProbe(t, m, srv.addr, 5*time.Second)
 	requireReason(t, r, result.ReasonNone)
 	if q, _ := srv.lastQuery(); q.Question[0].Qclass != dns.ClassCHAOS || q.Question[0].Qtype != dns.TypeTXT {

@@ -182,7 +182,7 @@ func TestHostileDNSTruncatedFlag(t *testing.T) {
 		t.Errorf("answer RRs %d, want 0", o.r.DNS.AnswerRRs)
 	}
 	m := dnsModule("A")
-	m.DNS.ValidateAnswer.FailIfNoneMatchesRegexp = []config.Regexp{config.MustNewRegexp(`\bA\b`)}
+	m.DNS.ValidateAnswer.FailIfNoneMatchesRegexp = []config.Regexp{mustRegexp(t, `\bA\b`)}
 	o = probeHostile(t, m, addr, hostileQuickDeadline)
 	o.requireBounded(t, result.ReasonDNSRecords, hostileHeapFloor)
 	o.requireTiming(t, false)

@@ -173,7 +173,7 @@ func TestHostileHTTPEndlessBodyWithLimit(t *testing.T) {
 		{"with a body regexp", func(c net.Conn, stop <-chan struct{}) {
 			flood(c, stop, "HTTP/1.1 200 OK\r\n\r\n", hostileChunk)
 		}, func(p *config.HTTPProbe) {
-			p.FailIfBodyNotMatchesRegexp = []config.Regexp{config.MustNewRegexp("never sent")}
+			p.FailIfBodyNotMatchesRegexp = []config.Regexp{mustRegexp(t, "never sent")}
 		}, 4*uint64(limit) + hostileHeapFloor},
 		// The limit applies to the decompressed body.
 		{"gzip bomb", func(c net.Conn, stop <-chan struct{}) {
@@ -241,7 +241,7 @@ func TestHostileHTTPEndlessBodyBufferedUntilDeadline(t *testing.T) {
 		trickle(c, stop, "HTTP/1.1 200 OK\r\n\r\n", string(bytes.Repeat(hostileChunk, 2)), 10*time.Millisecond)
 	}))
 	m := httpTestModule(func(p *config.HTTPProbe) {
-		p.FailIfBodyNotMatchesRegexp = []config.Regexp{config.MustNewRegexp("never sent")}
+		p.FailIfBodyNotMatchesRegexp = []config.Regexp{mustRegexp(t, "never sent")}
 	})
 	o := probeHostile(t, m, "http://"+srv.addr+"/", hostileDeadline)
 	read := uint64(o.r.HTTP.UncompressedBodyLength)

@@ -16,7 +16,7 @@ import (
 // upgrade.
 
 func TestHostileTCP(t *testing.T) {
-	sshBanner := config.QueryResponse{Expect: config.MustNewRegexp(`^SSH-2.0-`)}
+	sshBanner := config.QueryResponse{Expect: mustRegexp(t, `^SSH-2.0-`)}
 	for _, tc := range []struct {
 		name   string
 		handle func(net.Conn, <-chan struct{})
@@ -51,8 +51,8 @@ func TestHostileTCP(t *testing.T) {
 				c.Write([]byte("220 Ready to start TLS\r\n"))
 			}
 		}, []config.QueryResponse{
-			{Expect: config.MustNewRegexp(`^220 `), Send: "STARTTLS"},
-			{Expect: config.MustNewRegexp(`^220 Ready`)},
+			{Expect: mustRegexp(t, `^220 `), Send: "STARTTLS"},
+			{Expect: mustRegexp(t, `^220 Ready`)},
 			{StartTLS: true},
 		}, result.ReasonTimeout, true, false},
 	} {

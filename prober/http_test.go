@@ -215,14 +215,14 @@ func TestHTTPFailureReasons(t *testing.T) {
 			p.FailIfNotSSL = true
 		}, result.ReasonNone},
 		{"body matches", plain.URL, func(p *config.HTTPProbe) {
-			p.FailIfBodyMatchesRegexp = []config.Regexp{config.MustNewRegexp("is up")}
+			p.FailIfBodyMatchesRegexp = []config.Regexp{mustRegexp(t, "is up")}
 		}, result.ReasonBodyMismatch},
 		{"body not matches", plain.URL, func(p *config.HTTPProbe) {
-			p.FailIfBodyNotMatchesRegexp = []config.Regexp{config.MustNewRegexp("is down")}
+			p.FailIfBodyNotMatchesRegexp = []config.Regexp{mustRegexp(t, "is down")}
 		}, result.ReasonBodyMismatch},
 		{"body regexps pass", plain.URL, func(p *config.HTTPProbe) {
-			p.FailIfBodyMatchesRegexp = []config.Regexp{config.MustNewRegexp("is down")}
-			p.FailIfBodyNotMatchesRegexp = []config.Regexp{config.MustNewRegexp("^service")}
+			p.FailIfBodyMatchesRegexp = []config.Regexp{mustRegexp(t, "is down")}
+			p.FailIfBodyNotMatchesRegexp = []config.Regexp{mustRegexp(t, "^service")}
 		}, result.ReasonNone},
 		{"body too large", plain.URL, func(p *config.HTTPProbe) { p.BodySizeLimit = 4 }, result.ReasonBodyTooLarge},
 		{"body within limit", plain.URL, func(p *config.HTTPProbe) { p.BodySizeLimit = units.KiB }, result.ReasonNone},
@@ -244,7 +244,7 @@ func TestHTTPBodyAndHeaderChecksSetRegexSeries(t *testing.T) {
 		fmt.Fprint(w, "ok")
 	}))
 	hm := func(header, re string, allowMissing bool) []config.HeaderMatch {
-		return []config.HeaderMatch{{Header: header, Regexp: config.MustNewRegexp(re), AllowMissing: allowMissing}}
+		return []config.HeaderMatch{{Header: header, Regexp: mustRegexp(t, re), AllowMissing: allowMissing}}
 	}
 	tests := []struct {
 		name string
@@ -367,7 +367,7 @@ func TestHTTPCompression(t *testing.T) {
 		t.Run(enc, func(t *testing.T) {
 			m := httpTestModule(func(p *config.HTTPProbe) {
 				p.Compression = enc
-				p.FailIfBodyNotMatchesRegexp = []config.Regexp{config.MustNewRegexp("^compressible vantage body")}
+				p.FailIfBodyNotMatchesRegexp = []config.Regexp{mustRegexp(t, "^compressible vantage body")}
 			})
 			r := httpTestProbe(t, m, srv.URL+"/"+enc, Params{}, 5*time.Second)
 			requireReason(t, r, result.ReasonNone)
@@ -511,7 +511,7 @@ func BenchmarkHTTPProbe(b *testing.B) {
 		fmt.Fprint(w, "ok")
 	}))
 	mod, err := Prepare("bench", httpTestModule(func(p *config.HTTPProbe) {
-		p.FailIfBodyNotMatchesRegexp = []config.Regexp{config.MustNewRegexp("ok")}
+		p.FailIfBodyNotMatchesRegexp = []config.Regexp{mustRegexp(b, "ok")}
 	}))
 	if err != nil {
 		b.Fatal(err)

@@ -223,7 +223,7 @@ func TestTCPBannerExpectLabels(t *testing.T) {
 		io.Copy(io.Discard, c) // hold the connection until the prober closes it
 	})
 	m := tcpModule(config.QueryResponse{
-		Expect: config.MustNewRegexp(`^SSH-2.0-([^ -]+)(?: (.*))?$`),
+		Expect: mustRegexp(t, `^SSH-2.0-([^ -]+)(?: (.*))?$`),
 		Labels: []config.Label{{Name: "ssh_version", Value: "${1}"}, {Name: "ssh_comments", Value: "${2}"}},
 	})
 	r := runTestProbe(t, m, addr, 5*time.Second)
@@ -270,7 +270,7 @@ func TestTCPExpectBytes(t *testing.T) {
 }
 
 func TestTCPExpectBytesAndExpectAreExclusive(t *testing.T) {
-	m := tcpModule(config.QueryResponse{Expect: config.MustNewRegexp("a"), ExpectBytes: "a"})
+	m := tcpModule(config.QueryResponse{Expect: mustRegexp(t, "a"), ExpectBytes: "a"})
 	if _, err := Prepare("test", m); err == nil || !strings.Contains(err.Error(), "expect_bytes") {
 		t.Fatalf("Prepare error = %v, want one about expect and expect_bytes", err)
 	}
@@ -297,9 +297,9 @@ func TestTCPSendExpandsSubmatches(t *testing.T) {
 	})
 	m := tcpModule(
 		config.QueryResponse{Send: "NICK probe"},
-		config.QueryResponse{Expect: config.MustNewRegexp(`^PING :([^ ]+)`), Send: "PONG ${1}",
+		config.QueryResponse{Expect: mustRegexp(t, `^PING :([^ ]+)`), Send: "PONG ${1}",
 			Labels: []config.Label{{Name: "token", Value: "${1}"}}},
-		config.QueryResponse{Expect: config.MustNewRegexp(`^:([^ ]+) 001`),
+		config.QueryResponse{Expect: mustRegexp(t, `^:([^ ]+) 001`),
 			Labels: []config.Label{{Name: "server", Value: "${1}"}}},
 	)
 	r := runTestProbe(t, m, addr, 5*time.Second)
@@ -338,12 +338,12 @@ func TestTCPStartTLS(t *testing.T) {
 		io.Copy(io.Discard, tc)
 	})
 	m := tcpModule(
-		config.QueryResponse{Expect: config.MustNewRegexp(`^220 `)},
+		config.QueryResponse{Expect: mustRegexp(t, `^220 `)},
 		config.QueryResponse{Send: "STARTTLS"},
-		config.QueryResponse{Expect: config.MustNewRegexp(`^220 Ready`)},
+		config.QueryResponse{Expect: mustRegexp(t, `^220 Ready`)},
 		config.QueryResponse{StartTLS: true},
 		config.QueryResponse{Send: "EHLO probe"},
-		config.QueryResponse{Expect: config.MustNewRegexp(`^250 `)},
+		config.QueryResponse{Expect: mustRegexp(t, `^250 `)},
 	)
 	m.TCP.TLSConfig.CAFile = pki.caFile
 	r := runTestProbe(t, m, addr, 5*time.Second)
@@ -391,7 +391,7 @@ func TestTCPTLS(t *testing.T) {
 		}, result.ReasonTLSError},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := tcpModule(config.QueryResponse{Expect: config.MustNewRegexp(`^hello over tls$`)})
+			m := tcpModule(config.QueryResponse{Expect: mustRegexp(t, `^hello over tls$`)})
 			m.TCP.TLS = true
 			tc.tls(&m.TCP)
 			r := runTestProbe(t, m, addr, 5*time.Second)
@@ -442,7 +442,7 @@ func TestTCPExpectMismatch(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := newTCPTestServer(t, tc.serve)
-			m := tcpModule(config.QueryResponse{Expect: config.MustNewRegexp(`^SSH-2.0-`)})
+			m := tcpModule(config.QueryResponse{Expect: mustRegexp(t, `^SSH-2.0-`)})
 			r := runTestProbe(t, m, addr, 500*time.Millisecond)
 			requireReason(t, r, result.ReasonExpectMismatch)
 			if v := seriesOfResult(r)["probe_failed_due_to_regex"]; v != 1 {
@@ -460,7 +460,7 @@ func TestTCPSilentPeerEndsAtDeadline(t *testing.T) {
 		io.Copy(io.Discard, c)
 		close(closed)
 	})
-	m := tcpModule(config.QueryResponse{Expect: config.MustNewRegexp(`^SSH-2.0-`)})
+	m := tcpModule(config.QueryResponse{Expect: mustRegexp(t, `^SSH-2.0-`)})
 	start := time.Now()
 	r := runTestProbe(t, m, addr, 300*time.Millisecond)
 	elapsed := time.Since(start)
@@ -483,7 +483,7 @@ func TestTCPOverlongLine(t *testing.T) {
 		c.Write(slices.Repeat([]byte("x"), 2*maxTCPLine))
 		io.Copy(io.Discard, c)
 	})
-	r := runTestProbe(t, tcpModule(config.QueryResponse{Expect: config.MustNewRegexp(`^y`)}), addr, 5*time.Second)
+	r := runTestProbe(t, tcpModule(config.QueryResponse{Expect: mustRegexp(t, `^y`)}), addr, 5*time.Second)
 	requireReason(t, r, result.ReasonProtocolError)
 }
 
@@ -519,4 +519,14 @@ func TestReadLineSplitsAsScanLines(t *testing.T) {
 	if want := []string{"a", "", "b", "last"}; !slices.Equal(got, want) {
 		t.Fatalf("lines = %q, want %q", got, want)
 	}
+}
+
+// mustRegexp compiles a regexp as the configuration loader does.
+func mustRegexp(tb testing.TB, s string) config.Regexp {
+	tb.Helper()
+	re, err := config.NewRegexp(s)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return re
 }
