@@ -1,0 +1,188 @@
+// Package config is vantage-coordinator's configuration file: the
+// locations, the confirmation settings and the HTTP client for the
+// exporters. It is apart from the exporter's schema (package
+// github.com/vantageprobe/vantage/config), so the coordinator links none of
+// the probe modules' libraries.
+package config
+
+import (
+	_ "embed"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/vantageprobe/vantage/internal/yamldoc"
+
+	promconfig "github.com/prometheus/common/config"
+	yaml "go.yaml.in/yaml/v3"
+)
+
+// DefaultConfirmation holds the confirmation defaults.
+var DefaultConfirmation = ConfirmationConfig{
+	MinFailingLocations: 2,
+	VerifyTimeout:       10 * time.Second,
+	RecoverySuccesses:   2,
+	ReverifyInterval:    30 * time.Second,
+}
+
+// DefaultSource names the embedded default configuration in messages.
+const DefaultSource = "<embedded default config>"
+
+// DefaultHealthCheckInterval is how often the coordinator checks that
+// each location's exporter answers, by default.
+const DefaultHealthCheckInterval = 15 * time.Second
+
+// CoordinatorConfig is vantage-coordinator's configuration file.
+type CoordinatorConfig struct {
+	// Locations are the exporters, one per place on the network.
+	Locations    []Location         `yaml:"locations"`
+	Confirmation ConfirmationConfig `yaml:"confirmation"`
+	// HealthCheckInterval is how often each location's /-/healthy is
+	// requested, for vantage_location_healthy.
+	HealthCheckInterval time.Duration `yaml:"health_check_interval"`
+	// HTTPClient configures the requests to the exporters (check API,
+	// /probe, health checks): bearer token, basic auth, TLS client
+	// certificates, proxy.
+	HTTPClient CoordinatorHTTPClient `yaml:"http_client"`
+}
+
+// CoordinatorHTTPClient is prometheus/common's HTTP client configuration,
+// inlined so that validation errors carry their line.
+type CoordinatorHTTPClient struct {
+	HTTPClientConfig promconfig.HTTPClientConfig `yaml:",inline"`
+}
+
+//go:embed default.yml
+var defaultCoordinatorYAML []byte
+
+// DefaultCoordinator returns the embedded default coordinator
+// configuration: one location, the exporter on this host.
+func DefaultCoordinator() *CoordinatorConfig {
+	c, err := ParseCoordinator(defaultCoordinatorYAML, DefaultSource)
+	if err != nil {
+		panic("embedded default coordinator config is invalid: " + err.Error())
+	}
+	return c
+}
+
+// Location is one exporter the coordinator asks for checks.
+type Location struct {
+	// Name is how the location is known in series and incidents; reports
+	// carry it (the exporter's --location).
+	Name string `yaml:"name"`
+	// URL is the exporter's base URL.
+	URL string `yaml:"url"`
+}
+
+// ConfirmationConfig says when failures are confirmed and outages resolved.
+type ConfirmationConfig struct {
+	// MinFailingLocations is how many locations (the reporter included)
+	// must see a target fail for it to be confirmed down.
+	MinFailingLocations int `yaml:"min_failing_locations"`
+	// VerifyTimeout bounds a verification round: locations that have not
+	// answered by then count as unknown.
+	VerifyTimeout time.Duration `yaml:"verify_timeout"`
+	// RecoverySuccesses is how many successful checks (from at least two
+	// locations when more exist) resolve an outage.
+	RecoverySuccesses int `yaml:"recovery_successes"`
+	// ReverifyInterval is how often a confirmed-down target is checked
+	// again from every location.
+	ReverifyInterval time.Duration `yaml:"reverify_interval"`
+}
+
+// UnmarshalYAML sets the confirmation defaults before decoding.
+func (c *ConfirmationConfig) UnmarshalYAML(unmarshal func(any) error) error {
+	*c = DefaultConfirmation
+	type plain ConfirmationConfig
+	return unmarshal((*plain)(c))
+}
+
+var locationNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// LoadCoordinatorFile reads, decodes and validates a coordinator
+// configuration file.
+func LoadCoordinatorFile(path string) (*CoordinatorConfig, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config file: %w", err)
+	}
+	c, err := ParseCoordinator(data, path)
+	if err != nil {
+		return nil, err
+	}
+	// Files the http_client section names are relative to the
+	// configuration file.
+	c.HTTPClient.HTTPClientConfig.SetDirectory(filepath.Dir(path))
+	return c, nil
+}
+
+// ParseCoordinator decodes and validates a coordinator configuration
+// document; errors read "source:line: path: problem".
+func ParseCoordinator(data []byte, source string) (*CoordinatorConfig, error) {
+	c := &CoordinatorConfig{Confirmation: DefaultConfirmation, HealthCheckInterval: DefaultHealthCheckInterval, HTTPClient: CoordinatorHTTPClient{promconfig.DefaultHTTPClientConfig}}
+	if _, err := yamldoc.Decode(data, source, c, func(*yaml.Node) error { return c.validate() }); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *CoordinatorConfig) validate() error {
+	if len(c.Locations) == 0 {
+		return yamldoc.Fail([]any{"locations"}, "at least one location must be listed")
+	}
+	names := map[string]int{}
+	urls := map[string]int{}
+	for i, l := range c.Locations {
+		path := []any{"locations", i}
+		switch {
+		case l.Name == "":
+			return yamldoc.Fail(yamldoc.At(path, "name"), "name must be set")
+		case !locationNameRE.MatchString(l.Name):
+			return yamldoc.Fail(yamldoc.At(path, "name"), "invalid location name %q: use letters, digits, '_', '.' and '-'", l.Name)
+		}
+		if j, ok := names[l.Name]; ok {
+			return yamldoc.Fail(yamldoc.At(path, "name"), "location %q is listed twice (also locations[%d])", l.Name, j)
+		}
+		names[l.Name] = i
+		u, err := url.Parse(l.URL)
+		if l.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return yamldoc.Fail(yamldoc.At(path, "url"), "url of location %q must be an http(s) URL, got %q", l.Name, l.URL)
+		}
+		if j, ok := urls[l.URL]; ok {
+			return yamldoc.Fail(yamldoc.At(path, "url"), "locations %q and %q have the same url %s", c.Locations[j].Name, l.Name, l.URL)
+		}
+		urls[l.URL] = i
+	}
+	cf := c.Confirmation
+	path := []any{"confirmation"}
+	switch {
+	case cf.MinFailingLocations < 1:
+		return yamldoc.Fail(yamldoc.At(path, "min_failing_locations"), "min_failing_locations must be at least 1, got %d", cf.MinFailingLocations)
+	case cf.MinFailingLocations > len(c.Locations):
+		return yamldoc.Fail(yamldoc.At(path, "min_failing_locations"), "min_failing_locations %d is more than the %d locations listed: no outage could ever be confirmed", cf.MinFailingLocations, len(c.Locations))
+	case cf.VerifyTimeout <= 0:
+		return yamldoc.Fail(yamldoc.At(path, "verify_timeout"), "verify_timeout must be positive, got %s", cf.VerifyTimeout)
+	case cf.RecoverySuccesses < 1:
+		return yamldoc.Fail(yamldoc.At(path, "recovery_successes"), "recovery_successes must be at least 1, got %d", cf.RecoverySuccesses)
+	case cf.ReverifyInterval < time.Second:
+		return yamldoc.Fail(yamldoc.At(path, "reverify_interval"), "reverify_interval must be at least 1s, got %s", cf.ReverifyInterval)
+	case c.HealthCheckInterval < time.Second:
+		return yamldoc.Fail([]any{"health_check_interval"}, "health_check_interval must be at least 1s, got %s", c.HealthCheckInterval)
+	}
+	if err := c.HTTPClient.HTTPClientConfig.Validate(); err != nil {
+		return &yamldoc.FieldError{Path: []any{"http_client"}, Err: err}
+	}
+	return nil
+}
+
+// LocationURLs maps each location's name to its URL.
+func (c *CoordinatorConfig) LocationURLs() map[string]string {
+	m := make(map[string]string, len(c.Locations))
+	for _, l := range c.Locations {
+		m[l.Name] = l.URL
+	}
+	return m
+}
