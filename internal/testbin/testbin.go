@@ -1,6 +1,11 @@
-// Package testbin serves tests that run vantage's programs as processes:
-// it builds them, finds loopback addresses for them, and collects their
-// output.
+// Package testbin holds the helpers of tests that run vantage's programs,
+// as child processes or in the test process, once: Build, FreeAddr,
+// WaitFor, Start and StartReady (a child process, its output, its stop),
+// and Serve (a program's Run in the test process).
+//
+// Every wait here is bounded in time, and a wait for a program also ends
+// as soon as the program exits: a helper must not hang when the thing
+// under test fails.
 package testbin
 
 import (
@@ -45,17 +50,21 @@ func ModuleRoot(tb testing.TB) string {
 	return filepath.Dir(gomod)
 }
 
-// FreeAddr returns a loopback address nothing listens on, for a program
-// whose address must be known before it starts. Another process could take
-// the port in between; the program then fails to start and says so.
+// FreeAddr returns a 127.0.0.1 address with a port nothing listens on:
+// for a program whose address must be known before it starts, or for a
+// target whose connections must be refused. Another process could take
+// the port in between; a program then fails to start and says so.
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return addr
 }
 
 // Output collects a process's (or a logger's) output, safe for concurrent
