@@ -11,6 +11,7 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/vantageprobe/vantage/api"
+	"github.com/vantageprobe/vantage/coordinator/confirm"
 	"github.com/vantageprobe/vantage/internal/jsonapi"
 	"github.com/vantageprobe/vantage/internal/webserver"
 )
@@ -97,11 +98,11 @@ func (c *Coordinator) handleIncident(w http.ResponseWriter, r *http.Request) {
 func (c *Coordinator) handleTargets(w http.ResponseWriter, r *http.Request) {
 	targets := c.targets()
 	if s := r.URL.Query().Get("state"); s != "" {
-		if !slices.Contains(States, State(s)) {
+		if !slices.Contains(confirm.States, confirm.State(s)) {
 			jsonapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("state must be one of up, seems_down, down, unknown; got %q", s))
 			return
 		}
-		targets = slices.DeleteFunc(targets, func(t TargetView) bool { return t.State != State(s) })
+		targets = slices.DeleteFunc(targets, func(t confirm.TargetView) bool { return t.State != confirm.State(s) })
 	}
 	jsonapi.Write(w, http.StatusOK, targets)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/vantageprobe/vantage/collector"
 	"github.com/vantageprobe/vantage/config"
+	"github.com/vantageprobe/vantage/coordinator/confirm"
 	"github.com/vantageprobe/vantage/internal/tracing"
 	"github.com/vantageprobe/vantage/internal/webserver"
 )
@@ -41,7 +42,7 @@ type Coordinator struct {
 	// mu guards machine and orders the incident snapshots it submits to
 	// writer.
 	mu      sync.Mutex
-	machine *Machine
+	machine *confirm.Machine
 
 	store    *Store
 	writer   *writer
@@ -104,7 +105,7 @@ func open(opts Options, conf *config.CoordinatorConfig, reg *prometheus.Registry
 		return nil, err
 	}
 	lastID, err := store.LastID()
-	var incidents []Incident
+	var incidents []confirm.Incident
 	if err == nil {
 		incidents, err = store.List(true, 0)
 	}
@@ -125,7 +126,7 @@ func newCoordinator(opts Options, conf *config.CoordinatorConfig, reg *prometheu
 	c := &Coordinator{
 		opts:     opts,
 		logger:   opts.Logger,
-		machine:  NewMachine(conf, lastID),
+		machine:  confirm.NewMachine(conf, lastID),
 		store:    store,
 		verifier: newVerifier(nil),
 		health:   newLocationHealth(),
@@ -179,8 +180,8 @@ func newClient(conf *config.CoordinatorConfig, tp *tracing.Provider) (*http.Clie
 }
 
 func stateNames() []string {
-	out := make([]string, len(States))
-	for i, s := range States {
+	out := make([]string, len(confirm.States))
+	for i, s := range confirm.States {
 		out[i] = string(s)
 	}
 	return out
@@ -246,7 +247,7 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 // incident snapshots go to the log in the machine's order, rounds start,
 // metrics count. The returned channel yields when the snapshots are
 // durable.
-func (c *Coordinator) update(event func(m *Machine, now time.Time) Effects) <-chan error {
+func (c *Coordinator) update(event func(m *confirm.Machine, now time.Time) confirm.Effects) <-chan error {
 	c.mu.Lock()
 	eff := event(c.machine, time.Now())
 	done := c.writer.submit(eff.Save)
@@ -265,7 +266,7 @@ func (c *Coordinator) update(event func(m *Machine, now time.Time) Effects) <-ch
 
 // startRound asks the round's locations in the background and feeds
 // their answers back to the machine.
-func (c *Coordinator) startRound(r RoundRequest) {
+func (c *Coordinator) startRound(r confirm.RoundRequest) {
 	urls := c.conf.Load().LocationURLs()
 	locs := make(map[string]string, len(r.Locations))
 	for _, name := range r.Locations {
@@ -287,16 +288,18 @@ func (c *Coordinator) startRound(r RoundRequest) {
 		}
 		endRoundSpan(span, answers)
 		c.metrics.roundDuration.Observe(time.Since(started).Seconds())
-		evidence := make([]Evidence, len(answers))
+		evidence := make([]confirm.Evidence, len(answers))
 		for i, a := range answers {
 			evidence[i] = a.Evidence
 			c.health.answered(a)
 			c.metrics.checks.WithLabelValues(a.Location, string(a.Result)).Inc()
-			if a.Result == OutcomeUnknown {
+			if a.Result == confirm.OutcomeUnknown {
 				c.logger.Debug("Location could not tell", "location", a.Location, "target", r.Key.Target, "module", r.Key.Module, "err", a.Error)
 			}
 		}
-		c.update(func(m *Machine, now time.Time) Effects { return m.RoundDone(r.Key, r.ID, evidence, now) })
+		c.update(func(m *confirm.Machine, now time.Time) confirm.Effects {
+			return m.RoundDone(r.Key, r.ID, evidence, now)
+		})
 	})
 }
 
@@ -308,7 +311,7 @@ func endRoundSpan(span trace.Span, answers []checkAnswer) {
 		span.End()
 		return
 	}
-	counts := map[Outcome]int{}
+	counts := map[confirm.Outcome]int{}
 	for _, a := range answers {
 		counts[a.Result]++
 		span.AddEvent("answer", trace.WithAttributes(
@@ -316,11 +319,11 @@ func endRoundSpan(span trace.Span, answers []checkAnswer) {
 			attribute.String("vantage.check.failure_reason", string(a.Reason)), attribute.String("vantage.check.error", a.Error)))
 	}
 	span.SetAttributes(
-		attribute.Int("vantage.verification.success", counts[OutcomeSuccess]),
-		attribute.Int("vantage.verification.failure", counts[OutcomeFailure]),
-		attribute.Int("vantage.verification.unknown", counts[OutcomeUnknown]))
-	if counts[OutcomeFailure]+counts[OutcomeUnknown] > 0 {
-		span.SetStatus(codes.Error, fmt.Sprintf("%d locations failing, %d unknown", counts[OutcomeFailure], counts[OutcomeUnknown]))
+		attribute.Int("vantage.verification.success", counts[confirm.OutcomeSuccess]),
+		attribute.Int("vantage.verification.failure", counts[confirm.OutcomeFailure]),
+		attribute.Int("vantage.verification.unknown", counts[confirm.OutcomeUnknown]))
+	if counts[confirm.OutcomeFailure]+counts[confirm.OutcomeUnknown] > 0 {
+		span.SetStatus(codes.Error, fmt.Sprintf("%d locations failing, %d unknown", counts[confirm.OutcomeFailure], counts[confirm.OutcomeUnknown]))
 	}
 	span.End()
 }
@@ -330,7 +333,7 @@ func (c *Coordinator) verifyDue(ctx context.Context) {
 	ticker := time.NewTicker(time.Second)
 	defer ticker.Stop()
 	for {
-		c.update(func(m *Machine, now time.Time) Effects { return m.Due(now) })
+		c.update(func(m *confirm.Machine, now time.Time) confirm.Effects { return m.Due(now) })
 		select {
 		case <-ctx.Done():
 			return
@@ -348,8 +351,8 @@ func (c *Coordinator) targetStates() []collector.TargetState {
 	for i, v := range views {
 		ts := collector.TargetState{Target: v.Target, Module: v.Module, State: string(v.State), DownSince: v.DownSince}
 		for _, e := range v.Locations {
-			if e.Result != OutcomeUnknown {
-				ts.Locations = append(ts.Locations, collector.LocationVerdict{Location: e.Location, Success: e.Result == OutcomeSuccess})
+			if e.Result != confirm.OutcomeUnknown {
+				ts.Locations = append(ts.Locations, collector.LocationVerdict{Location: e.Location, Success: e.Result == confirm.OutcomeSuccess})
 			}
 		}
 		out[i] = ts
@@ -358,7 +361,7 @@ func (c *Coordinator) targetStates() []collector.TargetState {
 }
 
 // targets returns the machine's view of every target.
-func (c *Coordinator) targets() []TargetView {
+func (c *Coordinator) targets() []confirm.TargetView {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.machine.Targets()

@@ -19,6 +19,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/vantageprobe/vantage/config"
+	"github.com/vantageprobe/vantage/coordinator/confirm"
 	"github.com/vantageprobe/vantage/exporter"
 	"github.com/vantageprobe/vantage/internal/loopback"
 )
@@ -66,6 +68,15 @@ func mustStart(t *testing.T, configYAML string, tweak ...func(*Options)) *testCo
 		t.Fatalf("coordinator did not start: %v", err)
 	}
 	return tc
+}
+
+// testConfig lists locations with the default confirmation settings.
+func testConfig(locations ...string) *config.CoordinatorConfig {
+	c := &config.CoordinatorConfig{Confirmation: config.DefaultConfirmation}
+	for _, l := range locations {
+		c.Locations = append(c.Locations, config.Location{Name: l, URL: "http://" + l + ":9715"})
+	}
+	return c
 }
 
 func mustWrite(t *testing.T, path, content string) {
@@ -177,7 +188,7 @@ func TestReportIntakeIgnoresRedeliveries(t *testing.T) {
 	// One incident, backdated to the first failure, durable before the
 	// answer; fra and sfo refuse connections, so it cannot be decided.
 	status, body = do(t, http.MethodGet, c.url+"/api/v1/incidents?state=open", "", "")
-	var incs []Incident
+	var incs []confirm.Incident
 	if err := json.Unmarshal([]byte(body), &incs); status != 200 || err != nil {
 		t.Fatalf("incidents: %d %s %v", status, body, err)
 	}
@@ -189,11 +200,11 @@ func TestReportIntakeIgnoresRedeliveries(t *testing.T) {
 		return inc.Rounds > 0
 	})
 	inc, _, _ := c.store.Get(incs[0].ID)
-	if inc.State != StateUnknown {
+	if inc.State != confirm.StateUnknown {
 		t.Errorf("state = %s, want unknown: fra and sfo could not be asked", inc.State)
 	}
 	for _, e := range inc.Evidence {
-		if e.Location != "ams" && (e.Result != OutcomeUnknown || !strings.Contains(e.Error, "check request failed")) {
+		if e.Location != "ams" && (e.Result != confirm.OutcomeUnknown || !strings.Contains(e.Error, "check request failed")) {
 			t.Errorf("evidence of %s = %+v, want unknown with the request's error", e.Location, e)
 		}
 	}
@@ -411,7 +422,7 @@ func TestVerificationRoundIsTheParentOfTheLocationsChecks(t *testing.T) {
 	}
 	waitFor(t, "the confirmed outage", func() bool {
 		ts := c.targets()
-		return len(ts) == 1 && ts[0].State == StateDown
+		return len(ts) == 1 && ts[0].State == confirm.StateDown
 	})
 	// Spans are exported in batches: flush both sides.
 	if err := c.tracing.ForceFlush(context.Background()); err != nil {

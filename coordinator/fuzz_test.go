@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vantageprobe/vantage/api"
+	"github.com/vantageprobe/vantage/coordinator/confirm"
 	"github.com/vantageprobe/vantage/internal/jsonapi"
 )
 
@@ -42,13 +43,13 @@ func FuzzReportBatch(f *testing.F) {
 			}
 			return
 		}
-		m := NewMachine(conf, 0)
+		m := confirm.NewMachine(conf, 0)
 		now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 		for i := range b.Reports {
 			m.Report(b.Location, &b.Reports[i], now)
 		}
 		for _, v := range m.Targets() {
-			if v.State != StateUp && v.State != StateSeemsDown {
+			if v.State != confirm.StateUp && v.State != confirm.StateSeemsDown {
 				t.Fatalf("a single batch led %s to %s", v.Target, v.State)
 			}
 		}

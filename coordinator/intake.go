@@ -11,6 +11,7 @@ import (
 
 	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/config"
+	"github.com/vantageprobe/vantage/coordinator/confirm"
 	"github.com/vantageprobe/vantage/internal/jsonapi"
 )
 
@@ -90,10 +91,10 @@ func (c *Coordinator) handleReports(w http.ResponseWriter, r *http.Request) {
 	}
 	c.metrics.duplicates.WithLabelValues(b.Location).Add(float64(duplicates))
 	c.health.reported(b.Location, canaryFailing, canaryPassing)
-	done := c.update(func(m *Machine, now time.Time) Effects {
-		var eff Effects
+	done := c.update(func(m *confirm.Machine, now time.Time) confirm.Effects {
+		var eff confirm.Effects
 		for _, rep := range fresh {
-			eff.merge(m.Report(b.Location, rep, now))
+			eff.Merge(m.Report(b.Location, rep, now))
 		}
 		return eff
 	})

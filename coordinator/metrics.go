@@ -6,6 +6,7 @@ import (
 
 	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/config"
+	"github.com/vantageprobe/vantage/coordinator/confirm"
 )
 
 // metrics are the coordinator's own counters; target states are rendered
@@ -90,7 +91,7 @@ func newMetrics(reg prometheus.Registerer, conf *config.CoordinatorConfig) *metr
 	}
 	m.reloadSuccess.Set(1)
 	m.reloadTime.SetToCurrentTime()
-	for _, r := range Resolutions {
+	for _, r := range confirm.Resolutions {
 		m.incidents.WithLabelValues(r)
 	}
 	for _, r := range []string{rejectMalformed, rejectTooLarge, rejectMediaType, rejectUnknownLocation, rejectInvalidReport} {

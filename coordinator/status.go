@@ -4,6 +4,8 @@ import (
 	"html/template"
 	"net/http"
 	"time"
+
+	"github.com/vantageprobe/vantage/coordinator/confirm"
 )
 
 // recentIncidents is how many incidents the status page lists.
@@ -70,12 +72,12 @@ func (c *Coordinator) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	targets := c.targets()
 	data := struct {
 		Locations []LocationView
-		NotUp     []TargetView
+		NotUp     []confirm.TargetView
 		Known     int
-		Incidents []Incident
+		Incidents []confirm.Incident
 	}{Locations: c.health.views(), Known: len(targets)}
 	for _, t := range targets {
-		if t.State != StateUp {
+		if t.State != confirm.StateUp {
 			data.NotUp = append(data.NotUp, t)
 		}
 	}

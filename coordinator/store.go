@@ -11,6 +11,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/vantageprobe/vantage/coordinator/confirm"
 )
 
 // The incident log lives in a bbolt file under --storage.path: one
@@ -64,7 +66,7 @@ func idKey(id uint64) []byte { return binary.BigEndian.AppendUint64(nil, id) }
 
 // Put writes incidents in one transaction, in order: a later snapshot of
 // the same incident wins.
-func (s *Store) Put(incidents []Incident) error {
+func (s *Store) Put(incidents []confirm.Incident) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		all, open := tx.Bucket(bucketIncidents), tx.Bucket(bucketOpen)
 		for i := range incidents {
@@ -103,7 +105,7 @@ func (s *Store) LastID() (uint64, error) {
 }
 
 // Get returns one incident; ok is false when there is none with that ID.
-func (s *Store) Get(id uint64) (inc Incident, ok bool, err error) {
+func (s *Store) Get(id uint64) (inc confirm.Incident, ok bool, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		data := tx.Bucket(bucketIncidents).Get(idKey(id))
 		if data == nil {
@@ -117,8 +119,8 @@ func (s *Store) Get(id uint64) (inc Incident, ok bool, err error) {
 
 // List returns incidents newest first: the open ones only, or all; at
 // most limit (0: no limit).
-func (s *Store) List(openOnly bool, limit int) ([]Incident, error) {
-	out := []Incident{}
+func (s *Store) List(openOnly bool, limit int) ([]confirm.Incident, error) {
+	out := []confirm.Incident{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		all := tx.Bucket(bucketIncidents)
 		c := all.Cursor()
@@ -132,7 +134,7 @@ func (s *Store) List(openOnly bool, limit int) ([]Incident, error) {
 					return fmt.Errorf("open incident %d has no record", binary.BigEndian.Uint64(k))
 				}
 			}
-			var inc Incident
+			var inc confirm.Incident
 			if err := decodeIncident(v, &inc); err != nil {
 				return err
 			}
@@ -143,7 +145,7 @@ func (s *Store) List(openOnly bool, limit int) ([]Incident, error) {
 	return out, err
 }
 
-func decodeIncident(data []byte, inc *Incident) error {
+func decodeIncident(data []byte, inc *confirm.Incident) error {
 	if err := json.Unmarshal(data, inc); err != nil {
 		return fmt.Errorf("decoding stored incident: %w", err)
 	}
@@ -166,7 +168,7 @@ type writer struct {
 var errWriterClosed = errors.New("the coordinator is shutting down")
 
 type write struct {
-	incidents []Incident
+	incidents []confirm.Incident
 	done      chan error // buffered; nil when nobody waits
 }
 
@@ -178,7 +180,7 @@ func newWriter(s *Store, onError func(error)) *writer {
 
 // submit queues snapshots; callers that hold the machine's lock submit in
 // the machine's order. The returned channel yields the commit's error.
-func (w *writer) submit(incidents []Incident) <-chan error {
+func (w *writer) submit(incidents []confirm.Incident) <-chan error {
 	done := make(chan error, 1)
 	if len(incidents) == 0 {
 		done <- nil
@@ -220,7 +222,7 @@ func (w *writer) run() {
 				break more
 			}
 		}
-		var all []Incident
+		var all []confirm.Incident
 		for _, g := range group {
 			all = append(all, g.incidents...)
 		}

@@ -6,7 +6,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vantageprobe/vantage/coordinator/confirm"
 )
+
+// t0 is the fixed time of the stored incidents.
+var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
 func mustOpenStore(t *testing.T, dir string) *Store {
 	t.Helper()
@@ -20,16 +25,16 @@ func mustOpenStore(t *testing.T, dir string) *Store {
 func TestStoreKeepsIncidentsAcrossReopen(t *testing.T) {
 	dir := t.TempDir()
 	s := mustOpenStore(t, dir)
-	open := Incident{ID: 1, Target: "https://a.example", Module: "http_2xx", State: StateDown, Reporter: "ams",
+	open := confirm.Incident{ID: 1, Target: "https://a.example", Module: "http_2xx", State: confirm.StateDown, Reporter: "ams",
 		StartedAt: t0, OpenedAt: t0, ConfirmedAt: t0.Add(time.Second),
-		Evidence: []Evidence{{Location: "ams", Time: t0, Source: SourceReport, Result: OutcomeFailure, Reason: "connect_refused", Phases: map[string]float64{"connect": 0.001}}}}
-	resolved := Incident{ID: 2, Target: "https://b.example", Module: "http_2xx", State: StateSeemsDown, StartedAt: t0, OpenedAt: t0,
-		ResolvedAt: t0.Add(2 * time.Second), Resolution: ResolutionFalseAlarm}
+		Evidence: []confirm.Evidence{{Location: "ams", Time: t0, Source: confirm.SourceReport, Result: confirm.OutcomeFailure, Reason: "connect_refused", Phases: map[string]float64{"connect": 0.001}}}}
+	resolved := confirm.Incident{ID: 2, Target: "https://b.example", Module: "http_2xx", State: confirm.StateSeemsDown, StartedAt: t0, OpenedAt: t0,
+		ResolvedAt: t0.Add(2 * time.Second), Resolution: confirm.ResolutionFalseAlarm}
 	// Incident 2 is written open first, then resolved in the same batch:
 	// the later snapshot wins.
 	openB := resolved
 	openB.ResolvedAt, openB.Resolution = time.Time{}, ""
-	if err := s.Put([]Incident{open, openB, resolved}); err != nil {
+	if err := s.Put([]confirm.Incident{open, openB, resolved}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -56,7 +61,7 @@ func TestStoreKeepsIncidentsAcrossReopen(t *testing.T) {
 	for _, inc := range all {
 		ids = append(ids, inc.ID)
 	}
-	if !slices.Equal(ids, []uint64{2, 1}) || all[0].Resolution != ResolutionFalseAlarm {
+	if !slices.Equal(ids, []uint64{2, 1}) || all[0].Resolution != confirm.ResolutionFalseAlarm {
 		t.Errorf("all incidents = %v (first %+v), want 2 (false alarm) then 1", ids, all[0])
 	}
 	if limited, _ := s.List(false, 1); len(limited) != 1 || limited[0].ID != 2 {
@@ -86,8 +91,8 @@ func TestWriterGroupsAndOrdersWrites(t *testing.T) {
 	w := newWriter(s, func(err error) { t.Errorf("write failed: %v", err) })
 	var dones []<-chan error
 	for i := range 100 {
-		inc := Incident{ID: 7, Target: "https://a.example", Module: "http_2xx", State: StateSeemsDown, Rounds: i}
-		dones = append(dones, w.submit([]Incident{inc}))
+		inc := confirm.Incident{ID: 7, Target: "https://a.example", Module: "http_2xx", State: confirm.StateSeemsDown, Rounds: i}
+		dones = append(dones, w.submit([]confirm.Incident{inc}))
 	}
 	go w.run()
 	for _, d := range dones {
@@ -96,7 +101,7 @@ func TestWriterGroupsAndOrdersWrites(t *testing.T) {
 		}
 	}
 	w.close()
-	if err := <-w.submit([]Incident{{ID: 8}}); !errors.Is(err, errWriterClosed) {
+	if err := <-w.submit([]confirm.Incident{{ID: 8}}); !errors.Is(err, errWriterClosed) {
 		t.Errorf("submitting after close: %v, want errWriterClosed", err)
 	}
 	inc, ok, err := s.Get(7)

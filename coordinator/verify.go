@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vantageprobe/vantage/api"
+	"github.com/vantageprobe/vantage/coordinator/confirm"
 	"github.com/vantageprobe/vantage/internal/jsonapi"
 )
 
@@ -46,7 +47,7 @@ func (v *verifier) slot(url string) chan struct{} {
 // checkAnswer is one location's answer, with what the coordinator learnt
 // about the location itself.
 type checkAnswer struct {
-	Evidence
+	confirm.Evidence
 	// reachable is false when the location did not answer the request.
 	reachable bool
 	// canaryOK is the location's canary verdict, nil when not known.
@@ -56,7 +57,7 @@ type checkAnswer struct {
 // round asks every location in parallel and returns their answers once
 // all have answered or timeout has passed; a location that did not
 // answer by then is unknown.
-func (v *verifier) round(ctx context.Context, key Key, locations map[string]string, timeout time.Duration) []checkAnswer {
+func (v *verifier) round(ctx context.Context, key confirm.Key, locations map[string]string, timeout time.Duration) []checkAnswer {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	answers := make(chan checkAnswer, len(locations))
@@ -72,17 +73,17 @@ func (v *verifier) round(ctx context.Context, key Key, locations map[string]stri
 
 // check asks one location. The exporter's own timeout leaves room for
 // the answer to travel back within the round's.
-func (v *verifier) check(ctx context.Context, name, baseURL string, key Key, timeout time.Duration) checkAnswer {
+func (v *verifier) check(ctx context.Context, name, baseURL string, key confirm.Key, timeout time.Duration) checkAnswer {
 	started := time.Now()
 	unknown := func(format string, args ...any) checkAnswer {
-		return checkAnswer{Evidence: unknownEvidence(name, SourceCheck, started, fmt.Sprintf(format, args...))}
+		return checkAnswer{Evidence: confirm.UnknownEvidence(name, confirm.SourceCheck, started, fmt.Sprintf(format, args...))}
 	}
 	slot := v.slot(baseURL)
 	select {
 	case slot <- struct{}{}:
 		defer func() { <-slot }()
 	case <-ctx.Done():
-		return checkAnswer{Evidence: unknownEvidence(name, SourceCheck, started, "no check slot free before verify_timeout"), reachable: true}
+		return checkAnswer{Evidence: confirm.UnknownEvidence(name, confirm.SourceCheck, started, "no check slot free before verify_timeout"), reachable: true}
 	}
 	body, _ := json.Marshal(api.CheckRequest{
 		Target: key.Target, Module: key.Module,
@@ -122,10 +123,10 @@ func (v *verifier) check(ctx context.Context, name, baseURL string, key Key, tim
 	}
 	a := checkAnswer{reachable: true, canaryOK: cr.CanaryOK}
 	if cr.CanaryOK != nil && !*cr.CanaryOK {
-		a.Evidence = unknownEvidence(name, SourceCheck, started, "the location's connectivity canary is failing")
+		a.Evidence = confirm.UnknownEvidence(name, confirm.SourceCheck, started, "the location's connectivity canary is failing")
 		return a
 	}
-	a.Evidence = evidenceFrom(name, SourceCheck, cr.Result, started)
+	a.Evidence = confirm.EvidenceFrom(name, confirm.SourceCheck, cr.Result, started)
 	return a
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/vantageprobe/vantage/coordinator"
+	"github.com/vantageprobe/vantage/coordinator/confirm"
 	"github.com/vantageprobe/vantage/exporter"
 	"github.com/vantageprobe/vantage/internal/testbin"
 )
@@ -59,7 +60,7 @@ func TestMutualAuthentication(t *testing.T) {
 	waitFor(t, "/auth confirmed down through authenticated reports and checks", func() bool { return s.confirmedDown(t, target.url+"/auth") })
 	incs := s.incidents(t, target.url+"/auth")
 	for _, e := range incs[0].Evidence {
-		if e.Result == coordinator.OutcomeUnknown {
+		if e.Result == confirm.OutcomeUnknown {
 			t.Errorf("evidence of %s is unknown (%s): a check request was refused", e.Location, e.Error)
 		}
 	}

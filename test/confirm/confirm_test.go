@@ -37,6 +37,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/vantageprobe/vantage/coordinator"
+	"github.com/vantageprobe/vantage/coordinator/confirm"
 	"github.com/vantageprobe/vantage/exporter"
 	"github.com/vantageprobe/vantage/internal/testbin"
 )
@@ -302,25 +303,25 @@ func (s *stack) confirmedDown(t *testing.T, target string) bool {
 	return s.sample(t, "vantage_target_confirmed_down", map[string]string{"target": target, "module": "http_2xx"}) == "1"
 }
 
-func (s *stack) incidents(t *testing.T, target string) []coordinator.Incident {
+func (s *stack) incidents(t *testing.T, target string) []confirm.Incident {
 	t.Helper()
 	return incidentsAt(t, s.coordinator.url, target)
 }
 
 // incidentsAt lists base's incidents of target, newest first; all of
 // them for target "".
-func incidentsAt(t *testing.T, base, target string) []coordinator.Incident {
+func incidentsAt(t *testing.T, base, target string) []confirm.Incident {
 	t.Helper()
 	resp, err := http.Get(base + "/api/v1/incidents?state=all")
 	if err != nil {
 		t.Fatalf("listing incidents: %v", err)
 	}
 	defer resp.Body.Close()
-	var all []coordinator.Incident
+	var all []confirm.Incident
 	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
 		t.Fatalf("decoding incidents: %v", err)
 	}
-	var out []coordinator.Incident
+	var out []confirm.Incident
 	for _, inc := range all {
 		if target == "" || inc.Target == target {
 			out = append(out, inc)
@@ -345,9 +346,9 @@ func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
 
 // resolvedAs waits until target's latest incident is resolved with
 // resolution, and returns it.
-func (s *stack) resolvedAs(t *testing.T, target, resolution string) coordinator.Incident {
+func (s *stack) resolvedAs(t *testing.T, target, resolution string) confirm.Incident {
 	t.Helper()
-	var inc coordinator.Incident
+	var inc confirm.Incident
 	waitFor(t, target+" resolved as "+resolution, func() bool {
 		incs := s.incidents(t, target)
 		if len(incs) == 0 || incs[0].Open() {
@@ -385,7 +386,7 @@ func TestConfirmation(t *testing.T) {
 			t.Errorf("confirmed after %s, more than the check interval plus verify_timeout (%s)", took, checkInterval+verifyTimeout)
 		}
 		incs := s.incidents(t, u("/outage"))
-		if len(incs) != 1 || incs[0].State != coordinator.StateDown || !incs[0].Confirmed() {
+		if len(incs) != 1 || incs[0].State != confirm.StateDown || !incs[0].Confirmed() {
 			t.Fatalf("incidents of /outage = %+v, want one confirmed, down", incs)
 		}
 		if got := s.sample(t, "vantage_target_state", map[string]string{"target": u("/outage"), "state": "down"}); got != "1" {
@@ -395,7 +396,7 @@ func TestConfirmation(t *testing.T) {
 			t.Error("vantage_target_down_since_timestamp_seconds is absent while down")
 		}
 		s.target.set("/outage", "")
-		inc := s.resolvedAs(t, u("/outage"), coordinator.ResolutionRecovered)
+		inc := s.resolvedAs(t, u("/outage"), confirm.ResolutionRecovered)
 		if inc.ID != incs[0].ID {
 			t.Errorf("recovery resolved incident %d, want %d", inc.ID, incs[0].ID)
 		}
@@ -407,7 +408,7 @@ func TestConfirmation(t *testing.T) {
 	t.Run("one location alone is a false alarm", func(t *testing.T) {
 		before := s.sample(t, "vantage_incidents_total", map[string]string{"resolution": "false_alarm"})
 		s.target.set("/one-location", "127.0.0.3") // fra's source address
-		inc := s.resolvedAs(t, u("/one-location"), coordinator.ResolutionFalseAlarm)
+		inc := s.resolvedAs(t, u("/one-location"), confirm.ResolutionFalseAlarm)
 		if inc.Reporter != "fra" || inc.Confirmed() {
 			t.Errorf("incident = %+v, want reported by fra and never confirmed", inc)
 		}
@@ -437,7 +438,7 @@ func TestConfirmation(t *testing.T) {
 			// Three more failed checks in each location during the outage.
 			time.Sleep(3 * checkInterval)
 			s.target.set("/flapping", "")
-			s.resolvedAs(t, u("/flapping"), coordinator.ResolutionRecovered)
+			s.resolvedAs(t, u("/flapping"), confirm.ResolutionRecovered)
 			if n := len(s.incidents(t, u("/flapping"))); n != outage+1 {
 				t.Fatalf("after %d outages: %d incidents", outage+1, n)
 			}
@@ -456,7 +457,7 @@ func TestConfirmation(t *testing.T) {
 		}
 		waitFor(t, "/restart confirmed down again after the restart", func() bool { return s.confirmedDown(t, u("/restart")) })
 		s.target.set("/restart", "")
-		inc := s.resolvedAs(t, u("/restart"), coordinator.ResolutionRecovered)
+		inc := s.resolvedAs(t, u("/restart"), confirm.ResolutionRecovered)
 		if inc.ID != before[0].ID || inc.Rounds <= before[0].Rounds {
 			t.Errorf("resolved incident %d after %d rounds, want incident %d continued past its %d rounds", inc.ID, inc.Rounds, before[0].ID, before[0].Rounds)
 		}
@@ -476,18 +477,18 @@ func TestConfirmation(t *testing.T) {
 		if len(incs) != 1 {
 			t.Fatalf("incidents = %+v, want 1", incs)
 		}
-		seen := map[string]coordinator.Outcome{}
+		seen := map[string]confirm.Outcome{}
 		for _, e := range incs[0].Evidence {
 			seen[e.Location] = e.Result
 		}
-		if seen["sfo"] != coordinator.OutcomeUnknown || seen["ams"] != coordinator.OutcomeFailure || seen["fra"] != coordinator.OutcomeFailure {
+		if seen["sfo"] != confirm.OutcomeUnknown || seen["ams"] != confirm.OutcomeFailure || seen["fra"] != confirm.OutcomeFailure {
 			t.Errorf("evidence by location = %v, want ams and fra failure, sfo unknown", seen)
 		}
 		if got := s.sample(t, "vantage_target_location_success", map[string]string{"target": u("/dead-location"), "location": "sfo"}); got != "" {
 			t.Errorf("sfo's verdict = %s, want absent (unknown)", got)
 		}
 		s.target.set("/dead-location", "")
-		s.resolvedAs(t, u("/dead-location"), coordinator.ResolutionRecovered)
+		s.resolvedAs(t, u("/dead-location"), confirm.ResolutionRecovered)
 	})
 
 	if got := s.sample(t, "vantage_incidents_total", map[string]string{"resolution": "recovered"}); got == "" || got == "0" {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vantageprobe/vantage/coordinator"
+	"github.com/vantageprobe/vantage/coordinator/confirm"
 )
 
 // margin is how far above its baseline a figure may end and still count
@@ -403,10 +403,10 @@ func (f *findings) incidents(ctx context.Context) (total, recovered int) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	byTarget := map[string][]coordinator.Incident{}
+	byTarget := map[string][]confirm.Incident{}
 	for _, inc := range all {
 		byTarget[inc.Target] = append(byTarget[inc.Target], inc)
-		if !inc.Open() && inc.Confirmed() && inc.Resolution == coordinator.ResolutionRecovered {
+		if !inc.Open() && inc.Confirmed() && inc.Resolution == confirm.ResolutionRecovered {
 			recovered++
 		}
 	}
@@ -423,7 +423,7 @@ func (f *findings) incidents(ctx context.Context) (total, recovered int) {
 			wrong = append(wrong, fmt.Sprintf("%s has %d incidents, want one per outage (%d)", target, len(incs), f.p.outages))
 		}
 		for _, inc := range incs {
-			if inc.Open() || !inc.Confirmed() || inc.Resolution != coordinator.ResolutionRecovered {
+			if inc.Open() || !inc.Confirmed() || inc.Resolution != confirm.ResolutionRecovered {
 				wrong = append(wrong, fmt.Sprintf("%s: incident %d open %t, confirmed %t, resolution %q", target, inc.ID, inc.Open(), inc.Confirmed(), inc.Resolution))
 			}
 		}
@@ -436,7 +436,7 @@ func (f *findings) incidents(ctx context.Context) (total, recovered int) {
 	}
 	if len(wrong) > 0 {
 		f.t.Errorf("%d problems with the outage targets' incidents (each to be confirmed and resolved as %s, one per outage); e.g.\n%s",
-			len(wrong), coordinator.ResolutionRecovered, strings.Join(wrong[:min(len(wrong), 10)], "\n"))
+			len(wrong), confirm.ResolutionRecovered, strings.Join(wrong[:min(len(wrong), 10)], "\n"))
 	}
 	m, err := scrape(ctx, f.s.coordinator.base, false)
 	if err != nil {
@@ -461,7 +461,7 @@ func (f *findings) incidents(ctx context.Context) (total, recovered int) {
 }
 
 // describeIncident says what an incident's evidence was.
-func describeIncident(inc coordinator.Incident) string {
+func describeIncident(inc confirm.Incident) string {
 	var ev []string
 	for _, e := range inc.Evidence {
 		ev = append(ev, fmt.Sprintf("%s %s %s %s %q at %s after %.3fs", e.Location, e.Source, e.Result, e.Reason, e.Error, e.Time.Format("15:04:05.000"), e.DurationSeconds))

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vantageprobe/vantage/coordinator"
+	"github.com/vantageprobe/vantage/coordinator/confirm"
 	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
@@ -223,7 +223,7 @@ func (s *stack) reloadCount(prefix string) int {
 }
 
 // incidents lists the coordinator's incidents; all of them, or the open ones.
-func (s *stack) incidents(ctx context.Context, all bool) ([]coordinator.Incident, error) {
+func (s *stack) incidents(ctx context.Context, all bool) ([]confirm.Incident, error) {
 	url := s.coordinator.base + "/api/v1/incidents?state=open"
 	if all {
 		url = s.coordinator.base + "/api/v1/incidents?state=all&limit=1000000"
@@ -240,7 +240,7 @@ func (s *stack) incidents(ctx context.Context, all bool) ([]coordinator.Incident
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
-	var out []coordinator.Incident
+	var out []confirm.Incident
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		return nil, fmt.Errorf("decoding incidents: %w", err)
 	}

@@ -1,4 +1,10 @@
-package coordinator
+// Package confirm is the coordinator's confirmation state machine: what a
+// (target, module) is (up, seems_down, down, unknown), the incidents it
+// opens and resolves, and the evidence they hold. It does no I/O and reads
+// no clock, which its imports enforce: the standard library, the
+// configuration, and the wire and result types only. The coordinator
+// package carries out the Effects it returns.
+package confirm
 
 import (
 	"cmp"
@@ -81,7 +87,7 @@ type Effects struct {
 	Confirmed []time.Duration
 }
 
-func (e *Effects) merge(o Effects) {
+func (e *Effects) Merge(o Effects) {
 	e.Rounds = append(e.Rounds, o.Rounds...)
 	e.Save = append(e.Save, o.Save...)
 	e.Resolved = append(e.Resolved, o.Resolved...)
@@ -148,12 +154,12 @@ func (m *Machine) Report(location string, r *api.Report, now time.Time) Effects 
 	var e Evidence
 	switch r.State {
 	case api.StateUnknown:
-		e = unknownEvidence(location, SourceReport, r.Time, "the location's connectivity canary is failing")
+		e = UnknownEvidence(location, SourceReport, r.Time, "the location's connectivity canary is failing")
 		if r.Result != nil && r.Result.Error != "" {
 			e.Error += "; check: " + r.Result.Error
 		}
 	default:
-		e = evidenceFrom(location, SourceReport, r.Result, r.Time)
+		e = EvidenceFrom(location, SourceReport, r.Result, r.Time)
 		e.Time = r.Time
 		if r.State == api.StateFailing {
 			e.Result = OutcomeFailure
@@ -185,7 +191,7 @@ func (m *Machine) Report(location string, r *api.Report, now time.Time) Effects 
 		}
 		t.incident.addEvidence(e)
 		m.setState(t, StateSeemsDown, now)
-		eff.merge(m.startRound(t, now))
+		eff.Merge(m.startRound(t, now))
 		eff.Save = append(eff.Save, t.incident.clone())
 	case t.incident == nil:
 		// Up, and a recovery or an unknown: nothing to decide.
@@ -196,7 +202,7 @@ func (m *Machine) Report(location string, r *api.Report, now time.Time) Effects 
 			// Counted when the round ends.
 		case t.incident.Confirmed() && e.Result == OutcomeSuccess:
 			m.countSuccess(t, e)
-			eff.merge(m.maybeRecover(t, now))
+			eff.Merge(m.maybeRecover(t, now))
 			if t.incident == nil {
 				return eff
 			}
@@ -204,7 +210,7 @@ func (m *Machine) Report(location string, r *api.Report, now time.Time) Effects 
 			t.recovery = recovery{} // still failing somewhere
 		case !t.incident.Confirmed() && e.Result != OutcomeUnknown:
 			// New evidence about an undecided incident: decide now.
-			eff.merge(m.startRound(t, now))
+			eff.Merge(m.startRound(t, now))
 		}
 		eff.Save = append(eff.Save, t.incident.clone())
 	}
@@ -299,7 +305,7 @@ func (m *Machine) RoundDone(k Key, id uint64, answers []Evidence, now time.Time)
 		m.setState(t, StateDown, now)
 	case t.incident.Confirmed():
 		if r := m.maybeRecover(t, now); len(r.Resolved) > 0 {
-			eff.merge(r)
+			eff.Merge(r)
 			return eff
 		}
 		if failing+succeeding == 0 {
@@ -309,7 +315,7 @@ func (m *Machine) RoundDone(k Key, id uint64, answers []Evidence, now time.Time)
 		}
 	case failing+unknown < need:
 		// Even if every unknown location were failing, too few would be.
-		eff.merge(m.resolve(t, ResolutionFalseAlarm, now))
+		eff.Merge(m.resolve(t, ResolutionFalseAlarm, now))
 		return eff
 	default:
 		m.setState(t, StateUnknown, now)
@@ -369,7 +375,7 @@ func (m *Machine) Due(now time.Time) Effects {
 				delete(m.targets, k)
 			}
 		case t.round == nil && !now.Before(t.nextRound):
-			eff.merge(m.startRound(t, now))
+			eff.Merge(m.startRound(t, now))
 		}
 	}
 	return eff

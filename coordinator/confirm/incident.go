@@ -1,4 +1,4 @@
-package coordinator
+package confirm
 
 import (
 	"time"
@@ -76,8 +76,8 @@ type Evidence struct {
 	StatusCode int `json:"status_code,omitempty"`
 }
 
-// evidenceFrom reads a prober result as evidence.
-func evidenceFrom(location, source string, r *result.Result, fallback time.Time) Evidence {
+// EvidenceFrom reads a prober result as evidence.
+func EvidenceFrom(location, source string, r *result.Result, fallback time.Time) Evidence {
 	e := Evidence{Location: location, Source: source, Time: fallback, Result: OutcomeUnknown}
 	if r == nil {
 		e.Error = "no result"
@@ -105,8 +105,8 @@ func evidenceFrom(location, source string, r *result.Result, fallback time.Time)
 	return e
 }
 
-// unknownEvidence is a location that could not tell, and why.
-func unknownEvidence(location, source string, at time.Time, why string) Evidence {
+// UnknownEvidence is a location that could not tell, and why.
+func UnknownEvidence(location, source string, at time.Time, why string) Evidence {
 	return Evidence{Location: location, Time: at, Source: source, Result: OutcomeUnknown, Error: why}
 }
 
