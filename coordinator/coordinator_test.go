@@ -440,7 +440,7 @@ func TestVerificationRoundIsTheParentOfTheLocationsChecks(t *testing.T) {
 	})
 	attrs := map[string]string{}
 	for _, a := range round.Attributes {
-		attrs[string(a.Key)] = a.Value.Emit()
+		attrs[string(a.Key)] = a.Value.String()
 	}
 	if attrs["vantage.target"] != target.URL || attrs["vantage.verification.failure"] != "1" || round.Status.Code != codes.Error {
 		t.Errorf("round span attributes %v, status %v; want the target, one failure, status Error", attrs, round.Status)

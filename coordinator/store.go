@@ -11,6 +11,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/vantageprobe/vantage/coordinator/confirm"
 )
@@ -39,7 +40,7 @@ func OpenStore(dir string) (*Store, error) {
 	path := filepath.Join(dir, storeFile)
 	db, err := bolt.Open(path, 0o640, &bolt.Options{Timeout: time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("opening %s: it is locked by another process (another coordinator with the same --storage.path?)", path)
 		}
 		return nil, fmt.Errorf("opening %s: %w", path, err)
