@@ -14,8 +14,10 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"github.com/vantageprobe/vantage/internal/webserver"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/vantageprobe/vantage/coordinator/confirm"
+	"github.com/vantageprobe/vantage/internal/webserver"
 )
 
 // maxProbeAnswerBytes bounds one location's /probe answer.
@@ -108,11 +110,10 @@ func (c *Coordinator) handleProbe(w http.ResponseWriter, r *http.Request) {
 		addGauge(out, "vantage_probe_location_answered", "Whether the location answered the probe (1) or could not tell (0).",
 			answered, "location", a.name)
 	}
-	need := conf.Confirmation.MinFailingLocations
-	switch {
-	case failing >= need:
+	switch confirm.Decide(conf.Confirmation.MinFailingLocations, failing, unknown) {
+	case confirm.VerdictDown:
 		addGauge(out, "probe_success", "Displays whether or not the probe was a success", 0)
-	case failing+unknown < need:
+	case confirm.VerdictUp:
 		addGauge(out, "probe_success", "Displays whether or not the probe was a success", 1)
 	}
 	for _, v := range []struct {

@@ -293,10 +293,10 @@ func (m *Machine) RoundDone(k Key, id uint64, answers []Evidence, now time.Time)
 			unknown++
 		}
 	}
-	need := m.conf.MinFailingLocations
+	verdict := Decide(m.conf.MinFailingLocations, failing, unknown)
 	t.nextRound = now.Add(m.conf.ReverifyInterval)
 	switch {
-	case failing >= need:
+	case verdict == VerdictDown:
 		t.recovery = recovery{}
 		if !t.incident.Confirmed() {
 			t.incident.ConfirmedAt = now
@@ -313,7 +313,7 @@ func (m *Machine) RoundDone(k Key, id uint64, answers []Evidence, now time.Time)
 		} else {
 			m.setState(t, StateDown, now)
 		}
-	case failing+unknown < need:
+	case verdict == VerdictUp:
 		// Even if every unknown location were failing, too few would be.
 		eff.Merge(m.resolve(t, ResolutionFalseAlarm, now))
 		return eff
