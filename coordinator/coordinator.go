@@ -291,7 +291,7 @@ func (c *Coordinator) startRound(r confirm.RoundRequest) {
 		evidence := make([]confirm.Evidence, len(answers))
 		for i, a := range answers {
 			evidence[i] = a.Evidence
-			c.health.answered(a)
+			c.health.observe(a.Location, a.contact())
 			c.metrics.checks.WithLabelValues(a.Location, string(a.Result)).Inc()
 			if a.Result == confirm.OutcomeUnknown {
 				c.logger.Debug("Location could not tell", "location", a.Location, "target", r.Key.Target, "module", r.Key.Module, "err", a.Error)

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/coordinator/confirm"
 	"github.com/vantageprobe/vantage/internal/webserver"
 )
@@ -79,7 +80,7 @@ func (c *Coordinator) handleProbe(w http.ResponseWriter, r *http.Request) {
 		success, known := a.verdict()
 		if known && c.health.canaryFailing(a.name) {
 			known = false
-			a.err = fmt.Errorf("the location's connectivity canary is failing")
+			a.err = api.ErrCanaryFailing
 		}
 		switch {
 		case !known:

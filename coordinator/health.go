@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/collector"
 	"github.com/vantageprobe/vantage/config"
 )
@@ -66,43 +67,39 @@ func (h *locationHealth) update(name string, f func(st *locationStatus)) {
 	}
 }
 
-// answered records what a check answer says about its location.
-func (h *locationHealth) answered(a checkAnswer) {
-	h.update(a.Location, func(st *locationStatus) {
-		st.reachable = new(a.reachable)
-		if a.canaryOK != nil {
-			st.canaryOK = new(*a.canaryOK)
-		}
-		if !a.reachable {
-			st.lastError = a.Error
-		}
-	})
+// contact is what one exchange with a location's exporter says about the
+// location, as explicit facts: whether the exporter answered and, when the
+// exchange carries one, the location's canary verdict.
+type contact struct {
+	// reachable: the exporter answered.
+	reachable bool
+	// canaryOK is the canary verdict the exporter sent: a report batch's
+	// api.Batch.CanaryOK or a check answer's api.CheckResponse.CanaryOK.
+	// nil when it sent none (a health check, or an exporter without a
+	// canary or before its first check): the last verdict stays.
+	canaryOK *bool
+	// err says why the exporter did not answer.
+	err string
 }
 
-// reported records that a location delivered reports; canaryFailing is
-// true when one of them said its canary fails.
-func (h *locationHealth) reported(name string, canaryFailing, canaryPassing bool) {
+// observe is the one place a location's health is decided: the latest
+// contact says whether it is reachable, and the latest canary verdict
+// any contact carried whether its connectivity canary passes. A location
+// is healthy when both hold (see healthy).
+func (h *locationHealth) observe(name string, c contact) {
 	h.update(name, func(st *locationStatus) {
-		st.reachable = new(true)
-		switch {
-		case canaryFailing:
-			st.canaryOK = new(false)
-		case canaryPassing && st.canaryOK != nil:
-			st.canaryOK = new(true)
+		st.reachable = new(c.reachable)
+		if c.canaryOK != nil {
+			st.canaryOK = new(*c.canaryOK)
+		}
+		if !c.reachable {
+			st.lastError = c.err
 		}
 	})
 }
 
-// polled records the result of a health check.
-func (h *locationHealth) polled(name string, err error) {
-	h.update(name, func(st *locationStatus) {
-		st.reachable = new(err == nil)
-		if err != nil {
-			st.lastError = err.Error()
-		}
-	})
-}
-
+// healthy: the exporter answered its latest contact and its canary, when
+// known, passes.
 func (st *locationStatus) healthy() bool {
 	return st.reachable != nil && *st.reachable && (st.canaryOK == nil || *st.canaryOK)
 }
@@ -145,7 +142,7 @@ func (h *locationHealth) views() []LocationView {
 		case !*st.reachable:
 			v.Error = st.lastError
 		default:
-			v.Error = "the location's connectivity canary is failing"
+			v.Error = api.ErrCanaryFailing.Error()
 		}
 		out = append(out, v)
 	}
@@ -161,7 +158,8 @@ func (c *Coordinator) checkHealth(ctx context.Context) {
 		var wg sync.WaitGroup
 		for _, l := range conf.Locations {
 			wg.Go(func() {
-				c.health.polled(l.Name, c.pingLocation(ctx, l.URL, min(interval, 5*time.Second)))
+				err := c.pingLocation(ctx, l.URL, min(interval, 5*time.Second))
+				c.health.observe(l.Name, pollContact(err))
 			})
 		}
 		wg.Wait()
@@ -171,6 +169,15 @@ func (c *Coordinator) checkHealth(ctx context.Context) {
 		case <-time.After(interval):
 		}
 	}
+}
+
+// pollContact is what a health check says: reachable or not; it carries
+// no canary verdict.
+func pollContact(err error) contact {
+	if err != nil {
+		return contact{err: err.Error()}
+	}
+	return contact{reachable: true}
 }
 
 func (c *Coordinator) pingLocation(ctx context.Context, baseURL string, timeout time.Duration) error {

@@ -83,14 +83,13 @@ func (c *Coordinator) handleReports(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fresh, duplicates := c.intake.fresh(&b)
-	canaryFailing, canaryPassing := false, false
 	for _, rep := range fresh {
 		c.metrics.reportsReceived.WithLabelValues(b.Location, rep.State).Inc()
-		canaryFailing = canaryFailing || rep.State == api.StateUnknown
-		canaryPassing = canaryPassing || rep.State == api.StateFailing
 	}
 	c.metrics.duplicates.WithLabelValues(b.Location).Add(float64(duplicates))
-	c.health.reported(b.Location, canaryFailing, canaryPassing)
+	// The batch says whether the location's canary passes; a report in
+	// state unknown only says the location cannot tell about its target.
+	c.health.observe(b.Location, contact{reachable: true, canaryOK: b.CanaryOK})
 	done := c.update(func(m *confirm.Machine, now time.Time) confirm.Effects {
 		var eff confirm.Effects
 		for _, rep := range fresh {

@@ -54,6 +54,15 @@ type checkAnswer struct {
 	canaryOK *bool
 }
 
+// contact is what the answer says about the location's health.
+func (a *checkAnswer) contact() contact {
+	c := contact{reachable: a.reachable, canaryOK: a.canaryOK}
+	if !a.reachable {
+		c.err = a.Error
+	}
+	return c
+}
+
 // round asks every location in parallel and returns their answers once
 // all have answered or timeout has passed; a location that did not
 // answer by then is unknown.
@@ -123,7 +132,7 @@ func (v *verifier) check(ctx context.Context, name, baseURL string, key confirm.
 	}
 	a := checkAnswer{reachable: true, canaryOK: cr.CanaryOK}
 	if cr.CanaryOK != nil && !*cr.CanaryOK {
-		a.Evidence = confirm.UnknownEvidence(name, confirm.SourceCheck, started, "the location's connectivity canary is failing")
+		a.Evidence = confirm.UnknownEvidence(name, confirm.SourceCheck, started, api.ErrCanaryFailing.Error())
 		return a
 	}
 	a.Evidence = confirm.EvidenceFrom(name, confirm.SourceCheck, cr.Result, started)

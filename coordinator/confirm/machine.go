@@ -154,7 +154,9 @@ func (m *Machine) Report(location string, r *api.Report, now time.Time) Effects 
 	var e Evidence
 	switch r.State {
 	case api.StateUnknown:
-		e = UnknownEvidence(location, SourceReport, r.Time, "the location's connectivity canary is failing")
+		// The location cannot tell about this target; whether the
+		// location itself is healthy is the batch's canary_ok, not this.
+		e = UnknownEvidence(location, SourceReport, r.Time, api.ErrCanaryFailing.Error())
 		if r.Result != nil && r.Result.Error != "" {
 			e.Error += "; check: " + r.Result.Error
 		}
