@@ -304,7 +304,7 @@ func TestProbeFansOutToEveryLocation(t *testing.T) {
 		`vantage_probe_location_answered{location="sfo"}`:             "0",
 		`probe_http_status_code{location="ams"}`:                      "200",
 		`vantage_probe_locations{result="success"}`:                   "2",
-		`probe_http_duration_seconds{phase="connect",location="fra"}`: "",
+		`probe_http_duration_seconds{location="fra",phase="connect"}`: "",
 	} {
 		got, ok := up[series]
 		if !ok || (want != "" && got != want) {

@@ -199,11 +199,3 @@ func (c *Coordinator) pingLocation(ctx context.Context, baseURL string, timeout 
 	}
 	return nil
 }
-
-// canaryFailing reports whether the location's canary is known to fail.
-func (h *locationHealth) canaryFailing(name string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	st, ok := h.state[name]
-	return ok && st.canaryOK != nil && !*st.canaryOK
-}

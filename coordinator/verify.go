@@ -15,6 +15,7 @@ import (
 	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/coordinator/confirm"
 	"github.com/vantageprobe/vantage/internal/jsonapi"
+	"github.com/vantageprobe/vantage/prober/result"
 )
 
 // maxChecksPerLocation bounds the check requests in flight to one
@@ -22,7 +23,8 @@ import (
 // location as unknown.
 const maxChecksPerLocation = 256
 
-// verifier asks locations to check a target now.
+// verifier asks locations to check a target now, for verification rounds
+// and the /probe fan-out alike.
 type verifier struct {
 	client func() *http.Client
 	mu     sync.Mutex
@@ -52,6 +54,9 @@ type checkAnswer struct {
 	reachable bool
 	// canaryOK is the location's canary verdict, nil when not known.
 	canaryOK *bool
+	// result is what the location's check found, when it answered one;
+	// also when its failing canary makes the evidence unknown.
+	result *result.Result
 }
 
 // contact is what the answer says about the location's health.
@@ -130,7 +135,7 @@ func (v *verifier) check(ctx context.Context, name, baseURL string, key confirm.
 		a.reachable = true
 		return a
 	}
-	a := checkAnswer{reachable: true, canaryOK: cr.CanaryOK}
+	a := checkAnswer{reachable: true, canaryOK: cr.CanaryOK, result: cr.Result}
 	if cr.CanaryOK != nil && !*cr.CanaryOK {
 		a.Evidence = confirm.UnknownEvidence(name, confirm.SourceCheck, started, api.ErrCanaryFailing.Error())
 		return a
