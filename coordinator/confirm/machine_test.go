@@ -323,7 +323,10 @@ func TestCanaryUnknownReportOpensNothing(t *testing.T) {
 	}
 	v := stateOf(t, m)
 	if v.State != StateUp || len(v.Locations) != 1 || v.Locations[0].Result != OutcomeUnknown {
-		t.Errorf("view = %+v, want up with ams unknown", v)
+		t.Fatalf("view = %+v, want up with ams unknown", v)
+	}
+	if why := v.Locations[0].Error; why != api.ErrCanaryFailing.Error() {
+		t.Errorf("ams's evidence says %q, want %q", why, api.ErrCanaryFailing)
 	}
 }
 
