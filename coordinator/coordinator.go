@@ -220,10 +220,8 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 	wg.Go(func() { c.reloader(ctx) })
 
 	err := webserver.Serve(ctx, webserver.Recover(c.Handler(), c.logger, c.metrics.panics), webserver.Config{
-		ListenAddresses: c.opts.ListenAddresses,
-		WebConfigFile:   c.opts.WebConfigFile,
-		SystemdSocket:   c.opts.WebSystemdSocket,
-		Started:         c.opts.Started,
+		FlagConfig: c.opts.FlagConfig,
+		Started:    c.opts.Started,
 	}, c.logger)
 	cancel()
 	wg.Wait()

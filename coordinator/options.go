@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/vantageprobe/vantage/internal/tracing"
+	"github.com/vantageprobe/vantage/internal/webserver"
 )
 
 // Options configure the coordinator; cmd/vantage-coordinator fills them
@@ -26,15 +27,12 @@ type Options struct {
 	ConfigFile string
 	// StoragePath is the directory of the incident log.
 	StoragePath string
-	// ListenAddresses are the addresses the web server listens on.
-	ListenAddresses []string
+	// FlagConfig is where the web server listens (--web.listen-address,
+	// --web.systemd-socket) and its exporter-toolkit web configuration of
+	// TLS and basic auth (--web.config.file).
+	web.FlagConfig
 	// EnablePprof serves Go's runtime profiles under /debug/pprof/.
 	EnablePprof bool
-	// WebConfigFile is an exporter-toolkit web configuration (TLS, basic auth).
-	WebConfigFile string
-	// WebSystemdSocket serves on systemd socket activation listeners
-	// instead of ListenAddresses.
-	WebSystemdSocket bool
 	// APITokenFile holds the bearer token report batches must carry;
 	// empty: reports need no token.
 	APITokenFile string
@@ -55,28 +53,27 @@ type Options struct {
 // DefaultOptions returns the options the flags default to.
 func DefaultOptions() Options {
 	return Options{
-		StoragePath:     "data/",
-		ListenAddresses: []string{":9716"},
-		TimeoutOffset:   500 * time.Millisecond,
-		Logger:          slog.New(slog.DiscardHandler),
-		Tracing:         tracing.DefaultConfig(),
+		StoragePath: "data/",
+		FlagConfig: web.FlagConfig{
+			WebListenAddresses: &[]string{":9716"},
+			WebSystemdSocket:   new(false),
+			WebConfigFile:      new(""),
+		},
+		TimeoutOffset: 500 * time.Millisecond,
+		Logger:        slog.New(slog.DiscardHandler),
+		Tracing:       tracing.DefaultConfig(),
 	}
 }
 
 func (o *Options) validate() error {
-	if len(o.ListenAddresses) == 0 && !o.WebSystemdSocket {
-		return errors.New("at least one --web.listen-address is needed")
+	if err := webserver.ValidateFlags(o.FlagConfig); err != nil {
+		return err
 	}
 	if o.StoragePath == "" {
 		return errors.New("--storage.path must be set")
 	}
 	if o.TimeoutOffset < 0 {
 		return fmt.Errorf("--timeout-offset must not be negative, got %s", o.TimeoutOffset)
-	}
-	if o.WebConfigFile != "" {
-		if err := web.Validate(o.WebConfigFile); err != nil {
-			return fmt.Errorf("--web.config.file %s: %w", o.WebConfigFile, err)
-		}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

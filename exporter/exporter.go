@@ -274,10 +274,8 @@ func (e *Exporter) Serve(ctx context.Context) error {
 	e.applySchedule(ctx)
 	go e.reloader(ctx)
 	return webserver.Serve(ctx, webserver.Recover(e.Handler(), e.logger, e.panics), webserver.Config{
-		ListenAddresses: e.opts.ListenAddresses,
-		WebConfigFile:   e.opts.WebConfigFile,
-		SystemdSocket:   e.opts.WebSystemdSocket,
-		Started:         e.opts.Started,
+		FlagConfig: e.opts.FlagConfig,
+		Started:    e.opts.Started,
 	}, e.logger)
 }
 

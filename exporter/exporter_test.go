@@ -40,7 +40,7 @@ func mustStart(tb testing.TB, configYAML string, tweak ...func(*Options)) *testS
 	mustWriteFile(tb, ts.configPath, configYAML)
 	opts := DefaultOptions()
 	opts.ConfigFile = ts.configPath
-	opts.ListenAddresses = []string{"127.0.0.1:0"}
+	opts.WebListenAddresses = &[]string{"127.0.0.1:0"}
 	opts.Reload = ts.reload
 	started := make(chan []net.Addr, 1)
 	opts.Started = func(a []net.Addr) { started <- a }
@@ -403,7 +403,7 @@ func TestWebConfigProtectsEveryEndpoint(t *testing.T) {
 	dir := t.TempDir()
 	webConfig := filepath.Join(dir, "web.yml")
 	mustWriteFile(t, webConfig, "basic_auth_users:\n  admin: "+mustBcrypt(t, "s3cret")+"\n")
-	ts := mustStart(t, httpConfig, func(o *Options) { o.WebConfigFile = webConfig })
+	ts := mustStart(t, httpConfig, func(o *Options) { o.WebConfigFile = &webConfig })
 	for _, path := range []string{"/", "/metrics", "/probe?target=127.0.0.1", "/config", "/-/healthy", "/-/ready"} {
 		if code, _ := mustGet(t, ts.url+path); code != http.StatusUnauthorized {
 			t.Errorf("%s without credentials answered %d, want 401", path, code)

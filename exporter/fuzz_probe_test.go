@@ -39,7 +39,7 @@ func FuzzProbeParams(f *testing.F) {
 	mustWriteFile(f, path, fmt.Sprintf("modules:\n  fuzz_http:\n    prober: http\n    timeout: 1s\n    http:\n      proxy_url: http://%s\n      skip_resolve_phase_with_proxy: true\n", loopback.ClosedAddr(f)))
 	opts := DefaultOptions()
 	opts.ConfigFile = path
-	opts.ListenAddresses = []string{"127.0.0.1:0"}
+	opts.WebListenAddresses = &[]string{"127.0.0.1:0"}
 	e, err := New(opts)
 	if err != nil {
 		f.Fatal(err)

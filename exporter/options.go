@@ -4,7 +4,6 @@
 package exporter
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +13,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/vantageprobe/vantage/internal/tracing"
+	"github.com/vantageprobe/vantage/internal/webserver"
 )
 
 // Options configure the exporter; cmd/vantage-exporter fills them from flags.
@@ -33,15 +33,12 @@ type Options struct {
 	CoordinatorURLs []string
 	// ConfigFile is the configuration file; empty means the embedded default.
 	ConfigFile string
-	// ListenAddresses are the addresses the web server listens on.
-	ListenAddresses []string
+	// FlagConfig is where the web server listens (--web.listen-address,
+	// --web.systemd-socket) and its exporter-toolkit web configuration of
+	// TLS and basic auth (--web.config.file).
+	web.FlagConfig
 	// EnablePprof serves Go's runtime profiles under /debug/pprof/.
 	EnablePprof bool
-	// WebConfigFile is an exporter-toolkit web configuration (TLS, basic auth).
-	WebConfigFile string
-	// WebSystemdSocket serves on systemd socket activation listeners
-	// instead of ListenAddresses.
-	WebSystemdSocket bool
 	// TimeoutOffset is subtracted from Prometheus' scrape timeout header to
 	// leave room for the scrape itself.
 	TimeoutOffset time.Duration
@@ -63,17 +60,21 @@ type Options struct {
 // DefaultOptions returns the options the flags default to.
 func DefaultOptions() Options {
 	return Options{
-		ListenAddresses: []string{":9715"},
-		TimeoutOffset:   500 * time.Millisecond,
-		HistoryLimit:    100,
-		Tracing:         tracing.DefaultConfig(),
-		Logger:          slog.New(slog.DiscardHandler),
+		FlagConfig: web.FlagConfig{
+			WebListenAddresses: &[]string{":9715"},
+			WebSystemdSocket:   new(false),
+			WebConfigFile:      new(""),
+		},
+		TimeoutOffset: 500 * time.Millisecond,
+		HistoryLimit:  100,
+		Tracing:       tracing.DefaultConfig(),
+		Logger:        slog.New(slog.DiscardHandler),
 	}
 }
 
 func (o *Options) validate() error {
-	if len(o.ListenAddresses) == 0 {
-		return errors.New("at least one --web.listen-address is needed")
+	if err := webserver.ValidateFlags(o.FlagConfig); err != nil {
+		return err
 	}
 	if o.TimeoutOffset < 0 {
 		return fmt.Errorf("--timeout-offset must not be negative, got %s", o.TimeoutOffset)
@@ -89,11 +90,6 @@ func (o *Options) validate() error {
 	if o.Tracing.Enabled() {
 		if err := o.Tracing.Validate(); err != nil {
 			return err
-		}
-	}
-	if o.WebConfigFile != "" {
-		if err := web.Validate(o.WebConfigFile); err != nil {
-			return fmt.Errorf("--web.config.file %s: %w", o.WebConfigFile, err)
 		}
 	}
 	if o.Logger == nil {

@@ -18,6 +18,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/exporter-toolkit/web"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -536,7 +537,7 @@ func TestTracingOffAllocatesNothing(t *testing.T) {
 		t.Errorf("tracing off: %v allocations per check for tracing, want 0", allocs)
 	}
 
-	e, err := New(Options{ListenAddresses: []string{"127.0.0.1:0"}, ConfigFile: writeConfig(t, httpConfig)})
+	e, err := New(Options{FlagConfig: web.FlagConfig{WebListenAddresses: &[]string{"127.0.0.1:0"}}, ConfigFile: writeConfig(t, httpConfig)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app.Flag("web.enable-pprof", "Serve Go's runtime profiles under /debug/pprof/ (protected by --web.config.file like every endpoint).").BoolVar(&opts.EnablePprof)
 	app.Flag("timeout-offset", "Offset to subtract from Prometheus' scrape timeout on /probe.").Default("0.5s").DurationVar(&opts.TimeoutOffset)
 	tracingConfig := tracing.AddFlags(app)
-	webFlags := kingpinflag.AddFlags(app, ":9716")
+	opts.FlagConfig = *kingpinflag.AddFlags(app, ":9716")
 	logConfig := &promslog.Config{Writer: stderr}
 	promslogflag.AddFlags(app, logConfig)
 
@@ -58,9 +58,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	logger := promslog.New(logConfig)
 	opts.Logger = logger
-	opts.ListenAddresses = *webFlags.WebListenAddresses
-	opts.WebConfigFile = *webFlags.WebConfigFile
-	opts.WebSystemdSocket = *webFlags.WebSystemdSocket
 	opts.Tracing = *tracingConfig
 
 	ctx, stop := signals.Context()

@@ -38,7 +38,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app.Flag("timeout-offset", "Offset to subtract from Prometheus' scrape timeout.").Default("0.5s").DurationVar(&opts.TimeoutOffset)
 	app.Flag("history.limit", "How many recent probes to keep for the landing page and debug output.").Default("100").IntVar(&opts.HistoryLimit)
 	tracingConfig := tracing.AddFlags(app)
-	webFlags := kingpinflag.AddFlags(app, ":9715")
+	opts.FlagConfig = *kingpinflag.AddFlags(app, ":9715")
 	logConfig := &promslog.Config{Writer: stderr}
 	promslogflag.AddFlags(app, logConfig)
 
@@ -57,9 +57,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	logger := promslog.New(logConfig)
 	opts.Logger = logger
-	opts.ListenAddresses = *webFlags.WebListenAddresses
-	opts.WebConfigFile = *webFlags.WebConfigFile
-	opts.WebSystemdSocket = *webFlags.WebSystemdSocket
 	opts.Tracing = *tracingConfig
 
 	if *configCheck {

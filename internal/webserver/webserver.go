@@ -21,12 +21,10 @@ import (
 
 // Config says where and how to serve.
 type Config struct {
-	ListenAddresses []string
-	// WebConfigFile is an exporter-toolkit web configuration file.
-	WebConfigFile string
-	// SystemdSocket serves on systemd socket activation listeners
-	// instead of ListenAddresses.
-	SystemdSocket bool
+	// FlagConfig is the --web.listen-address, --web.systemd-socket and
+	// --web.config.file flags, as exporter-toolkit's kingpinflag.AddFlags
+	// returns them; a nil field counts as unset.
+	web.FlagConfig
 	// Started, when set, is called with the bound addresses once the
 	// server accepts connections.
 	Started func(addrs []net.Addr)
@@ -42,14 +40,12 @@ func Serve(ctx context.Context, h http.Handler, c Config, logger *slog.Logger) e
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
 	}
-	webConfig, systemd := c.WebConfigFile, c.SystemdSocket
-	addresses := c.ListenAddresses
-	flags := &web.FlagConfig{WebListenAddresses: &addresses, WebConfigFile: &webConfig, WebSystemdSocket: &systemd}
+	flags := setFlags(c.FlagConfig)
 	errc := make(chan error, 1)
-	if systemd {
+	if *flags.WebSystemdSocket {
 		go func() { errc <- web.ListenAndServe(srv, flags, logger) }()
 	} else {
-		listeners, addrs, err := Listen(addresses)
+		listeners, addrs, err := Listen(*flags.WebListenAddresses)
 		if err != nil {
 			return err
 		}
@@ -80,6 +76,37 @@ func Serve(ctx context.Context, h http.Handler, c Config, logger *slog.Logger) e
 		return err
 	}
 	return nil
+}
+
+// ValidateFlags checks the web flags both programs share: an address to
+// listen on, unless systemd hands over the sockets, and a web configuration
+// file that loads.
+func ValidateFlags(f web.FlagConfig) error {
+	flags := setFlags(f)
+	if !*flags.WebSystemdSocket && len(*flags.WebListenAddresses) == 0 {
+		return errors.New("at least one --web.listen-address is needed")
+	}
+	if path := *flags.WebConfigFile; path != "" {
+		if err := web.Validate(path); err != nil {
+			return fmt.Errorf("--web.config.file %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// setFlags returns a copy of f whose nil fields point to zero values, as
+// exporter-toolkit's serving functions need.
+func setFlags(f web.FlagConfig) *web.FlagConfig {
+	if f.WebListenAddresses == nil {
+		f.WebListenAddresses = new([]string)
+	}
+	if f.WebSystemdSocket == nil {
+		f.WebSystemdSocket = new(false)
+	}
+	if f.WebConfigFile == nil {
+		f.WebConfigFile = new("")
+	}
+	return &f
 }
 
 // Listen opens a TCP listener on each address, or none on error.

@@ -7,12 +7,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/exporter-toolkit/web"
 )
 
 func TestRecoverAnswers500AndCounts(t *testing.T) {
@@ -48,7 +51,7 @@ func TestServeStopsDespiteASilentConnection(t *testing.T) {
 	started := make(chan []net.Addr, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- Serve(ctx, http.NotFoundHandler(), Config{ListenAddresses: []string{"127.0.0.1:0"}, ShutdownGrace: 200 * time.Millisecond,
+		done <- Serve(ctx, http.NotFoundHandler(), Config{FlagConfig: web.FlagConfig{WebListenAddresses: &[]string{"127.0.0.1:0"}}, ShutdownGrace: 200 * time.Millisecond,
 			Started: func(a []net.Addr) { started <- a }}, slog.New(slog.DiscardHandler))
 	}()
 	addr := (<-started)[0].String()
@@ -68,5 +71,39 @@ func TestServeStopsDespiteASilentConnection(t *testing.T) {
 		}
 	case <-time.After(3 * time.Second):
 		t.Fatal("Serve did not return within 3s of its context ending")
+	}
+}
+
+func TestValidateFlags(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "web.yml")
+	bad := filepath.Join(dir, "bad.yml")
+	if err := os.WriteFile(good, []byte("http_server_config:\n  http2: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("colour: blue\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.yml")
+	for _, tc := range []struct {
+		name  string
+		flags web.FlagConfig
+		err   string // prefix of the error; "" for none
+	}{
+		{"an address", web.FlagConfig{WebListenAddresses: &[]string{":9715"}, WebSystemdSocket: new(false), WebConfigFile: new("")}, ""},
+		{"no address", web.FlagConfig{WebListenAddresses: &[]string{}, WebSystemdSocket: new(false), WebConfigFile: new("")}, "at least one --web.listen-address is needed"},
+		{"unset", web.FlagConfig{}, "at least one --web.listen-address is needed"},
+		{"systemd sockets need no address", web.FlagConfig{WebListenAddresses: &[]string{}, WebSystemdSocket: new(true)}, ""},
+		{"a web configuration that loads", web.FlagConfig{WebListenAddresses: &[]string{":9715"}, WebConfigFile: &good}, ""},
+		{"an unknown key", web.FlagConfig{WebListenAddresses: &[]string{":9715"}, WebConfigFile: &bad}, "--web.config.file " + bad + ": "},
+		{"a missing file", web.FlagConfig{WebListenAddresses: &[]string{":9715"}, WebConfigFile: &missing}, "--web.config.file " + missing + ": "},
+	} {
+		err := ValidateFlags(tc.flags)
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("%s: %v, want no error", tc.name, err)
+		case tc.err != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.err)):
+			t.Errorf("%s: error %v, want one starting %q", tc.name, err, tc.err)
+		}
 	}
 }
