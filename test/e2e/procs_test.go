@@ -3,12 +3,9 @@ package e2e
 import (
 	"errors"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -31,8 +28,6 @@ const (
 	readyWithin = 30 * time.Second
 	// stopWithin is how long a program gets to exit after SIGTERM.
 	stopWithin = 10 * time.Second
-	// logTail is how many lines of a program's output are shown on failure.
-	logTail = 60
 )
 
 // mustDebianTools fails the test when Debian's Prometheus or Alertmanager
@@ -49,15 +44,8 @@ func mustDebianTools(t *testing.T) {
 
 // process is one program of the stack running as a child process.
 type process struct {
-	name string
-	cmd  *exec.Cmd
-	out  *testbin.Output
-
-	mu       sync.Mutex
-	ready    bool // it answered its readiness check
-	stopping bool
-	exited   chan struct{} // closed when the process has exited
-	err      error         // its exit status, once exited
+	*testbin.Process
+	ready bool // it answered its readiness check
 }
 
 // procs are the stack's processes, in start order.
@@ -67,45 +55,25 @@ type procs struct {
 }
 
 // start runs bin with args and env (added to the test's environment minus
-// any OTEL_* variable), and stops it when the test ends: SIGTERM, then
-// SIGKILL after stopWithin. When the test failed, the tail of its output
-// is logged. vantage programs must exit 0 on SIGTERM.
+// any OTEL_* variable). When the test ends it is stopped, SIGTERM then
+// SIGKILL after stopWithin: vantage programs must exit 0 then.
 func (ps *procs) start(name, bin string, args, env []string) *process {
 	t := ps.t
 	t.Helper()
-	p := &process{name: name, out: &testbin.Output{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.Env = append(environWithoutOTEL(), env...)
-	// Killed with the test binary even if it dies without cleaning up.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting %s (%s): %v", name, bin, err)
-	}
-	go func() {
-		err := p.cmd.Wait()
-		p.mu.Lock()
-		p.err = err
-		p.mu.Unlock()
-		close(p.exited)
-	}()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(environWithoutOTEL(), env...)
+	p := &process{Process: testbin.Start(t, name, cmd)}
 	ps.list = append(ps.list, p)
 	t.Cleanup(func() {
-		early := p.exitedEarly()
-		err, clean := p.stop()
-		p.mu.Lock()
-		ready := p.ready
-		p.mu.Unlock()
-		switch {
-		case early:
-			// Reported by checkAlive.
-		case !clean:
-			t.Errorf("%s did not exit within %s of SIGTERM; killed", name, stopWithin)
-		case err != nil && ready && strings.HasPrefix(name, "vantage"):
-			t.Errorf("%s exited with %v on SIGTERM, want 0", name, err)
+		if p.Exited() {
+			return // reported by checkAlive
 		}
-		if t.Failed() {
-			t.Logf("output of %s (%s):\n%s", name, strings.Join(p.cmd.Args, " "), p.out.Tail(logTail))
+		err := p.Stop(stopWithin)
+		switch {
+		case errors.Is(err, testbin.ErrKilled):
+			t.Error(err)
+		case err != nil && p.ready && strings.HasPrefix(name, "vantage"):
+			t.Errorf("%v, want 0", err)
 		}
 	})
 	return p
@@ -121,92 +89,39 @@ func environWithoutOTEL() []string {
 	return env
 }
 
-// stop sends SIGTERM and waits; it reports the exit status and whether the
-// process exited on its own within stopWithin.
-func (p *process) stop() (error, bool) {
-	p.mu.Lock()
-	p.stopping = true
-	p.mu.Unlock()
-	select {
-	case <-p.exited:
-		return p.exitErr(), true
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-		return p.exitErr(), true
-	case <-time.After(stopWithin):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-		return p.exitErr(), false
-	}
-}
-
-func (p *process) exitErr() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.err
-}
-
-// exitedEarly reports whether the process exited while it should run.
-func (p *process) exitedEarly() bool {
-	select {
-	case <-p.exited:
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return !p.stopping
-	default:
-		return false
-	}
-}
-
 // checkAlive fails the test at once, with the program's output, when a
 // process of the stack has exited.
 func (ps *procs) checkAlive(t testing.TB) {
 	t.Helper()
 	for _, p := range ps.list {
-		if p.exitedEarly() {
-			t.Fatalf("%s exited early (%v); its output:\n%s", p.name, p.exitErr(), p.out.Tail(logTail))
+		if p.Exited() {
+			t.Fatalf("%s exited early (%v); its output:\n%s", p.Name, p.Err(), p.Out.Tail(testbin.LogTail))
 		}
 	}
 }
 
-// waitFor polls cond until it holds, at most limit; every poll also checks
-// that no process of the stack has exited. cond returns whether it holds
-// and, when not, what it saw (for the failure message). It returns how
-// long the wait took.
+// waitFor waits until cond holds, at most limit, with testbin.WaitFor;
+// every poll also checks that no process of the stack has exited. cond
+// returns whether it holds and, when not, what it saw. It returns how long
+// the wait took.
 func (ps *procs) waitFor(t testing.TB, what string, limit time.Duration, cond func() (bool, string)) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for {
+	return testbin.WaitFor(t, what, limit, func() error {
 		ps.checkAlive(t)
-		ok, saw := cond()
-		if ok {
-			return time.Since(start)
+		if ok, saw := cond(); !ok {
+			return errors.New(saw)
 		}
-		if time.Since(start) > limit {
-			t.Fatalf("timed out after %s waiting for %s; last seen: %s", limit, what, saw)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // waitReady waits until GET url of p answers 200.
 func (ps *procs) waitReady(t testing.TB, p *process, url string) {
 	t.Helper()
-	client := &http.Client{Timeout: time.Second}
-	ps.waitFor(t, p.name+" ready at "+url, readyWithin, func() (bool, string) {
-		resp, err := client.Get(url)
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, resp.Status
-	})
-	p.mu.Lock()
+	if err := p.WaitReady(url, readyWithin); err != nil {
+		t.Fatal(err)
+	}
 	p.ready = true
-	p.mu.Unlock()
 }
 
 func mustListen(t *testing.T) net.Listener {
