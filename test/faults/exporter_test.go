@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -93,42 +91,32 @@ targets:
 `, target.URL)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var stderr bytes.Buffer
 	cmd := exec.Command(bin, "--config.file="+config, "--location=ams", "--coordinator.url="+coord.URL, "--web.listen-address="+testbin.FreeAddr(t))
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Kill()
-	}()
+	p := testbin.Start(t, "vantage-exporter", cmd)
 
 	// The failure report has been refused at least twice: it is queued,
 	// waiting for a retry after a backoff.
-	for deadline := time.Now().Add(15 * time.Second); attempts.Load() < 2; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no delivery attempts within 15s\n%s", stderr.String())
+	testbin.WaitFor(t, "two delivery attempts", 15*time.Second, func() error {
+		if p.Exited() {
+			t.Fatalf("the exporter exited (%v)", p.Err())
 		}
-	}
+		if n := attempts.Load(); n < 2 {
+			return fmt.Errorf("%d attempts", n)
+		}
+		return nil
+	})
 	select {
 	case <-hangStarted:
+	case <-p.Done():
+		t.Fatalf("the exporter exited (%v)", p.Err())
 	case <-time.After(25 * time.Second):
-		t.Fatalf("the /hang check did not start within its 20s interval\n%s", stderr.String())
+		t.Fatal("the /hang check did not start within its 20s interval")
 	}
 	accept.Store(true)
 	sent := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	// Exit status 0 within 15s of SIGTERM.
+	if err := p.Stop(15 * time.Second); err != nil {
 		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatalf("still running 15s after SIGTERM\n%s", stderr.String())
 	}
 	took := time.Since(sent)
 	t.Logf("exited 0 %s after SIGTERM", took.Round(time.Millisecond))

@@ -4,7 +4,6 @@
 package faults
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -13,50 +12,17 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
-// coordinator is a vantage-coordinator process.
-type coordinator struct {
-	cmd    *exec.Cmd
-	stderr *bytes.Buffer
-	url    string
-	done   chan error
-}
-
-func startCoordinator(t *testing.T, bin, config, storage, addr string) *coordinator {
+// startCoordinator runs a vantage-coordinator and waits until it is ready.
+func startCoordinator(t *testing.T, bin, config, storage, addr string) *testbin.Process {
 	t.Helper()
-	c := &coordinator{stderr: &bytes.Buffer{}, url: "http://" + addr, done: make(chan error, 1)}
-	c.cmd = exec.Command(bin, "--config.file="+config, "--storage.path="+storage, "--web.listen-address="+addr, "--log.level=warn")
-	c.cmd.Stderr = c.stderr
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { c.done <- c.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		resp, err := http.Get(c.url + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			return c
-		}
-		select {
-		case err := <-c.done:
-			c.done <- err
-			t.Fatalf("coordinator exited at start: %v\n%s", err, c.stderr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("coordinator not ready within 10s\n%s", c.stderr)
-		}
-	}
+	cmd := exec.Command(bin, "--config.file="+config, "--storage.path="+storage, "--web.listen-address="+addr, "--log.level=warn")
+	return testbin.StartReady(t, "vantage-coordinator", cmd, "http://"+addr+"/-/ready")
 }
 
 // writeConfig lists three locations nobody listens on: every verification
@@ -112,11 +78,12 @@ func TestKilledCoordinatorLosesNoIncident(t *testing.T) {
 	bin := testbin.Build(t, "./cmd/vantage-coordinator")[0]
 	dir := t.TempDir()
 	config, storage, addr := writeConfig(t, dir), filepath.Join(dir, "data"), testbin.FreeAddr(t)
+	url := "http://" + addr
 	acked := map[string]bool{}
 	client := &http.Client{Timeout: 5 * time.Second}
 	for round := range 5 {
 		c := startCoordinator(t, bin, config, storage, addr)
-		before := incidents(t, c.url)
+		before := incidents(t, url)
 		for _, inc := range before {
 			delete(acked, inc.Target)
 		}
@@ -147,7 +114,7 @@ func TestKilledCoordinatorLosesNoIncident(t *testing.T) {
 					default:
 					}
 					target := fmt.Sprintf("https://t%d-%d-%d.example", round, w, i)
-					resp, err := client.Post(c.url+"/api/v1/reports", "application/json", strings.NewReader(failingBatch(location, run, i+1, target)))
+					resp, err := client.Post(url+"/api/v1/reports", "application/json", strings.NewReader(failingBatch(location, run, i+1, target)))
 					if err != nil {
 						continue // the kill
 					}
@@ -161,17 +128,13 @@ func TestKilledCoordinatorLosesNoIncident(t *testing.T) {
 			})
 		}
 		time.Sleep(time.Duration(300+150*round) * time.Millisecond)
-		if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		<-c.done
-		c.done <- nil
+		c.Kill()
 		close(stop)
 		wg.Wait()
 		t.Logf("kill %d: %d incidents acknowledged so far", round+1, len(acked))
 	}
-	c := startCoordinator(t, bin, config, storage, addr)
-	all := incidents(t, c.url)
+	startCoordinator(t, bin, config, storage, addr)
+	all := incidents(t, url)
 	for _, inc := range all {
 		delete(acked, inc.Target)
 	}
@@ -189,22 +152,18 @@ func TestKilledCoordinatorLosesNoIncident(t *testing.T) {
 			break
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testbin.WaitFor(t, fmt.Sprintf("incident %d verified again after the restart", resumed.ID), 10*time.Second, func() error {
 		var now incident
-		for _, inc := range incidents(t, c.url) {
+		for _, inc := range incidents(t, url) {
 			if inc.ID == resumed.ID {
 				now = inc
 			}
 		}
-		if now.Rounds > resumed.Rounds {
-			break
+		if now.Rounds <= resumed.Rounds {
+			return fmt.Errorf("rounds %d, %d before the restart", now.Rounds, resumed.Rounds)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("incident %d was not verified again after the restart (rounds %d)", resumed.ID, now.Rounds)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func firstKey(m map[string]bool) string {
@@ -220,26 +179,19 @@ func TestCoordinatorExitsCleanlyOnSIGTERM(t *testing.T) {
 	bin := testbin.Build(t, "./cmd/vantage-coordinator")[0]
 	dir := t.TempDir()
 	config, storage, addr := writeConfig(t, dir), filepath.Join(dir, "data"), testbin.FreeAddr(t)
+	url := "http://" + addr
 	c := startCoordinator(t, bin, config, storage, addr)
-	resp, err := http.Post(c.url+"/api/v1/reports", "application/json", strings.NewReader(failingBatch("ams", "run-term", 1, "https://term.example")))
+	resp, err := http.Post(url+"/api/v1/reports", "application/json", strings.NewReader(failingBatch("ams", "run-term", 1, "https://term.example")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	// Exit status 0 within 10s of SIGTERM.
+	if err := c.Stop(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-c.done:
-		c.done <- err
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, c.stderr)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("coordinator still running 10s after SIGTERM\n%s", c.stderr)
-	}
-	c = startCoordinator(t, bin, config, storage, addr)
-	if incs := incidents(t, c.url); len(incs) != 1 || incs[0].Target != "https://term.example" {
+	startCoordinator(t, bin, config, storage, addr)
+	if incs := incidents(t, url); len(incs) != 1 || incs[0].Target != "https://term.example" {
 		t.Errorf("after SIGTERM and restart: %+v, want the one incident", incs)
 	}
 }

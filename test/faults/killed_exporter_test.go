@@ -1,8 +1,8 @@
 package faults
 
 import (
-	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -39,27 +38,23 @@ func TestKilledExporterIsUnknownNotDown(t *testing.T) {
 	if err := os.WriteFile(exporterConfig, []byte(fmt.Sprintf("modules:\n  http_2xx:\n    prober: http\n    timeout: 1s\nscheduler: {interval: 1s, retries: 0}\ntargets:\n  - module: http_2xx\n    targets: [%s]\n", target.URL)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	exporters := map[string]*exec.Cmd{}
+	exporters := map[string]*testbin.Process{}
 	var locs strings.Builder
 	for _, name := range []string{"ams", "fra", "sfo"} {
 		addr := testbin.FreeAddr(t)
 		cmd := exec.Command(exporterBin, "--config.file="+exporterConfig, "--location="+name, "--coordinator.url=http://"+coordAddr, "--web.listen-address="+addr, "--log.level=warn")
-		cmd.Stderr = &bytes.Buffer{}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		exporters[name] = cmd
+		exporters[name] = testbin.Start(t, "vantage-exporter "+name, cmd)
 		fmt.Fprintf(&locs, "  - {name: %s, url: \"http://%s\"}\n", name, addr)
 	}
 	config := filepath.Join(dir, "coordinator.yml")
 	if err := os.WriteFile(config, []byte("locations:\n"+locs.String()+"confirmation: {verify_timeout: 2s, reverify_interval: 1s}\nhealth_check_interval: 1s\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := startCoordinator(t, coordinatorBin, config, filepath.Join(dir, "data"), coordAddr)
+	startCoordinator(t, coordinatorBin, config, filepath.Join(dir, "data"), coordAddr)
+	url := "http://" + coordAddr
 
 	metric := func(series string) string {
-		resp, err := http.Get(c.url + "/metrics")
+		resp, err := http.Get(url + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,27 +67,25 @@ func TestKilledExporterIsUnknownNotDown(t *testing.T) {
 		}
 		return ""
 	}
-	wait := func(what string, cond func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(100 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s\n%s", what, c.stderr)
+	// want is a condition: series has the value v.
+	want := func(series, v string) func() error {
+		return func() error {
+			if got := metric(series); got != v {
+				return fmt.Errorf("%s is %q, want %s", series, got, v)
 			}
+			return nil
 		}
 	}
-	wait("every location healthy", func() bool {
-		return metric(`vantage_location_healthy{location="ams"}`) == "1" && metric(`vantage_location_healthy{location="fra"}`) == "1" && metric(`vantage_location_healthy{location="sfo"}`) == "1"
+	testbin.WaitFor(t, "every location healthy", 20*time.Second, func() error {
+		return errors.Join(want(`vantage_location_healthy{location="ams"}`, "1")(), want(`vantage_location_healthy{location="fra"}`, "1")(), want(`vantage_location_healthy{location="sfo"}`, "1")())
 	})
-	if err := exporters["sfo"].Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = exporters["sfo"].Wait()
-	wait("sfo unhealthy", func() bool { return metric(`vantage_location_healthy{location="sfo"}`) == "0" })
+	exporters["sfo"].Kill()
+	testbin.WaitFor(t, "sfo unhealthy", 20*time.Second, want(`vantage_location_healthy{location="sfo"}`, "0"))
 
 	down.Store(true)
 	confirmed := fmt.Sprintf(`vantage_target_confirmed_down{module="http_2xx",target=%q}`, target.URL)
-	wait("the outage confirmed by ams and fra", func() bool { return metric(confirmed) == "1" })
-	resp, err := http.Get(c.url + "/api/v1/incidents?state=open")
+	testbin.WaitFor(t, "the outage confirmed by ams and fra", 20*time.Second, want(confirmed, "1"))
+	resp, err := http.Get(url + "/api/v1/incidents?state=open")
 	if err != nil {
 		t.Fatal(err)
 	}
