@@ -12,8 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
-
-	"github.com/vantageprobe/vantage/exporter/scheduler"
 )
 
 const testTraceID = "0af7651916cd43dd8448eb211c80319c"
@@ -24,11 +22,11 @@ func tracedTable(t *testing.T) (*prometheus.Registry, *Table) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	tab := NewTable(reg)
-	a := scheduler.Target{Module: "traced", Target: "https://a.example", Interval: time.Minute}
-	b := scheduler.Target{Module: "untraced", Target: "https://b.example", Interval: time.Minute}
-	tab.Sync([]scheduler.Target{a, b})
-	tab.Record(scheduler.Outcome{Target: &a, Result: httpResult(false, 503), Attempts: 1, Planned: time.Unix(1000, 0), TraceID: testTraceID})
-	tab.Record(scheduler.Outcome{Target: &b, Result: httpResult(true, 200), Attempts: 1, Planned: time.Unix(1000, 0)})
+	a := Row{Module: "traced", Target: "https://a.example"}
+	b := Row{Module: "untraced", Target: "https://b.example"}
+	tab.Sync([]Row{a, b})
+	tab.Record(checkOf(a, Check{Result: httpResult(false, 503), Attempts: 1, Planned: time.Unix(1000, 0), TraceID: testTraceID}))
+	tab.Record(checkOf(b, Check{Result: httpResult(true, 200), Attempts: 1, Planned: time.Unix(1000, 0)}))
 	return reg, tab
 }
 

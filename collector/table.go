@@ -13,14 +13,41 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"github.com/vantageprobe/vantage/config"
-	"github.com/vantageprobe/vantage/exporter/scheduler"
 	"github.com/vantageprobe/vantage/prober/result"
 )
+
+// Row describes one target the table holds.
+type Row struct {
+	Module, Target string
+	// Labels are the target's configured labels, sorted by name; its
+	// series carry them after target and module.
+	Labels []Label
+	// FailureThreshold, when set, is rendered as
+	// vantage_probe_failure_threshold.
+	FailureThreshold *float64
+}
+
+// Label is one configured label of a target.
+type Label struct{ Name, Value string }
+
+// Check is the outcome of one scheduled check of a target, after local
+// retries.
+type Check struct {
+	Module, Target string
+	Result         *result.Result
+	// Attempts is how many attempts the check took.
+	Attempts int
+	// Planned is when the check was planned to start.
+	Planned time.Time
+	// TraceID is the hex ID of the check's kept trace, "" for none; the
+	// phase histograms carry it as an exemplar.
+	TraceID string
+}
 
 // Table holds the latest result of every scheduled target and renders them
 // on /metrics with the /probe series names plus target, module and the
@@ -33,7 +60,7 @@ import (
 // with their rows.
 type Table struct {
 	mu   sync.RWMutex
-	rows map[string]*row
+	rows map[rowKey]*row
 	// sorted holds the rows in key order; rebuilt by Sync.
 	sorted []*row
 
@@ -41,12 +68,17 @@ type Table struct {
 	phases   *prometheus.HistogramVec
 }
 
+type rowKey struct{ module, target string }
+
 type row struct {
-	key       string
-	labels    []byte // `target="…",module="…",team="…"`, rendered once
-	successes atomic.Uint64
-	failures  atomic.Uint64
-	rendered  atomic.Pointer[rendering]
+	key    rowKey
+	labels []byte // `target="…",module="…",team="…"`, rendered once
+	// threshold is the target's failure threshold, when it has one.
+	threshold    float64
+	hasThreshold bool
+	successes    atomic.Uint64
+	failures     atomic.Uint64
+	rendered     atomic.Pointer[rendering]
 }
 
 // rendering is one row's exposition lines, grouped by family.
@@ -63,7 +95,7 @@ type segment struct {
 // NewTable builds an empty table. The phase histograms are registered with reg.
 func NewTable(reg prometheus.Registerer) *Table {
 	return &Table{
-		rows: map[string]*row{},
+		rows: map[rowKey]*row{},
 		phases: promauto.With(reg).NewHistogramVec(prometheus.HistogramOpts{
 			Name: "vantage_probe_phase_duration_seconds",
 			Help: "Duration of each phase of scheduled checks, across all targets of a module. " +
@@ -73,70 +105,77 @@ func NewTable(reg prometheus.Registerer) *Table {
 	}
 }
 
-// Sync makes the table hold exactly the given targets: new ones get an empty
-// row (no series until their first result), removed ones are dropped.
-func (t *Table) Sync(targets []scheduler.Target) {
+// Sync makes the table hold exactly the given rows: new ones get no series
+// until their first check, removed ones are dropped.
+func (t *Table) Sync(rows []Row) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	rows := make(map[string]*row, len(targets))
-	for i := range targets {
-		tg := &targets[i]
-		if tg.Canary {
+	held := make(map[rowKey]*row, len(rows))
+	for i := range rows {
+		next := newRow(&rows[i])
+		if r, ok := t.rows[next.key]; ok && r.sameAs(next) {
+			held[next.key] = r
 			continue
 		}
-		key := tg.Key()
-		labels := renderTargetLabels(tg)
-		if r, ok := t.rows[key]; ok && bytes.Equal(r.labels, labels) {
-			rows[key] = r
-			continue
-		}
-		rows[key] = &row{key: key, labels: labels}
+		held[next.key] = next
 	}
-	t.rows = rows
+	t.rows = held
 	t.sorted = t.sorted[:0]
-	for _, r := range rows {
+	for _, r := range held {
 		t.sorted = append(t.sorted, r)
 	}
-	slices.SortFunc(t.sorted, func(a, b *row) int { return strings.Compare(a.key, b.key) })
+	slices.SortFunc(t.sorted, func(a, b *row) int {
+		if c := strings.Compare(a.key.module, b.key.module); c != 0 {
+			return c
+		}
+		return strings.Compare(a.key.target, b.key.target)
+	})
+}
+
+func newRow(rw *Row) *row {
+	r := &row{key: rowKey{rw.Module, rw.Target}, labels: renderTargetLabels(rw)}
+	if rw.FailureThreshold != nil {
+		r.threshold, r.hasThreshold = *rw.FailureThreshold, true
+	}
+	return r
+}
+
+// sameAs reports whether r renders the same labels and threshold as o, so a
+// kept target keeps its row and counters.
+func (r *row) sameAs(o *row) bool {
+	return bytes.Equal(r.labels, o.labels) && r.hasThreshold == o.hasThreshold && r.threshold == o.threshold
 }
 
 // Record stores a check's outcome. Outcomes of targets the table does not
 // hold (removed meanwhile) are ignored.
-func (t *Table) Record(o scheduler.Outcome) {
+func (t *Table) Record(c Check) {
 	t.mu.RLock()
-	r := t.rows[o.Target.Key()]
+	r := t.rows[rowKey{c.Module, c.Target}]
 	t.mu.RUnlock()
 	if r == nil {
 		return
 	}
-	if o.Result.Success {
+	if c.Result.Success {
 		r.successes.Add(1)
 	} else {
 		r.failures.Add(1)
 	}
 	var exemplar prometheus.Labels
-	if o.TraceID != "" {
-		exemplar = prometheus.Labels{"trace_id": o.TraceID}
+	if c.TraceID != "" {
+		exemplar = prometheus.Labels{"trace_id": c.TraceID}
 	}
-	for _, p := range o.Result.Phases {
-		obs := t.phases.WithLabelValues(o.Target.Module, p.Name)
+	for _, p := range c.Result.Phases {
+		obs := t.phases.WithLabelValues(c.Module, p.Name)
 		if eo, ok := obs.(prometheus.ExemplarObserver); ok && exemplar != nil {
 			eo.ObserveWithExemplar(p.Duration.Seconds(), exemplar)
 			continue
 		}
 		obs.Observe(p.Duration.Seconds())
 	}
-	r.rendered.Store(t.render(r, o))
+	r.rendered.Store(t.render(r, &c))
 }
 
-// Len returns the number of targets held.
-func (t *Table) Len() int {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return len(t.rows)
-}
-
-func (t *Table) render(r *row, o scheduler.Outcome) *rendering {
+func (t *Table) render(r *row, c *Check) *rendering {
 	rd := &rendering{buf: make([]byte, 0, 2048)}
 	add := func(name, help, typ string, labelNames, labelValues []string, value float64) {
 		fam := t.families.index(name, help, typ)
@@ -160,21 +199,17 @@ func (t *Table) render(r *row, o scheduler.Outcome) *rendering {
 		}
 		rd.segs = append(rd.segs, segment{family: fam, start: start, end: len(rd.buf)})
 	}
-	o.Result.Samples(func(s result.Sample) {
+	c.Result.Samples(func(s result.Sample) {
 		add(s.Name, s.Help, "gauge", s.LabelNames, s.LabelValues, s.Value)
 	})
-	add("vantage_probe_attempts", "Attempts the latest scheduled check took, local retries included.", "gauge", nil, nil, float64(o.Attempts))
-	add("vantage_probe_last_check_timestamp_seconds", "When the latest scheduled check was planned to start.", "gauge", nil, nil, float64(o.Planned.UnixNano())/1e9)
+	add("vantage_probe_attempts", "Attempts the latest scheduled check took, local retries included.", "gauge", nil, nil, float64(c.Attempts))
+	add("vantage_probe_last_check_timestamp_seconds", "When the latest scheduled check was planned to start.", "gauge", nil, nil, float64(c.Planned.UnixNano())/1e9)
 	checks := "vantage_probe_checks_total"
 	checksHelp := "Scheduled checks by result, after local retries."
 	add(checks, checksHelp, "counter", []string{"result"}, []string{"success"}, float64(r.successes.Load()))
 	add(checks, checksHelp, "counter", []string{"result"}, []string{"failure"}, float64(r.failures.Load()))
-	for _, l := range o.Target.Labels {
-		if l.Name == config.FailureThresholdLabel {
-			if v, err := config.ParseFailureThreshold(l.Value); err == nil {
-				add("vantage_probe_failure_threshold", "Failed checks in five minutes this target tolerates before the failure-ratio alert, from its failure_threshold label.", "gauge", nil, nil, v)
-			}
-		}
+	if r.hasThreshold {
+		add("vantage_probe_failure_threshold", "Failed checks in five minutes this target tolerates before the failure-ratio alert, from its failure_threshold label.", "gauge", nil, nil, r.threshold)
 	}
 	// Segments in family-name order let a scrape merge all rows in one pass.
 	names := t.families.snapshot()
@@ -382,7 +417,7 @@ func (fi *familyIndex) snapshot() []family {
 	return slices.Clone(fi.list)
 }
 
-func renderTargetLabels(t *scheduler.Target) []byte {
+func renderTargetLabels(t *Row) []byte {
 	b := make([]byte, 0, 64)
 	b = append(b, `target="`...)
 	b = appendEscaped(b, t.Target)

@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/vantageprobe/vantage/exporter/scheduler"
 	"github.com/vantageprobe/vantage/prober/result"
 )
 
@@ -28,6 +27,12 @@ func httpResult(success bool, status int) *result.Result {
 		r.Reason = result.ReasonStatusCode
 	}
 	return r
+}
+
+// checkOf is c as a check of rw's target.
+func checkOf(rw Row, c Check) Check {
+	c.Module, c.Target = rw.Module, rw.Target
+	return c
 }
 
 func mustScrape(t *testing.T, tab *Table) map[string][]map[string]string {
@@ -78,16 +83,16 @@ func find(t *testing.T, fams map[string][]map[string]string, name string, want m
 
 func TestTableRendersLatestResultWithTargetLabels(t *testing.T) {
 	tab := NewTable(prometheus.NewRegistry())
-	a := scheduler.Target{Module: "http_2xx", Target: `https://a.example/"quoted"`, Interval: time.Minute, Labels: []scheduler.Label{{Name: "failure_threshold", Value: "5"}, {Name: "team", Value: "web"}}}
-	b := scheduler.Target{Module: "http_2xx", Target: "https://b.example", Interval: time.Minute}
-	tab.Sync([]scheduler.Target{a, b})
+	a := Row{Module: "http_2xx", Target: `https://a.example/"quoted"`, Labels: []Label{{Name: "failure_threshold", Value: "5"}, {Name: "team", Value: "web"}}, FailureThreshold: new(5.0)}
+	b := Row{Module: "http_2xx", Target: "https://b.example"}
+	tab.Sync([]Row{a, b})
 
 	if fams := mustScrape(t, tab); len(fams) != 0 {
 		t.Fatalf("targets without results render series: %v", fams)
 	}
-	tab.Record(scheduler.Outcome{Target: &a, Result: httpResult(true, 200), Attempts: 1, Planned: time.Unix(1000, 0)})
-	tab.Record(scheduler.Outcome{Target: &b, Result: httpResult(false, 503), Attempts: 3, Planned: time.Unix(1000, 0)})
-	tab.Record(scheduler.Outcome{Target: &b, Result: httpResult(false, 500), Attempts: 3, Planned: time.Unix(1060, 0)})
+	tab.Record(checkOf(a, Check{Result: httpResult(true, 200), Attempts: 1, Planned: time.Unix(1000, 0)}))
+	tab.Record(checkOf(b, Check{Result: httpResult(false, 503), Attempts: 3, Planned: time.Unix(1000, 0)}))
+	tab.Record(checkOf(b, Check{Result: httpResult(false, 500), Attempts: 3, Planned: time.Unix(1060, 0)}))
 
 	fams := mustScrape(t, tab)
 	aLabels := map[string]string{"target": a.Target, "module": "http_2xx", "team": "web", "failure_threshold": "5"}
@@ -124,8 +129,8 @@ func TestTableRendersLatestResultWithTargetLabels(t *testing.T) {
 	}
 
 	// Removing a target removes its series; its late outcomes are ignored.
-	tab.Sync([]scheduler.Target{b})
-	tab.Record(scheduler.Outcome{Target: &a, Result: httpResult(true, 200), Attempts: 1})
+	tab.Sync([]Row{b})
+	tab.Record(checkOf(a, Check{Result: httpResult(true, 200), Attempts: 1}))
 	fams = mustScrape(t, tab)
 	for _, ls := range fams["probe_success"] {
 		if ls["target"] == a.Target {
@@ -144,10 +149,10 @@ func TestTableRendersLatestResultWithTargetLabels(t *testing.T) {
 func TestTablePhaseHistograms(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	tab := NewTable(reg)
-	a := scheduler.Target{Module: "http_2xx", Target: "https://a.example", Interval: time.Minute}
-	tab.Sync([]scheduler.Target{a})
+	a := Row{Module: "http_2xx", Target: "https://a.example"}
+	tab.Sync([]Row{a})
 	for range 3 {
-		tab.Record(scheduler.Outcome{Target: &a, Result: httpResult(true, 200), Attempts: 1})
+		tab.Record(checkOf(a, Check{Result: httpResult(true, 200), Attempts: 1}))
 	}
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -171,16 +176,16 @@ func TestTablePhaseHistograms(t *testing.T) {
 func tableOf(tb testing.TB, n int) *Table {
 	tb.Helper()
 	tab := NewTable(prometheus.NewRegistry())
-	targets := make([]scheduler.Target, n)
+	targets := make([]Row, n)
 	for i := range targets {
-		targets[i] = scheduler.Target{Module: "http_2xx", Target: fmt.Sprintf("https://site-%06d.example/health", i), Interval: time.Minute,
-			Labels: []scheduler.Label{{Name: "team", Value: "web"}}}
+		targets[i] = Row{Module: "http_2xx", Target: fmt.Sprintf("https://site-%06d.example/health", i),
+			Labels: []Label{{Name: "team", Value: "web"}}}
 	}
 	tab.Sync(targets)
 	for i := range targets {
 		r := httpResult(true, 200)
 		r.TLS = &result.TLSDetails{Version: "TLS 1.3", Cipher: "TLS_AES_128_GCM_SHA256", EarliestCertExpiry: time.Unix(2e9, 0)}
-		tab.Record(scheduler.Outcome{Target: &targets[i], Result: r, Attempts: 1, Planned: time.Unix(1000, 0)})
+		tab.Record(checkOf(targets[i], Check{Result: r, Attempts: 1, Planned: time.Unix(1000, 0)}))
 	}
 	return tab
 }
@@ -230,5 +235,26 @@ func BenchmarkScrape100kGzip(b *testing.B) {
 		if err := tab.WriteGzip(io.Discard, runtime.GOMAXPROCS(0)); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkRecord measures storing one check's outcome, which the exporter
+// does for every scheduled check: the phase histograms and the row's
+// rendering.
+func BenchmarkRecord(b *testing.B) {
+	tab := NewTable(prometheus.NewRegistry())
+	rows := make([]Row, 1000)
+	for i := range rows {
+		rows[i] = Row{Module: "http_2xx", Target: fmt.Sprintf("https://site-%06d.example/health", i),
+			Labels: []Label{{Name: "failure_threshold", Value: "5"}, {Name: "team", Value: "web"}}, FailureThreshold: new(5.0)}
+	}
+	tab.Sync(rows)
+	r := httpResult(true, 200)
+	r.TLS = &result.TLSDetails{Version: "TLS 1.3", Cipher: "TLS_AES_128_GCM_SHA256", EarliestCertExpiry: time.Unix(2e9, 0)}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		tab.Record(checkOf(rows[i%len(rows)], Check{Result: r, Attempts: 1, Planned: time.Unix(1000, 0)}))
+		i++
 	}
 }

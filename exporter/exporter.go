@@ -14,6 +14,7 @@ import (
 	promconfig "github.com/prometheus/common/config"
 
 	"github.com/vantageprobe/vantage/collector"
+	"github.com/vantageprobe/vantage/config"
 	"github.com/vantageprobe/vantage/exporter/report"
 	"github.com/vantageprobe/vantage/exporter/scheduler"
 	"github.com/vantageprobe/vantage/internal/tracing"
@@ -111,7 +112,7 @@ func New(opts Options) (*Exporter, error) {
 	e.table = collector.NewTable(reg)
 	e.canary = newCanaryState()
 	reg.MustRegister(e.canary)
-	record := e.table.Record
+	record := func(o scheduler.Outcome) { e.table.Record(tableCheck(o)) }
 	if len(opts.CoordinatorURLs) > 0 {
 		ro := report.DefaultOptions()
 		ro.URLs, ro.Location = opts.CoordinatorURLs, opts.Location
@@ -126,7 +127,7 @@ func New(opts Options) (*Exporter, error) {
 		e.reporter = report.New(ro)
 		e.trans = newTransitions(e.reporter.Send)
 		record = func(o scheduler.Outcome) {
-			e.table.Record(o)
+			e.table.Record(tableCheck(o))
 			e.trans.record(o, e.canary.ok())
 		}
 	}
@@ -199,11 +200,43 @@ func (e *Exporter) check(ctx context.Context, t *scheduler.Target) *result.Resul
 	return r
 }
 
+// tableRows describes the scheduled targets to the results table; the
+// canary has no series of its own.
+func tableRows(targets []scheduler.Target) []collector.Row {
+	rows := make([]collector.Row, 0, len(targets))
+	for i := range targets {
+		t := &targets[i]
+		if t.Canary {
+			continue
+		}
+		rw := collector.Row{Module: t.Module, Target: t.Target, Labels: make([]collector.Label, len(t.Labels))}
+		for j, l := range t.Labels {
+			rw.Labels[j] = collector.Label{Name: l.Name, Value: l.Value}
+			if l.Name != config.FailureThresholdLabel {
+				continue
+			}
+			if v, err := config.ParseFailureThreshold(l.Value); err == nil {
+				rw.FailureThreshold = &v
+			}
+		}
+		rows = append(rows, rw)
+	}
+	return rows
+}
+
+// tableCheck is a scheduled check's outcome for the results table.
+func tableCheck(o scheduler.Outcome) collector.Check {
+	return collector.Check{
+		Module: o.Target.Module, Target: o.Target.Target, Result: o.Result,
+		Attempts: o.Attempts, Planned: o.Planned, TraceID: o.TraceID,
+	}
+}
+
 // applySchedule hands the current scheduled targets and settings to the
 // results table and the scheduler.
 func (e *Exporter) applySchedule(ctx context.Context) {
 	st := e.config.get()
-	e.table.Sync(st.targets)
+	e.table.Sync(tableRows(st.targets))
 	if e.trans != nil {
 		e.trans.retain(st.targets)
 	}

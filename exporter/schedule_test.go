@@ -7,9 +7,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vantageprobe/vantage/collector"
+	"github.com/vantageprobe/vantage/exporter/scheduler"
 )
 
 // waitFor polls cond every 50ms for up to limit.
@@ -43,7 +47,7 @@ targets:
   - module: http_2xx
     interval: 1s
     targets: [`+up.URL+`, `+down.URL+`]
-    labels: {team: web}
+    labels: {team: web, failure_threshold: "3"}
 `)
 	var fams map[string]*familyView
 	waitFor(t, 10*time.Second, "both scheduled targets on /metrics", func() bool {
@@ -67,6 +71,9 @@ targets:
 	}
 	mustFamily(t, fams, "vantage_probe_checks_total").value(t, "target", up.URL, "result", "success")
 	mustFamily(t, fams, "probe_http_duration_seconds").value(t, "target", up.URL, "phase", "connect")
+	if v := mustFamily(t, fams, "vantage_probe_failure_threshold").value(t, "target", down.URL, "team", "web"); v != 3 {
+		t.Errorf("vantage_probe_failure_threshold = %v, want 3 from the failure_threshold label", v)
+	}
 	if v := mustFamily(t, fams, "vantage_scheduler_targets").value(t); v != 2 {
 		t.Errorf("vantage_scheduler_targets = %v, want 2", v)
 	}
@@ -92,6 +99,23 @@ targets:
 	}
 	if !strings.Contains(string(plain), `probe_success{target="`+up.URL+`"`) {
 		t.Errorf("gzip exposition lacks the scheduled results")
+	}
+}
+
+// The results table gets every scheduled target but the canary, with its
+// labels and the failure threshold its failure_threshold label sets.
+func TestTableRows(t *testing.T) {
+	got := tableRows([]scheduler.Target{
+		{Module: "http_2xx", Target: "https://a.example", Labels: []scheduler.Label{{Name: "failure_threshold", Value: "3"}, {Name: "team", Value: "web"}}},
+		{Module: "http_2xx", Target: "https://b.example"},
+		{Module: "tcp_connect", Target: "127.0.0.1:1", Canary: true},
+	})
+	want := []collector.Row{
+		{Module: "http_2xx", Target: "https://a.example", Labels: []collector.Label{{Name: "failure_threshold", Value: "3"}, {Name: "team", Value: "web"}}, FailureThreshold: new(3.0)},
+		{Module: "http_2xx", Target: "https://b.example", Labels: []collector.Label{}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("tableRows = %+v, want %+v", got, want)
 	}
 }
 
