@@ -19,6 +19,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/vantageprobe/vantage/exporter"
 	"github.com/vantageprobe/vantage/internal/loopback"
@@ -129,11 +130,11 @@ func tryStartBlackbox(t *testing.T, configFile string) (string, error) {
 func startVantage(t *testing.T, configFile string) string {
 	t.Helper()
 	e, err := exporter.New(exporter.Options{
-		ConfigFile:      configFile,
-		ListenAddresses: []string{"127.0.0.1:0"},
-		TimeoutOffset:   500 * time.Millisecond,
-		HistoryLimit:    10,
-		Logger:          slog.New(slog.DiscardHandler),
+		ConfigFile:    configFile,
+		FlagConfig:    web.FlagConfig{WebListenAddresses: &[]string{"127.0.0.1:0"}},
+		TimeoutOffset: 500 * time.Millisecond,
+		HistoryLimit:  10,
+		Logger:        slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatalf("vantage does not load the shared config: %v", err)

@@ -42,7 +42,7 @@ func TestMutualAuthentication(t *testing.T) {
 			opts.ConfigFile, opts.Location = path, l.name
 			opts.CoordinatorURLs = []string{"http://" + coordAddr}
 			opts.CoordinatorHTTPConfigFile, opts.APITokenFile = httpConfig, exporterToken
-			opts.ListenAddresses, opts.Started = []string{"127.0.0.1:0"}, started
+			opts.WebListenAddresses, opts.Started = &[]string{"127.0.0.1:0"}, started
 			return exporter.Run(ctx, opts)
 		})
 		fmt.Fprintf(&locs, "  - {name: %s, url: %q}\n", l.name, exporters[l.name].url)
@@ -53,7 +53,7 @@ func TestMutualAuthentication(t *testing.T) {
 	s.coordinator = start(t, "coordinator", func(ctx context.Context, started func([]net.Addr)) error {
 		opts := coordinator.DefaultOptions()
 		opts.ConfigFile, opts.StoragePath, opts.APITokenFile = configPath, s.storage, coordToken
-		opts.ListenAddresses, opts.Started = []string{coordAddr}, started
+		opts.WebListenAddresses, opts.Started = &[]string{coordAddr}, started
 		return coordinator.Run(ctx, opts)
 	})
 

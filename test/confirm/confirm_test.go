@@ -173,7 +173,7 @@ targets:
 		opts.ConfigFile = path
 		opts.Location = name
 		opts.CoordinatorURLs = coordinatorURLs
-		opts.ListenAddresses = []string{"127.0.0.1:0"}
+		opts.WebListenAddresses = &[]string{"127.0.0.1:0"}
 		opts.Started = started
 		return exporter.Run(ctx, opts)
 	})
@@ -204,7 +204,7 @@ func runCoordinator(t *testing.T, configPath, storage, addr string) *process {
 		opts := coordinator.DefaultOptions()
 		opts.ConfigFile = configPath
 		opts.StoragePath = storage
-		opts.ListenAddresses = []string{addr}
+		opts.WebListenAddresses = &[]string{addr}
 		opts.Started = started
 		return coordinator.Run(ctx, opts)
 	})
