@@ -41,7 +41,7 @@ func mustStart(t *testing.T, configYAML string, tweak ...func(*Options)) *testCo
 	opts := DefaultOptions()
 	opts.ConfigFile = tc.configPath
 	opts.StoragePath = filepath.Join(dir, "data")
-	opts.ListenAddresses = []string{"127.0.0.1:0"}
+	opts.WebListenAddresses = &[]string{"127.0.0.1:0"}
 	started := make(chan []net.Addr, 1)
 	opts.Started = func(a []net.Addr) { started <- a }
 	for _, f := range tweak {
@@ -254,7 +254,7 @@ func startExporter(t *testing.T, location string, tweak ...func(*exporter.Option
 	for _, f := range tweak {
 		f(&opts)
 	}
-	opts.ListenAddresses = []string{"127.0.0.1:0"}
+	opts.WebListenAddresses = &[]string{"127.0.0.1:0"}
 	started := make(chan []net.Addr, 1)
 	opts.Started = func(a []net.Addr) { started <- a }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -367,7 +367,7 @@ func TestReportsNeedTheToken(t *testing.T) {
 	mustWrite(t, configPath, deadLocations(t, "ams", "fra"))
 	opts := DefaultOptions()
 	opts.ConfigFile, opts.StoragePath, opts.APITokenFile = configPath, filepath.Join(dir, "data"), tokenFile
-	opts.ListenAddresses = []string{"127.0.0.1:0"}
+	opts.WebListenAddresses = &[]string{"127.0.0.1:0"}
 	started := make(chan []net.Addr, 1)
 	opts.Started = func(a []net.Addr) { started <- a }
 	c, err := New(opts)
