@@ -44,7 +44,7 @@ func (e *Exporter) handleCheck(w http.ResponseWriter, r *http.Request) {
 	result := mod.Probe(ctx, req.Target, prober.Params{Tracing: span != nil})
 	span.attempt(result)
 	span.end(result, 1)
-	e.checks.WithLabelValues(req.Module, resultLabel(result.Success)).Inc()
+	e.metrics.checks.WithLabelValues(req.Module, resultLabel(result.Success)).Inc()
 	if e.trans != nil {
 		e.trans.checked(req.Module, req.Target, result)
 	}

@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 	promconfig "github.com/prometheus/common/config"
 
 	"github.com/vantageprobe/vantage/collector"
@@ -27,20 +25,14 @@ import (
 type Exporter struct {
 	opts    Options
 	logger  *slog.Logger
+	reg     *prometheus.Registry
+	metrics *metrics
 	config  *configHolder
 	history *history
-	reg     *prometheus.Registry
 	reloads chan chan error
-	probes  *prometheus.CounterVec
-	checks  *prometheus.CounterVec
-	// panics counts handler panics; unauthorized, check API requests
-	// refused for want of the --api.token-file token.
-	panics       prometheus.Counter
-	unauthorized prometheus.Counter
 	// token, when set, is what check API requests must carry.
 	token  *webserver.TokenFile
 	table  *collector.Table
-	sched  *scheduler.Scheduler
 	canary *canaryState
 	// tracing is the OpenTelemetry set-up, no-op when tracing is off;
 	// tracer makes the check spans with it.
@@ -49,44 +41,32 @@ type Exporter struct {
 	// reporter and trans exist when coordinators are configured.
 	reporter *report.Reporter
 	trans    *transitions
+	sched    *scheduler.Scheduler
 }
 
 // New loads the configuration and builds an exporter. A configuration that
 // does not load is an error here; later reloads keep the last good one.
+//
+// The steps that can fail come first. Tracing, whose export runs in a
+// goroutine until shut down, starts after them, so a New that fails leaves
+// nothing running.
 func New(opts Options) (*Exporter, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		versioncollector.NewCollector("vantage_exporter"),
-	)
+	reg := newRegistry()
 	e := &Exporter{
 		opts:    opts,
 		logger:  opts.Logger,
+		reg:     reg,
+		metrics: newMetrics(reg),
 		config:  newConfigHolder(opts.ConfigFile, reg, opts.Logger),
 		history: newHistory(opts.HistoryLimit),
-		reg:     reg,
 		reloads: make(chan chan error),
-		probes: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
-			Name: "vantage_exporter_probes_total",
-			Help: "Probes answered on /probe, by module and result.",
-		}, []string{"module", "result"}),
-		checks: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
-			Name: "vantage_exporter_api_checks_total",
-			Help: "Checks made on request through POST /api/v1/check, by module and result.",
-		}, []string{"module", "result"}),
-		panics: promauto.With(reg).NewCounter(prometheus.CounterOpts{
-			Name: "vantage_exporter_http_handler_panics_total",
-			Help: "HTTP requests whose handler panicked; they were answered 500 and logged.",
-		}),
-		unauthorized: promauto.With(reg).NewCounter(prometheus.CounterOpts{
-			Name: "vantage_exporter_api_requests_unauthorized_total",
-			Help: "Check API requests refused because they lacked the bearer token of --api.token-file.",
-		}),
+		table:   collector.NewTable(reg),
+		canary:  newCanaryState(),
 	}
+	reg.MustRegister(e.canary)
 	if opts.APITokenFile != "" {
 		token, err := webserver.NewTokenFile(opts.APITokenFile)
 		if err != nil {
@@ -97,64 +77,74 @@ func New(opts Options) (*Exporter, error) {
 	if err := e.config.reload(); err != nil {
 		return nil, err
 	}
-	tc := opts.Tracing
-	if tc.ServiceName == "" {
-		tc.ServiceName = "vantage-exporter"
+	reportClient, err := e.reportClient()
+	if err != nil {
+		return nil, err
 	}
-	if tc.Location == "" {
-		tc.Location = opts.Location
-	}
-	tp, err := tracing.New(context.Background(), tc, reg, e.logger.With("component", "tracing"))
+
+	// Tracing starts last of the steps that can fail: nothing after it does.
+	tp, err := tracing.New(context.Background(), e.tracingConfig(), reg, e.logger.With("component", "tracing"))
 	if err != nil {
 		return nil, err
 	}
 	e.tracing, e.tracer = tp, newCheckTracer(tp, opts.Location)
-	e.table = collector.NewTable(reg)
-	e.canary = newCanaryState()
-	reg.MustRegister(e.canary)
-	record := func(o scheduler.Outcome) { e.table.Record(tableCheck(o)) }
 	if len(opts.CoordinatorURLs) > 0 {
-		ro := report.DefaultOptions()
-		ro.URLs, ro.Location = opts.CoordinatorURLs, opts.Location
-		ro.Registerer, ro.Logger = reg, e.logger.With("component", "reporter")
-		if opts.CoordinatorHTTPConfigFile != "" {
-			client, err := coordinatorClient(opts.CoordinatorHTTPConfigFile)
-			if err != nil {
-				return nil, err
-			}
-			ro.Client = client
-		}
-		e.reporter = report.New(ro)
+		e.reporter = report.New(e.reportOptions(reportClient))
 		e.trans = newTransitions(e.reporter.Send)
-		record = func(o scheduler.Outcome) {
-			e.table.Record(tableCheck(o))
-			e.trans.record(o, e.canary.ok())
-		}
 	}
-	onOutcome := func(o scheduler.Outcome) {
-		if o.Target.Canary {
-			e.canary.set(o.Result.Success)
-			return
-		}
-		record(o)
+	e.sched = scheduler.New(e.schedulerOptions())
+	return e, nil
+}
+
+// tracingConfig is --tracing.* with the exporter's service name and
+// location as defaults.
+func (e *Exporter) tracingConfig() tracing.Config {
+	tc := e.opts.Tracing
+	if tc.ServiceName == "" {
+		tc.ServiceName = "vantage-exporter"
 	}
+	if tc.Location == "" {
+		tc.Location = e.opts.Location
+	}
+	return tc
+}
+
+// reportOptions configure the delivery of state-change reports to the
+// coordinators; client nil means the default client.
+func (e *Exporter) reportOptions(client *http.Client) report.Options {
+	ro := report.DefaultOptions()
+	ro.URLs, ro.Location = e.opts.CoordinatorURLs, e.opts.Location
+	ro.Registerer, ro.Logger = e.reg, e.logger.With("component", "reporter")
+	if client != nil {
+		ro.Client = client
+	}
+	return ro
+}
+
+// schedulerOptions configure the scheduler of the configured targets; with
+// tracing on, each check is traced.
+func (e *Exporter) schedulerOptions() scheduler.Options {
 	so := scheduler.Options{
 		Settings:   schedulerSettings(e.config.get()),
 		Check:      e.check,
-		OnOutcome:  onOutcome,
-		Registerer: reg,
+		OnOutcome:  e.onOutcome,
+		Registerer: e.reg,
 		Logger:     e.logger.With("component", "scheduler"),
 	}
 	if e.tracer.enabled() {
 		so.Observe = e.observeCheck
 	}
-	e.sched = scheduler.New(so)
-	return e, nil
+	return so
 }
 
-// coordinatorClient builds the reporter's client from a prometheus/common
-// HTTP client configuration file.
-func coordinatorClient(path string) (*http.Client, error) {
+// reportClient builds the reporter's client from the prometheus/common HTTP
+// client configuration file of --coordinator.http-config.file; nil, for
+// the default client, without one or without coordinators to report to.
+func (e *Exporter) reportClient() (*http.Client, error) {
+	path := e.opts.CoordinatorHTTPConfigFile
+	if path == "" || len(e.opts.CoordinatorURLs) == 0 {
+		return nil, nil
+	}
 	cfg, _, err := promconfig.LoadHTTPConfigFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("--coordinator.http-config.file: %w", err)
@@ -198,6 +188,20 @@ func (e *Exporter) check(ctx context.Context, t *scheduler.Target) *result.Resul
 	r := mod.Probe(ctx, t.Target, p)
 	checkSpanFrom(ctx).attempt(r)
 	return r
+}
+
+// onOutcome takes the outcome of every scheduled check. The canary's
+// judges the location; a target's becomes its series in the results table
+// and, when reporting, a state-change report if its state changed.
+func (e *Exporter) onOutcome(o scheduler.Outcome) {
+	if o.Target.Canary {
+		e.canary.set(o.Result.Success)
+		return
+	}
+	e.table.Record(tableCheck(o))
+	if e.trans != nil {
+		e.trans.record(o, e.canary.ok())
+	}
 }
 
 // tableRows describes the scheduled targets to the results table; the
@@ -266,7 +270,7 @@ func (e *Exporter) Handler() http.Handler {
 	mux.HandleFunc("GET /config", e.handleConfig)
 	var check http.Handler = http.HandlerFunc(e.handleCheck)
 	if e.token != nil {
-		check = webserver.RequireToken(check, e.token, e.unauthorized, e.logger)
+		check = webserver.RequireToken(check, e.token, e.metrics.unauthorized, e.logger)
 	}
 	mux.Handle("POST /api/v1/check", check)
 	webserver.HandleOperational(mux, e.reloads)
@@ -276,40 +280,39 @@ func (e *Exporter) Handler() http.Handler {
 	return mux
 }
 
-// Serve listens on the configured addresses and serves until ctx ends.
+// Serve runs the exporter until ctx ends or its server fails. It starts,
+// in order, the delivery of reports, the scheduler with the configured
+// targets, the reloader and the HTTP server, and stops them the other way
+// round: the server, then the reloader and the scheduler, whose checks end;
+// then the delivery, which makes a last attempt for the reports those
+// checks left queued; tracing last, once every check's trace is decided.
 func (e *Exporter) Serve(ctx context.Context) error {
-	// Deferred first, so it runs last: the checks have ended and their
-	// traces are decided.
-	defer e.shutdownTracing()
-	// Serve may also return because the listener failed: cancelling ctx
-	// then stops the scheduler before the deferred waits for it.
 	ctx, cancel := context.WithCancel(ctx)
-	schedDone := make(chan struct{})
-	go func() {
-		defer close(schedDone)
-		_ = e.sched.Run(ctx)
-	}()
-	defer func() { <-schedDone }()
-	if e.reporter != nil {
-		// Reports still queued at shutdown get a last delivery attempt,
-		// after the scheduler's checks have ended.
-		reportCtx, stopReports := context.WithCancel(context.Background())
-		reportsDone := make(chan struct{})
-		go func() {
-			defer close(reportsDone)
-			e.reporter.Run(reportCtx, reportFlushGrace)
-		}()
-		defer func() { <-reportsDone }()
-		defer stopReports()
-		defer func() { <-schedDone }()
-	}
 	defer cancel()
+	// Reports outlive ctx: their delivery stops only after the checks.
+	reportCtx, stopReports := context.WithCancel(context.Background())
+	var delivery sync.WaitGroup
+	if e.reporter != nil {
+		delivery.Go(func() { e.reporter.Run(reportCtx, reportFlushGrace) })
+	}
+	var checks sync.WaitGroup
+	checks.Go(func() { _ = e.sched.Run(ctx) })
 	e.applySchedule(ctx)
-	go e.reloader(ctx)
-	return webserver.Serve(ctx, webserver.Recover(e.Handler(), e.logger, e.panics), webserver.Config{
+	checks.Go(func() { e.reloader(ctx) })
+
+	err := webserver.Serve(ctx, webserver.Recover(e.Handler(), e.logger, e.metrics.panics), webserver.Config{
 		FlagConfig: e.opts.FlagConfig,
 		Started:    e.opts.Started,
 	}, e.logger)
+
+	// The server may also have failed: ending ctx stops the scheduler and
+	// the reloader either way.
+	cancel()
+	checks.Wait()
+	stopReports()
+	delivery.Wait()
+	e.shutdownTracing()
+	return err
 }
 
 // shutdownTracing exports the kept traces still queued and stops tracing.

@@ -96,7 +96,7 @@ func (e *Exporter) handleProbe(w http.ResponseWriter, r *http.Request) {
 	result := mod.Probe(ctx, target, prober.Params{Hostname: q.Get("hostname"), Logger: logger, Tracing: span != nil})
 	span.attempt(result)
 	span.end(result, 1)
-	e.probes.WithLabelValues(moduleName, resultLabel(result.Success)).Inc()
+	e.metrics.probes.WithLabelValues(moduleName, resultLabel(result.Success)).Inc()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(resultCollector{result})

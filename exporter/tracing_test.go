@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -594,5 +595,40 @@ func BenchmarkCheckSpan(b *testing.B) {
 				_ = cs.end(r, 1)
 			}
 		})
+	}
+}
+
+// A New that fails leaves no tracing running: the span processor's export
+// loop, started by tracing, would otherwise outlive the failed exporter.
+func TestFailedNewLeavesNoTracingRunning(t *testing.T) {
+	clearOTelEnv(t)
+	badClient := filepath.Join(t.TempDir(), "coordinator-http.yml")
+	mustWriteFile(t, badClient, "colour: blue\n")
+	opts := DefaultOptions()
+	opts.WebListenAddresses = &[]string{"127.0.0.1:0"}
+	opts.ConfigFile = writeConfig(t, httpConfig)
+	opts.CoordinatorURLs = []string{"http://127.0.0.1:9716"}
+	opts.CoordinatorHTTPConfigFile = badClient
+	traced(tracetest.NewInMemoryExporter(), 1)(&opts)
+
+	before := exportLoops()
+	if _, err := New(opts); err == nil || !strings.Contains(err.Error(), "--coordinator.http-config.file") {
+		t.Fatalf("New with a bad --coordinator.http-config.file: %v, want its error", err)
+	}
+	if n := exportLoops(); n != before {
+		t.Errorf("%d span export loops running after New failed, %d before", n, before)
+	}
+}
+
+// exportLoops counts the goroutines running an OpenTelemetry batch span
+// processor's export loop.
+func exportLoops() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return bytes.Count(buf[:n], []byte("(*batchSpanProcessor).processQueue"))
+		}
+		buf = make([]byte, 2*len(buf))
 	}
 }

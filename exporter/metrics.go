@@ -1,0 +1,54 @@
+package exporter
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// newRegistry returns the registry of the exporter's /metrics with the Go
+// runtime, process and build information collectors.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("vantage_exporter"),
+	)
+	return reg
+}
+
+// metrics are the exporter's counters of its HTTP surface. The parts it is
+// built of (configuration, results table, canary, scheduler, reporter,
+// tracing) register their own.
+type metrics struct {
+	probes *prometheus.CounterVec
+	checks *prometheus.CounterVec
+	// panics counts handler panics; unauthorized, check API requests
+	// refused for want of the --api.token-file token.
+	panics       prometheus.Counter
+	unauthorized prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	return &metrics{
+		probes: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "vantage_exporter_probes_total",
+			Help: "Probes answered on /probe, by module and result.",
+		}, []string{"module", "result"}),
+		checks: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "vantage_exporter_api_checks_total",
+			Help: "Checks made on request through POST /api/v1/check, by module and result.",
+		}, []string{"module", "result"}),
+		panics: f.NewCounter(prometheus.CounterOpts{
+			Name: "vantage_exporter_http_handler_panics_total",
+			Help: "HTTP requests whose handler panicked; they were answered 500 and logged.",
+		}),
+		unauthorized: f.NewCounter(prometheus.CounterOpts{
+			Name: "vantage_exporter_api_requests_unauthorized_total",
+			Help: "Check API requests refused because they lacked the bearer token of --api.token-file.",
+		}),
+	}
+}
