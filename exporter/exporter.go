@@ -110,10 +110,12 @@ func (e *Exporter) tracingConfig() tracing.Config {
 }
 
 // reportOptions configure the delivery of state-change reports to the
-// coordinators; client nil means the default client.
+// coordinators; client nil means the default client. Every batch carries
+// the canary's verdict.
 func (e *Exporter) reportOptions(client *http.Client) report.Options {
 	ro := report.DefaultOptions()
 	ro.URLs, ro.Location = e.opts.CoordinatorURLs, e.opts.Location
+	ro.Canary = e.canary.known
 	ro.Registerer, ro.Logger = e.reg, e.logger.With("component", "reporter")
 	if client != nil {
 		ro.Client = client

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -160,4 +161,95 @@ targets:
 	if got[0].State != api.StateUnknown || got[0].Target != down.URL {
 		t.Errorf("report while the canary fails = %s %s, want unknown", got[0].State, got[0].Target)
 	}
+}
+
+// Every batch carries the location's canary verdict, so the coordinator
+// reads it instead of inferring it from the reports' states.
+func TestBatchesCarryTheCanaryVerdict(t *testing.T) {
+	var canaryUp, targetUp atomic.Bool
+	canaryUp.Store(true)
+	targetUp.Store(true)
+	serve := func(up *atomic.Bool) *httptest.Server {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !up.Load() {
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+		}))
+		t.Cleanup(s.Close)
+		return s
+	}
+	canary, target := serve(&canaryUp), serve(&targetUp)
+	var mu sync.Mutex
+	var batches []api.Batch
+	coordinator := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b api.Batch
+		if json.NewDecoder(r.Body).Decode(&b) != nil {
+			http.Error(w, "bad report", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		batches = append(batches, b)
+		mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer coordinator.Close()
+	// batchWith returns the batch that carried a report in state, nil
+	// before one arrived.
+	batchWith := func(state string) *api.Batch {
+		mu.Lock()
+		defer mu.Unlock()
+		for i := range batches {
+			for _, r := range batches[i].Reports {
+				if r.State == state {
+					return &batches[i]
+				}
+			}
+		}
+		return nil
+	}
+	ts := mustStart(t, `
+modules:
+  http_2xx:
+    prober: http
+    timeout: 500ms
+scheduler:
+  retries: 0
+canary:
+  module: http_2xx
+  target: `+canary.URL+`
+  interval: 1s
+targets:
+  - module: http_2xx
+    interval: 1s
+    targets: [`+target.URL+`]
+`, func(o *Options) { o.CoordinatorURLs = []string{coordinator.URL} })
+	canaryIs := func(v float64) func() bool {
+		return func() bool {
+			_, body := mustGet(t, ts.url+"/metrics")
+			c, ok := mustParse(t, body)["vantage_exporter_canary_success"]
+			return ok && c.value(t) == v
+		}
+	}
+
+	waitFor(t, 10*time.Second, "the canary's first success", canaryIs(1))
+	targetUp.Store(false)
+	waitFor(t, 10*time.Second, "a failing report", func() bool { return batchWith(api.StateFailing) != nil })
+	if b := batchWith(api.StateFailing); b.CanaryOK == nil || !*b.CanaryOK {
+		t.Errorf("batch sent while the canary passes has canary_ok %v, want true", fmtCanary(b.CanaryOK))
+	}
+
+	canaryUp.Store(false)
+	waitFor(t, 10*time.Second, "the canary's failure", canaryIs(0))
+	targetUp.Store(true)
+	waitFor(t, 10*time.Second, "a recovered report", func() bool { return batchWith(api.StateRecovered) != nil })
+	if b := batchWith(api.StateRecovered); b.CanaryOK == nil || *b.CanaryOK {
+		t.Errorf("batch sent while the canary fails has canary_ok %v, want false", fmtCanary(b.CanaryOK))
+	}
+}
+
+func fmtCanary(ok *bool) string {
+	if ok == nil {
+		return "absent"
+	}
+	return strconv.FormatBool(*ok)
 }
