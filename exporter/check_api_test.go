@@ -14,7 +14,7 @@ import (
 
 func postCheck(t *testing.T, url, contentType, body string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url+"/api/v1/check", strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, url+api.CheckPath, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestCheckAPIRejectsBadRequests(t *testing.T) {
 			}
 		})
 	}
-	if code, _ := mustGet(t, ts.url+"/api/v1/check"); code != http.StatusMethodNotAllowed {
+	if code, _ := mustGet(t, ts.url+api.CheckPath); code != http.StatusMethodNotAllowed {
 		t.Errorf("GET /api/v1/check answered %d, want 405", code)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	promconfig "github.com/prometheus/common/config"
 
+	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/collector"
 	"github.com/vantageprobe/vantage/config"
 	"github.com/vantageprobe/vantage/exporter/report"
@@ -274,7 +275,7 @@ func (e *Exporter) Handler() http.Handler {
 	if e.token != nil {
 		check = webserver.RequireToken(check, e.token, e.metrics.unauthorized, e.logger)
 	}
-	mux.Handle("POST /api/v1/check", check)
+	mux.Handle("POST "+api.CheckPath, check)
 	webserver.HandleOperational(mux, e.reloads)
 	if e.opts.EnablePprof {
 		webserver.HandlePprof(mux)
