@@ -18,7 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vantageprobe/vantage/collector"
-	"github.com/vantageprobe/vantage/config"
+	"github.com/vantageprobe/vantage/coordinator/config"
 	"github.com/vantageprobe/vantage/coordinator/confirm"
 	"github.com/vantageprobe/vantage/internal/tracing"
 	"github.com/vantageprobe/vantage/internal/webserver"

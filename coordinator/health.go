@@ -11,7 +11,7 @@ import (
 
 	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/collector"
-	"github.com/vantageprobe/vantage/config"
+	"github.com/vantageprobe/vantage/coordinator/config"
 )
 
 // locationHealth tracks whether each location can be relied on: its

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/vantageprobe/vantage/api"
-	"github.com/vantageprobe/vantage/config"
+	"github.com/vantageprobe/vantage/coordinator/config"
 	"github.com/vantageprobe/vantage/coordinator/confirm"
 	"github.com/vantageprobe/vantage/internal/jsonapi"
 )

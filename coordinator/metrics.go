@@ -5,7 +5,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/vantageprobe/vantage/api"
-	"github.com/vantageprobe/vantage/config"
+	"github.com/vantageprobe/vantage/coordinator/config"
 	"github.com/vantageprobe/vantage/coordinator/confirm"
 )
 

@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
-	"github.com/vantageprobe/vantage/config"
 	"github.com/vantageprobe/vantage/coordinator"
+	"github.com/vantageprobe/vantage/coordinator/config"
 	"github.com/vantageprobe/vantage/internal/signals"
 	"github.com/vantageprobe/vantage/internal/tracing"
 )

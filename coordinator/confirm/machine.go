@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/vantageprobe/vantage/api"
-	"github.com/vantageprobe/vantage/config"
+	"github.com/vantageprobe/vantage/coordinator/config"
 )
 
 // Machine is the confirmation state machine of every (target, module). It

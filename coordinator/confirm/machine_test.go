@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/vantageprobe/vantage/api"
-	"github.com/vantageprobe/vantage/config"
+	"github.com/vantageprobe/vantage/coordinator/config"
 	"github.com/vantageprobe/vantage/prober/result"
 )
 
