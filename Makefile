@@ -7,7 +7,7 @@ GOVULNCHECK    ?= golang.org/x/vuln/cmd/govulncheck@v1.9.0
 FUZZTIME       ?= 10s
 LONG_FUZZTIME  ?= 5m
 # package:FuzzFunction pairs run by fuzz-short (make test) and fuzz
-FUZZ_TARGETS   := config:FuzzLoad config:FuzzTargetFile exporter:FuzzCheckRequest \
+FUZZ_TARGETS   := config:FuzzLoad config:FuzzTargetFile coordinator/config:FuzzLoad exporter:FuzzCheckRequest \
                   exporter:FuzzProbeParams coordinator:FuzzReportBatch
 VERSION_PKG    := github.com/prometheus/common/version
 VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
