@@ -67,12 +67,18 @@ fuzz-short:
 fuzz:
 	@$(MAKE) fuzz-short FUZZTIME=$(LONG_FUZZTIME)
 
-## lint: gofmt, go vet, staticcheck, govulncheck
+## lint: gofmt, go vet, staticcheck, govulncheck (which warns instead of failing
+## when vuln.go.dev cannot be reached)
 lint: vet
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "not gofmt-formatted:"; echo "$$unformatted"; exit 1; fi
 	$(GO) run $(STATICCHECK) ./...
-	$(GO) run $(GOVULNCHECK) ./...
+	@# govulncheck needs vuln.go.dev: found vulnerabilities fail the lint;
+	@# an unreachable database is reported, as the check could not run.
+	@out=$$($(GO) run $(GOVULNCHECK) ./... 2>&1); rc=$$?; echo "$$out"; \
+	if [ $$rc -ne 0 ] && echo "$$out" | grep -q 'fetching vulnerabilities'; then \
+		echo "WARNING: govulncheck could not reach its vulnerability database; no vulnerability check was run"; \
+	elif [ $$rc -ne 0 ]; then exit $$rc; fi
 
 ## bench: benchmark scheduled checks against Debian's prometheus-blackbox-exporter
 ## and a minimal Go client (about 6 minutes; results go into BENCHMARKS.md).
