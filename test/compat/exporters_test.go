@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/vantageprobe/vantage/exporter"
-	"github.com/vantageprobe/vantage/internal/loopback"
 	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
@@ -83,46 +82,14 @@ func startBlackbox(t *testing.T, configFile string) string {
 }
 
 func tryStartBlackbox(t *testing.T, configFile string) (string, error) {
-	addr := loopback.ClosedAddr(t)
-	out := &testbin.Output{}
-	cmd := exec.Command(blackboxBinary, "--config.file="+configFile, "--web.listen-address="+addr)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
+	addr := testbin.FreeAddr(t)
+	p := testbin.Start(t, "blackbox_exporter", exec.Command(blackboxBinary, "--config.file="+configFile, "--web.listen-address="+addr))
+	base := "http://" + addr
+	if err := p.WaitReady(base+"/-/healthy", healthyWithin); err != nil {
+		p.Kill()
 		return "", err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop := func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	}
-	base := "http://" + addr
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(healthyWithin)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-exited:
-			exited <- err
-			return "", fmt.Errorf("exited early (%v); output:\n%s", err, out.String())
-		default:
-		}
-		resp, err := client.Get(base + "/-/healthy")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				t.Cleanup(func() {
-					stop()
-					if t.Failed() {
-						t.Logf("blackbox_exporter output:\n%s", out.String())
-					}
-				})
-				return base, nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	stop()
-	return "", fmt.Errorf("not healthy within %s; output:\n%s", healthyWithin, out.String())
+	return base, nil
 }
 
 // startVantage runs vantage-exporter in-process with configFile and returns

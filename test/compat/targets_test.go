@@ -26,7 +26,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/vantageprobe/vantage/internal/loopback"
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
 // targets are the loopback servers both exporters probe.
@@ -87,7 +87,7 @@ func startTargets(t *testing.T) *targets {
 		}
 		return tc
 	})
-	tg.refused = loopback.ClosedAddr(t)
+	tg.refused = testbin.FreeAddr(t)
 	tg.dnsUDP, tg.dnsTCP = startDNSServer(t)
 	tg.grpc = startGRPCServer(t)
 	return tg
