@@ -33,11 +33,11 @@ func TestMutualAuthentication(t *testing.T) {
 	coordAddr := testbin.FreeAddr(t)
 
 	var locs strings.Builder
-	exporters := map[string]*process{}
+	exporters := map[string]*testbin.Server{}
 	for _, l := range locations[:2] {
 		path := filepath.Join(dir, l.name+".yml")
 		writeFile(t, path, fmt.Sprintf("modules:\n  http_2xx:\n    prober: http\n    timeout: 1s\n    http: {preferred_ip_protocol: ip4, source_ip_address: %s}\nscheduler: {interval: 1s, retries: 0}\ntargets:\n  - module: http_2xx\n    targets: [%s/auth]\n", l.source, target.url))
-		exporters[l.name] = start(t, "exporter "+l.name, func(ctx context.Context, started func([]net.Addr)) error {
+		exporters[l.name] = testbin.Serve(t, "exporter "+l.name, func(ctx context.Context, started func([]net.Addr)) error {
 			opts := exporter.DefaultOptions()
 			opts.ConfigFile, opts.Location = path, l.name
 			opts.CoordinatorURLs = []string{"http://" + coordAddr}
@@ -45,19 +45,19 @@ func TestMutualAuthentication(t *testing.T) {
 			opts.WebListenAddresses, opts.Started = &[]string{"127.0.0.1:0"}, started
 			return exporter.Run(ctx, opts)
 		})
-		fmt.Fprintf(&locs, "  - {name: %s, url: %q}\n", l.name, exporters[l.name].url)
+		fmt.Fprintf(&locs, "  - {name: %s, url: %q}\n", l.name, exporters[l.name].URL)
 	}
 	configPath := filepath.Join(dir, "coordinator.yml")
 	writeFile(t, configPath, "locations:\n"+locs.String()+"confirmation: {min_failing_locations: 2, verify_timeout: 2s, reverify_interval: 1s}\nhealth_check_interval: 1s\nhttp_client:\n  authorization:\n    credentials_file: "+exporterToken+"\n")
 	s := &stack{target: target, exporters: exporters, coordAddr: coordAddr, configPath: configPath, storage: filepath.Join(dir, "data")}
-	s.coordinator = start(t, "coordinator", func(ctx context.Context, started func([]net.Addr)) error {
+	s.coordinator = testbin.Serve(t, "coordinator", func(ctx context.Context, started func([]net.Addr)) error {
 		opts := coordinator.DefaultOptions()
 		opts.ConfigFile, opts.StoragePath, opts.APITokenFile = configPath, s.storage, coordToken
 		opts.WebListenAddresses, opts.Started = &[]string{coordAddr}, started
 		return coordinator.Run(ctx, opts)
 	})
 
-	waitFor(t, "/auth confirmed down through authenticated reports and checks", func() bool { return s.confirmedDown(t, target.url+"/auth") })
+	testbin.WaitFor(t, "/auth confirmed down through authenticated reports and checks", waitLimit, s.down(t, target.url+"/auth"))
 	incs := s.incidents(t, target.url+"/auth")
 	for _, e := range incs[0].Evidence {
 		if e.Result == confirm.OutcomeUnknown {
@@ -66,7 +66,7 @@ func TestMutualAuthentication(t *testing.T) {
 	}
 
 	// Without the tokens: refused, and counted.
-	resp, err := http.Post(exporters["ams"].url+"/api/v1/check", "application/json", strings.NewReader(`{"target": "`+target.url+`/", "module": "http_2xx"}`))
+	resp, err := http.Post(exporters["ams"].URL+"/api/v1/check", "application/json", strings.NewReader(`{"target": "`+target.url+`/", "module": "http_2xx"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestMutualAuthentication(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("a check request without the token: %d, want 401", resp.StatusCode)
 	}
-	resp, err = http.Post(s.coordinator.url+"/api/v1/reports", "application/json", strings.NewReader(`{"location": "ams", "run": "x", "reports": []}`))
+	resp, err = http.Post(s.coordinator.URL+"/api/v1/reports", "application/json", strings.NewReader(`{"location": "ams", "run": "x", "reports": []}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestMutualAuthentication(t *testing.T) {
 	if got := s.sample(t, "vantage_coordinator_api_requests_unauthorized_total", nil); got != "1" {
 		t.Errorf("coordinator's unauthorized count = %q, want 1", got)
 	}
-	resp, err = http.Get(exporters["ams"].url + "/metrics")
+	resp, err = http.Get(exporters["ams"].URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -99,50 +99,6 @@ func startTargetServer(t *testing.T) *targetServer {
 	return ts
 }
 
-// process is an exporter or coordinator running in the test process.
-type process struct {
-	url    string
-	cancel context.CancelFunc
-	done   chan error
-}
-
-func (p *process) stop(t *testing.T) {
-	t.Helper()
-	if p.cancel == nil {
-		return
-	}
-	p.cancel()
-	p.cancel = nil
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Errorf("%s stopped with error: %v", p.url, err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Errorf("%s did not stop within 15s", p.url)
-	}
-}
-
-func start(t *testing.T, what string, run func(ctx context.Context, started func([]net.Addr)) error) *process {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &process{cancel: cancel, done: make(chan error, 1)}
-	addrs := make(chan []net.Addr, 1)
-	go func() { p.done <- run(ctx, func(a []net.Addr) { addrs <- a }) }()
-	select {
-	case a := <-addrs:
-		p.url = "http://" + a[0].String()
-	case err := <-p.done:
-		cancel()
-		t.Fatalf("%s did not start: %v", what, err)
-	case <-time.After(10 * time.Second):
-		cancel()
-		t.Fatalf("%s did not start within 10s", what)
-	}
-	t.Cleanup(func() { p.stop(t) })
-	return p
-}
-
 func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
@@ -150,7 +106,7 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-func startExporter(t *testing.T, dir, name, source string, coordinatorURLs []string, targets []string) *process {
+func startExporter(t *testing.T, dir, name, source string, coordinatorURLs []string, targets []string) *testbin.Server {
 	t.Helper()
 	path := filepath.Join(dir, name+".yml")
 	writeFile(t, path, fmt.Sprintf(`modules:
@@ -168,7 +124,7 @@ targets:
   - module: http_2xx
     targets: [%s]
 `, source, checkInterval, strings.Join(targets, ", ")))
-	return start(t, "exporter "+name, func(ctx context.Context, started func([]net.Addr)) error {
+	return testbin.Serve(t, "exporter "+name, func(ctx context.Context, started func([]net.Addr)) error {
 		opts := exporter.DefaultOptions()
 		opts.ConfigFile = path
 		opts.Location = name
@@ -181,14 +137,14 @@ targets:
 
 type stack struct {
 	target      *targetServer
-	exporters   map[string]*process
-	coordinator *process
+	exporters   map[string]*testbin.Server
+	coordinator *testbin.Server
 	coordAddr   string
 	configPath  string
 	storage     string
 	// peer is the second coordinator of an HA pair: the exporters report
 	// to both; nothing else talks to it.
-	peer *process
+	peer *testbin.Server
 }
 
 // startCoordinator starts the coordinator; it stops with the whole test
@@ -198,9 +154,9 @@ func (s *stack) startCoordinator(t *testing.T) {
 	s.coordinator = runCoordinator(t, s.configPath, s.storage, s.coordAddr)
 }
 
-func runCoordinator(t *testing.T, configPath, storage, addr string) *process {
+func runCoordinator(t *testing.T, configPath, storage, addr string) *testbin.Server {
 	t.Helper()
-	return start(t, "coordinator "+addr, func(ctx context.Context, started func([]net.Addr)) error {
+	return testbin.Serve(t, "coordinator "+addr, func(ctx context.Context, started func([]net.Addr)) error {
 		opts := coordinator.DefaultOptions()
 		opts.ConfigFile = configPath
 		opts.StoragePath = storage
@@ -212,7 +168,7 @@ func runCoordinator(t *testing.T, configPath, storage, addr string) *process {
 
 func startStack(t *testing.T, paths []string) *stack {
 	dir := t.TempDir()
-	s := &stack{target: startTargetServer(t), exporters: map[string]*process{}, coordAddr: testbin.FreeAddr(t),
+	s := &stack{target: startTargetServer(t), exporters: map[string]*testbin.Server{}, coordAddr: testbin.FreeAddr(t),
 		configPath: filepath.Join(dir, "coordinator.yml"), storage: filepath.Join(dir, "data")}
 	var targets []string
 	for _, p := range paths {
@@ -222,7 +178,7 @@ func startStack(t *testing.T, paths []string) *stack {
 	var locs strings.Builder
 	for _, l := range locations {
 		s.exporters[l.name] = startExporter(t, dir, l.name, l.source, []string{"http://" + s.coordAddr, "http://" + peerAddr}, targets)
-		fmt.Fprintf(&locs, "  - name: %s\n    url: %s\n", l.name, s.exporters[l.name].url)
+		fmt.Fprintf(&locs, "  - name: %s\n    url: %s\n", l.name, s.exporters[l.name].URL)
 	}
 	writeFile(t, s.configPath, fmt.Sprintf(`locations:
 %sconfirmation:
@@ -237,13 +193,8 @@ health_check_interval: 1s
 	return s
 }
 
-// series returns the coordinator's samples of a metric family, each as
-// its labels plus "__value__".
-func (s *stack) series(t *testing.T, name string) []map[string]string {
-	t.Helper()
-	return seriesAt(t, s.coordinator.url, name)
-}
-
+// seriesAt returns the samples of a metric family at base, each as its
+// labels plus "__value__".
 func seriesAt(t *testing.T, base, name string) []map[string]string {
 	t.Helper()
 	resp, err := http.Get(base + "/metrics")
@@ -280,7 +231,7 @@ func value(m *dto.Metric) float64 {
 // sample returns the value of the series matching labels, or "" when absent.
 func (s *stack) sample(t *testing.T, name string, labels map[string]string) string {
 	t.Helper()
-	return sampleAt(t, s.coordinator.url, name, labels)
+	return sampleAt(t, s.coordinator.URL, name, labels)
 }
 
 func sampleAt(t *testing.T, base, name string, labels map[string]string) string {
@@ -300,12 +251,28 @@ func sampleAt(t *testing.T, base, name string, labels map[string]string) string 
 }
 
 func (s *stack) confirmedDown(t *testing.T, target string) bool {
-	return s.sample(t, "vantage_target_confirmed_down", map[string]string{"target": target, "module": "http_2xx"}) == "1"
+	return s.down(t, target)() == nil
+}
+
+// down is the condition "target is confirmed down" for testbin.WaitFor.
+func (s *stack) down(t *testing.T, target string) func() error {
+	return s.sampleIs(t, "vantage_target_confirmed_down", map[string]string{"target": target, "module": "http_2xx"}, "1")
+}
+
+// sampleIs is the condition "the coordinator's series name{labels} has
+// the value want" for testbin.WaitFor.
+func (s *stack) sampleIs(t *testing.T, name string, labels map[string]string, want string) func() error {
+	return func() error {
+		if got := s.sample(t, name, labels); got != want {
+			return fmt.Errorf("%s%v is %q, want %s", name, labels, got, want)
+		}
+		return nil
+	}
 }
 
 func (s *stack) incidents(t *testing.T, target string) []confirm.Incident {
 	t.Helper()
-	return incidentsAt(t, s.coordinator.url, target)
+	return incidentsAt(t, s.coordinator.URL, target)
 }
 
 // incidentsAt lists base's incidents of target, newest first; all of
@@ -330,32 +297,18 @@ func incidentsAt(t *testing.T, base, target string) []confirm.Incident {
 	return out
 }
 
-// waitFor polls cond every 50ms until it holds, failing after waitLimit;
-// it returns how long that took.
-func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > waitLimit {
-			t.Fatalf("timed out after %s waiting for %s", waitLimit, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // resolvedAs waits until target's latest incident is resolved with
 // resolution, and returns it.
 func (s *stack) resolvedAs(t *testing.T, target, resolution string) confirm.Incident {
 	t.Helper()
 	var inc confirm.Incident
-	waitFor(t, target+" resolved as "+resolution, func() bool {
+	testbin.WaitFor(t, target+" resolved as "+resolution, waitLimit, func() error {
 		incs := s.incidents(t, target)
 		if len(incs) == 0 || incs[0].Open() {
-			return false
+			return fmt.Errorf("%d incidents, the latest open", len(incs))
 		}
 		inc = incs[0]
-		return true
+		return nil
 	})
 	if inc.Resolution != resolution {
 		t.Fatalf("incident %d of %s resolved as %q, want %q: %+v", inc.ID, target, inc.Resolution, resolution, inc)
@@ -367,20 +320,20 @@ func TestConfirmation(t *testing.T) {
 	s := startStack(t, []string{"/outage", "/one-location", "/flapping", "/restart", "/dead-location"})
 	u := func(path string) string { return s.target.url + path }
 	top := t
-	waitFor(t, "every location healthy", func() bool {
+	testbin.WaitFor(t, "every location healthy", waitLimit, func() error {
 		for _, l := range locations {
-			if s.sample(t, "vantage_location_healthy", map[string]string{"location": l.name}) != "1" {
-				return false
+			if err := s.sampleIs(t, "vantage_location_healthy", map[string]string{"location": l.name}, "1")(); err != nil {
+				return err
 			}
 		}
-		return true
+		return nil
 	})
 	// Let every target get checked once while up.
 	time.Sleep(2 * checkInterval)
 
 	t.Run("real outage is confirmed within one interval plus verify_timeout", func(t *testing.T) {
 		s.target.set("/outage", "*")
-		took := waitFor(t, "/outage confirmed down", func() bool { return s.confirmedDown(t, u("/outage")) })
+		took := testbin.WaitFor(t, "/outage confirmed down", waitLimit, s.down(t, u("/outage")))
 		t.Logf("outage start to vantage_target_confirmed_down 1: %s (bound: check interval %s + verify_timeout %s)", took.Round(time.Millisecond), checkInterval, verifyTimeout)
 		if took > checkInterval+verifyTimeout {
 			t.Errorf("confirmed after %s, more than the check interval plus verify_timeout (%s)", took, checkInterval+verifyTimeout)
@@ -434,7 +387,7 @@ func TestConfirmation(t *testing.T) {
 	t.Run("flapping target opens one incident per outage", func(t *testing.T) {
 		for outage := range 2 {
 			s.target.set("/flapping", "*")
-			waitFor(t, "/flapping confirmed down", func() bool { return s.confirmedDown(t, u("/flapping")) })
+			testbin.WaitFor(t, "/flapping confirmed down", waitLimit, s.down(t, u("/flapping")))
 			// Three more failed checks in each location during the outage.
 			time.Sleep(3 * checkInterval)
 			s.target.set("/flapping", "")
@@ -447,15 +400,17 @@ func TestConfirmation(t *testing.T) {
 
 	t.Run("restarted coordinator continues the open incident", func(t *testing.T) {
 		s.target.set("/restart", "*")
-		waitFor(t, "/restart confirmed down", func() bool { return s.confirmedDown(t, u("/restart")) })
+		testbin.WaitFor(t, "/restart confirmed down", waitLimit, s.down(t, u("/restart")))
 		before := s.incidents(t, u("/restart"))
-		s.coordinator.stop(t)
+		if err := s.coordinator.Stop(); err != nil {
+			t.Error(err)
+		}
 		s.startCoordinator(top)
 		after := s.incidents(t, u("/restart"))
 		if len(after) != 1 || after[0].ID != before[0].ID || !after[0].Open() || !after[0].ConfirmedAt.Equal(before[0].ConfirmedAt) {
 			t.Fatalf("after restart: %+v, want the same open incident %d", after, before[0].ID)
 		}
-		waitFor(t, "/restart confirmed down again after the restart", func() bool { return s.confirmedDown(t, u("/restart")) })
+		testbin.WaitFor(t, "/restart confirmed down again after the restart", waitLimit, s.down(t, u("/restart")))
 		s.target.set("/restart", "")
 		inc := s.resolvedAs(t, u("/restart"), confirm.ResolutionRecovered)
 		if inc.ID != before[0].ID || inc.Rounds <= before[0].Rounds {
@@ -467,12 +422,12 @@ func TestConfirmation(t *testing.T) {
 	})
 
 	t.Run("dead exporter makes its location unknown, not down", func(t *testing.T) {
-		s.exporters["sfo"].stop(t)
-		waitFor(t, "sfo unhealthy", func() bool {
-			return s.sample(t, "vantage_location_healthy", map[string]string{"location": "sfo"}) == "0"
-		})
+		if err := s.exporters["sfo"].Stop(); err != nil {
+			t.Error(err)
+		}
+		testbin.WaitFor(t, "sfo unhealthy", waitLimit, s.sampleIs(t, "vantage_location_healthy", map[string]string{"location": "sfo"}, "0"))
 		s.target.set("/dead-location", "*")
-		waitFor(t, "/dead-location confirmed down by ams and fra", func() bool { return s.confirmedDown(t, u("/dead-location")) })
+		testbin.WaitFor(t, "/dead-location confirmed down by ams and fra", waitLimit, s.down(t, u("/dead-location")))
 		incs := s.incidents(t, u("/dead-location"))
 		if len(incs) != 1 {
 			t.Fatalf("incidents = %+v, want 1", incs)
@@ -508,11 +463,13 @@ func TestConfirmation(t *testing.T) {
 		slices.SortFunc(out, func(a, b verdict) int { return strings.Compare(a.target+a.resolution, b.target+b.resolution) })
 		return out
 	}
-	waitFor(t, "the peer's last incident resolved", func() bool {
-		incs := incidentsAt(t, s.peer.url, u("/dead-location"))
-		return len(incs) == 1 && !incs[0].Open()
+	testbin.WaitFor(t, "the peer's last incident resolved", waitLimit, func() error {
+		if incs := incidentsAt(t, s.peer.URL, u("/dead-location")); len(incs) != 1 || incs[0].Open() {
+			return fmt.Errorf("incidents of /dead-location: %+v, want one, resolved", incs)
+		}
+		return nil
 	})
-	if primary, peer := verdicts(s.coordinator.url), verdicts(s.peer.url); !slices.Equal(primary, peer) {
+	if primary, peer := verdicts(s.coordinator.URL), verdicts(s.peer.URL); !slices.Equal(primary, peer) {
 		t.Errorf("the HA pair disagrees:\nprimary %v\npeer    %v", primary, peer)
 	} else {
 		t.Logf("HA pair agrees on %d incidents: %v", len(primary), primary)
