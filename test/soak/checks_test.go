@@ -127,7 +127,7 @@ func compare(s *stack, base, final state, strict bool) []leak {
 			extra := max(0, final.conns[x][y]-base.conns[x][y])
 			limit := connLimit(s, px)
 			if extra > limit {
-				found = append(found, leak{px.name, "connections to " + py.name, float64(base.conns[x][y]), float64(final.conns[x][y]), float64(limit)})
+				found = append(found, leak{px.Name, "connections to " + py.Name, float64(base.conns[x][y]), float64(final.conns[x][y]), float64(limit)})
 			}
 			if strict {
 				continue
@@ -139,7 +139,7 @@ func compare(s *stack, base, final state, strict bool) []leak {
 		}
 	}
 	for i, p := range procs {
-		found = append(found, leaks(p.name, base.usage[p.name], final.usage[p.name], allow[i])...)
+		found = append(found, leaks(p.Name, base.usage[p.Name], final.usage[p.Name], allow[i])...)
 	}
 	return found
 }
@@ -157,7 +157,7 @@ func measure(ctx context.Context, s *stack, n int, gap time.Duration) (state, er
 			u, err := floor(ctx, p.base, n, gap)
 			mu.Lock()
 			defer mu.Unlock()
-			st.usage[p.name], errs[i] = u, err
+			st.usage[p.Name], errs[i] = u, err
 		})
 	}
 	wg.Wait()
@@ -166,7 +166,7 @@ func measure(ctx context.Context, s *stack, n int, gap time.Duration) (state, er
 		addrs = append(addrs, strings.TrimPrefix(p.base, "http://"))
 	}
 	for i, p := range procs {
-		st.conns[i], errs[len(procs)+i] = connsTo(p.pid(), addrs)
+		st.conns[i], errs[len(procs)+i] = connsTo(p.Pid(), addrs)
 	}
 	return st, errors.Join(errs...)
 }
@@ -196,8 +196,8 @@ func settle(ctx context.Context, s *stack, base state, p plan) (state, []leak, e
 func describeUsage(s *stack, st state) string {
 	var parts []string
 	for _, p := range s.processes() {
-		x := st.usage[p.name]
-		parts = append(parts, fmt.Sprintf("%s %.0f goroutines, %.0f fds, RSS %s, heap goal %s", p.name, x.Goroutines, x.FDs, mib(x.RSS), mib(x.HeapGoal)))
+		x := st.usage[p.Name]
+		parts = append(parts, fmt.Sprintf("%s %.0f goroutines, %.0f fds, RSS %s, heap goal %s", p.Name, x.Goroutines, x.FDs, mib(x.RSS), mib(x.HeapGoal)))
 	}
 	return strings.Join(parts, "; ") + "; connections between them " + describeConns(s, st)
 }
@@ -205,9 +205,9 @@ func describeUsage(s *stack, st state) string {
 func compareUsage(s *stack, base, final state) string {
 	var parts []string
 	for _, p := range s.processes() {
-		b, f := base.usage[p.name], final.usage[p.name]
+		b, f := base.usage[p.Name], final.usage[p.Name]
 		parts = append(parts, fmt.Sprintf("%s goroutines %.0f→%.0f, fds %.0f→%.0f, RSS %.1f→%.1f MiB, heap goal %.1f→%.1f MiB",
-			p.name, b.Goroutines, f.Goroutines, b.FDs, f.FDs, b.RSS/(1<<20), f.RSS/(1<<20), b.HeapGoal/(1<<20), f.HeapGoal/(1<<20)))
+			p.Name, b.Goroutines, f.Goroutines, b.FDs, f.FDs, b.RSS/(1<<20), f.RSS/(1<<20), b.HeapGoal/(1<<20), f.HeapGoal/(1<<20)))
 	}
 	return strings.Join(parts, "; ")
 }
@@ -220,7 +220,7 @@ func describeConns(s *stack, st state) string {
 	for x := range procs {
 		for y := range procs {
 			if x != y && (procs[x] == s.coordinator || procs[y] == s.coordinator) {
-				parts = append(parts, fmt.Sprintf("%s→%s %d", procs[x].name, procs[y].name, st.conns[x][y]))
+				parts = append(parts, fmt.Sprintf("%s→%s %d", procs[x].Name, procs[y].Name, st.conns[x][y]))
 			}
 		}
 	}
@@ -245,8 +245,8 @@ func checksTotal(ctx context.Context, s *stack) (float64, error) {
 func peakRSS(s *stack) string {
 	var parts []string
 	for _, p := range s.processes() {
-		if _, hwm, err := procStatus(p.pid()); err == nil {
-			parts = append(parts, fmt.Sprintf("%s %s", p.name, mib(float64(hwm))))
+		if _, hwm, err := procStatus(p.Pid()); err == nil {
+			parts = append(parts, fmt.Sprintf("%s %s", p.Name, mib(float64(hwm))))
 		}
 	}
 	return strings.Join(parts, ", ")
@@ -271,14 +271,14 @@ func (f *findings) scheduler(ctx context.Context) {
 		}
 		for _, reason := range []string{"busy", "late"} {
 			if v, ok := m.sum("vantage_scheduler_missed_checks_total", "reason", reason); !ok || v != 0 {
-				f.t.Errorf("%s: vantage_scheduler_missed_checks_total{reason=%q} = %g (present: %t), want 0", p.name, reason, v, ok)
+				f.t.Errorf("%s: vantage_scheduler_missed_checks_total{reason=%q} = %g (present: %t), want 0", p.Name, reason, v, ok)
 			}
 		}
 		if v := m.get("vantage_exporter_config_last_reload_successful"); v != 1 {
-			f.t.Errorf("%s: vantage_exporter_config_last_reload_successful = %g, want 1", p.name, v)
+			f.t.Errorf("%s: vantage_exporter_config_last_reload_successful = %g, want 1", p.Name, v)
 		}
 		if v := m.get("vantage_scheduler_targets"); v != want {
-			f.t.Errorf("%s: vantage_scheduler_targets = %g, want %g (configuration A)", p.name, v, want)
+			f.t.Errorf("%s: vantage_scheduler_targets = %g, want %g (configuration A)", p.Name, v, want)
 		}
 	}
 }
@@ -387,10 +387,10 @@ func (f *findings) table(ctx context.Context) {
 			}
 		})
 		if want := variantA.targets(f.s.sizes); len(rows) != want {
-			f.t.Errorf("%s: vantage_probe_checks_total covers %d targets, want configuration A's %d", p.name, len(rows), want)
+			f.t.Errorf("%s: vantage_probe_checks_total covers %d targets, want configuration A's %d", p.Name, len(rows), want)
 		}
 		if len(bad) > 0 {
-			f.t.Errorf("%s: %d problems in the scheduled results, e.g. %s", p.name, len(bad), strings.Join(bad[:min(len(bad), 5)], "; "))
+			f.t.Errorf("%s: %d problems in the scheduled results, e.g. %s", p.Name, len(bad), strings.Join(bad[:min(len(bad), 5)], "; "))
 		}
 	}
 }
@@ -492,15 +492,15 @@ func (f *findings) reports(ctx context.Context) string {
 		}
 		delivered, ok := m.sum("vantage_exporter_reports_delivered_total")
 		if !ok || delivered != received {
-			f.t.Errorf("%s: vantage_exporter_reports_delivered_total = %g (present: %t), the coordinator received %g", p.name, delivered, ok, received)
+			f.t.Errorf("%s: vantage_exporter_reports_delivered_total = %g (present: %t), the coordinator received %g", p.Name, delivered, ok, received)
 		}
 		for _, reason := range []string{"overflow", "rejected"} {
 			if v, ok := m.sum("vantage_exporter_reports_dropped_total", "reason", reason); !ok || v != 0 {
-				f.t.Errorf("%s: vantage_exporter_reports_dropped_total{reason=%q} = %g (present: %t), want 0", p.name, reason, v, ok)
+				f.t.Errorf("%s: vantage_exporter_reports_dropped_total{reason=%q} = %g (present: %t), want 0", p.Name, reason, v, ok)
 			}
 		}
 		if v := m.get("vantage_exporter_report_queue_length"); v != 0 {
-			f.t.Errorf("%s: vantage_exporter_report_queue_length = %g, want 0", p.name, v)
+			f.t.Errorf("%s: vantage_exporter_report_queue_length = %g, want 0", p.Name, v)
 		}
 		parts = append(parts, fmt.Sprintf("%s %g delivered, %g received, %g duplicates, %g failed deliveries retried",
 			loc, delivered, received, cm.get("vantage_coordinator_reports_duplicate_total", "location", loc), m.get("vantage_exporter_report_delivery_failures_total")))
@@ -518,10 +518,10 @@ func (f *findings) dumpLeakers(found []leak) {
 			continue
 		}
 		for _, p := range f.s.processes() {
-			if p.name == l.proc {
-				f.dumped[p.name] = true
+			if p.Name == l.proc {
+				f.dumped[p.Name] = true
 				path, summary := p.goroutineDump(dir)
-				f.t.Logf("%s: goroutine dump in %s (kept with go test -artifacts); %s", p.name, path, summary)
+				f.t.Logf("%s: goroutine dump in %s (kept with go test -artifacts); %s", p.Name, path, summary)
 			}
 		}
 	}
@@ -533,22 +533,24 @@ func (f *findings) stop() string {
 	var parts []string
 	procs := append(append([]*process{}, f.s.exporters...), f.s.coordinator)
 	for _, p := range procs {
-		if f.dumped[p.name] {
+		if f.dumped[p.Name] {
 			continue
 		}
-		took, err := p.stop(15 * time.Second)
+		start := time.Now()
+		err := p.Stop(15 * time.Second)
+		took := time.Since(start)
 		if err != nil {
-			f.t.Errorf("%s: %v; its log ends:\n%s", p.name, err, p.logTail(1500))
+			f.t.Errorf("%s: %v; its log ends:\n%s", p.Name, err, p.Out.Tail(logLines))
 		}
-		parts = append(parts, fmt.Sprintf("%s %s", p.name, took.Round(time.Millisecond)))
+		parts = append(parts, fmt.Sprintf("%s %s", p.Name, took.Round(time.Millisecond)))
 	}
 	for _, p := range procs {
 		levels, errs := p.logLevels()
 		if len(errs) > 0 {
-			f.t.Errorf("%s logged %d errors, e.g.:\n%s", p.name, levels["ERROR"], strings.Join(errs, "\n"))
+			f.t.Errorf("%s logged %d errors, e.g.:\n%s", p.Name, levels["ERROR"], strings.Join(errs, "\n"))
 		}
 		if levels["WARN"] > 0 {
-			f.t.Logf("%s logged %d warnings", p.name, levels["WARN"])
+			f.t.Logf("%s logged %d warnings", p.Name, levels["WARN"])
 		}
 	}
 	return strings.Join(parts, ", ")

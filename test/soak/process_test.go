@@ -1,12 +1,10 @@
 package soak
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"context"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -18,131 +16,43 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
 // process is a vantage-exporter or vantage-coordinator the test started.
 type process struct {
-	name string
+	*testbin.Process
 	base string // http://host:port
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-	err  error // Wait's result, once done is closed
 }
 
-// startProcess starts bin with args in its own process group, logging to
-// <dir>/<name>.log, and waits until /-/ready answers. The child gets
-// SIGKILL should the test process die without stopping it.
-func startProcess(t *testing.T, dir, name, bin, addr string, args ...string) *process {
+// logLines is how many lines of a process's log a finding quotes.
+const logLines = 20
+
+// startProcess starts bin with args and waits until /-/ready answers.
+func startProcess(t *testing.T, name, bin, addr string, args ...string) *process {
 	t.Helper()
-	p := &process{name: name, base: "http://" + addr, log: filepath.Join(dir, name+".log"), done: make(chan struct{})}
-	lf, err := os.Create(p.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = exec.Command(bin, append([]string{"--web.listen-address=" + addr}, args...)...)
-	p.cmd.Stdout, p.cmd.Stderr = lf, lf
+	cmd := exec.Command(bin, append([]string{"--web.listen-address=" + addr}, args...)...)
 	// GOTRACEBACK=all: a SIGQUIT (sent only to collect evidence of a
 	// leak) dumps every goroutine.
-	p.cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		lf.Close()
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		lf.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() { p.kill() })
-	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := client.Get(p.base + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		if p.exited() {
-			t.Fatalf("%s exited before it was ready (%v); its log ends:\n%s", name, p.err, p.logTail(2000))
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready at %s after 30s; its log ends:\n%s", name, p.base, p.logTail(2000))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (p *process) pid() int { return p.cmd.Process.Pid }
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM and waits up to grace; it returns how the process
-// ended, or an error when it had to be killed.
-func (p *process) stop(grace time.Duration) (time.Duration, error) {
-	if p.exited() {
-		return 0, fmt.Errorf("%s had already exited: %v", p.name, p.err)
-	}
-	start := time.Now()
-	_ = syscall.Kill(p.pid(), syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return time.Since(start), p.err
-	case <-time.After(grace):
-		p.kill()
-		return time.Since(start), fmt.Errorf("%s did not stop within %s of SIGTERM; killed", p.name, grace)
-	}
-}
-
-// kill ends the process group at once (cleanup after a failure).
-func (p *process) kill() {
-	if p.exited() {
-		return
-	}
-	_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
-	<-p.done
-}
-
-// logTail returns the last n bytes of the process's log.
-func (p *process) logTail(n int) string {
-	b, _ := os.ReadFile(p.log)
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return strings.TrimSpace(string(b))
+	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
+	base := "http://" + addr
+	return &process{Process: testbin.StartReady(t, name, cmd, base+"/-/ready"), base: base}
 }
 
 // logLevels counts the log lines of the process by level (logfmt level=).
 func (p *process) logLevels() (map[string]int, []string) {
-	f, err := os.Open(p.log)
-	if err != nil {
-		return nil, nil
-	}
-	defer f.Close()
 	counts := map[string]int{}
 	var errs []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		_, rest, ok := strings.Cut(line, "level=")
+	for line := range strings.Lines(p.Out.String()) {
+		_, rest, ok := strings.Cut(strings.TrimSuffix(line, "\n"), "level=")
 		if !ok {
 			continue
 		}
 		level, _, _ := strings.Cut(rest, " ")
 		counts[level]++
 		if level == "ERROR" && len(errs) < 10 {
-			errs = append(errs, line)
+			errs = append(errs, strings.TrimSuffix(line, "\n"))
 		}
 	}
 	return counts, errs
@@ -229,16 +139,15 @@ func procNetAddr(addr string) (string, error) {
 // also ends it), saves the dump to dir and returns a summary: goroutine
 // counts by the function they were created by and the frame they wait in.
 func (p *process) goroutineDump(dir string) (path, summary string) {
-	before, _ := os.ReadFile(p.log)
-	_ = syscall.Kill(p.pid(), syscall.SIGQUIT)
+	before := len(p.Out.String())
+	_ = p.Signal(syscall.SIGQUIT)
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-time.After(10 * time.Second):
-		p.kill()
+		p.Kill()
 	}
-	after, _ := os.ReadFile(p.log)
-	dump := after[min(len(before), len(after)):]
-	path = filepath.Join(dir, p.name+"-goroutines.txt")
+	dump := []byte(p.Out.String()[before:])
+	path = filepath.Join(dir, p.Name+"-goroutines.txt")
 	_ = os.WriteFile(path, dump, 0o644)
 	return path, summarizeDump(dump)
 }
@@ -378,7 +287,7 @@ func markCPU(procs []*process) cpuMark {
 	for _, p := range append(procs, nil) {
 		pid, name := os.Getpid(), "test"
 		if p != nil {
-			pid, name = p.pid(), p.name
+			pid, name = p.Pid(), p.Name
 		}
 		if s, err := cpuSeconds(pid); err == nil {
 			m.procs[name] = s
@@ -397,7 +306,7 @@ func describeCPU(procs []*process, a, b cpuMark) string {
 		name := "test process (target server, measurements)"
 		key := "test"
 		if p != nil {
-			name, key = p.name, p.name
+			name, key = p.Name, p.Name
 		}
 		parts = append(parts, fmt.Sprintf("%s %.2f", name, (b.procs[key]-a.procs[key])/secs))
 	}

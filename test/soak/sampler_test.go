@@ -32,9 +32,9 @@ func (sm *sampler) run(ctx context.Context, dead func()) {
 	for waitCtx(ctx, time.Second) == nil {
 		var line []string
 		for _, p := range sm.procs {
-			if p.exited() {
+			if p.Exited() {
 				sm.mu.Lock()
-				sm.died = fmt.Sprintf("%s exited during the soak (%v); its log ends:\n%s", p.name, p.err, p.logTail(2000))
+				sm.died = fmt.Sprintf("%s exited during the soak (%v); its log ends:\n%s", p.Name, p.Err(), p.Out.Tail(logLines))
 				sm.mu.Unlock()
 				dead()
 				return
@@ -45,12 +45,12 @@ func (sm *sampler) run(ctx context.Context, dead func()) {
 			}
 			u := usageOf(m)
 			sm.mu.Lock()
-			sm.maxInFlight[p.name] = max(sm.maxInFlight[p.name], m.get("vantage_scheduler_in_flight"))
+			sm.maxInFlight[p.Name] = max(sm.maxInFlight[p.Name], m.get("vantage_scheduler_in_flight"))
 			sm.mu.Unlock()
 			if c, ok := m.sum("vantage_scheduler_checks_total"); ok {
-				checks[p.name] = c
+				checks[p.Name] = c
 			}
-			line = append(line, fmt.Sprintf("%s %.0f goroutines, %.0f fds, %s", p.name, u.Goroutines, u.FDs, mib(u.RSS)))
+			line = append(line, fmt.Sprintf("%s %.0f goroutines, %.0f fds, %s", p.Name, u.Goroutines, u.FDs, mib(u.RSS)))
 		}
 		if sm.every == 0 || time.Since(lastLog) < sm.every {
 			continue
@@ -70,8 +70,8 @@ func (sm *sampler) inFlight() string {
 	defer sm.mu.Unlock()
 	var parts []string
 	for _, p := range sm.procs {
-		if v, ok := sm.maxInFlight[p.name]; ok && strings.HasPrefix(p.name, "exporter") {
-			parts = append(parts, fmt.Sprintf("%s %.0f", p.name, v))
+		if v, ok := sm.maxInFlight[p.Name]; ok && strings.HasPrefix(p.Name, "exporter") {
+			parts = append(parts, fmt.Sprintf("%s %.0f", p.Name, v))
 		}
 	}
 	return strings.Join(parts, ", ")

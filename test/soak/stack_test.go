@@ -52,7 +52,7 @@ func startStack(t *testing.T, dir, exporterBin, coordinatorBin string, ts *targe
 	if err := writeAtomically(s.coordConfig, coordinatorConfig(exporterAddrs, false)); err != nil {
 		t.Fatal(err)
 	}
-	s.coordinator = startProcess(t, dir, "coordinator", coordinatorBin, coordAddr,
+	s.coordinator = startProcess(t, "coordinator", coordinatorBin, coordAddr,
 		"--config.file="+s.coordConfig, "--storage.path="+filepath.Join(dir, "data"))
 	for i, l := range locations {
 		path := filepath.Join(dir, "exporter-"+l+".yml")
@@ -60,7 +60,7 @@ func startStack(t *testing.T, dir, exporterBin, coordinatorBin string, ts *targe
 			t.Fatal(err)
 		}
 		s.configs = append(s.configs, path)
-		s.exporters = append(s.exporters, startProcess(t, dir, "exporter-"+l, exporterBin, exporterAddrs[i],
+		s.exporters = append(s.exporters, startProcess(t, "exporter-"+l, exporterBin, exporterAddrs[i],
 			"--config.file="+path, "--location="+l, "--coordinator.url=http://"+coordAddr))
 	}
 	return s
@@ -111,14 +111,14 @@ func (s *stack) reloadExporter(ctx context.Context, i int, v variant, bySignal b
 		newStamp := m.get("vantage_exporter_config_last_reload_success_timestamp_seconds")
 		targets := m.get("vantage_scheduler_targets")
 		if ok != 1 {
-			return fmt.Errorf("%s: reload to configuration %s by %s failed: vantage_exporter_config_last_reload_successful %g; log:\n%s", p.name, v, how, ok, p.logTail(1500))
+			return fmt.Errorf("%s: reload to configuration %s by %s failed: vantage_exporter_config_last_reload_successful %g; log:\n%s", p.Name, v, how, ok, p.Out.Tail(logLines))
 		}
 		if newStamp > stamp && targets == want {
-			s.recordReload(p.name+" by "+how, time.Since(start))
+			s.recordReload(p.Name+" by "+how, time.Since(start))
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: configuration %s by %s not applied after 15s: reload timestamp %f (before %f), vantage_scheduler_targets %g, want %g", p.name, v, how, newStamp, stamp, targets, want)
+			return fmt.Errorf("%s: configuration %s by %s not applied after 15s: reload timestamp %f (before %f), vantage_scheduler_targets %g, want %g", p.Name, v, how, newStamp, stamp, targets, want)
 		}
 		if err := waitCtx(ctx, 100*time.Millisecond); err != nil {
 			return err
@@ -130,7 +130,7 @@ func (s *stack) reloadExporter(ctx context.Context, i int, v variant, bySignal b
 // once the configuration is loaded).
 func (s *stack) trigger(ctx context.Context, p *process, bySignal bool) (string, error) {
 	if bySignal {
-		return "SIGHUP", syscall.Kill(p.pid(), syscall.SIGHUP)
+		return "SIGHUP", syscall.Kill(p.Pid(), syscall.SIGHUP)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.base+"/-/reload", nil)
 	if err != nil {
@@ -138,11 +138,11 @@ func (s *stack) trigger(ctx context.Context, p *process, bySignal bool) (string,
 	}
 	resp, err := scrapeClient.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("%s: POST /-/reload: %w", p.name, err)
+		return "", fmt.Errorf("%s: POST /-/reload: %w", p.Name, err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("%s: POST /-/reload answered %s", p.name, resp.Status)
+		return "", fmt.Errorf("%s: POST /-/reload answered %s", p.Name, resp.Status)
 	}
 	return "POST", nil
 }
@@ -203,8 +203,8 @@ func (s *stack) describeReloads() string {
 	defer s.mu.Unlock()
 	var parts []string
 	for _, p := range s.processes() {
-		sig, post := s.reloads[p.name+" by SIGHUP"], s.reloads[p.name+" by POST"]
-		parts = append(parts, fmt.Sprintf("%s %d (%d by SIGHUP, %d by POST /-/reload)", p.name, sig+post, sig, post))
+		sig, post := s.reloads[p.Name+" by SIGHUP"], s.reloads[p.Name+" by POST"]
+		parts = append(parts, fmt.Sprintf("%s %d (%d by SIGHUP, %d by POST /-/reload)", p.Name, sig+post, sig, post))
 	}
 	return strings.Join(parts, ", ")
 }
