@@ -8,6 +8,8 @@ package api
 
 import (
 	"errors"
+	"fmt"
+	"hash/fnv"
 	"time"
 
 	"github.com/vantageprobe/vantage/prober/result"
@@ -24,7 +26,17 @@ const (
 	// ReportsPath is where a coordinator receives reports (POST a Batch,
 	// answered by a ReportsAnswer).
 	ReportsPath = "/api/" + Version + "/reports"
+	// StatusPath is where an exporter tells who it is and how its canary
+	// fares (GET, answered by a Status); the coordinator's health checks
+	// read it.
+	StatusPath = "/api/" + Version + "/status"
 )
+
+// Every message an exporter sends (a Batch, a CheckResponse, a Status)
+// carries its connectivity canary's current verdict as CanaryOK: true
+// while it passes, false while it fails, absent without a canary or
+// before its first check. Absent is not failing: a location's health
+// follows the latest message, both ways.
 
 // ErrCanaryFailing is why a location whose connectivity canary fails cannot
 // tell whether a target is down.
@@ -42,9 +54,10 @@ type CheckRequest struct {
 // CheckResponse is the answer of POST CheckPath.
 type CheckResponse struct {
 	Location string `json:"location"`
-	// CanaryOK is the latest verdict of this location's connectivity
-	// canary; absent without a canary, or before its first check. A
-	// location whose canary fails cannot tell whether a target is down.
+	// CanaryOK is the verdict of a canary check that began once the
+	// target's check had begun, when the target's check failed; the
+	// latest verdict otherwise. Absent without a canary. A location whose
+	// canary fails cannot tell whether a target is down.
 	CanaryOK *bool          `json:"canary_ok,omitempty"`
 	Target   string         `json:"target"`
 	Module   string         `json:"module"`
@@ -82,7 +95,8 @@ type Report struct {
 	Result   *result.Result `json:"result"`
 }
 
-// Batch is the body of POST ReportsPath.
+// Batch is the body of POST ReportsPath. An exporter sends one at least
+// every heartbeat interval, with no reports when nothing changed.
 type Batch struct {
 	Location string `json:"location"`
 	// Run identifies the exporter process: Seq restarts at 1 in a new
@@ -93,10 +107,81 @@ type Batch struct {
 	// batch was sent; absent without a canary or before its first check.
 	CanaryOK *bool    `json:"canary_ok,omitempty"`
 	Reports  []Report `json:"reports"`
+	// Snapshot, when set, is the state of every scheduled target once
+	// the batch's reports are applied.
+	Snapshot *Snapshot `json:"snapshot,omitempty"`
 }
+
+// Snapshot is an exporter's state of all its scheduled targets: what a
+// coordinator that lost or never had the reports needs to be right. It is
+// sent when a coordinator is new to the exporter (its run changed), when
+// the coordinator asks (ReportsAnswer.WantSnapshot), after reports were
+// dropped, and every snapshot interval.
+type Snapshot struct {
+	// Seq is the sequence number of the latest report the state includes;
+	// reports numbered above it are newer than the snapshot.
+	Seq uint64 `json:"seq"`
+	// Time is when the snapshot was taken.
+	Time time.Time `json:"time"`
+	// NotUp lists every target whose latest check failed: its state
+	// (StateFailing or StateUnknown), FirstFailure (the streak's start)
+	// and Time (its latest check). Result is left out.
+	NotUp []Report `json:"not_up"`
+	// Up counts the targets whose latest check succeeded, and UpDigest
+	// is their Digest: a coordinator whose list of them differs asks for
+	// it (ReportsAnswer.WantTargets).
+	Up       int    `json:"up"`
+	UpDigest string `json:"up_digest"`
+	// UpTargets lists the targets counted in Up; only when asked for.
+	UpTargets []TargetKey `json:"up_targets,omitempty"`
+}
+
+// TargetKey names a scheduled target.
+type TargetKey struct {
+	Target string `json:"target"`
+	Module string `json:"module"`
+}
+
+// Digest is an order-independent digest of a set of targets: two sides
+// that hold the same set compute the same value, whatever the order in
+// which they added its members. Its zero value is the empty set.
+type Digest struct {
+	n   int
+	sum uint64
+}
+
+// Add adds a target to the set.
+func (d *Digest) Add(k TargetKey) {
+	h := fnv.New64a()
+	h.Write([]byte(k.Module))
+	h.Write([]byte{0})
+	h.Write([]byte(k.Target))
+	d.n++
+	d.sum += h.Sum64()
+}
+
+// String renders the digest as Snapshot.UpDigest carries it.
+func (d Digest) String() string { return fmt.Sprintf("%d-%016x", d.n, d.sum) }
 
 // ReportsAnswer is the answer to an accepted batch.
 type ReportsAnswer struct {
 	Accepted   int `json:"accepted"`
 	Duplicates int `json:"duplicates"`
+	// Run identifies the coordinator process: when it changes, the
+	// coordinator may have lost what it knew, and the exporter sends a
+	// snapshot.
+	Run string `json:"run"`
+	// WantSnapshot asks for a snapshot in the next batch: the coordinator
+	// saw a gap in the sequence numbers.
+	WantSnapshot bool `json:"want_snapshot,omitempty"`
+	// WantTargets asks for Snapshot.UpTargets in the next snapshot: the
+	// coordinator's list of this location's up targets differs.
+	WantTargets bool `json:"want_targets,omitempty"`
+}
+
+// Status is the answer of GET StatusPath.
+type Status struct {
+	Location string `json:"location"`
+	Run      string `json:"run"`
+	CanaryOK *bool  `json:"canary_ok,omitempty"`
 }
