@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -22,7 +23,7 @@ import (
 	"github.com/vantageprobe/vantage/coordinator/config"
 	"github.com/vantageprobe/vantage/coordinator/confirm"
 	"github.com/vantageprobe/vantage/exporter"
-	"github.com/vantageprobe/vantage/internal/loopback"
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
 type testCoordinator struct {
@@ -42,31 +43,18 @@ func mustStart(t *testing.T, configYAML string, tweak ...func(*Options)) *testCo
 	opts.ConfigFile = tc.configPath
 	opts.StoragePath = filepath.Join(dir, "data")
 	opts.WebListenAddresses = &[]string{"127.0.0.1:0"}
-	started := make(chan []net.Addr, 1)
-	opts.Started = func(a []net.Addr) { started <- a }
 	for _, f := range tweak {
 		f(&opts)
 	}
-	c, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc.Coordinator = c
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("coordinator stopped with error: %v", err)
+	tc.url = testbin.Serve(t, "coordinator", func(ctx context.Context, started func([]net.Addr)) error {
+		opts.Started = started
+		c, err := New(opts)
+		if err != nil {
+			return err
 		}
-	})
-	select {
-	case a := <-started:
-		tc.url = "http://" + a[0].String()
-	case err := <-done:
-		t.Fatalf("coordinator did not start: %v", err)
-	}
+		tc.Coordinator = c
+		return c.Serve(ctx)
+	}).URL
 	return tc
 }
 
@@ -112,7 +100,7 @@ func deadLocations(t *testing.T, names ...string) string {
 	var b strings.Builder
 	b.WriteString("locations:\n")
 	for _, n := range names {
-		fmt.Fprintf(&b, "  - name: %s\n    url: http://%s\n", n, loopback.ClosedAddr(t))
+		fmt.Fprintf(&b, "  - name: %s\n    url: http://%s\n", n, testbin.FreeAddr(t))
 	}
 	return b.String()
 }
@@ -195,9 +183,15 @@ func TestReportIntakeIgnoresRedeliveries(t *testing.T) {
 	if len(incs) != 1 || incs[0].Reporter != "ams" || !incs[0].StartedAt.Equal(time.Date(2026, 11, 23, 11, 59, 30, 0, time.UTC)) {
 		t.Fatalf("open incidents = %+v, want one reported by ams, started at its first failure", incs)
 	}
-	waitFor(t, "the verification round", func() bool {
-		inc, _, _ := c.store.Get(incs[0].ID)
-		return inc.Rounds > 0
+	testbin.WaitFor(t, "the verification round", 10*time.Second, func() error {
+		inc, ok, err := c.store.Get(incs[0].ID)
+		switch {
+		case err != nil || !ok:
+			return fmt.Errorf("incident %d: found %t, error %v", incs[0].ID, ok, err)
+		case inc.Rounds == 0:
+			return fmt.Errorf("incident %d has had no round yet (state %s)", inc.ID, inc.State)
+		}
+		return nil
 	})
 	inc, _, _ := c.store.Get(incs[0].ID)
 	if inc.State != confirm.StateUnknown {
@@ -206,15 +200,6 @@ func TestReportIntakeIgnoresRedeliveries(t *testing.T) {
 	for _, e := range inc.Evidence {
 		if e.Location != "ams" && (e.Result != confirm.OutcomeUnknown || !strings.Contains(e.Error, "check request failed")) {
 			t.Errorf("evidence of %s = %+v, want unknown with the request's error", e.Location, e)
-		}
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
 }
@@ -255,19 +240,10 @@ func startExporter(t *testing.T, location string, tweak ...func(*exporter.Option
 		f(&opts)
 	}
 	opts.WebListenAddresses = &[]string{"127.0.0.1:0"}
-	started := make(chan []net.Addr, 1)
-	opts.Started = func(a []net.Addr) { started <- a }
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- exporter.Run(ctx, opts) }()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case a := <-started:
-		return "http://" + a[0].String()
-	case err := <-done:
-		t.Fatalf("exporter did not start: %v", err)
-	}
-	return ""
+	return testbin.Serve(t, "exporter "+location, func(ctx context.Context, started func([]net.Addr)) error {
+		opts.Started = started
+		return exporter.Run(ctx, opts)
+	}).URL
 }
 
 func TestProbeFansOutToEveryLocation(t *testing.T) {
@@ -279,7 +255,7 @@ func TestProbeFansOutToEveryLocation(t *testing.T) {
 	defer target.Close()
 	ams, fra := startExporter(t, "ams"), startExporter(t, "fra")
 	c := mustStart(t, fmt.Sprintf("locations:\n  - {name: ams, url: %q}\n  - {name: fra, url: %q}\n  - {name: sfo, url: \"http://%s\"}\n",
-		ams, fra, loopback.ClosedAddr(t)))
+		ams, fra, testbin.FreeAddr(t)))
 
 	probe := func(path string) map[string]string {
 		t.Helper()
@@ -368,17 +344,16 @@ func TestReportsNeedTheToken(t *testing.T) {
 	opts := DefaultOptions()
 	opts.ConfigFile, opts.StoragePath, opts.APITokenFile = configPath, filepath.Join(dir, "data"), tokenFile
 	opts.WebListenAddresses = &[]string{"127.0.0.1:0"}
-	started := make(chan []net.Addr, 1)
-	opts.Started = func(a []net.Addr) { started <- a }
-	c, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Serve(ctx) }()
-	defer func() { cancel(); <-done }()
-	url := "http://" + (<-started)[0].String() + "/api/v1/reports"
+	var c *Coordinator
+	srv := testbin.Serve(t, "coordinator", func(ctx context.Context, started func([]net.Addr)) error {
+		opts.Started = started
+		var err error
+		if c, err = New(opts); err != nil {
+			return err
+		}
+		return c.Serve(ctx)
+	})
+	url := srv.URL + "/api/v1/reports"
 
 	status, body := do(t, http.MethodPost, url, "application/json", batchFailing)
 	if status != http.StatusUnauthorized || !strings.Contains(body, "no bearer token") {
@@ -414,29 +389,32 @@ func TestVerificationRoundIsTheParentOfTheLocationsChecks(t *testing.T) {
 	defer target.Close()
 	exporterSpans, roundSpans := tracetest.NewInMemoryExporter(), tracetest.NewInMemoryExporter()
 	fra := startExporter(t, "fra", func(o *exporter.Options) { o.Tracing.SpanExporter = exporterSpans })
-	c := mustStart(t, fmt.Sprintf("locations:\n  - {name: ams, url: \"http://%s\"}\n  - {name: fra, url: %q}\n", loopback.ClosedAddr(t), fra),
+	c := mustStart(t, fmt.Sprintf("locations:\n  - {name: ams, url: \"http://%s\"}\n  - {name: fra, url: %q}\n", testbin.FreeAddr(t), fra),
 		func(o *Options) { o.Tracing.SpanExporter = roundSpans })
 	batch := strings.ReplaceAll(batchFailing, "https://a.example", target.URL)
 	if status, body := do(t, http.MethodPost, c.url+"/api/v1/reports", "application/json", batch); status != 200 {
 		t.Fatalf("report: %d %s", status, body)
 	}
-	waitFor(t, "the confirmed outage", func() bool {
-		ts := c.targets()
-		return len(ts) == 1 && ts[0].State == confirm.StateDown
+	testbin.WaitFor(t, "the confirmed outage", 10*time.Second, func() error {
+		if ts := c.targets(); len(ts) != 1 || ts[0].State != confirm.StateDown {
+			return fmt.Errorf("targets %+v, want one down", ts)
+		}
+		return nil
 	})
 	// Spans are exported in batches: flush both sides.
 	if err := c.tracing.ForceFlush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	var round tracetest.SpanStub
-	waitFor(t, "the round's span", func() bool {
-		for _, s := range roundSpans.GetSpans() {
+	testbin.WaitFor(t, "the round's span", 10*time.Second, func() error {
+		spans := roundSpans.GetSpans()
+		for _, s := range spans {
 			if s.Name == "verify http_2xx" {
 				round = s
-				return true
+				return nil
 			}
 		}
-		return false
+		return fmt.Errorf("no span named \"verify http_2xx\" among %d", len(spans))
 	})
 	attrs := map[string]string{}
 	for _, a := range round.Attributes {
@@ -445,13 +423,14 @@ func TestVerificationRoundIsTheParentOfTheLocationsChecks(t *testing.T) {
 	if attrs["vantage.target"] != target.URL || attrs["vantage.verification.failure"] != "1" || round.Status.Code != codes.Error {
 		t.Errorf("round span attributes %v, status %v; want the target, one failure, status Error", attrs, round.Status)
 	}
-	waitFor(t, "fra's check span in the round's trace", func() bool {
-		for _, s := range exporterSpans.GetSpans() {
+	testbin.WaitFor(t, "fra's check span in the round's trace", 10*time.Second, func() error {
+		spans := exporterSpans.GetSpans()
+		for _, s := range spans {
 			if s.Parent.SpanID() == round.SpanContext.SpanID() && s.SpanContext.TraceID() == round.SpanContext.TraceID() {
-				return true
+				return nil
 			}
 		}
-		return false
+		return fmt.Errorf("none of fra's %d spans is a child of the round's span", len(spans))
 	})
 }
 
@@ -483,9 +462,19 @@ func TestReloadClosesTheOldClientsConnections(t *testing.T) {
 		return states[s]
 	}
 	c := mustStart(t, fmt.Sprintf("locations:\n  - {name: ams, url: %q}\nconfirmation: {min_failing_locations: 1}\n", exp.URL))
-	waitFor(t, "the health check's keep-alive connection", func() bool { return count(http.StateIdle) > 0 })
+	testbin.WaitFor(t, "the health check's keep-alive connection", 10*time.Second, func() error {
+		if n := count(http.StateIdle); n == 0 {
+			return errors.New("no connection has gone idle")
+		}
+		return nil
+	})
 	if status, body := do(t, http.MethodPost, c.url+"/-/reload", "", ""); status != 200 {
 		t.Fatalf("reload: %d %s", status, body)
 	}
-	waitFor(t, "the old client's idle connection closed", func() bool { return count(http.StateClosed) > 0 })
+	testbin.WaitFor(t, "the old client's idle connection closed", 10*time.Second, func() error {
+		if n := count(http.StateClosed); n == 0 {
+			return fmt.Errorf("no connection closed (%d went idle)", count(http.StateIdle))
+		}
+		return nil
+	})
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/vantageprobe/vantage/internal/loopback"
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
 // testServer is a running exporter on a loopback port.
@@ -42,29 +42,13 @@ func mustStart(tb testing.TB, configYAML string, tweak ...func(*Options)) *testS
 	opts.ConfigFile = ts.configPath
 	opts.WebListenAddresses = &[]string{"127.0.0.1:0"}
 	opts.Reload = ts.reload
-	started := make(chan []net.Addr, 1)
-	opts.Started = func(a []net.Addr) { started <- a }
 	for _, f := range tweak {
 		f(&opts)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, opts) }()
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("exporter stopped with error: %v", err)
-		}
-	})
-	select {
-	case addrs := <-started:
-		ts.url = "http://" + addrs[0].String()
-	case err := <-done:
-		done <- nil // for the cleanup
-		tb.Fatalf("exporter did not start: %v", err)
-	case <-time.After(10 * time.Second):
-		tb.Fatal("exporter did not start within 10s")
-	}
+	ts.url = testbin.Serve(tb, "exporter", func(ctx context.Context, started func([]net.Addr)) error {
+		opts.Started = started
+		return Run(ctx, opts)
+	}).URL
 	return ts
 }
 
@@ -210,7 +194,7 @@ func TestProbeHTTP(t *testing.T) {
 }
 
 func TestProbeFailureReason(t *testing.T) {
-	refused := loopback.ClosedAddr(t)
+	refused := testbin.FreeAddr(t)
 	ts := mustStart(t, httpConfig)
 
 	_, body := mustGet(t, ts.url+"/probe?module=http_2xx&target=http://"+refused)

@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/vantageprobe/vantage/internal/loopback"
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
 // FuzzProbeParams sends arbitrary /probe parameters and scrape timeout
@@ -36,7 +36,7 @@ func FuzzProbeParams(f *testing.F) {
 	}
 	dir := f.TempDir()
 	path := filepath.Join(dir, "vantage.yml")
-	mustWriteFile(f, path, fmt.Sprintf("modules:\n  fuzz_http:\n    prober: http\n    timeout: 1s\n    http:\n      proxy_url: http://%s\n      skip_resolve_phase_with_proxy: true\n", loopback.ClosedAddr(f)))
+	mustWriteFile(f, path, fmt.Sprintf("modules:\n  fuzz_http:\n    prober: http\n    timeout: 1s\n    http:\n      proxy_url: http://%s\n      skip_resolve_phase_with_proxy: true\n", testbin.FreeAddr(f)))
 	opts := DefaultOptions()
 	opts.ConfigFile = path
 	opts.WebListenAddresses = &[]string{"127.0.0.1:0"}

@@ -2,6 +2,8 @@ package exporter
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -11,7 +13,7 @@ import (
 	"time"
 
 	"github.com/vantageprobe/vantage/api"
-	"github.com/vantageprobe/vantage/internal/loopback"
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
 func TestStateChangesAreReportedToTheCoordinator(t *testing.T) {
@@ -60,14 +62,24 @@ targets:
 		o.CoordinatorURLs = []string{coordinator.URL}
 	})
 
-	waitFor(t, 10*time.Second, "a failing report", func() bool { return len(reports()) >= 1 })
+	testbin.WaitFor(t, "a failing report", 10*time.Second, func() error {
+		if n := len(reports()); n < 1 {
+			return errors.New("no report yet")
+		}
+		return nil
+	})
 	// Several more failed checks pass without another report.
 	time.Sleep(2500 * time.Millisecond)
 	if n := len(reports()); n != 1 {
 		t.Fatalf("%d reports while the target kept failing, want only the change", n)
 	}
 	healthy.Store(true)
-	waitFor(t, 10*time.Second, "a recovered report", func() bool { return len(reports()) >= 2 })
+	testbin.WaitFor(t, "a recovered report", 10*time.Second, func() error {
+		if n := len(reports()); n < 2 {
+			return fmt.Errorf("%d reports, want 2", n)
+		}
+		return nil
+	})
 
 	rs := reports()
 	fail, rec := rs[0], rs[1]
@@ -126,7 +138,7 @@ scheduler:
   retries: 0
 canary:
   module: tcp_connect
-  target: `+loopback.ClosedAddr(t)+`
+  target: `+testbin.FreeAddr(t)+`
   interval: 1s
 targets:
   - module: http_2xx
@@ -135,12 +147,20 @@ targets:
 `, func(o *Options) { o.CoordinatorURLs = []string{coordinator.URL} })
 
 	var fams map[string]*familyView
-	waitFor(t, 10*time.Second, "the canary's failure and the target's result on /metrics", func() bool {
+	testbin.WaitFor(t, "the canary's failure and the target's result on /metrics", 10*time.Second, func() error {
 		_, body := mustGet(t, ts.url+"/metrics")
 		fams = mustParse(t, body)
 		c, ok := fams["vantage_exporter_canary_success"]
 		_, scheduled := fams["probe_success"]
-		return ok && c.value(t) == 0 && scheduled
+		switch {
+		case !ok:
+			return errors.New("no vantage_exporter_canary_success yet")
+		case c.value(t) != 0:
+			return fmt.Errorf("vantage_exporter_canary_success = %v", c.value(t))
+		case !scheduled:
+			return errors.New("no probe_success of the scheduled target yet")
+		}
+		return nil
 	})
 	// Only the scheduled target has series: the canary judges the location.
 	if f := fams["probe_success"]; len(f.samples) != 1 || f.samples[0].labels["target"] != down.URL {
@@ -151,10 +171,13 @@ targets:
 	if err := json.Unmarshal([]byte(body), &resp); err != nil || code != 200 || resp.CanaryOK == nil || *resp.CanaryOK {
 		t.Errorf("check API answer does not say the canary fails: %d %s", code, body)
 	}
-	waitFor(t, 10*time.Second, "a report", func() bool {
+	testbin.WaitFor(t, "a report", 10*time.Second, func() error {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(got) > 0
+		if len(got) == 0 {
+			return errors.New("no report yet")
+		}
+		return nil
 	})
 	mu.Lock()
 	defer mu.Unlock()
@@ -223,25 +246,39 @@ targets:
     interval: 1s
     targets: [`+target.URL+`]
 `, func(o *Options) { o.CoordinatorURLs = []string{coordinator.URL} })
-	canaryIs := func(v float64) func() bool {
-		return func() bool {
+	canaryIs := func(v float64) func() error {
+		return func() error {
 			_, body := mustGet(t, ts.url+"/metrics")
 			c, ok := mustParse(t, body)["vantage_exporter_canary_success"]
-			return ok && c.value(t) == v
+			if !ok {
+				return errors.New("no vantage_exporter_canary_success yet")
+			}
+			if got := c.value(t); got != v {
+				return fmt.Errorf("vantage_exporter_canary_success = %v", got)
+			}
+			return nil
+		}
+	}
+	batchIn := func(state string) func() error {
+		return func() error {
+			if batchWith(state) == nil {
+				return fmt.Errorf("no report in state %s yet", state)
+			}
+			return nil
 		}
 	}
 
-	waitFor(t, 10*time.Second, "the canary's first success", canaryIs(1))
+	testbin.WaitFor(t, "the canary's first success", 10*time.Second, canaryIs(1))
 	targetUp.Store(false)
-	waitFor(t, 10*time.Second, "a failing report", func() bool { return batchWith(api.StateFailing) != nil })
+	testbin.WaitFor(t, "a failing report", 10*time.Second, batchIn(api.StateFailing))
 	if b := batchWith(api.StateFailing); b.CanaryOK == nil || !*b.CanaryOK {
 		t.Errorf("batch sent while the canary passes has canary_ok %v, want true", fmtCanary(b.CanaryOK))
 	}
 
 	canaryUp.Store(false)
-	waitFor(t, 10*time.Second, "the canary's failure", canaryIs(0))
+	testbin.WaitFor(t, "the canary's failure", 10*time.Second, canaryIs(0))
 	targetUp.Store(true)
-	waitFor(t, 10*time.Second, "a recovered report", func() bool { return batchWith(api.StateRecovered) != nil })
+	testbin.WaitFor(t, "a recovered report", 10*time.Second, batchIn(api.StateRecovered))
 	if b := batchWith(api.StateRecovered); b.CanaryOK == nil || *b.CanaryOK {
 		t.Errorf("batch sent while the canary fails has canary_ok %v, want false", fmtCanary(b.CanaryOK))
 	}

@@ -2,6 +2,8 @@ package exporter
 
 import (
 	"compress/gzip"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,19 +16,8 @@ import (
 
 	"github.com/vantageprobe/vantage/collector"
 	"github.com/vantageprobe/vantage/exporter/scheduler"
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
-
-// waitFor polls cond every 50ms for up to limit.
-func waitFor(tb testing.TB, limit time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s", limit, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 func TestScheduledTargetsOnMetrics(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
@@ -50,11 +41,17 @@ targets:
     labels: {team: web, failure_threshold: "3"}
 `)
 	var fams map[string]*familyView
-	waitFor(t, 10*time.Second, "both scheduled targets on /metrics", func() bool {
+	testbin.WaitFor(t, "both scheduled targets on /metrics", 10*time.Second, func() error {
 		_, body := mustGet(t, ts.url+"/metrics")
 		fams = mustParse(t, body)
 		f, ok := fams["probe_success"]
-		return ok && len(f.samples) == 2
+		switch {
+		case !ok:
+			return errors.New("no probe_success series yet")
+		case len(f.samples) != 2:
+			return fmt.Errorf("%d probe_success series, want 2", len(f.samples))
+		}
+		return nil
 	})
 	success := fams["probe_success"]
 	if v := success.value(t, "target", up.URL, "module", "http_2xx", "team", "web"); v != 1 {
@@ -148,16 +145,21 @@ target_files: [targets/*.json]
 		}
 		return out
 	}
-	waitFor(t, 10*time.Second, "targets from the new file", func() bool {
-		s := scheduled()
-		return s[target.URL+"/a env=prod"] && s[target.URL+"/b env=prod"]
+	testbin.WaitFor(t, "targets from the new file", 10*time.Second, func() error {
+		if s := scheduled(); !s[target.URL+"/a env=prod"] || !s[target.URL+"/b env=prod"] {
+			return fmt.Errorf("scheduled targets %v", s)
+		}
+		return nil
 	})
 
 	// A broken file keeps the running targets.
 	mustWriteFile(t, filepath.Join(dir, "sd.json"), `[{"targets": ["`+target.URL+`/a"], "labels": {"__param_module": "nope"}}]`)
-	waitFor(t, 10*time.Second, "the broken file to be noticed", func() bool {
+	testbin.WaitFor(t, "the broken file to be noticed", 10*time.Second, func() error {
 		_, body := mustGet(t, ts.url+"/metrics")
-		return mustFamily(t, mustParse(t, body), "vantage_exporter_target_files_last_read_successful").value(t) == 0
+		if v := mustFamily(t, mustParse(t, body), "vantage_exporter_target_files_last_read_successful").value(t); v != 0 {
+			return fmt.Errorf("vantage_exporter_target_files_last_read_successful = %v", v)
+		}
+		return nil
 	})
 	if s := scheduled(); !s[target.URL+"/b env=prod"] {
 		t.Errorf("a broken target file dropped the running targets: %v", s)
@@ -165,9 +167,11 @@ target_files: [targets/*.json]
 
 	// Removing a target removes its series.
 	mustWriteFile(t, filepath.Join(dir, "sd.json"), `[{"targets": ["`+target.URL+`/a"], "labels": {"__param_module": "http_2xx", "__scrape_interval__": "1s", "env": "prod"}}]`)
-	waitFor(t, 10*time.Second, "the removed target to disappear", func() bool {
-		s := scheduled()
-		return s[target.URL+"/a env=prod"] && !s[target.URL+"/b env=prod"]
+	testbin.WaitFor(t, "the removed target to disappear", 10*time.Second, func() error {
+		if s := scheduled(); !s[target.URL+"/a env=prod"] || s[target.URL+"/b env=prod"] {
+			return fmt.Errorf("scheduled targets %v", s)
+		}
+		return nil
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +27,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vantageprobe/vantage/exporter/scheduler"
+	"github.com/vantageprobe/vantage/internal/testbin"
 	"github.com/vantageprobe/vantage/internal/tracing"
 	"github.com/vantageprobe/vantage/internal/tracing/otlptest"
 	"github.com/vantageprobe/vantage/prober"
@@ -91,11 +93,22 @@ func (r *traceparentRecorder) all() []string {
 func waitForSpans(t *testing.T, mem *tracetest.InMemoryExporter, what string, cond func(tracetest.SpanStubs) bool) tracetest.SpanStubs {
 	t.Helper()
 	var spans tracetest.SpanStubs
-	waitFor(t, 10*time.Second, what, func() bool {
-		spans = mem.GetSpans()
-		return cond(spans)
+	testbin.WaitFor(t, what, 10*time.Second, func() error {
+		if spans = mem.GetSpans(); !cond(spans) {
+			return fmt.Errorf("%d spans, none as wanted: %v", len(spans), spanNames(spans))
+		}
+		return nil
 	})
 	return spans
+}
+
+// spanNames lists the spans' names, for a failure message.
+func spanNames(spans tracetest.SpanStubs) []string {
+	names := make([]string, len(spans))
+	for i, s := range spans {
+		names[i] = s.Name
+	}
+	return names
 }
 
 func spanNamed(spans tracetest.SpanStubs, name string) (tracetest.SpanStub, bool) {
@@ -440,11 +453,16 @@ targets:
 	}
 	for _, gzipped := range []bool{false, true} {
 		var data []byte
-		waitFor(t, 10*time.Second, "an exemplar of an exported trace", func() bool {
+		testbin.WaitFor(t, "an exemplar of an exported trace", 10*time.Second, func() error {
 			data = scrapeOpenMetrics(t, ts.url, gzipped)
 			ids := exemplarTraceIDs(data, "http_bad")
-			exported := kept()
-			return len(ids) > 0 && exported[ids[0]]
+			switch {
+			case len(ids) == 0:
+				return errors.New("no exemplar of http_bad yet")
+			case !kept()[ids[0]]:
+				return fmt.Errorf("exemplar trace %s not exported (yet)", ids[0])
+			}
+			return nil
 		})
 		if ids := exemplarTraceIDs(data, "http_ok"); len(ids) != 0 {
 			t.Errorf("gzip %v: exemplars %v for checks whose traces were dropped", gzipped, ids)

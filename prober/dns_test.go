@@ -13,7 +13,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/vantageprobe/vantage/config"
-	"github.com/vantageprobe/vantage/internal/loopback"
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
 // dnsTestServer is an in-process DNS server on 127.0.0.1:0 that remembers
@@ -36,10 +36,8 @@ func (s *dnsTestServer) lastQuery() (*dns.Msg, string) {
 func newDNSTestServer(tb testing.TB, network string, tlsCfg *tls.Config, handler dns.HandlerFunc) *dnsTestServer {
 	tb.Helper()
 	s := &dnsTestServer{}
-	started := make(chan struct{})
 	srv := &dns.Server{
-		Net:               network,
-		NotifyStartedFunc: func() { close(started) },
+		Net: network,
 		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
 			host, _, _ := net.SplitHostPort(w.RemoteAddr().String())
 			s.mu.Lock()
@@ -65,17 +63,43 @@ func newDNSTestServer(tb testing.TB, network string, tlsCfg *tls.Config, handler
 		}
 		srv.Listener, s.addr = ln, ln.Addr().String()
 	}
+	startDNS(tb, srv)
+	return s
+}
+
+// startDNS runs srv, whose listener or packet conn is set, until the test
+// ends. It waits until srv serves, at most testbin.ReadyTimeout, and fails
+// tb at once when ActivateAndServe returns first.
+func startDNS(tb testing.TB, srv *dns.Server) {
+	tb.Helper()
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
 	done := make(chan struct{})
+	var err error // ActivateAndServe's, once done is closed
 	go func() {
 		defer close(done)
-		srv.ActivateAndServe()
+		err = srv.ActivateAndServe()
 	}()
-	<-started
 	tb.Cleanup(func() {
-		srv.Shutdown()
-		<-done
+		select {
+		case <-done:
+			return
+		default:
+		}
+		_ = srv.Shutdown()
+		select {
+		case <-done:
+		case <-time.After(testbin.StopGrace):
+			tb.Errorf("DNS server did not stop within %s", testbin.StopGrace)
+		}
 	})
-	return s
+	select {
+	case <-started:
+	case <-done:
+		tb.Fatalf("DNS server did not start: %v", err)
+	case <-time.After(testbin.ReadyTimeout):
+		tb.Fatalf("DNS server did not start within %s", testbin.ReadyTimeout)
+	}
 }
 
 func mustRRs(tb testing.TB, texts ...string) []dns.RR {
@@ -416,7 +440,7 @@ func TestDNSConnectRefused(t *testing.T) {
 
 	m := dnsModule("A")
 	m.DNS.TransportProtocol = "tcp"
-	r = runTestProbe(t, m, loopback.ClosedAddr(t), 5*time.Second)
+	r = runTestProbe(t, m, testbin.FreeAddr(t), 5*time.Second)
 	requireReason(t, r, result.ReasonConnectRefused)
 	// The series blackbox_exporter registers up front are still there.
 	s := seriesOfResult(r)

@@ -21,7 +21,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/vantageprobe/vantage/config"
-	"github.com/vantageprobe/vantage/internal/loopback"
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
 func grpcTestModule(edit func(*config.GRPCProbe)) config.Module {
@@ -354,7 +354,7 @@ probe_failure_info{reason="grpc_error"} 1
 }
 
 func TestGRPCConnectRefused(t *testing.T) {
-	r := runTestProbe(t, grpcTestModule(nil), loopback.ClosedAddr(t), 2*time.Second)
+	r := runTestProbe(t, grpcTestModule(nil), testbin.FreeAddr(t), 2*time.Second)
 	requireReason(t, r, result.ReasonConnectRefused)
 	if r.GRPC.ServingStatus != "" || !r.GRPC.Checked {
 		t.Errorf("details = %+v", r.GRPC)
@@ -443,7 +443,7 @@ func TestGRPCNoGoroutineLeak(t *testing.T) {
 	ok := newGRPCTestServer(t, nil, withHealth(health.NewServer()))
 	secure := newGRPCTestServer(t, pki.serverConfig(), withHealth(health.NewServer()))
 	slow := newGRPCTestServer(t, nil, func(s *grpc.Server) { grpc_health_v1.RegisterHealthServer(s, blockingHealth{}) })
-	refused := loopback.ClosedAddr(t)
+	refused := testbin.FreeAddr(t)
 	mTLS := grpcTestModule(func(p *config.GRPCProbe) { p.TLS, p.TLSConfig.CAFile = true, pki.caFile })
 	runTestProbe(t, mTLS, secure.addr, 2*time.Second) // warm up lazily started goroutines
 	before := runtime.NumGoroutine()

@@ -12,7 +12,7 @@ import (
 	"github.com/vantageprobe/vantage/prober/result"
 
 	"github.com/vantageprobe/vantage/config"
-	"github.com/vantageprobe/vantage/internal/loopback"
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
 // Hostile redirects. As blackbox_exporter, the probe follows at most 10
@@ -128,7 +128,7 @@ func TestHostileRedirectElsewhere(t *testing.T) {
 		// net/http refuses the scheme before dialling; the hop never
 		// connected (blackbox_exporter fails the probe too, status 0).
 		{"ftp", "ftp://127.0.0.1/file", false, nil, result.ReasonConnectError, false},
-		{"closed port", "http://" + loopback.ClosedAddr(t) + "/", false, nil, result.ReasonConnectRefused, false},
+		{"closed port", "http://" + testbin.FreeAddr(t) + "/", false, nil, result.ReasonConnectRefused, false},
 		{"other host, silent", "http://web.vantage.test:" + silentPort + "/", false, nil, result.ReasonTimeout, true},
 		{"unknown host", "http://nx.vantage.test/", false, nil, result.ReasonDNSError, false},
 		{"https to http", plain.URL + "/", true, func(p *config.HTTPProbe) { p.FailIfNotSSL = true }, result.ReasonSSLPolicy, false},

@@ -179,21 +179,14 @@ func useTestResolver(tb testing.TB, h dns.HandlerFunc) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := &dns.Server{PacketConn: pc, Handler: h}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go func() { _ = srv.ActivateAndServe() }()
-	<-started
+	startDNS(tb, &dns.Server{PacketConn: pc, Handler: h})
 	addr := pc.LocalAddr().String()
 	old := resolver
 	resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "udp", addr)
 	}}
-	tb.Cleanup(func() {
-		resolver = old
-		_ = srv.Shutdown()
-	})
+	tb.Cleanup(func() { resolver = old })
 }
 
 // connCounter counts the connections a test server accepted.

@@ -30,7 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/vantageprobe/vantage/config"
-	"github.com/vantageprobe/vantage/internal/loopback"
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
 // Helpers shared by the tcp and dns prober tests.
@@ -413,7 +413,7 @@ func TestTCPTLS(t *testing.T) {
 }
 
 func TestTCPConnectRefused(t *testing.T) {
-	r := runTestProbe(t, tcpModule(), loopback.ClosedAddr(t), 5*time.Second)
+	r := runTestProbe(t, tcpModule(), testbin.FreeAddr(t), 5*time.Second)
 	requireReason(t, r, result.ReasonConnectRefused)
 	// blackbox_exporter registers probe_failed_due_to_regex before dialing.
 	if v, ok := seriesOfResult(r)["probe_failed_due_to_regex"]; !ok || v != 0 {

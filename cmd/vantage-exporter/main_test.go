@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vantageprobe/vantage/internal/loopback"
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
 func runMain(t *testing.T, args ...string) (int, string, string) {
@@ -54,7 +54,7 @@ func TestProbeCommand(t *testing.T) {
 		}
 	}
 
-	refused := loopback.ClosedAddr(t)
+	refused := testbin.FreeAddr(t)
 	code, out, _ = runMain(t, "probe", "--module", "tcp_connect", refused)
 	if code != 1 || !strings.Contains(out, "reason    connect_refused") {
 		t.Errorf("probe of a refused port: exit %d, output:\n%s", code, out)

@@ -3,6 +3,7 @@ package report
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/vantageprobe/vantage/api"
+	"github.com/vantageprobe/vantage/internal/testbin"
 	"github.com/vantageprobe/vantage/prober/result"
 )
 
@@ -73,14 +75,18 @@ func (in *intake) received() []api.Report {
 	return append([]api.Report(nil), in.got...)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+// hasReceived is a testbin.WaitFor condition: in has received n reports.
+func (in *intake) hasReceived(n int) func() error {
+	return func() error {
+		if got := len(in.received()); got != n {
+			return fmt.Errorf("%d reports received, want %d", got, n)
 		}
+		return nil
 	}
 }
+
+// waitLimit bounds each wait of these tests.
+const waitLimit = 10 * time.Second
 
 func report(i int) api.Report {
 	return api.Report{Target: fmt.Sprintf("https://t%d.example", i), Module: "http_2xx", State: api.StateFailing,
@@ -108,7 +114,7 @@ func TestDeliversInOrderInBatches(t *testing.T) {
 	for i := range 50 {
 		r.Send(report(i))
 	}
-	waitFor(t, "50 reports", func() bool { return len(in.received()) == 50 })
+	testbin.WaitFor(t, "50 reports", waitLimit, in.hasReceived(50))
 	for i, rep := range in.received() {
 		if rep.Seq != uint64(i+1) || rep.Target != report(i).Target || rep.Result.Reason != result.ReasonConnectRefused {
 			t.Fatalf("report %d = seq %d %s, want seq %d %s", i, rep.Seq, rep.Target, i+1, report(i).Target)
@@ -130,12 +136,17 @@ func TestRetriesUntilTheCoordinatorReturns(t *testing.T) {
 	for i := range 10 {
 		r.Send(report(i))
 	}
-	waitFor(t, "failed delivery attempts", func() bool { return testutil.ToFloat64(r.failures.WithLabelValues(in.srv.URL)) >= 3 })
+	testbin.WaitFor(t, "failed delivery attempts", waitLimit, func() error {
+		if v := testutil.ToFloat64(r.failures.WithLabelValues(in.srv.URL)); v < 3 {
+			return fmt.Errorf("%v failed deliveries, want 3", v)
+		}
+		return nil
+	})
 	if n := len(in.received()); n != 0 {
 		t.Fatalf("%d reports accepted while the coordinator was down", n)
 	}
 	in.status.Store(0)
-	waitFor(t, "all 10 reports after the outage", func() bool { return len(in.received()) == 10 })
+	testbin.WaitFor(t, "all 10 reports after the outage", waitLimit, in.hasReceived(10))
 	for i, rep := range in.received() {
 		if rep.Seq != uint64(i+1) {
 			t.Fatalf("report %d has seq %d: out of order or duplicated", i, rep.Seq)
@@ -158,7 +169,7 @@ func TestOverflowDropsTheOldestAndCountsIt(t *testing.T) {
 		t.Errorf("overflow drops = %v, want 3", v)
 	}
 	in.status.Store(0)
-	waitFor(t, "the 5 buffered reports", func() bool { return len(in.received()) == 5 })
+	testbin.WaitFor(t, "the 5 buffered reports", waitLimit, in.hasReceived(5))
 	// The three oldest reports not in flight at the overflow are gone:
 	// 1–3, or 3–5 when a batch of 1 and 2 was being delivered. Whatever
 	// was dropped is never delivered, and the rest arrive in order.
@@ -184,12 +195,15 @@ func TestRejectedBatchIsDroppedNotRetriedForever(t *testing.T) {
 	defer stop()
 	r.Send(report(0))
 	r.Send(report(1))
-	waitFor(t, "the rejection to be counted", func() bool {
-		return testutil.ToFloat64(r.dropped.WithLabelValues(in.srv.URL, "rejected")) == 2
+	testbin.WaitFor(t, "the rejection to be counted", waitLimit, func() error {
+		if v := testutil.ToFloat64(r.dropped.WithLabelValues(in.srv.URL, "rejected")); v != 2 {
+			return fmt.Errorf("%v reports dropped as rejected, want 2", v)
+		}
+		return nil
 	})
 	in.status.Store(0)
 	r.Send(report(2))
-	waitFor(t, "the next report", func() bool { return len(in.received()) == 1 })
+	testbin.WaitFor(t, "the next report", waitLimit, in.hasReceived(1))
 	if got := in.received()[0].Seq; got != 3 {
 		t.Errorf("delivered seq %d after a rejection, want 3", got)
 	}
@@ -203,9 +217,9 @@ func TestEveryCoordinatorGetsEveryReport(t *testing.T) {
 	for i := range 4 {
 		r.Send(report(i))
 	}
-	waitFor(t, "the healthy coordinator's reports", func() bool { return len(a.received()) == 4 })
+	testbin.WaitFor(t, "the healthy coordinator's reports", waitLimit, a.hasReceived(4))
 	b.status.Store(0)
-	waitFor(t, "the recovered coordinator's reports", func() bool { return len(b.received()) == 4 })
+	testbin.WaitFor(t, "the recovered coordinator's reports", waitLimit, b.hasReceived(4))
 }
 
 func TestShutdownFlushesPendingReports(t *testing.T) {
@@ -216,7 +230,12 @@ func TestShutdownFlushesPendingReports(t *testing.T) {
 	r, _, stop := start(t, Options{URLs: []string{in.srv.URL}, MinBackoff: time.Hour, MaxBackoff: time.Hour})
 	r.Send(report(0))
 	r.Send(report(1))
-	waitFor(t, "a failed delivery", func() bool { return testutil.ToFloat64(r.failures.WithLabelValues(in.srv.URL)) > 0 })
+	testbin.WaitFor(t, "a failed delivery", waitLimit, func() error {
+		if v := testutil.ToFloat64(r.failures.WithLabelValues(in.srv.URL)); v == 0 {
+			return errors.New("no failed delivery yet")
+		}
+		return nil
+	})
 	in.status.Store(0)
 	stop()
 	if n := len(in.received()); n != 2 {
@@ -237,7 +256,7 @@ func TestConcurrentSendsStayInSequenceOrder(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	waitFor(t, "2000 reports", func() bool { return len(in.received()) == 2000 })
+	testbin.WaitFor(t, "2000 reports", waitLimit, in.hasReceived(2000))
 	for i, rep := range in.received() {
 		if rep.Seq != uint64(i+1) {
 			t.Fatalf("report %d has seq %d: delivered out of sequence order, which a coordinator drops as a redelivery", i, rep.Seq)

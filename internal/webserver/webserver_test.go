@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
 func TestRecoverAnswers500AndCounts(t *testing.T) {
@@ -47,30 +49,25 @@ func TestRecoverAnswers500AndCounts(t *testing.T) {
 }
 
 func TestServeStopsDespiteASilentConnection(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan []net.Addr, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Serve(ctx, http.NotFoundHandler(), Config{FlagConfig: web.FlagConfig{WebListenAddresses: &[]string{"127.0.0.1:0"}}, ShutdownGrace: 200 * time.Millisecond,
-			Started: func(a []net.Addr) { started <- a }}, slog.New(slog.DiscardHandler))
-	}()
-	addr := (<-started)[0].String()
+	srv := testbin.Serve(t, "webserver", func(ctx context.Context, started func([]net.Addr)) error {
+		return Serve(ctx, http.NotFoundHandler(), Config{FlagConfig: web.FlagConfig{WebListenAddresses: &[]string{"127.0.0.1:0"}}, ShutdownGrace: 200 * time.Millisecond,
+			Started: started}, slog.New(slog.DiscardHandler))
+	})
 	// A connection that never sends a request keeps a plain Shutdown
 	// waiting for 5s.
-	conn, err := net.Dial("tcp", addr)
+	conn, err := net.Dial("tcp", srv.Addrs[0].String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	time.Sleep(50 * time.Millisecond)
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Serve returned %v, want nil after closing the silent connection", err)
-		}
-	case <-time.After(3 * time.Second):
-		t.Fatal("Serve did not return within 3s of its context ending")
+	stopping := time.Now()
+	err = srv.Stop() // cancels Serve's context and waits, at most testbin.StopGrace
+	if took := time.Since(stopping); took > 3*time.Second {
+		t.Fatalf("Serve did not return within 3s of its context ending (%s: %v)", took.Round(time.Millisecond), err)
+	}
+	if err != nil {
+		t.Errorf("Serve returned %v, want nil after closing the silent connection", err)
 	}
 }
 
