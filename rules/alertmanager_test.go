@@ -21,8 +21,8 @@ import (
 )
 
 // TestAlertmanagerRoutes asks amtool where deploy/alertmanager.yml sends
-// each alert of the rule files: TargetConfirmedDown to the pager, every
-// other alert to tickets.
+// each alert of the rule files: TargetConfirmedDown and NoCoordinatorUp to
+// the pager, every other alert to tickets.
 func TestAlertmanagerRoutes(t *testing.T) {
 	amtool := mustTool(t, "amtool", "prometheus-alertmanager")
 	type routeCase struct {
@@ -42,14 +42,16 @@ func TestAlertmanagerRoutes(t *testing.T) {
 			}
 			maps.Copy(labels, r.Labels)
 			want := "ticket"
-			if r.Alert == pagingAlert {
+			if slices.Contains(pagingAlerts, r.Alert) {
 				want = "pager"
 			}
 			cases = append(cases, routeCase{r.Alert + " " + fmt.Sprint(r.Labels), labels, want})
 		}
 	}
-	if !slices.ContainsFunc(cases, func(c routeCase) bool { return c.labels["alertname"] == pagingAlert }) {
-		t.Fatalf("no %s rule to route", pagingAlert)
+	for _, name := range pagingAlerts {
+		if !slices.ContainsFunc(cases, func(c routeCase) bool { return c.labels["alertname"] == name }) {
+			t.Fatalf("no %s rule to route", name)
+		}
 	}
 	for _, c := range cases {
 		args := []string{"config", "routes", "test", "--config.file=" + alertmanagerConfig, "--verify.receivers=" + c.want}
@@ -157,6 +159,12 @@ func TestAlertmanagerInhibitions(t *testing.T) {
 		{map[string]string{"alertname": "TargetSeemsDown", "severity": "ticket", "target": shop, "module": "tcp_connect", "state": "seems_down"}, false, "ticket"},
 		// certificates are not silenced by an outage
 		{map[string]string{"alertname": "CertificateExpiresIn7Days", "severity": "ticket", "target": shop, "module": "http_2xx"}, false, "ticket"},
+		// no coordinator of the job is up: one page, its instances' tickets silenced
+		{map[string]string{"alertname": "NoCoordinatorUp", "severity": "page", "job": "vantage-coordinator"}, false, "pager"},
+		{map[string]string{"alertname": "CoordinatorDown", "severity": "ticket", "job": "vantage-coordinator", "instance": "coordinator-a:9716"}, true, "ticket"},
+		{map[string]string{"alertname": "CoordinatorDown", "severity": "ticket", "job": "vantage-coordinator", "instance": "coordinator-b:9716"}, true, "ticket"},
+		// another job's coordinator is not explained by it
+		{map[string]string{"alertname": "CoordinatorDown", "severity": "ticket", "job": "vantage-coordinator-eu", "instance": "coordinator-eu:9716"}, false, "ticket"},
 	}
 
 	type postable struct {

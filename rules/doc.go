@@ -2,5 +2,5 @@
 // recording and alerting rules (*.rules.yml) and their promtool unit tests
 // (tests/*.test.yml). Its Go tests run promtool and amtool on them and on
 // deploy/alertmanager.yml, and guard the routing contract between the two:
-// only TargetConfirmedDown pages.
+// only TargetConfirmedDown and NoCoordinatorUp page.
 package rules

@@ -21,9 +21,11 @@ const (
 	// runbookBase is where every alert's runbook annotation points: a
 	// section of rules/README.md.
 	runbookBase = "https://github.com/vantageprobe/vantage/blob/main/rules/README.md#"
-	// pagingAlert is the only alert allowed to page.
-	pagingAlert = "TargetConfirmedDown"
 )
+
+// pagingAlerts are the only alerts allowed to page: a confirmed outage, and
+// no coordinator up to confirm one.
+var pagingAlerts = []string{"TargetConfirmedDown", "NoCoordinatorUp"}
 
 // requiredAlerts are the alerts others rely on (dashboards, runbooks, the
 // inhibitions of deploy/alertmanager.yml).
@@ -31,7 +33,7 @@ var requiredAlerts = []string{
 	"TargetConfirmedDown", "TargetSeemsDown", "TargetFailingFromLocation", "TargetUnknown",
 	"TargetFailureRatioHigh", "SlowTimeToFirstByte",
 	"CertificateExpiresIn30Days", "CertificateExpiresIn14Days", "CertificateExpiresIn7Days",
-	"LocationDown", "CoordinatorDown", "SchedulerMissingChecks",
+	"LocationDown", "CoordinatorDown", "NoCoordinatorUp", "SchedulerMissingChecks",
 }
 
 // Rule files in Prometheus's format, as much of it as the tests read.
@@ -214,7 +216,7 @@ func TestUnitTestsCoverEveryAlert(t *testing.T) {
 
 // TestAlertingRulesRoutingContract guards what deploy/alertmanager.yml
 // routes on: every alert has a known severity, the annotations the
-// notifications show, and only TargetConfirmedDown pages.
+// notifications show, and only pagingAlerts page.
 func TestAlertingRulesRoutingContract(t *testing.T) {
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
@@ -228,9 +230,9 @@ func TestAlertingRulesRoutingContract(t *testing.T) {
 			switch {
 			case sev != "page" && sev != "ticket":
 				t.Errorf("%s: severity %q, want page or ticket", where, sev)
-			case sev == "page" && r.Alert != pagingAlert:
-				t.Errorf("%s: severity page, but only %s may page", where, pagingAlert)
-			case r.Alert == pagingAlert && sev != "page":
+			case sev == "page" && !slices.Contains(pagingAlerts, r.Alert):
+				t.Errorf("%s: severity page, but only %v may page", where, pagingAlerts)
+			case slices.Contains(pagingAlerts, r.Alert) && sev != "page":
 				t.Errorf("%s: severity %q, want page", where, sev)
 			}
 			for _, a := range []string{"summary", "description", "runbook"} {
