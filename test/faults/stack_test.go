@@ -1,0 +1,274 @@
+package faults
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vantageprobe/vantage/internal/testbin"
+)
+
+// switchTarget is an HTTP target whose paths fail for chosen locations:
+// each location's exporter probes from its own source address, so a path
+// can fail everywhere, in one location, or nowhere.
+type switchTarget struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	down map[string]map[string]bool // path → source address → failing; "*" for every source
+}
+
+func newSwitchTarget(t *testing.T) *switchTarget {
+	st := &switchTarget{down: map[string]map[string]bool{}}
+	st.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		st.mu.Lock()
+		fail := st.down[r.URL.Path]["*"] || st.down[r.URL.Path][host]
+		st.mu.Unlock()
+		if fail {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(st.srv.Close)
+	return st
+}
+
+// url is the target at path.
+func (st *switchTarget) url(path string) string { return st.srv.URL + path }
+
+// set makes path fail (or succeed) for the given source addresses, "*"
+// for all.
+func (st *switchTarget) set(path string, failing bool, sources ...string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.down[path] == nil {
+		st.down[path] = map[string]bool{}
+	}
+	for _, s := range sources {
+		st.down[path][s] = failing
+	}
+}
+
+// location is one exporter process probing from its own source address.
+type location struct {
+	name, source, addr string
+	proc               *testbin.Process
+}
+
+// coordinatorProc is one coordinator process and its incident log.
+type coordinatorProc struct {
+	addr, storage, config string
+	proc              *testbin.Process
+}
+
+func (c *coordinatorProc) url() string { return "http://" + c.addr }
+
+// stack is three locations (ams, fra, sfo, probing from 127.0.0.2-4)
+// reporting to one or more coordinators, all real processes on loopback.
+type stack struct {
+	t                           *testing.T
+	dir                         string
+	exporterBin, coordinatorBin string
+	target                      *switchTarget
+	locations                   []*location
+	coordinators                []*coordinatorProc
+}
+
+// stackOptions shape a stack.
+type stackOptions struct {
+	coordinators int
+	paths        []string // target paths, each checked every second
+	exporterArgs []string // extra exporter flags
+}
+
+func newStack(t *testing.T, o stackOptions) *stack {
+	t.Helper()
+	bins := testbin.Build(t, "./cmd/vantage-exporter", "./cmd/vantage-coordinator")
+	s := &stack{t: t, dir: t.TempDir(), exporterBin: bins[0], coordinatorBin: bins[1], target: newSwitchTarget(t)}
+	for i, name := range []string{"ams", "fra", "sfo"} {
+		s.locations = append(s.locations, &location{name: name, source: fmt.Sprintf("127.0.0.%d", i+2), addr: testbin.FreeAddr(t)})
+	}
+	var locs strings.Builder
+	for _, l := range s.locations {
+		fmt.Fprintf(&locs, "  - {name: %s, url: \"http://%s\"}\n", l.name, l.addr)
+	}
+	for i := range o.coordinators {
+		c := &coordinatorProc{addr: testbin.FreeAddr(t), storage: filepath.Join(s.dir, fmt.Sprintf("data-%d", i)), config: filepath.Join(s.dir, fmt.Sprintf("coordinator-%d.yml", i))}
+		s.write(c.config, "locations:\n"+locs.String()+"confirmation: {verify_timeout: 2s, reverify_interval: 2s}\nhealth_check_interval: 1s\n")
+		s.coordinators = append(s.coordinators, c)
+		s.startCoordinator(c)
+	}
+	var targets []string
+	for _, p := range o.paths {
+		targets = append(targets, s.target.url(p))
+	}
+	for _, l := range s.locations {
+		config := filepath.Join(s.dir, "exporter-"+l.name+".yml")
+		s.write(config, fmt.Sprintf("modules:\n  http_2xx:\n    prober: http\n    timeout: 1s\n    http: {source_ip_address: %s}\n"+
+			"scheduler: {interval: 1s, retries: 0}\ntargets:\n  - module: http_2xx\n    targets: [%s]\n", l.source, strings.Join(targets, ", ")))
+		args := []string{"--config.file=" + config, "--location=" + l.name, "--web.listen-address=" + l.addr, "--log.level=warn"}
+		for _, c := range s.coordinators {
+			args = append(args, "--coordinator.url="+c.url())
+		}
+		args = append(args, o.exporterArgs...)
+		l.proc = testbin.StartReady(t, "vantage-exporter "+l.name, exec.Command(s.exporterBin, args...), "http://"+l.addr+"/-/ready")
+	}
+	return s
+}
+
+func (s *stack) write(path, content string) {
+	s.t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *stack) startCoordinator(c *coordinatorProc) {
+	s.t.Helper()
+	cmd := exec.Command(s.coordinatorBin, "--config.file="+c.config, "--storage.path="+c.storage, "--web.listen-address="+c.addr, "--log.level=warn")
+	c.proc = testbin.StartReady(s.t, "vantage-coordinator", cmd, c.url()+"/-/ready")
+}
+
+// sources returns the source addresses of the named locations.
+func (s *stack) sources(names ...string) []string {
+	var out []string
+	for _, l := range s.locations {
+		for _, n := range names {
+			if l.name == n {
+				out = append(out, l.source)
+			}
+		}
+	}
+	return out
+}
+
+// targetView is a target as the coordinator's /api/v1/targets lists it.
+type targetView struct {
+	Target    string `json:"target"`
+	Module    string `json:"module"`
+	State     string `json:"state"`
+	Locations []struct {
+		Location string `json:"location"`
+		Result   string `json:"result"`
+	} `json:"locations"`
+}
+
+// targets lists what the coordinator knows, by target URL.
+func (c *coordinatorProc) targets(t *testing.T) (map[string]targetView, error) {
+	resp, err := http.Get(c.url() + "/api/v1/targets")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		return nil, fmt.Errorf("/api/v1/targets answered %s: %s", resp.Status, body)
+	}
+	var list []targetView
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return nil, err
+	}
+	out := map[string]targetView{}
+	for _, v := range list {
+		out[v.Target] = v
+	}
+	return out, nil
+}
+
+// result returns what location last saw of v, "" when it is not listed.
+func (v targetView) result(location string) string {
+	for _, l := range v.Locations {
+		if l.Location == location {
+			return l.Result
+		}
+	}
+	return ""
+}
+
+// fullIncident is an incident as /api/v1/incidents lists it.
+type fullIncident struct {
+	ID          uint64    `json:"id"`
+	Target      string    `json:"target"`
+	State       string    `json:"state"`
+	StartedAt   time.Time `json:"started_at"`
+	ConfirmedAt time.Time `json:"confirmed_at"`
+	ResolvedAt  time.Time `json:"resolved_at"`
+	Resolution  string    `json:"resolution"`
+}
+
+// incidentsOf lists every incident of target, oldest first.
+func (c *coordinatorProc) incidentsOf(t *testing.T, target string) []fullIncident {
+	t.Helper()
+	resp, err := http.Get(c.url() + "/api/v1/incidents?state=all&limit=100000")
+	if err != nil {
+		t.Fatalf("listing incidents: %v", err)
+	}
+	defer resp.Body.Close()
+	var all []fullIncident
+	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
+		t.Fatalf("decoding incidents: %v", err)
+	}
+	var out []fullIncident
+	for i := len(all) - 1; i >= 0; i-- {
+		if all[i].Target == target {
+			out = append(out, all[i])
+		}
+	}
+	return out
+}
+
+// stateIs is a condition: the coordinator lists target in state.
+func (c *coordinatorProc) stateIs(t *testing.T, target, state string) func() error {
+	return func() error {
+		ts, err := c.targets(t)
+		if err != nil {
+			return err
+		}
+		v, ok := ts[target]
+		if !ok {
+			return fmt.Errorf("%s is not listed (%d targets)", target, len(ts))
+		}
+		if v.State != state {
+			return fmt.Errorf("%s is %s, want %s", target, v.State, state)
+		}
+		return nil
+	}
+}
+
+// metric returns the value of one series on the coordinator's /metrics,
+// "" when it is absent.
+func (c *coordinatorProc) metric(t *testing.T, series string) string {
+	t.Helper()
+	resp, err := http.Get(c.url() + "/metrics")
+	if err != nil {
+		t.Fatalf("scraping the coordinator: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// location returns the named location.
+func (s *stack) location(name string) *location {
+	for _, l := range s.locations {
+		if l.name == name {
+			return l
+		}
+	}
+	s.t.Fatalf("no location %s", name)
+	return nil
+}
