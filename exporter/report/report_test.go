@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,9 +27,14 @@ type intake struct {
 	mu      sync.Mutex
 	got     []api.Report
 	batches int
+	all     []api.Batch  // every batch accepted
 	run     string       // the first batch's run
 	status  atomic.Int32 // answered status; 0 means 202
-	srv     *httptest.Server
+	// answer, when set, is the ReportsAnswer of accepted batches; next,
+	// when set, that of the next one only.
+	answer atomic.Pointer[api.ReportsAnswer]
+	next   atomic.Pointer[api.ReportsAnswer]
+	srv    *httptest.Server
 }
 
 func newIntake(t *testing.T) *intake {
@@ -62,11 +68,45 @@ func newIntake(t *testing.T) *intake {
 		}
 		in.got = append(in.got, b.Reports...)
 		in.batches++
+		in.all = append(in.all, b)
 		in.mu.Unlock()
+		a := in.next.Swap(nil)
+		if a == nil {
+			a = in.answer.Load()
+		}
+		if a != nil {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(a)
+			return
+		}
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	t.Cleanup(in.srv.Close)
 	return in
+}
+
+// snapshots returns the snapshots received, in order.
+func (in *intake) snapshots() []*api.Snapshot {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	var out []*api.Snapshot
+	for _, b := range in.all {
+		if b.Snapshot != nil {
+			out = append(out, b.Snapshot)
+		}
+	}
+	return out
+}
+
+// hasSnapshots is a testbin.WaitFor condition: in has received at least n
+// snapshots.
+func (in *intake) hasSnapshots(n int) func() error {
+	return func() error {
+		if got := len(in.snapshots()); got < n {
+			return fmt.Errorf("%d snapshots received, want %d", got, n)
+		}
+		return nil
+	}
 }
 
 func (in *intake) received() []api.Report {
@@ -261,5 +301,238 @@ func TestConcurrentSendsStayInSequenceOrder(t *testing.T) {
 		if rep.Seq != uint64(i+1) {
 			t.Fatalf("report %d has seq %d: delivered out of sequence order, which a coordinator drops as a redelivery", i, rep.Seq)
 		}
+	}
+}
+
+// fakeState is the snapshot source of these tests: the number of the
+// latest report sent, and whether UpTargets were asked for.
+type fakeState struct {
+	r atomic.Pointer[Reporter]
+}
+
+func (f *fakeState) snapshot(withTargets bool) *api.Snapshot {
+	s := &api.Snapshot{Seq: f.r.Load().Seq(), Time: time.Now(), NotUp: []api.Report{}, Up: 1}
+	var d api.Digest
+	k := api.TargetKey{Target: "https://up.example", Module: "http_2xx"}
+	d.Add(k)
+	s.UpDigest = d.String()
+	if withTargets {
+		s.UpTargets = []api.TargetKey{k}
+	}
+	return s
+}
+
+func startWithState(t *testing.T, opts Options) (*Reporter, *fakeState, *prometheus.Registry, func()) {
+	st := &fakeState{}
+	opts.Snapshot = st.snapshot
+	r, reg, stop := start(t, opts)
+	st.r.Store(r)
+	return r, st, reg, stop
+}
+
+// Each coordinator gets a batch every heartbeat interval even with nothing
+// to report, carrying the canary's verdict.
+func TestHeartbeatsCarryTheCanaryVerdict(t *testing.T) {
+	in := newIntake(t)
+	_, _, stop := start(t, Options{URLs: []string{in.srv.URL}, HeartbeatInterval: 50 * time.Millisecond, Canary: func() *bool { return new(false) }})
+	defer stop()
+	testbin.WaitFor(t, "three heartbeats", waitLimit, func() error {
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		if in.batches < 3 {
+			return fmt.Errorf("%d batches", in.batches)
+		}
+		return nil
+	})
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, b := range in.all {
+		if len(b.Reports) != 0 || b.Reports == nil || b.CanaryOK == nil || *b.CanaryOK {
+			t.Fatalf("heartbeat %+v: want no reports (an empty list) and canary_ok false", b)
+		}
+		if b.Snapshot != nil {
+			t.Fatalf("a snapshot without a snapshot source: %+v", b.Snapshot)
+		}
+	}
+}
+
+// A snapshot goes with the run's first delivery, when the coordinator's
+// run changes, when it asks for one (with the up targets when it asks for
+// them), and every snapshot interval; not with every batch.
+func TestSnapshotsWhenTheCoordinatorNeedsThem(t *testing.T) {
+	in := newIntake(t)
+	in.answer.Store(&api.ReportsAnswer{Run: "c1"})
+	r, _, _, stop := startWithState(t, Options{URLs: []string{in.srv.URL}, HeartbeatInterval: 50 * time.Millisecond, SnapshotInterval: time.Hour})
+	defer stop()
+	r.Send(report(0))
+	testbin.WaitFor(t, "the first snapshot", waitLimit, in.hasSnapshots(1))
+	first := in.snapshots()[0]
+	if first.Up != 1 || first.UpDigest == "" || first.UpTargets != nil {
+		t.Errorf("first snapshot %+v: want the up count and digest, no list", first)
+	}
+	// Heartbeats follow without snapshots while nothing changes.
+	testbin.WaitFor(t, "heartbeats", waitLimit, func() error {
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		if in.batches < 4 {
+			return fmt.Errorf("%d batches", in.batches)
+		}
+		return nil
+	})
+	if n := len(in.snapshots()); n != 1 {
+		t.Fatalf("%d snapshots with an unchanged coordinator, want 1", n)
+	}
+
+	// The coordinator restarted: a new run.
+	in.answer.Store(&api.ReportsAnswer{Run: "c2"})
+	testbin.WaitFor(t, "a snapshot for the new run", waitLimit, in.hasSnapshots(2))
+
+	// It asks for a snapshot with its up targets.
+	in.next.Store(&api.ReportsAnswer{Run: "c2", WantSnapshot: true, WantTargets: true})
+	testbin.WaitFor(t, "a snapshot asked for", waitLimit, in.hasSnapshots(3))
+	snaps := in.snapshots()
+	if got := snaps[2]; len(got.UpTargets) != 1 || got.UpTargets[0].Target != "https://up.example" {
+		t.Errorf("snapshot after want_targets: up_targets %+v", got.UpTargets)
+	}
+	r.Send(report(1))
+	testbin.WaitFor(t, "the second report", waitLimit, in.hasReceived(2))
+	time.Sleep(200 * time.Millisecond)
+	n := len(in.snapshots())
+	if n != 3 {
+		t.Errorf("%d snapshots: want one per reason (first delivery, new run, asked), not one per batch", n)
+	}
+	in.next.Store(&api.ReportsAnswer{Run: "c2", WantSnapshot: true})
+	testbin.WaitFor(t, "a snapshot asked for without the targets", waitLimit, in.hasSnapshots(n+1))
+	if last := in.snapshots()[n]; last.UpTargets != nil || last.Seq != 2 {
+		t.Errorf("snapshot %+v: want seq 2 and no up targets (not asked for again)", last)
+	}
+}
+
+func TestPeriodicSnapshots(t *testing.T) {
+	in := newIntake(t)
+	_, _, _, stop := startWithState(t, Options{URLs: []string{in.srv.URL}, HeartbeatInterval: time.Hour, SnapshotInterval: 100 * time.Millisecond})
+	defer stop()
+	testbin.WaitFor(t, "three snapshots", waitLimit, in.hasSnapshots(3))
+}
+
+// A snapshot's Seq covers every report of its batch, and reports
+// numbered above it come after it.
+func TestSnapshotCoversItsBatch(t *testing.T) {
+	in := newIntake(t)
+	in.status.Store(http.StatusServiceUnavailable)
+	r, _, _, stop := startWithState(t, Options{URLs: []string{in.srv.URL}, BatchSize: 3, HeartbeatInterval: time.Hour})
+	defer stop()
+	for i := range 7 {
+		r.Send(report(i))
+	}
+	in.status.Store(0)
+	testbin.WaitFor(t, "7 reports", waitLimit, in.hasReceived(7))
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	var snapBatch *api.Batch
+	for i, b := range in.all {
+		if b.Snapshot == nil {
+			continue
+		}
+		snapBatch = &in.all[i]
+		for _, rep := range b.Reports {
+			if rep.Seq > b.Snapshot.Seq {
+				t.Errorf("report %d in a batch whose snapshot has seq %d", rep.Seq, b.Snapshot.Seq)
+			}
+		}
+		for _, later := range in.all[i+1:] {
+			for _, rep := range later.Reports {
+				if rep.Seq <= b.Snapshot.Seq {
+					t.Errorf("report %d after the snapshot with seq %d that includes it", rep.Seq, b.Snapshot.Seq)
+				}
+			}
+		}
+	}
+	if snapBatch == nil {
+		t.Fatal("no snapshot with the run's first delivery")
+	}
+}
+
+// Overflow drops an older report of a target with a newer one queued, so
+// every target's latest report survives, and the coordinator gets a
+// snapshot after it.
+func TestOverflowKeepsEachTargetsLatestReport(t *testing.T) {
+	in := newIntake(t)
+	in.status.Store(http.StatusBadGateway)
+	r, _, reg, stop := startWithState(t, Options{URLs: []string{in.srv.URL}, BufferSize: 4, BatchSize: 10, MinBackoff: 20 * time.Millisecond, HeartbeatInterval: time.Hour})
+	defer stop()
+	// The first delivery of the run carries a snapshot: let it fail and
+	// be delivered first, so the snapshot seen later is the overflow's.
+	testbin.WaitFor(t, "a failed delivery", waitLimit, func() error {
+		if v := testutil.ToFloat64(r.failures.WithLabelValues(in.srv.URL)); v == 0 {
+			return errors.New("none yet")
+		}
+		return nil
+	})
+	in.status.Store(0)
+	testbin.WaitFor(t, "the first snapshot", waitLimit, in.hasSnapshots(1))
+	in.status.Store(http.StatusBadGateway)
+
+	// Targets 0..3 fill the buffer; then 0, 1 and 2 again: their older
+	// reports go, and target 3 keeps its only one.
+	a := func(i int, state string) api.Report {
+		rep := report(i)
+		rep.State = state
+		return rep
+	}
+	for i := range 4 {
+		r.Send(a(i, api.StateFailing))
+	}
+	for i := range 3 {
+		r.Send(a(i, api.StateRecovered))
+	}
+	if v := testutil.ToFloat64(r.dropped.WithLabelValues(in.srv.URL, "overflow")); v != 3 {
+		t.Errorf("overflow drops = %v, want 3", v)
+	}
+	in.status.Store(0)
+	testbin.WaitFor(t, "the 4 kept reports", waitLimit, in.hasReceived(4))
+	testbin.WaitFor(t, "a snapshot after the overflow", waitLimit, in.hasSnapshots(2))
+	latest := map[string]string{}
+	for _, rep := range in.received() {
+		latest[rep.Target] = rep.State
+	}
+	for i := range 4 {
+		want := api.StateRecovered
+		if i == 3 {
+			want = api.StateFailing
+		}
+		if got := latest[report(i).Target]; got != want {
+			t.Errorf("target %d: latest delivered state %q, want %q", i, got, want)
+		}
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP vantage_exporter_reports_dropped_total State-change reports given up: overflow when the buffer was full (an older report of a target with a newer one queued, or else the oldest), rejected when the coordinator refused them as invalid. Either way the coordinator gets a snapshot next.
+# TYPE vantage_exporter_reports_dropped_total counter
+vantage_exporter_reports_dropped_total{coordinator="`+in.srv.URL+`",reason="overflow"} 3
+vantage_exporter_reports_dropped_total{coordinator="`+in.srv.URL+`",reason="rejected"} 0
+`), "vantage_exporter_reports_dropped_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+// A rejected batch's reports are lost to the coordinator: it gets a
+// snapshot once it accepts batches again.
+func TestRejectionLeadsToASnapshot(t *testing.T) {
+	in := newIntake(t)
+	r, _, _, stop := startWithState(t, Options{URLs: []string{in.srv.URL}, HeartbeatInterval: 50 * time.Millisecond, SnapshotInterval: time.Hour})
+	defer stop()
+	testbin.WaitFor(t, "the first snapshot", waitLimit, in.hasSnapshots(1))
+	in.status.Store(http.StatusBadRequest)
+	r.Send(report(0))
+	testbin.WaitFor(t, "the rejection", waitLimit, func() error {
+		if v := testutil.ToFloat64(r.dropped.WithLabelValues(in.srv.URL, "rejected")); v != 1 {
+			return fmt.Errorf("%v rejected", v)
+		}
+		return nil
+	})
+	in.status.Store(0)
+	testbin.WaitFor(t, "a snapshot after the rejection", waitLimit, in.hasSnapshots(2))
+	if got := in.snapshots()[1].Seq; got != 1 {
+		t.Errorf("snapshot seq %d, want 1: it includes the rejected report", got)
 	}
 }
