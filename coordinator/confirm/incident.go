@@ -20,6 +20,9 @@ const (
 	StateDown State = "down"
 	// StateUnknown: too few locations could tell to reach a verdict.
 	StateUnknown State = "unknown"
+	// StateResolved is the state of a closed incident; never a
+	// target's.
+	StateResolved State = "resolved"
 )
 
 // States lists every state, in the order series render them.
@@ -50,6 +53,8 @@ var Resolutions = []string{ResolutionFalseAlarm, ResolutionRecovered}
 const (
 	SourceReport = "report" // a state-change report of a scheduled check
 	SourceCheck  = "check"  // a check the coordinator asked for
+	// SourceSnapshot: a location's snapshot of its targets' states.
+	SourceSnapshot = "snapshot"
 )
 
 // Key names a checked target.
@@ -116,9 +121,12 @@ type Incident struct {
 	ID     uint64 `json:"id"`
 	Target string `json:"target"`
 	Module string `json:"module"`
-	// State is the target's state while the incident is open, and its
-	// last one once resolved.
+	// State is the target's state while the incident is open, and
+	// resolved once it is closed (see Resolution and LastState).
 	State State `json:"state"`
+	// LastState is the target's state when the incident closed: down for
+	// a confirmed outage, even one recorded after it was over.
+	LastState State `json:"last_state,omitempty"`
 	// Reporter is the location whose report opened the incident.
 	Reporter string `json:"reporter"`
 	// StartedAt is the first failed check of the reporter's failing
@@ -130,6 +138,10 @@ type Incident struct {
 	ResolvedAt  time.Time `json:"resolved_at,omitzero"`
 	// Resolution is false_alarm or recovered once resolved.
 	Resolution string `json:"resolution,omitempty"`
+	// EndedAt is when the failure ended, as the locations' intervals
+	// tell it: for an outage known only once over, when its overlap
+	// ended. Zero when only the verification rounds tell the end.
+	EndedAt time.Time `json:"ended_at,omitzero"`
 	// Rounds counts the verification rounds run for the incident.
 	Rounds int `json:"verification_rounds"`
 	// Evidence is what the locations saw, oldest first: the first

@@ -25,12 +25,20 @@ import (
 //	                            │  └──round: too many unknown──▶ unknown
 //	                            └─round: cannot be enough failing─▶ up (false_alarm)
 //	down ──recovery_successes successes (≥2 locations)──▶ up (recovered)
+//
+// Besides the rounds, it keeps each location's failure intervals (see
+// history): an outage whose intervals overlap in min_failing_locations
+// locations at some instant is confirmed, however late or out of order
+// the reports arrive; if the overlap is already over when it becomes
+// known, the incident is recorded confirmed and recovered at once and the
+// target never goes down.
 type Machine struct {
 	conf      config.ConfirmationConfig
 	locations []string
 	targets   map[Key]*target
 	lastID    uint64
 	lastRound uint64
+	lastPrune time.Time
 }
 
 // target is the coordinator's view of one (target, module).
@@ -38,10 +46,14 @@ type target struct {
 	key   Key
 	state State
 	since time.Time // when state was entered
-	// seen is the latest evidence of each location.
-	seen map[string]Evidence
+	// locs is what each location said of the target, in the order the
+	// locations were first heard of.
+	locs []locState
 	// incident is the open incident, if any.
 	incident *Incident
+	// closed holds the closed incidents that kept intervals still refer
+	// to, so that one later found to be an outage is reclassified.
+	closed []*Incident
 	// round is the verification round in flight, if any.
 	round *round
 	// nextRound is when the next verification round is due while an
@@ -50,6 +62,76 @@ type target struct {
 	// recovery counts successes towards resolving a confirmed outage.
 	recovery recovery
 	touched  time.Time // latest event, for forgetting idle up targets
+}
+
+// locState is one location's view of a target, kept compact: 100k
+// targets in three locations are 300k of these.
+type locState struct {
+	name string
+	// scheduled: the location's latest snapshot lists the target.
+	scheduled bool
+	// outcome and at are the location's latest verdict; detail is the
+	// evidence behind it when it came from a report or a check (nil when
+	// a snapshot told it).
+	outcome Outcome
+	at      time.Time
+	detail  *Evidence
+	// hist holds the failure intervals; nil for a target that never
+	// failed there recently.
+	hist *history
+}
+
+// see records e as the location's latest evidence, unless a later one is
+// known.
+func (l *locState) see(e Evidence) {
+	if l.outcome == "" || !e.Time.Before(l.at) {
+		l.outcome, l.at, l.detail = e.Result, e.Time, &e
+	}
+}
+
+// seeOutcome records a verdict without details (from a snapshot).
+func (l *locState) seeOutcome(o Outcome, at time.Time) {
+	if l.outcome == "" || at.After(l.at) {
+		l.outcome, l.at, l.detail = o, at, nil
+	}
+}
+
+// evidence is the location's latest evidence.
+func (l *locState) evidence() (Evidence, bool) {
+	switch {
+	case l.outcome == "":
+		return Evidence{}, false
+	case l.detail != nil:
+		return *l.detail, true
+	}
+	return Evidence{Location: l.name, Time: l.at, Source: SourceSnapshot, Result: l.outcome}, true
+}
+
+func (l *locState) history() *history {
+	if l.hist == nil {
+		l.hist = &history{}
+	}
+	return l.hist
+}
+
+// loc returns the target's state of a location, adding it when new.
+func (t *target) loc(name string) *locState {
+	for i := range t.locs {
+		if t.locs[i].name == name {
+			return &t.locs[i]
+		}
+	}
+	t.locs = append(t.locs, locState{name: name})
+	return &t.locs[len(t.locs)-1]
+}
+
+func (t *target) seen(name string) (Evidence, bool) {
+	for i := range t.locs {
+		if t.locs[i].name == name {
+			return t.locs[i].evidence()
+		}
+	}
+	return Evidence{}, false
 }
 
 // round is one verification: every location's answer about a target.
@@ -85,16 +167,45 @@ type Effects struct {
 	// Confirmed holds, for each outage confirmed, the time from its first
 	// failed check to its confirmation.
 	Confirmed []time.Duration
+	// Reclassified counts false alarms found to be outages after all.
+	Reclassified int
+	// Events say what happened to incidents, for the log.
+	Events []IncidentEvent
 }
 
+// Merge appends o's effects to e's.
 func (e *Effects) Merge(o Effects) {
 	e.Rounds = append(e.Rounds, o.Rounds...)
 	e.Save = append(e.Save, o.Save...)
 	e.Resolved = append(e.Resolved, o.Resolved...)
 	e.Confirmed = append(e.Confirmed, o.Confirmed...)
+	e.Reclassified += o.Reclassified
+	e.Events = append(e.Events, o.Events...)
 }
 
-// idleUpRetention is how long a target that is up and quiet stays known.
+// What happened to an incident.
+const (
+	EventOpened       = "opened"
+	EventConfirmed    = "confirmed"
+	EventResolved     = "resolved"
+	EventReclassified = "reclassified"
+)
+
+// IncidentEvent is one change of an incident worth a log line.
+type IncidentEvent struct {
+	Kind       string
+	ID         uint64
+	Key        Key
+	StartedAt  time.Time
+	Resolution string
+}
+
+func (e *Effects) event(kind string, inc *Incident) {
+	e.Events = append(e.Events, IncidentEvent{Kind: kind, ID: inc.ID, Key: inc.Key(), StartedAt: inc.StartedAt, Resolution: inc.Resolution})
+}
+
+// idleUpRetention is how long a target that is up, quiet and scheduled
+// nowhere stays known.
 const idleUpRetention = 24 * time.Hour
 
 // NewMachine returns a machine for the given locations and confirmation
@@ -117,7 +228,7 @@ func (m *Machine) Configure(c *config.CoordinatorConfig) {
 
 // Restore resumes open incidents, as loaded from the store after a
 // restart: each target takes the incident's state and is verified again
-// at once.
+// at once. The locations' snapshots then bring back their intervals.
 func (m *Machine) Restore(open []Incident, now time.Time) {
 	for i := range open {
 		inc := open[i].clone()
@@ -128,9 +239,7 @@ func (m *Machine) Restore(open []Incident, now time.Time) {
 		t.since = now
 		t.nextRound = now
 		for _, e := range inc.Evidence {
-			if prev, ok := t.seen[e.Location]; !ok || !e.Time.Before(prev.Time) {
-				t.seen[e.Location] = e
-			}
+			t.loc(e.Location).see(e)
 		}
 	}
 }
@@ -138,7 +247,7 @@ func (m *Machine) Restore(open []Incident, now time.Time) {
 func (m *Machine) target(k Key, now time.Time) *target {
 	t, ok := m.targets[k]
 	if !ok {
-		t = &target{key: k, state: StateUp, since: now, seen: map[string]Evidence{}}
+		t = &target{key: k, state: StateUp, since: now}
 		m.targets[k] = t
 	}
 	t.touched = now
@@ -149,9 +258,59 @@ func (m *Machine) known(location string) bool { return slices.Contains(m.locatio
 
 // Report applies one state-change report of location.
 func (m *Machine) Report(location string, r *api.Report, now time.Time) Effects {
-	var eff Effects
-	t := m.target(Key{Target: r.Target, Module: r.Module}, now)
+	return m.Batch(location, []*api.Report{r}, nil, now).Effects
+}
+
+// BatchResult is what a batch of reports brought about.
+type BatchResult struct {
+	Effects
+	// WantTargets: the coordinator's list of the location's up targets
+	// differs from the snapshot's digest; ask for the list.
+	WantTargets bool
+}
+
+// Batch applies one batch of a location: its reports in order, then its
+// snapshot (which includes them), then judges every target they touched.
+func (m *Machine) Batch(location string, reports []*api.Report, snap *api.Snapshot, now time.Time) BatchResult {
+	type touched struct {
+		t        *target
+		evidence []Evidence
+	}
+	var order []*touched
+	byTarget := map[*target]*touched{}
+	touch := func(t *target) *touched {
+		x, ok := byTarget[t]
+		if !ok {
+			x = &touched{t: t}
+			byTarget[t] = x
+			order = append(order, x)
+		}
+		return x
+	}
+	for _, r := range reports {
+		t := m.target(Key{Target: r.Target, Module: r.Module}, now)
+		x := touch(t)
+		x.evidence = append(x.evidence, m.applyReport(t, location, r))
+	}
+	var res BatchResult
+	if snap != nil {
+		var changed []*target
+		changed, res.WantTargets = m.applySnapshot(location, snap, now)
+		for _, t := range changed {
+			touch(t)
+		}
+	}
+	for _, x := range order {
+		res.Merge(m.judge(x.t, x.evidence, now))
+	}
+	return res
+}
+
+// applyReport records a report as the location's evidence and in its
+// intervals.
+func (m *Machine) applyReport(t *target, location string, r *api.Report) Evidence {
 	var e Evidence
+	ls := t.loc(location)
 	switch r.State {
 	case api.StateUnknown:
 		// The location cannot tell about this target; whether the
@@ -160,44 +319,40 @@ func (m *Machine) Report(location string, r *api.Report, now time.Time) Effects 
 		if r.Result != nil && r.Result.Error != "" {
 			e.Error += "; check: " + r.Result.Error
 		}
-	default:
+		ls.history().close(r.Time, false)
+	case api.StateFailing:
 		e = EvidenceFrom(location, SourceReport, r.Result, r.Time)
-		e.Time = r.Time
-		if r.State == api.StateFailing {
-			e.Result = OutcomeFailure
-		} else {
-			e.Result = OutcomeSuccess
-		}
-	}
-	// A failure the location has already contradicted with a later
-	// success is stale. Both times are the location's own clock, so
-	// clock skew between exporter and coordinator cannot hide a new
-	// failure.
-	prev, seen := t.seen[location]
-	stale := seen && prev.Result == OutcomeSuccess && e.Time.Before(prev.Time)
-	m.observe(t, e)
-
-	switch {
-	case t.incident == nil && e.Result == OutcomeFailure:
-		if stale {
-			return eff
-		}
+		e.Time, e.Result = r.Time, OutcomeFailure
 		start := r.FirstFailure
 		if start.IsZero() {
 			start = r.Time
 		}
-		m.lastID++
-		t.incident = &Incident{
-			ID: m.lastID, Target: r.Target, Module: r.Module, State: StateSeemsDown,
-			Reporter: location, StartedAt: start, OpenedAt: now,
-		}
-		t.incident.addEvidence(e)
-		m.setState(t, StateSeemsDown, now)
-		eff.Merge(m.startRound(t, now))
-		eff.Save = append(eff.Save, t.incident.clone())
-	case t.incident == nil:
-		// Up, and a recovery or an unknown: nothing to decide.
+		ls.history().fail(start, r.Time)
 	default:
+		e = EvidenceFrom(location, SourceReport, r.Result, r.Time)
+		e.Time, e.Result = r.Time, OutcomeSuccess
+		if !r.FirstFailure.IsZero() {
+			// The streak it ends, even if its failing report was
+			// never heard.
+			ls.history().fail(r.FirstFailure, r.FirstFailure)
+		}
+		ls.history().close(r.Time, true)
+	}
+	ls.see(e)
+	m.observeRound(t, e)
+	return e
+}
+
+// judge decides a target after new evidence: its intervals first, then
+// what each piece of evidence means for the open incident.
+func (m *Machine) judge(t *target, evidence []Evidence, now time.Time) Effects {
+	before := t.incident
+	eff := m.evaluate(t, now)
+	for _, e := range evidence {
+		if t.incident == nil || t.incident != before {
+			// A new incident already holds the latest evidence.
+			break
+		}
 		t.incident.addEvidence(e)
 		switch {
 		case t.round != nil:
@@ -214,18 +369,16 @@ func (m *Machine) Report(location string, r *api.Report, now time.Time) Effects 
 			// New evidence about an undecided incident: decide now.
 			eff.Merge(m.startRound(t, now))
 		}
-		eff.Save = append(eff.Save, t.incident.clone())
+		if t.incident != nil {
+			eff.Save = append(eff.Save, t.incident.clone())
+		}
 	}
 	return eff
 }
 
-// observe records e as the location's latest evidence, and as its
-// answer in the round in flight. An unknown never replaces a known
-// answer of the same round.
-func (m *Machine) observe(t *target, e Evidence) {
-	if prev, ok := t.seen[e.Location]; !ok || !e.Time.Before(prev.Time) {
-		t.seen[e.Location] = e
-	}
+// observeRound records e as the location's answer in the round in
+// flight. An unknown never replaces a known answer of the same round.
+func (m *Machine) observeRound(t *target, e Evidence) {
 	if t.round == nil {
 		return
 	}
@@ -247,7 +400,7 @@ func (m *Machine) startRound(t *target, now time.Time) Effects {
 	t.round = &round{id: m.lastRound, started: now, answers: map[string]Evidence{}}
 	var ask []string
 	for _, l := range m.locations {
-		if e, ok := t.seen[l]; ok && e.Result == OutcomeFailure && t.incident.Rounds == 0 && !e.Time.Before(t.incident.StartedAt) {
+		if e, ok := t.seen(l); ok && e.Result == OutcomeFailure && t.incident.Rounds == 0 && !e.Time.Before(t.incident.StartedAt) {
 			// The failure that opened the incident (or one seen
 			// with it) is this location's answer in the first round.
 			t.round.answers[l] = e
@@ -274,13 +427,35 @@ func (m *Machine) RoundDone(k Key, id uint64, answers []Evidence, now time.Time)
 		if !m.known(e.Location) {
 			continue
 		}
-		m.observe(t, e)
+		ls := t.loc(e.Location)
+		switch e.Result {
+		case OutcomeFailure:
+			ls.history().point(e.Time)
+		case OutcomeSuccess:
+			// Kept even without a failure known there: a late report
+			// of one must end where the location succeeded.
+			ls.history().close(e.Time, true)
+		}
+		// An unknown answer (often the coordinator's own trouble
+		// reaching the location) makes the location unknown and
+		// changes no interval.
+		ls.see(e)
+		m.observeRound(t, e)
 		t.incident.addEvidence(e)
 	}
 	r := t.round
 	t.round = nil
 	t.incident.Rounds++
+	eff.Merge(m.verdict(t, r, now))
+	// The intervals may say more than the round: an overlap the round
+	// could not see, or an episode already over.
+	eff.Merge(m.evaluate(t, now))
+	return eff
+}
 
+// verdict applies the confirmation rule to a round's answers.
+func (m *Machine) verdict(t *target, r *round, now time.Time) Effects {
+	var eff Effects
 	var failing, succeeding, unknown int
 	for _, l := range m.locations {
 		switch r.answers[l].Result {
@@ -301,8 +476,7 @@ func (m *Machine) RoundDone(k Key, id uint64, answers []Evidence, now time.Time)
 	case verdict == VerdictDown:
 		t.recovery = recovery{}
 		if !t.incident.Confirmed() {
-			t.incident.ConfirmedAt = now
-			eff.Confirmed = append(eff.Confirmed, now.Sub(t.incident.StartedAt))
+			m.confirm(t.incident, now, &eff)
 		}
 		m.setState(t, StateDown, now)
 	case t.incident.Confirmed():
@@ -317,13 +491,20 @@ func (m *Machine) RoundDone(k Key, id uint64, answers []Evidence, now time.Time)
 		}
 	case verdict == VerdictUp:
 		// Even if every unknown location were failing, too few would be.
-		eff.Merge(m.resolve(t, ResolutionFalseAlarm, now))
+		eff.Merge(m.resolve(t, ResolutionFalseAlarm, time.Time{}, now))
 		return eff
 	default:
 		m.setState(t, StateUnknown, now)
 	}
 	eff.Save = append(eff.Save, t.incident.clone())
 	return eff
+}
+
+// confirm marks an incident confirmed now.
+func (m *Machine) confirm(inc *Incident, now time.Time, eff *Effects) {
+	inc.ConfirmedAt = now
+	eff.Confirmed = append(eff.Confirmed, now.Sub(inc.StartedAt))
+	eff.event(EventConfirmed, inc)
 }
 
 func (m *Machine) countSuccess(t *target, e Evidence) {
@@ -340,19 +521,26 @@ func (m *Machine) maybeRecover(t *target, now time.Time) Effects {
 	if t.recovery.successes < m.conf.RecoverySuccesses || len(t.recovery.locations) < min(2, len(m.locations)) {
 		return Effects{}
 	}
-	return m.resolve(t, ResolutionRecovered, now)
+	return m.resolve(t, ResolutionRecovered, time.Time{}, now)
 }
 
-func (m *Machine) resolve(t *target, resolution string, now time.Time) Effects {
+// resolve closes the open incident; ended is when the outage ended, when
+// the intervals tell it.
+func (m *Machine) resolve(t *target, resolution string, ended, now time.Time) Effects {
 	inc := t.incident
 	inc.ResolvedAt = now
 	inc.Resolution = resolution
+	inc.EndedAt = ended
+	inc.LastState = inc.State
+	inc.State = StateResolved
 	t.incident = nil
 	t.round = nil
 	t.recovery = recovery{}
+	t.closed = append(t.closed, inc)
 	m.setState(t, StateUp, now)
-	// The incident keeps the state it was in when it ended.
-	return Effects{Save: []Incident{inc.clone()}, Resolved: []string{resolution}}
+	eff := Effects{Save: []Incident{inc.clone()}, Resolved: []string{resolution}}
+	eff.event(EventResolved, inc)
+	return eff
 }
 
 func (m *Machine) setState(t *target, s State, now time.Time) {
@@ -366,21 +554,51 @@ func (m *Machine) setState(t *target, s State, now time.Time) {
 }
 
 // Due starts the verification rounds due at now: targets with an open
-// incident are verified again every reverify_interval. It also forgets
-// targets that have been up and quiet for a day.
+// incident are verified again every reverify_interval. Once a minute it
+// also forgets intervals older than intervalRetention and targets that
+// have been up, quiet and scheduled nowhere for a day.
 func (m *Machine) Due(now time.Time) Effects {
 	var eff Effects
+	prune := now.Sub(m.lastPrune) >= time.Minute
+	if prune {
+		m.lastPrune = now
+	}
 	for k, t := range m.targets {
-		switch {
-		case t.incident == nil:
-			if now.Sub(t.touched) > idleUpRetention {
-				delete(m.targets, k)
-			}
-		case t.round == nil && !now.Before(t.nextRound):
+		if prune {
+			m.prune(t, now)
+		}
+		if t.incident == nil && now.Sub(t.touched) > idleUpRetention && !t.scheduled() && !t.failingSomewhere() {
+			delete(m.targets, k)
+			continue
+		}
+		if t.incident != nil && t.round == nil && !now.Before(t.nextRound) {
 			eff.Merge(m.startRound(t, now))
 		}
 	}
 	return eff
+}
+
+// prune forgets a target's old intervals, and the closed incidents
+// resolved before them.
+func (m *Machine) prune(t *target, now time.Time) {
+	cutoff := now.Add(-intervalRetention)
+	for i := range t.locs {
+		if h := t.locs[i].hist; h != nil {
+			if h.prune(cutoff); h.empty() {
+				t.locs[i].hist = nil
+			}
+		}
+	}
+	t.closed = slices.DeleteFunc(t.closed, func(inc *Incident) bool { return inc.ResolvedAt.Before(cutoff) })
+}
+
+func (t *target) scheduled() bool {
+	for i := range t.locs {
+		if t.locs[i].scheduled {
+			return true
+		}
+	}
+	return false
 }
 
 // TargetView is a target's state for the API and the series.
@@ -394,11 +612,16 @@ type TargetView struct {
 	// DownSince is the start of a confirmed outage while the target is
 	// down; zero otherwise (also while a confirmed outage is unknown).
 	DownSince time.Time `json:"down_since,omitzero"`
-	// Locations holds each location's latest evidence, by location name.
+	// Locations holds each location's latest evidence, in the order of
+	// the configured locations.
 	Locations []Evidence `json:"locations"`
+	// ScheduledIn lists the locations whose latest snapshot lists the
+	// target.
+	ScheduledIn []string `json:"scheduled_in,omitempty"`
 }
 
-// Targets returns every known target, sorted by target and module.
+// Targets returns every known target (each scheduled one of every
+// location included), sorted by target and module.
 func (m *Machine) Targets() []TargetView {
 	out := make([]TargetView, 0, len(m.targets))
 	for _, t := range m.targets {
@@ -410,8 +633,17 @@ func (m *Machine) Targets() []TargetView {
 			}
 		}
 		for _, l := range m.locations {
-			if e, ok := t.seen[l]; ok {
-				v.Locations = append(v.Locations, e)
+			for i := range t.locs {
+				ls := &t.locs[i]
+				if ls.name != l {
+					continue
+				}
+				if e, ok := ls.evidence(); ok {
+					v.Locations = append(v.Locations, e)
+				}
+				if ls.scheduled {
+					v.ScheduledIn = append(v.ScheduledIn, l)
+				}
 			}
 		}
 		out = append(out, v)

@@ -1,0 +1,225 @@
+package confirm
+
+import (
+	"time"
+)
+
+// evaluate judges a target's episodes (see episodes) against its
+// incidents: an episode whose intervals overlap in enough locations is a
+// confirmed outage, recorded as recovered at once when the overlap is
+// already over; an ongoing one opens an incident and a verification
+// round; an episode over before anyone confirmed it is a false alarm. An
+// incident belongs to the episode its start lies in, so an interval seen
+// again (snapshots repeat them) opens nothing new. What it decides
+// depends on the intervals, not on the order they were heard in.
+func (m *Machine) evaluate(t *target, now time.Time) Effects {
+	var eff Effects
+	var round bool
+	eps := episodes(t.locs, m.known, m.conf.MinFailingLocations)
+	for i := range eps {
+		ep := &eps[i]
+		if !ep.streaks {
+			continue // the coordinator's own checks alone open nothing
+		}
+		inc := t.incidentOf(ep)
+		if inc == nil && t.incident != nil && ep.open {
+			// One open incident per target: an ongoing episode takes
+			// it over from an episode that is over, or adopts one
+			// restored from the store.
+			if !m.yield(t, eps, now, &eff) {
+				inc = t.incident
+			}
+		}
+		if inc == nil {
+			inc = m.openIncident(t, ep, now, &eff)
+			round = round || (inc == t.incident && !inc.Confirmed())
+			continue
+		}
+		changed := false
+		if !ep.start.Equal(inc.StartedAt) {
+			// Late reports show the outage began earlier.
+			inc.StartedAt, changed = ep.start, true
+		}
+		switch {
+		case inc == t.incident:
+			changed = m.judgeOpen(t, ep, now, &eff) || changed
+		case ep.confirmed && !inc.Confirmed():
+			m.reclassify(t, inc, ep, now, &eff)
+			changed = true
+		case ep.confirmed && !ep.ongoing && !inc.EndedAt.Equal(ep.overlapEnd) && inc.Resolution == ResolutionRecovered:
+			inc.EndedAt, changed = ep.overlapEnd, true
+		case !ep.confirmed && !ep.open && inc.Resolution == ResolutionFalseAlarm && !inc.EndedAt.Equal(ep.end):
+			inc.EndedAt, changed = ep.end, true
+		}
+		if changed && (inc == t.incident || !inc.Open()) {
+			eff.Save = append(eff.Save, inc.clone())
+		}
+	}
+	if round && t.incident != nil && t.round == nil {
+		eff.Merge(m.startRound(t, now))
+	}
+	return eff
+}
+
+// incidentOf returns the incident whose start lies in the episode: the
+// open one first, else the oldest closed one.
+func (t *target) incidentOf(ep *episode) *Incident {
+	in := func(inc *Incident) bool {
+		return !inc.StartedAt.Before(ep.start) && (ep.open || inc.StartedAt.Before(ep.end))
+	}
+	if t.incident != nil && in(t.incident) {
+		return t.incident
+	}
+	var out *Incident
+	for _, c := range t.closed {
+		if in(c) && (out == nil || c.ID < out.ID) {
+			out = c
+		}
+	}
+	return out
+}
+
+// yield resolves the open incident when the episode it belongs to is over
+// (a newer one is going on), and reports whether it did.
+func (m *Machine) yield(t *target, eps []episode, now time.Time, eff *Effects) bool {
+	for i := range eps {
+		ep := &eps[i]
+		if t.incidentOf(ep) != t.incident {
+			continue
+		}
+		if ep.open {
+			return false
+		}
+		if ep.confirmed || t.incident.Confirmed() {
+			if !t.incident.Confirmed() {
+				m.confirm(t.incident, now, eff)
+			}
+			eff.Merge(m.resolve(t, ResolutionRecovered, ep.overlapEnd, now))
+		} else {
+			eff.Merge(m.resolve(t, ResolutionFalseAlarm, ep.end, now))
+		}
+		return true
+	}
+	return false // restored, and no episode of its own yet: adopt it
+}
+
+// openIncident records a new incident for an episode no incident covers.
+func (m *Machine) openIncident(t *target, ep *episode, now time.Time, eff *Effects) *Incident {
+	m.lastID++
+	inc := &Incident{ID: m.lastID, Target: t.key.Target, Module: t.key.Module, State: StateSeemsDown,
+		StartedAt: ep.start, OpenedAt: now}
+	seen := map[int]bool{}
+	for _, s := range ep.spans {
+		if s.streak < 0 || seen[s.loc] {
+			continue
+		}
+		seen[s.loc] = true
+		if inc.Reporter == "" {
+			inc.Reporter = t.locs[s.loc].name
+		}
+		if e, ok := t.locs[s.loc].evidence(); ok {
+			inc.addEvidence(e)
+		}
+	}
+	eff.event(EventOpened, inc)
+	switch {
+	case ep.confirmed && !ep.ongoing:
+		// Known only once over: confirmed and recovered at once, and
+		// the target never goes down.
+		m.confirm(inc, now, eff)
+		m.closeIncident(t, inc, ResolutionRecovered, ep.overlapEnd, now, eff)
+	case !ep.open:
+		// Over before enough locations failed at once.
+		m.closeIncident(t, inc, ResolutionFalseAlarm, ep.end, now, eff)
+	default:
+		t.incident = inc
+		t.recovery = recovery{}
+		if ep.confirmed {
+			// Enough locations fail now: no round needed to go down.
+			m.confirm(inc, now, eff)
+			t.nextRound = now.Add(m.conf.ReverifyInterval)
+			m.setState(t, StateDown, now)
+		} else {
+			m.setState(t, StateSeemsDown, now)
+		}
+		eff.Save = append(eff.Save, inc.clone())
+	}
+	return inc
+}
+
+// closeIncident records an incident that is not the target's open one as
+// resolved.
+func (m *Machine) closeIncident(t *target, inc *Incident, resolution string, ended, now time.Time, eff *Effects) {
+	inc.LastState = inc.State
+	if inc.Confirmed() {
+		inc.LastState = StateDown
+	}
+	inc.State, inc.Resolution, inc.ResolvedAt, inc.EndedAt = StateResolved, resolution, now, ended
+	t.closed = append(t.closed, inc)
+	eff.Save = append(eff.Save, inc.clone())
+	eff.Resolved = append(eff.Resolved, resolution)
+	eff.event(EventResolved, inc)
+}
+
+// judgeOpen applies an episode to the target's open incident; it reports
+// whether the incident changed and is still open.
+func (m *Machine) judgeOpen(t *target, ep *episode, now time.Time, eff *Effects) bool {
+	inc := t.incident
+	switch {
+	case ep.confirmed && !inc.Confirmed():
+		m.confirm(inc, now, eff)
+		if !ep.ongoing {
+			// Over before it was known: never down.
+			eff.Merge(m.resolve(t, ResolutionRecovered, ep.overlapEnd, now))
+			return false
+		}
+		t.recovery = recovery{}
+		t.nextRound = now.Add(m.conf.ReverifyInterval)
+		m.setState(t, StateDown, now)
+		return true
+	case ep.ongoing && t.state != StateDown:
+		m.setState(t, StateDown, now)
+		return true
+	case !ep.confirmed && !inc.Confirmed() && t.round == nil && !t.failingSomewhere():
+		// Every interval closed and no round pending: too few
+		// locations ever failed at once.
+		eff.Merge(m.resolve(t, ResolutionFalseAlarm, ep.end, now))
+		return false
+	}
+	return false
+}
+
+// failingSomewhere reports whether any location's interval is open.
+func (t *target) failingSomewhere() bool {
+	for i := range t.locs {
+		if t.locs[i].hist.open() {
+			return true
+		}
+	}
+	return false
+}
+
+// reclassify turns a false alarm whose intervals turn out to overlap in
+// enough locations into a confirmed outage: recovered at once when the
+// overlap is over, open and down again while it goes on.
+func (m *Machine) reclassify(t *target, inc *Incident, ep *episode, now time.Time, eff *Effects) {
+	m.confirm(inc, now, eff)
+	inc.Resolution, inc.EndedAt, inc.LastState = ResolutionRecovered, ep.overlapEnd, StateDown
+	eff.Reclassified++
+	eff.event(EventReclassified, inc)
+	if !ep.ongoing || t.incident != nil {
+		return
+	}
+	inc.ResolvedAt, inc.Resolution, inc.EndedAt, inc.LastState = time.Time{}, "", time.Time{}, ""
+	for i, c := range t.closed {
+		if c == inc {
+			t.closed = append(t.closed[:i], t.closed[i+1:]...)
+			break
+		}
+	}
+	t.incident = inc
+	t.recovery = recovery{}
+	t.nextRound = now.Add(m.conf.ReverifyInterval)
+	inc.State = StateDown
+	m.setState(t, StateDown, now)
+}
