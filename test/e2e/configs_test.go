@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	yaml "go.yaml.in/yaml/v3"
 )
@@ -172,10 +173,12 @@ const composeRulesDir = "/etc/prometheus/rules/"
 // prometheusConfig derives Prometheus' configuration from
 // deploy/prometheus.yml: the compose services' addresses become the test's
 // (addrs maps host:port, or the demo target's URL, to its replacement),
-// scrape and evaluation intervals become 1s, the rule files are the
-// repository's rules/*.yml, and the grafana job, with no Grafana here, is
-// dropped. Job names and labels stay as they are.
-func prometheusConfig(t *testing.T, root string, addrs map[string]string) string {
+// the vantage-coordinator job scrapes coordinators (host:port each: one, or
+// an HA pair) in place of the compose service, scrape and evaluation
+// intervals become 1s, the rule files are the repository's rules/*.yml,
+// and the grafana job, with no Grafana here, is dropped. Job names and
+// labels stay as they are.
+func prometheusConfig(t *testing.T, root string, addrs map[string]string, coordinators []string) string {
 	t.Helper()
 	path := filepath.Join(root, "deploy", "prometheus.yml")
 	doc := mustYAML(t, path)
@@ -213,6 +216,9 @@ func prometheusConfig(t *testing.T, root string, addrs map[string]string) string
 		// The global intervals apply to every job.
 		delete(job, "scrape_interval")
 		delete(job, "scrape_timeout")
+		if name == "vantage-coordinator" {
+			replaceTarget(t, path, job, coordinatorService, coordinators)
+		}
 		kept = append(kept, job)
 	}
 	for _, want := range []string{"vantage-exporter", "vantage-coordinator"} {
@@ -229,12 +235,45 @@ func prometheusConfig(t *testing.T, root string, addrs map[string]string) string
 	return mustMarshal(t, doc)
 }
 
+// coordinatorService is the coordinator's address in deploy/prometheus.yml.
+const coordinatorService = "coordinator:9716"
+
+// replaceTarget replaces the static target from in job (from the file
+// path) by the targets to, failing the test when job has no such target.
+func replaceTarget(t *testing.T, path string, job map[string]any, from string, to []string) {
+	t.Helper()
+	replaced := false
+	scs, _ := job["static_configs"].([]any)
+	for _, sc := range scs {
+		c, _ := sc.(map[string]any)
+		targets, _ := c["targets"].([]any)
+		var out []any
+		for _, tg := range targets {
+			if tg == from {
+				for _, x := range to {
+					out = append(out, x)
+				}
+				replaced = true
+				continue
+			}
+			out = append(out, tg)
+		}
+		if c != nil {
+			c["targets"] = out
+		}
+	}
+	if !replaced {
+		t.Fatalf("%s: job %v has no static target %s to replace with the test's %v", path, job["job_name"], from, to)
+	}
+}
+
 // alertmanagerConfig derives Alertmanager's configuration from
 // deploy/alertmanager.yml: the webhook URLs point at the test's receiver
-// (same paths), and every group_wait becomes groupWait so that the first
-// notification of a group comes within seconds. Everything else (routes,
+// (same paths), every group_wait becomes groupWait so that the first
+// notification of a group comes within seconds, and every group_interval
+// becomes groupInterval when that is set. Everything else (routes,
 // matchers, inhibitions) is the deployed configuration.
-func alertmanagerConfig(t *testing.T, root, webhookBase string) string {
+func alertmanagerConfig(t *testing.T, root, webhookBase string, groupInterval time.Duration) string {
 	t.Helper()
 	path := filepath.Join(root, "deploy", "alertmanager.yml")
 	doc := mustYAML(t, path)
@@ -269,6 +308,9 @@ func alertmanagerConfig(t *testing.T, root, webhookBase string) string {
 	capWait = func(route map[string]any) {
 		if _, ok := route["group_wait"]; ok {
 			route["group_wait"] = groupWait.String()
+		}
+		if _, ok := route["group_interval"]; ok && groupInterval > 0 {
+			route["group_interval"] = groupInterval.String()
 		}
 		subs, _ := route["routes"].([]any)
 		for _, s := range subs {

@@ -207,3 +207,19 @@ func describe(ss []series) string {
 	}
 	return b.String()
 }
+
+// activeAlert is one alert from /api/v1/alerts.
+type activeAlert struct {
+	Labels   map[string]string `json:"labels"`
+	State    string            `json:"state"`
+	ActiveAt time.Time         `json:"activeAt"`
+}
+
+// alerts returns the pending and firing alerts of every alerting rule.
+func (p promAPI) alerts() ([]activeAlert, error) {
+	var d struct {
+		Alerts []activeAlert `json:"alerts"`
+	}
+	err := p.get("/api/v1/alerts", url.Values{}, &d)
+	return d.Alerts, err
+}

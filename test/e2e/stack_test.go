@@ -49,14 +49,31 @@ type stack struct {
 
 	addrs        map[string]string // compose service address (as deploy/ names it) → the test's
 	exporters    map[string]string // location → base URL
-	coordinator  string            // base URL
+	coordinator  string            // base URL of the first coordinator
+	coordinators []string          // base URLs of every coordinator, the first included
+	gates        []*scrapeGate     // with stackOptions.gateScrapes: in front of each coordinator
 	alertmanager string            // base URL
 	started      time.Time         // when Prometheus started: the start of every range query
 }
 
+// stackOptions are what a test changes in the stack; the zero value is the
+// stack docker-compose.yml runs.
+type stackOptions struct {
+	// coordinators is how many coordinators run (0: one). Every exporter
+	// reports to each, and Prometheus scrapes them all as targets of the
+	// one vantage-coordinator job, as an HA pair is deployed.
+	coordinators int
+	// gateScrapes puts a scrapeGate in front of each coordinator for
+	// Prometheus' scrapes, so that the test can make them fail.
+	gateScrapes bool
+	// groupInterval, when set, replaces every group_interval of
+	// deploy/alertmanager.yml.
+	groupInterval time.Duration
+}
+
 // startStack starts every program of the stack and waits until each is
 // ready. Everything is stopped and removed when the test ends.
-func startStack(t *testing.T) *stack {
+func startStack(t *testing.T, opts stackOptions) *stack {
 	t.Helper()
 	mustDebianTools(t)
 	root := testbin.ModuleRoot(t)
@@ -84,18 +101,34 @@ func startStack(t *testing.T) *stack {
 		s.addrs["exporter-"+l.name+":9715"] = testbin.FreeAddr(t)
 		s.exporters[l.name] = "http://" + s.addrs["exporter-"+l.name+":9715"]
 	}
-	s.addrs["coordinator:9716"], s.addrs["alertmanager:9093"], s.addrs["localhost:9090"] = testbin.FreeAddr(t), testbin.FreeAddr(t), testbin.FreeAddr(t)
+	s.addrs[coordinatorService], s.addrs["alertmanager:9093"], s.addrs["localhost:9090"] = testbin.FreeAddr(t), testbin.FreeAddr(t), testbin.FreeAddr(t)
 	s.addrs["http://demotarget:8080/"] = s.urls.demo
-	s.coordinator, s.alertmanager = "http://"+s.addrs["coordinator:9716"], "http://"+s.addrs["alertmanager:9093"]
+	s.coordinators = []string{"http://" + s.addrs[coordinatorService]}
+	for len(s.coordinators) < opts.coordinators {
+		s.coordinators = append(s.coordinators, "http://"+testbin.FreeAddr(t))
+	}
+	s.coordinator, s.alertmanager = s.coordinators[0], "http://"+s.addrs["alertmanager:9093"]
 	s.prom = promAPI{base: "http://" + s.addrs["localhost:9090"], client: &http.Client{Timeout: 10 * time.Second}}
+	// What Prometheus scrapes as the vantage-coordinator job.
+	var scraped []string
+	for _, c := range s.coordinators {
+		if opts.gateScrapes {
+			g := startScrapeGate(t, c)
+			s.gates = append(s.gates, g)
+			c = g.base
+		}
+		scraped = append(scraped, strings.TrimPrefix(c, "http://"))
+	}
 
 	ready := map[*process]string{} // process → its readiness URL
-	ready[s.startAlertmanager(t)] = s.alertmanager + "/-/ready"
-	ready[s.startCoordinator(t, coordinatorBin)] = s.coordinator + "/-/ready"
+	ready[s.startAlertmanager(t, opts.groupInterval)] = s.alertmanager + "/-/ready"
+	for i, c := range s.coordinators {
+		ready[s.startCoordinator(t, coordinatorBin, i)] = c + "/-/ready"
+	}
 	for _, l := range locations {
 		ready[s.startExporter(t, exporterBin, l)] = s.exporters[l.name] + "/-/ready"
 	}
-	ready[s.startPrometheus(t)] = s.prom.base + "/-/ready"
+	ready[s.startPrometheus(t, scraped)] = s.prom.base + "/-/ready"
 	for _, p := range s.procs.list {
 		s.procs.waitReady(t, p, ready[p])
 	}
@@ -103,9 +136,9 @@ func startStack(t *testing.T) *stack {
 }
 
 // startAlertmanager runs Debian's Alertmanager with clustering off.
-func (s *stack) startAlertmanager(t *testing.T) *process {
+func (s *stack) startAlertmanager(t *testing.T, groupInterval time.Duration) *process {
 	dir := mustMkdir(t, filepath.Join(s.dir, "alertmanager"))
-	writeFile(t, filepath.Join(dir, "alertmanager.yml"), alertmanagerConfig(t, s.root, s.hook.base))
+	writeFile(t, filepath.Join(dir, "alertmanager.yml"), alertmanagerConfig(t, s.root, s.hook.base, groupInterval))
 	return s.procs.start("alertmanager", alertmanagerBinary, []string{
 		"--config.file=" + filepath.Join(dir, "alertmanager.yml"),
 		"--storage.path=" + mustMkdir(t, filepath.Join(dir, "data")),
@@ -114,15 +147,19 @@ func (s *stack) startAlertmanager(t *testing.T) *process {
 	}, nil)
 }
 
-// startCoordinator runs the coordinator with the OTEL variables
-// docker-compose.yml gives it.
-func (s *stack) startCoordinator(t *testing.T, bin string) *process {
-	dir := mustMkdir(t, filepath.Join(s.dir, "coordinator"))
+// startCoordinator runs coordinator i (of s.coordinators), each with its
+// own store, with the OTEL variables docker-compose.yml gives it.
+func (s *stack) startCoordinator(t *testing.T, bin string, i int) *process {
+	name, dir := "vantage-coordinator", filepath.Join(s.dir, "coordinator")
+	if len(s.coordinators) > 1 {
+		name, dir = fmt.Sprintf("%s %d", name, i), fmt.Sprintf("%s-%d", dir, i)
+	}
+	mustMkdir(t, dir)
 	writeFile(t, filepath.Join(dir, "coordinator.yml"), coordinatorConfig(t, s.root, s.exporters))
-	return s.procs.start("vantage-coordinator", bin, []string{
+	return s.procs.start(name, bin, []string{
 		"--config.file=" + filepath.Join(dir, "coordinator.yml"),
 		"--storage.path=" + mustMkdir(t, filepath.Join(dir, "data")),
-		"--web.listen-address=" + s.addrs["coordinator:9716"],
+		"--web.listen-address=" + strings.TrimPrefix(s.coordinators[i], "http://"),
 	}, []string{
 		"OTEL_EXPORTER_OTLP_ENDPOINT=" + s.otlp.Endpoint,
 		"OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
@@ -136,15 +173,18 @@ func (s *stack) startCoordinator(t *testing.T, bin string) *process {
 func (s *stack) startExporter(t *testing.T, bin string, l location) *process {
 	path := filepath.Join(s.dir, "exporter-"+l.name+".yml")
 	writeFile(t, path, exporterConfig(l, s.target.caFile, s.urls))
-	return s.procs.start("vantage-exporter "+l.name, bin, []string{
+	args := []string{
 		"--config.file=" + path,
 		"--location=" + l.name,
-		"--coordinator.url=" + s.coordinator,
 		"--web.listen-address=" + s.addrs["exporter-"+l.name+":9715"],
 		"--tracing.slow-threshold=" + slowThreshold.String(),
 		// Only failed and slow checks: every trace received must be one.
 		"--tracing.sample-ratio=0",
-	}, []string{
+	}
+	for _, c := range s.coordinators {
+		args = append(args, "--coordinator.url="+c)
+	}
+	return s.procs.start("vantage-exporter "+l.name, bin, args, []string{
 		"OTEL_EXPORTER_OTLP_ENDPOINT=" + s.otlp.Endpoint,
 		"OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
 		"OTEL_SERVICE_NAME=vantage-exporter",
@@ -154,10 +194,11 @@ func (s *stack) startExporter(t *testing.T, bin string, l location) *process {
 }
 
 // startPrometheus runs Debian's Prometheus with the flags of
-// docker-compose.yml and a configuration derived from deploy/prometheus.yml.
-func (s *stack) startPrometheus(t *testing.T) *process {
+// docker-compose.yml and a configuration derived from deploy/prometheus.yml,
+// scraping the coordinators (host:port) as the vantage-coordinator job.
+func (s *stack) startPrometheus(t *testing.T, coordinators []string) *process {
 	dir := mustMkdir(t, filepath.Join(s.dir, "prometheus"))
-	writeFile(t, filepath.Join(dir, "prometheus.yml"), prometheusConfig(t, s.root, s.addrs))
+	writeFile(t, filepath.Join(dir, "prometheus.yml"), prometheusConfig(t, s.root, s.addrs, coordinators))
 	s.started = time.Now()
 	return s.procs.start("prometheus", prometheusBinary, []string{
 		"--config.file=" + filepath.Join(dir, "prometheus.yml"),
@@ -185,7 +226,7 @@ func (s *stack) waitScrapingAll(t *testing.T) {
 				bad = append(bad, fmt.Sprintf("%s %s: %s %s", at.Labels["job"], at.ScrapeURL, at.Health, at.LastError))
 			}
 		}
-		if jobs["vantage-exporter"] != len(locations) || jobs["vantage-coordinator"] != 1 {
+		if jobs["vantage-exporter"] != len(locations) || jobs["vantage-coordinator"] != len(s.coordinators) {
 			return false, fmt.Sprintf("jobs %v", jobs)
 		}
 		return len(bad) == 0, strings.Join(bad, "; ")
@@ -193,7 +234,7 @@ func (s *stack) waitScrapingAll(t *testing.T) {
 }
 
 // waitAllUp waits until every scheduled target succeeds from every location
-// that checks it, as Prometheus sees it, the coordinator holds every
+// that checks it, as Prometheus sees it, every coordinator holds every
 // location healthy (canaries passed: before that, failures would be
 // reported as unknown), and the vantage-probe job's probes through the
 // coordinator succeed.
@@ -211,6 +252,7 @@ func (s *stack) waitAllUp(t *testing.T) {
 		if err != nil {
 			return false, err.Error()
 		}
+		// one series per coordinator and location
 		healthy, _, err := s.prom.value(`count(vantage_location_healthy{job="vantage-coordinator"} == 1)`)
 		if err != nil {
 			return false, err.Error()
@@ -221,8 +263,9 @@ func (s *stack) waitAllUp(t *testing.T) {
 		if err != nil {
 			return false, err.Error()
 		}
-		return int(up) == want && int(healthy) == len(locations) && consensus == 1,
-			fmt.Sprintf("%g of %d checks succeeding, %g of %d locations healthy, vantage-probe consensus %g", up, want, healthy, len(locations), consensus)
+		wantHealthy := len(locations) * len(s.coordinators)
+		return int(up) == want && int(healthy) == wantHealthy && consensus == 1,
+			fmt.Sprintf("%g of %d checks succeeding, %g of %d locations healthy at the coordinators, vantage-probe consensus %g", up, want, healthy, wantHealthy, consensus)
 	})
 }
 
