@@ -13,6 +13,7 @@ import (
 	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/internal/jsonapi"
 	"github.com/vantageprobe/vantage/prober"
+	"github.com/vantageprobe/vantage/prober/result"
 )
 
 // The check API: the coordinator asks an exporter to check a target now,
@@ -41,6 +42,10 @@ func (e *Exporter) handleCheck(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(e.tracing.Extract(r.Context(), r.Header), timeout)
 	defer cancel()
 	ctx, span := e.tracer.start(ctx, sourceAPI, req.Module, req.Target, trace.SpanKindServer)
+	// The canary runs alongside: should the target fail, the answer
+	// carries the verdict of a canary check that began once the target's
+	// had begun.
+	canary := e.canary.await(time.Now())
 	result := mod.Probe(ctx, req.Target, prober.Params{Tracing: span != nil})
 	span.attempt(result)
 	span.end(result, 1)
@@ -48,7 +53,29 @@ func (e *Exporter) handleCheck(w http.ResponseWriter, r *http.Request) {
 	if e.trans != nil {
 		e.trans.checked(req.Module, req.Target, result)
 	}
-	jsonapi.Write(w, http.StatusOK, api.CheckResponse{Location: e.opts.Location, CanaryOK: e.canary.known(), Target: req.Target, Module: req.Module, Result: result})
+	jsonapi.Write(w, http.StatusOK, api.CheckResponse{Location: e.opts.Location, CanaryOK: e.checkCanary(ctx, canary, result), Target: req.Target, Module: req.Module, Result: result})
+}
+
+// checkCanary is a check answer's canary verdict: after a failure, that of
+// the canary check w waits for, within the request's timeout (false,
+// cannot tell, when none came in time); the latest one otherwise, or
+// without a canary (nil then).
+func (e *Exporter) checkCanary(ctx context.Context, w *canaryWait, r *result.Result) *bool {
+	if w == nil || r.Success {
+		w.cancel()
+		return e.canary.state.known()
+	}
+	v, err := w.wait(ctx)
+	if err != nil {
+		return new(false)
+	}
+	return new(v.ok)
+}
+
+// handleStatus tells who this exporter is and how its canary fares
+// (GET /api/v1/status).
+func (e *Exporter) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	jsonapi.Write(w, http.StatusOK, api.Status{Location: e.opts.Location, Run: e.run, CanaryOK: e.canary.state.known()})
 }
 
 // decodeCheckRequest reads and validates a check request, returning the

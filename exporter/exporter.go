@@ -32,9 +32,13 @@ type Exporter struct {
 	history *history
 	reloads chan chan error
 	// token, when set, is what check API requests must carry.
-	token  *webserver.TokenFile
-	table  *collector.Table
-	canary *canaryState
+	token *webserver.TokenFile
+	table *collector.Table
+	// canary is the location's connectivity canary: its latest verdict
+	// and its checks on demand.
+	canary *canary
+	// run identifies this process to the coordinators (batches, status).
+	run string
 	// tracing is the OpenTelemetry set-up, no-op when tracing is off;
 	// tracer makes the check spans with it.
 	tracing *tracing.Provider
@@ -43,6 +47,10 @@ type Exporter struct {
 	reporter *report.Reporter
 	trans    *transitions
 	sched    *scheduler.Scheduler
+	// ctx is Serve's: failures waiting for the canary's verdict (blames)
+	// end with it.
+	ctx    context.Context
+	blames sync.WaitGroup
 }
 
 // New loads the configuration and builds an exporter. A configuration that
@@ -65,9 +73,10 @@ func New(opts Options) (*Exporter, error) {
 		history: newHistory(opts.HistoryLimit),
 		reloads: make(chan chan error),
 		table:   collector.NewTable(reg),
-		canary:  newCanaryState(),
+		run:     report.NewRunID(),
 	}
-	reg.MustRegister(e.canary)
+	e.canary = newCanary(newCanaryState(), e.canaryTarget, e.probeCanary)
+	reg.MustRegister(e.canary.state)
 	if opts.APITokenFile != "" {
 		token, err := webserver.NewTokenFile(opts.APITokenFile)
 		if err != nil {
@@ -112,11 +121,14 @@ func (e *Exporter) tracingConfig() tracing.Config {
 
 // reportOptions configure the delivery of state-change reports to the
 // coordinators; client nil means the default client. Every batch carries
-// the canary's verdict.
+// the canary's verdict; snapshots tell the state of every scheduled target.
 func (e *Exporter) reportOptions(client *http.Client) report.Options {
 	ro := report.DefaultOptions()
-	ro.URLs, ro.Location = e.opts.CoordinatorURLs, e.opts.Location
-	ro.Canary = e.canary.known
+	ro.URLs, ro.Location, ro.Run = e.opts.CoordinatorURLs, e.opts.Location, e.run
+	ro.Canary = e.canary.state.known
+	ro.Snapshot = e.snapshot
+	ro.HeartbeatInterval = e.opts.CoordinatorHeartbeatInterval
+	ro.SnapshotInterval = e.opts.CoordinatorSnapshotInterval
 	ro.Registerer, ro.Logger = e.reg, e.logger.With("component", "reporter")
 	if client != nil {
 		ro.Client = client
@@ -195,16 +207,71 @@ func (e *Exporter) check(ctx context.Context, t *scheduler.Target) *result.Resul
 
 // onOutcome takes the outcome of every scheduled check. The canary's
 // judges the location; a target's becomes its series in the results table
-// and, when reporting, a state-change report if its state changed.
+// and, when reporting, a state-change report if its state changed. A
+// failure that would blame the target waits for a canary check that
+// begins after it (blame), without holding up the scheduler.
 func (e *Exporter) onOutcome(o scheduler.Outcome) {
 	if o.Target.Canary {
-		e.canary.set(o.Result.Success)
+		began := o.Result.Start
+		if began.IsZero() {
+			began = o.Planned
+		}
+		e.canary.observe(canaryVerdict{ok: o.Result.Success, began: began})
 		return
 	}
 	e.table.Record(tableCheck(o))
 	if e.trans != nil {
-		e.trans.record(o, e.canary.ok())
+		if b := e.trans.record(o, time.Now()); b != nil {
+			e.blame(b)
+		}
 	}
+}
+
+// blame resolves a failure with the verdict of a canary check that began
+// after it; without a canary, at once: the location vouches for itself.
+// While the target keeps failing after a failed canary check, it waits
+// again for its newer failure.
+func (e *Exporter) blame(b *blame) {
+	if !e.canary.configured() {
+		e.trans.resolve(b, canaryVerdict{ok: true, began: b.since})
+		return
+	}
+	e.blames.Go(func() {
+		for b != nil {
+			v, err := e.canary.after(e.ctx, b.since)
+			if err != nil {
+				return // shutting down: the failure stays unreported
+			}
+			b = e.trans.resolve(b, v)
+		}
+	})
+}
+
+// canaryTarget is the configured canary, nil without one.
+func (e *Exporter) canaryTarget() *scheduler.Target {
+	targets := e.config.get().targets
+	// The canary, when configured, is the last scheduled target.
+	if n := len(targets); n > 0 && targets[n-1].Canary {
+		return &targets[n-1]
+	}
+	return nil
+}
+
+// probeCanary runs one on-demand check of the canary.
+func (e *Exporter) probeCanary(ctx context.Context, t *scheduler.Target) *result.Result {
+	mod := e.config.get().modules[t.Module]
+	if mod == nil {
+		r := &result.Result{Start: time.Now()}
+		r.Fail(result.ReasonConfigError, "module %q is no longer configured", t.Module)
+		return r
+	}
+	return mod.Probe(ctx, t.Target, prober.Params{})
+}
+
+// snapshot is the state of every scheduled target for the coordinators,
+// numbered with the latest report it includes.
+func (e *Exporter) snapshot(withTargets bool) *api.Snapshot {
+	return e.trans.snapshot(e.config.get().targets, withTargets, e.reporter.Seq, time.Now())
 }
 
 // tableRows describes the scheduled targets to the results table; the
@@ -247,7 +314,7 @@ func (e *Exporter) applySchedule(ctx context.Context) {
 	if e.trans != nil {
 		e.trans.retain(st.targets)
 	}
-	e.canary.configure(st.config.Canary != nil)
+	e.canary.state.configure(st.config.Canary != nil)
 	e.sched.SetSettings(schedulerSettings(st))
 	if err := e.sched.Update(ctx, st.targets); err != nil && ctx.Err() == nil {
 		e.logger.Error("Scheduler did not take the targets", "err", err)
@@ -276,6 +343,11 @@ func (e *Exporter) Handler() http.Handler {
 		check = webserver.RequireToken(check, e.token, e.metrics.unauthorized, e.logger)
 	}
 	mux.Handle("POST "+api.CheckPath, check)
+	var status http.Handler = http.HandlerFunc(e.handleStatus)
+	if e.token != nil {
+		status = webserver.RequireToken(status, e.token, e.metrics.unauthorized, e.logger)
+	}
+	mux.Handle("GET "+api.StatusPath, status)
 	webserver.HandleOperational(mux, e.reloads)
 	if e.opts.EnablePprof {
 		webserver.HandlePprof(mux)
@@ -286,12 +358,15 @@ func (e *Exporter) Handler() http.Handler {
 // Serve runs the exporter until ctx ends or its server fails. It starts,
 // in order, the delivery of reports, the scheduler with the configured
 // targets, the reloader and the HTTP server, and stops them the other way
-// round: the server, then the reloader and the scheduler, whose checks end;
-// then the delivery, which makes a last attempt for the reports those
-// checks left queued; tracing last, once every check's trace is decided.
+// round: the server, then the reloader and the scheduler, whose checks end,
+// the canary's checks on demand and the failures waiting for them; then
+// the delivery, which makes a last attempt for the reports those checks
+// left queued; tracing last, once every check's trace is decided.
 func (e *Exporter) Serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	e.ctx = ctx
+	e.canary.start(ctx)
 	// Reports outlive ctx: their delivery stops only after the checks.
 	reportCtx, stopReports := context.WithCancel(context.Background())
 	var delivery sync.WaitGroup
@@ -312,6 +387,8 @@ func (e *Exporter) Serve(ctx context.Context) error {
 	// the reloader either way.
 	cancel()
 	checks.Wait()
+	e.blames.Wait()
+	e.canary.wait()
 	stopReports()
 	delivery.Wait()
 	e.shutdownTracing()

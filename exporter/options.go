@@ -4,6 +4,7 @@
 package exporter
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -31,6 +32,14 @@ type Options struct {
 	// CoordinatorURLs are the coordinators (one, or an HA pair) that get
 	// this exporter's state-change reports; none disables reporting.
 	CoordinatorURLs []string
+	// CoordinatorHeartbeatInterval is the longest a coordinator goes
+	// without a batch: with no reports queued, an empty one carries the
+	// canary's verdict. 0: 10s.
+	CoordinatorHeartbeatInterval time.Duration
+	// CoordinatorSnapshotInterval is how often each coordinator gets a
+	// snapshot of every scheduled target's state, besides when it is new
+	// to this exporter, asks for one, or reports to it were dropped. 0: 5m.
+	CoordinatorSnapshotInterval time.Duration
 	// ConfigFile is the configuration file; empty means the embedded default.
 	ConfigFile string
 	// FlagConfig is where the web server listens (--web.listen-address,
@@ -65,10 +74,12 @@ func DefaultOptions() Options {
 			WebSystemdSocket:   new(false),
 			WebConfigFile:      new(""),
 		},
-		TimeoutOffset: 500 * time.Millisecond,
-		HistoryLimit:  100,
-		Tracing:       tracing.DefaultConfig(),
-		Logger:        slog.New(slog.DiscardHandler),
+		CoordinatorHeartbeatInterval: 10 * time.Second,
+		CoordinatorSnapshotInterval:  5 * time.Minute,
+		TimeoutOffset:                500 * time.Millisecond,
+		HistoryLimit:                 100,
+		Tracing:                      tracing.DefaultConfig(),
+		Logger:                       slog.New(slog.DiscardHandler),
 	}
 }
 
@@ -86,6 +97,15 @@ func (o *Options) validate() error {
 		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 			return fmt.Errorf("--coordinator.url %q is not an http(s) URL", u)
 		}
+	}
+	if len(o.CoordinatorURLs) > 0 && o.Location == "" {
+		return errors.New("--coordinator.url needs --location: the coordinator takes reports only from the locations it lists, by name")
+	}
+	if o.CoordinatorHeartbeatInterval < 0 {
+		return fmt.Errorf("--coordinator.heartbeat-interval must not be negative, got %s", o.CoordinatorHeartbeatInterval)
+	}
+	if o.CoordinatorSnapshotInterval < 0 {
+		return fmt.Errorf("--coordinator.snapshot-interval must not be negative, got %s", o.CoordinatorSnapshotInterval)
 	}
 	if o.Tracing.Enabled() {
 		if err := o.Tracing.Validate(); err != nil {

@@ -144,7 +144,7 @@ targets:
   - module: http_2xx
     interval: 3s
     targets: [`+down.URL+`]
-`, func(o *Options) { o.CoordinatorURLs = []string{coordinator.URL} })
+`, func(o *Options) { o.Location, o.CoordinatorURLs = "ams", []string{coordinator.URL} })
 
 	var fams map[string]*familyView
 	testbin.WaitFor(t, "the canary's failure and the target's result on /metrics", 10*time.Second, func() error {
@@ -245,7 +245,7 @@ targets:
   - module: http_2xx
     interval: 1s
     targets: [`+target.URL+`]
-`, func(o *Options) { o.CoordinatorURLs = []string{coordinator.URL} })
+`, func(o *Options) { o.Location, o.CoordinatorURLs = "ams", []string{coordinator.URL} })
 	canaryIs := func(v float64) func() error {
 		return func() error {
 			_, body := mustGet(t, ts.url+"/metrics")

@@ -1,6 +1,8 @@
 package exporter
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 	"time"
 
@@ -11,56 +13,120 @@ import (
 
 // transitions turns scheduled outcomes into state-change reports: a target
 // whose check failed (after its local retries) starts failing, or is
-// unknown while the location's canary fails; an unknown target still
-// failing once the canary is back is failing; a failing or unknown target
-// whose check succeeds has recovered. Only changes are reported.
+// unknown when the location's canary fails; an unknown target still
+// failing once the canary passes again is failing; a failing or unknown
+// target whose check succeeds has recovered. Only changes are reported.
+//
+// Canary before blame: a failure that would be reported failing (a new
+// streak, or one reported unknown so far) is held as pending until a
+// canary check that began after it has a verdict (record returns the
+// wait, resolve applies the verdict). A later outcome of the target
+// supersedes the pending one; a success ends it, unreported if nothing
+// of the streak was.
+//
+// It also holds what a snapshot tells: every failing streak.
 type transitions struct {
 	mu      sync.Mutex
-	failing map[string]streak // targets whose checks fail
-	send    func(api.Report)
+	failing map[string]*streak // targets whose checks fail
+	// send queues a report; it is called with mu held, so a snapshot
+	// (taken with mu held) includes every report numbered up to its Seq.
+	send func(api.Report)
 }
 
 // streak is a run of failed checks of one target.
 type streak struct {
-	first time.Time // planned time of the first failed check
-	state string    // the state last reported: failing or unknown
+	target, module string
+	first          time.Time // planned time of the first failed check
+	last           time.Time // planned time of the latest failed check
+	state          string    // the state last reported: failing, unknown, or "" before the first report
+	// pending is the latest failed outcome waiting for the canary's
+	// verdict; waiting says a verdict is being awaited for it.
+	pending      *scheduler.Outcome
+	pendingSince time.Time // when pending was taken
+	waiting      bool
+}
+
+// blame is a failure waiting for the canary's verdict: a canary check
+// that began at or after since decides it.
+type blame struct {
+	key   string
+	s     *streak
+	since time.Time
 }
 
 func newTransitions(send func(api.Report)) *transitions {
-	return &transitions{failing: map[string]streak{}, send: send}
+	return &transitions{failing: map[string]*streak{}, send: send}
 }
 
-func (tr *transitions) record(o scheduler.Outcome, canaryOK bool) {
+// record applies a scheduled outcome. It returns a blame to resolve with
+// the verdict of a canary check that began at or after since, when the
+// failure would make the target failing and no verdict is awaited yet;
+// since is when the outcome was taken.
+func (tr *transitions) record(o scheduler.Outcome, since time.Time) *blame {
 	key := o.Target.Key()
 	tr.mu.Lock()
-	s, wasFailing := tr.failing[key]
-	var state string
+	defer tr.mu.Unlock()
+	s := tr.failing[key]
 	switch {
-	case o.Result.Success && wasFailing:
+	case o.Result.Success && s != nil:
 		delete(tr.failing, key)
-		state = api.StateRecovered
-	case o.Result.Success:
-	case !wasFailing:
-		s = streak{first: o.Planned, state: api.StateFailing}
-		if !canaryOK {
-			s.state = api.StateUnknown
+		if s.state != "" {
+			tr.send(api.Report{
+				Target: o.Target.Target, Module: o.Target.Module, State: api.StateRecovered,
+				Time: o.Planned, FirstFailure: s.first, Attempts: o.Attempts, Result: o.Result,
+			})
 		}
+		return nil
+	case o.Result.Success:
+		return nil
+	case s == nil:
+		s = &streak{target: o.Target.Target, module: o.Target.Module, first: o.Planned}
 		tr.failing[key] = s
-		state = s.state
-	case s.state == api.StateUnknown && canaryOK:
-		s.state = api.StateFailing
-		tr.failing[key] = s
-		state = s.state
 	}
-	tr.mu.Unlock()
-	if state == "" {
-		return
+	s.last = o.Planned
+	if s.state == api.StateFailing {
+		return nil // failing stays failing
 	}
-	first := s.first
-	tr.send(api.Report{
-		Target: o.Target.Target, Module: o.Target.Module, State: state,
-		Time: o.Planned, FirstFailure: first, Attempts: o.Attempts, Result: o.Result,
-	})
+	s.pending, s.pendingSince = &o, since
+	if s.waiting {
+		return nil // the verdict awaited takes the newer outcome
+	}
+	s.waiting = true
+	return &blame{key: key, s: s, since: since}
+}
+
+// resolve applies the canary's verdict to b's streak, with its latest
+// pending outcome: failing when the canary passed (a canary check that
+// began after a failure of the streak passed), unknown when it failed. It
+// returns the next blame when that outcome was taken after the failed
+// canary check began, so the verdict does not tell about it; nil
+// otherwise.
+func (tr *transitions) resolve(b *blame, v canaryVerdict) *blame {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	s := b.s
+	if tr.failing[b.key] != s || s.pending == nil {
+		// A success ended the streak, or the target was removed.
+		s.waiting = false
+		return nil
+	}
+	o := s.pending
+	state := api.StateFailing
+	if !v.ok {
+		state = api.StateUnknown
+	}
+	if s.state != state {
+		s.state = state
+		tr.send(api.Report{
+			Target: o.Target.Target, Module: o.Target.Module, State: state,
+			Time: o.Planned, FirstFailure: s.first, Attempts: o.Attempts, Result: o.Result,
+		})
+	}
+	if !v.ok && s.pendingSince.After(v.began) {
+		return &blame{key: b.key, s: s, since: s.pendingSince}
+	}
+	s.pending, s.waiting = nil, false
+	return nil
 }
 
 // checked applies a check the coordinator asked for (POST /api/v1/check):
@@ -75,11 +141,11 @@ func (tr *transitions) checked(module, target string, r *result.Result) {
 	}
 	key := scheduler.Key(module, target)
 	tr.mu.Lock()
-	_, wasFailing := tr.failing[key]
+	defer tr.mu.Unlock()
+	s, wasFailing := tr.failing[key]
 	delete(tr.failing, key)
-	tr.mu.Unlock()
-	if wasFailing {
-		tr.send(api.Report{Target: target, Module: module, State: api.StateRecovered, Time: r.Start, Attempts: 1, Result: r})
+	if wasFailing && s.state != "" {
+		tr.send(api.Report{Target: target, Module: module, State: api.StateRecovered, Time: r.Start, FirstFailure: s.first, Attempts: 1, Result: r})
 	}
 }
 
@@ -96,4 +162,41 @@ func (tr *transitions) retain(targets []scheduler.Target) {
 			delete(tr.failing, key)
 		}
 	}
+}
+
+// snapshot is the state of the scheduled targets (the canary left out):
+// each target in a failing streak with its state (unknown while its
+// first verdict is awaited), the others counted as up. seq returns the
+// number of the latest report sent; it is read with the lock held, so
+// the state includes every report up to it.
+func (tr *transitions) snapshot(targets []scheduler.Target, withTargets bool, seq func() uint64, now time.Time) *api.Snapshot {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	snap := &api.Snapshot{Seq: seq(), Time: now, NotUp: []api.Report{}}
+	var up api.Digest
+	for i := range targets {
+		t := &targets[i]
+		if t.Canary {
+			continue
+		}
+		if s, ok := tr.failing[t.Key()]; ok {
+			state := s.state
+			if state == "" {
+				state = api.StateUnknown
+			}
+			snap.NotUp = append(snap.NotUp, api.Report{Target: s.target, Module: s.module, State: state, Time: s.last, FirstFailure: s.first})
+			continue
+		}
+		k := api.TargetKey{Target: t.Target, Module: t.Module}
+		up.Add(k)
+		snap.Up++
+		if withTargets {
+			snap.UpTargets = append(snap.UpTargets, k)
+		}
+	}
+	slices.SortFunc(snap.NotUp, func(a, b api.Report) int {
+		return cmp.Or(cmp.Compare(a.Module, b.Module), cmp.Compare(a.Target, b.Target))
+	})
+	snap.UpDigest = up.String()
+	return snap
 }

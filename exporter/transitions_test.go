@@ -9,6 +9,14 @@ import (
 	"github.com/vantageprobe/vantage/prober/result"
 )
 
+// recordWithCanary records o and, when it waits for the canary, gives it
+// the verdict of a canary check that began right after it.
+func recordWithCanary(tr *transitions, o scheduler.Outcome, canaryOK bool) {
+	if b := tr.record(o, o.Planned); b != nil {
+		tr.resolve(b, canaryVerdict{ok: canaryOK, began: o.Planned})
+	}
+}
+
 func TestTransitions(t *testing.T) {
 	var sent []api.Report
 	tr := newTransitions(func(r api.Report) { sent = append(sent, r) })
@@ -19,7 +27,7 @@ func TestTransitions(t *testing.T) {
 		if !success {
 			res.Reason = result.ReasonConnectTimeout
 		}
-		tr.record(scheduler.Outcome{Target: target, Result: res, Attempts: 1, Planned: at(s)}, canaryOK)
+		recordWithCanary(tr, scheduler.Outcome{Target: target, Result: res, Attempts: 1, Planned: at(s)}, canaryOK)
 	}
 	type want struct {
 		state string
@@ -98,7 +106,7 @@ func TestCheckSuccessEndsTheStreak(t *testing.T) {
 	tr := newTransitions(func(r api.Report) { sent = append(sent, r) })
 	target := &scheduler.Target{Module: "http_2xx", Target: "https://a.example"}
 	fail := &result.Result{Reason: result.ReasonStatusCode}
-	tr.record(scheduler.Outcome{Target: target, Result: fail, Attempts: 1, Planned: time.Unix(1000, 0)}, true)
+	recordWithCanary(tr, scheduler.Outcome{Target: target, Result: fail, Attempts: 1, Planned: time.Unix(1000, 0)}, true)
 
 	tr.checked("http_2xx", "https://a.example", &result.Result{Reason: result.ReasonStatusCode})
 	tr.checked("http_2xx", "https://other.example", &result.Result{Success: true})
@@ -110,7 +118,7 @@ func TestCheckSuccessEndsTheStreak(t *testing.T) {
 		t.Fatalf("reports = %+v, want a recovery at 1005 after the checked success", sent)
 	}
 	// The next scheduled failure starts a new streak and is reported.
-	tr.record(scheduler.Outcome{Target: target, Result: fail, Attempts: 1, Planned: time.Unix(1010, 0)}, true)
+	recordWithCanary(tr, scheduler.Outcome{Target: target, Result: fail, Attempts: 1, Planned: time.Unix(1010, 0)}, true)
 	if len(sent) != 3 || sent[2].State != api.StateFailing || !sent[2].FirstFailure.Equal(time.Unix(1010, 0)) {
 		t.Errorf("reports = %+v, want a new failing streak from 1010", sent)
 	}
