@@ -29,7 +29,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app.HelpFlag.Short('h')
 
 	app.Flag("location", "Name of the place this exporter probes from, as the coordinator's locations list it.").StringVar(&opts.Location)
-	app.Flag("coordinator.url", "Coordinator to report state changes of scheduled targets to; repeatable (HA pair).").StringsVar(&opts.CoordinatorURLs)
+	app.Flag("coordinator.url", "Coordinator to report state changes of scheduled targets to; repeatable (HA pair). Needs --location.").StringsVar(&opts.CoordinatorURLs)
+	app.Flag("coordinator.heartbeat-interval", "Longest a coordinator goes without a batch: with nothing to report, an empty one carries the canary's verdict.").Default("10s").DurationVar(&opts.CoordinatorHeartbeatInterval)
+	app.Flag("coordinator.snapshot-interval", "How often each coordinator gets a snapshot of every scheduled target's state (also sent when the coordinator is new or restarted, asks for one, or reports to it were dropped).").Default("5m").DurationVar(&opts.CoordinatorSnapshotInterval)
 	app.Flag("coordinator.http-config.file", "HTTP client configuration (bearer token, TLS client certificates, proxy; the format of a module's http client settings) for the reports sent to the coordinators.").StringVar(&opts.CoordinatorHTTPConfigFile)
 	app.Flag("api.token-file", "File holding the bearer token that check API requests (POST /api/v1/check) must carry; re-read every 5s. Empty: no token needed.").StringVar(&opts.APITokenFile)
 	app.Flag("config.file", "Configuration file (blackbox_exporter format). Empty: the embedded default configuration.").StringVar(&opts.ConfigFile)

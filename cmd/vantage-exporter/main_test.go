@@ -85,3 +85,10 @@ func TestTracingFlags(t *testing.T) {
 		t.Errorf("bad protocol: exit %d, stderr %q, want 1 and %q", code, errOut, want)
 	}
 }
+
+func TestCoordinatorURLNeedsLocation(t *testing.T) {
+	code, _, errOut := runMain(t, "--web.listen-address=127.0.0.1:0", "--coordinator.url=http://127.0.0.1:9716")
+	if want := "--coordinator.url needs --location"; code != 1 || !strings.Contains(errOut, want) {
+		t.Errorf("--coordinator.url without --location: exit %d, stderr %q, want 1 and %q", code, errOut, want)
+	}
+}
