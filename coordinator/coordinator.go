@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -52,6 +53,10 @@ type Coordinator struct {
 	reg      *prometheus.Registry
 	metrics  *metrics
 	reloads  chan chan error
+
+	// run identifies this process to the exporters (api.ReportsAnswer.Run):
+	// a new one makes them send a snapshot.
+	run string
 
 	// runCtx bounds the verification rounds; set by Serve.
 	runCtx context.Context
@@ -134,6 +139,7 @@ func newCoordinator(opts Options, conf *config.CoordinatorConfig, reg *prometheu
 		reg:      reg,
 		reloads:  make(chan chan error),
 		runCtx:   context.Background(),
+		run:      rand.Text(),
 	}
 	c.verifier.client = c.client.Load
 	c.conf.Store(conf)
@@ -252,6 +258,10 @@ func (c *Coordinator) update(event func(m *confirm.Machine, now time.Time) confi
 	c.mu.Unlock()
 	for _, r := range eff.Resolved {
 		c.metrics.incidents.WithLabelValues(r).Inc()
+	}
+	c.metrics.reclassified.Add(float64(eff.Reclassified))
+	for _, e := range eff.Events {
+		c.logger.Info("Incident "+e.Kind, "target", e.Key.Target, "module", e.Key.Module, "id", e.ID, "start", e.StartedAt, "resolution", e.Resolution)
 	}
 	for _, d := range eff.Confirmed {
 		c.metrics.confirmation.Observe(d.Seconds())

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -73,10 +74,13 @@ func (h *locationHealth) update(name string, f func(st *locationStatus)) {
 type contact struct {
 	// reachable: the exporter answered.
 	reachable bool
+	// message: the exporter sent one of its messages (a batch, a check
+	// answer, a status), so canaryOK is its canary's current verdict.
+	message bool
 	// canaryOK is the canary verdict the exporter sent: a report batch's
 	// api.Batch.CanaryOK or a check answer's api.CheckResponse.CanaryOK.
-	// nil when it sent none (a health check, or an exporter without a
-	// canary or before its first check): the last verdict stays.
+	// nil in a message: the canary is not failing (no canary, or not
+	// checked yet). Without a message the last verdict stays.
 	canaryOK *bool
 	// err says why the exporter did not answer.
 	err string
@@ -89,7 +93,11 @@ type contact struct {
 func (h *locationHealth) observe(name string, c contact) {
 	h.update(name, func(st *locationStatus) {
 		st.reachable = new(c.reachable)
-		if c.canaryOK != nil {
+		switch {
+		case !c.message:
+		case c.canaryOK == nil:
+			st.canaryOK = nil
+		default:
 			st.canaryOK = new(*c.canaryOK)
 		}
 		if !c.reachable {
@@ -149,7 +157,7 @@ func (h *locationHealth) views() []LocationView {
 	return out
 }
 
-// checkHealth requests every location's /-/healthy each
+// checkHealth requests every location's status (api.StatusPath) each
 // health_check_interval.
 func (c *Coordinator) checkHealth(ctx context.Context) {
 	for {
@@ -158,8 +166,7 @@ func (c *Coordinator) checkHealth(ctx context.Context) {
 		var wg sync.WaitGroup
 		for _, l := range conf.Locations {
 			wg.Go(func() {
-				err := c.pingLocation(ctx, l.URL, min(interval, 5*time.Second))
-				c.health.observe(l.Name, pollContact(err))
+				c.health.observe(l.Name, c.pollLocation(ctx, l.URL, min(interval, 5*time.Second)))
 			})
 		}
 		wg.Wait()
@@ -171,31 +178,33 @@ func (c *Coordinator) checkHealth(ctx context.Context) {
 	}
 }
 
-// pollContact is what a health check says: reachable or not; it carries
-// no canary verdict.
-func pollContact(err error) contact {
-	if err != nil {
-		return contact{err: err.Error()}
-	}
-	return contact{reachable: true}
-}
-
-func (c *Coordinator) pingLocation(ctx context.Context, baseURL string, timeout time.Duration) error {
+// pollLocation reads a location's status: whether it answers, and its
+// canary's verdict.
+func (c *Coordinator) pollLocation(ctx context.Context, baseURL string, timeout time.Duration) contact {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(baseURL, "/")+"/-/healthy", nil)
+	fail := func(err error) contact { return contact{err: err.Error()} }
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(baseURL, "/")+api.StatusPath, nil)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	resp, err := c.client.Load().Do(req)
 	if err != nil {
-		return err
+		return fail(err)
 	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	// Read to the end so the connection is reused.
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("health check answered %s", resp.Status)
+	if err != nil {
+		return fail(err)
 	}
-	return nil
+	if resp.StatusCode != http.StatusOK {
+		return fail(fmt.Errorf("status answered %s", resp.Status))
+	}
+	var st api.Status
+	if err := json.Unmarshal(data, &st); err != nil {
+		return fail(fmt.Errorf("invalid status answer: %w", err))
+	}
+	return contact{reachable: true, message: true, canaryOK: st.CanaryOK}
 }

@@ -30,10 +30,13 @@ func TestLocationHealthFollowsTheExplicitFacts(t *testing.T) {
 		healthy bool
 		err     string
 	}{
-		{"a health check answered", contact{reachable: true}, true, ""},
-		{"a batch with canary_ok false", contact{reachable: true, canaryOK: new(false)}, false, api.ErrCanaryFailing.Error()},
-		{"a health check keeps the canary's verdict", contact{reachable: true}, false, api.ErrCanaryFailing.Error()},
-		{"a check answer with canary_ok true", contact{reachable: true, canaryOK: new(true)}, true, ""},
+		{"a status answered", contact{reachable: true, message: true}, true, ""},
+		{"a batch with canary_ok false", contact{reachable: true, message: true, canaryOK: new(false)}, false, api.ErrCanaryFailing.Error()},
+		{"a contact without a message keeps the canary's verdict", contact{reachable: true}, false, api.ErrCanaryFailing.Error()},
+		{"a check answer with canary_ok true", contact{reachable: true, message: true, canaryOK: new(true)}, true, ""},
+		{"a batch with canary_ok false again", contact{reachable: true, message: true, canaryOK: new(false)}, false, api.ErrCanaryFailing.Error()},
+		// Since issue 11: absent is not failing, from every message.
+		{"a status without canary_ok", contact{reachable: true, message: true}, true, ""},
 		{"no answer", contact{err: "connection refused"}, false, "connection refused"},
 		{"an answer again", contact{reachable: true}, true, ""},
 	} {
@@ -50,11 +53,15 @@ func TestLocationHealthFollowsTheExplicitFacts(t *testing.T) {
 
 // TestBatchCanaryDecidesLocationHealth sends report batches and reads the
 // location's health from the API and the series: canary_ok false makes it
-// unhealthy, true healthy again, and a batch without canary_ok (or a
-// report in state unknown) leaves the verdict as it was.
+// unhealthy, true healthy again, and a batch without canary_ok means the
+// canary is not failing (since issue 11; it used to keep the verdict). A
+// report in state unknown says nothing of the location's health.
 func TestBatchCanaryDecidesLocationHealth(t *testing.T) {
-	// The exporter answers its health checks, so only the canary decides.
-	exp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "Healthy") }))
+	// The exporter answers its status without a canary verdict, so only
+	// the batches' canary decides.
+	exp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, `{"location": "ams", "run": "x"}`)
+	}))
 	defer exp.Close()
 	c := mustStart(t, fmt.Sprintf("locations:\n  - {name: ams, url: %q}\nconfirmation: {min_failing_locations: 1}\n", exp.URL))
 	seq := 0
@@ -104,9 +111,9 @@ vantage_location_healthy{location="ams"} ` + map[bool]string{true: "1", false: "
 	send(`"canary_ok": false, `, "")
 	check("canary_ok false", false, new(false))
 	send("", "")
-	check("a later batch without canary_ok", false, new(false))
+	check("a heartbeat without canary_ok", true, nil)
+	send(`"canary_ok": false, `, "")
+	check("canary_ok false again", false, new(false))
 	send(`"canary_ok": true, `, api.StateUnknown)
 	check("canary_ok true", true, new(true))
-	send("", "")
-	check("a later batch without canary_ok", true, new(true))
 }

@@ -24,23 +24,29 @@ const (
 )
 
 // intake remembers, per location, the latest report sequence number of the
-// exporter's current run, so a redelivered batch is not applied twice.
+// exporter's current run, so a redelivered batch is not applied twice, and
+// whether the coordinator holds that run's state (a snapshot since the
+// run began or since a gap in the sequence).
 type intake struct {
 	mu   sync.Mutex
 	last map[string]position
 }
 
 type position struct {
-	run string
-	seq uint64
+	run    string
+	seq    uint64
+	synced bool
 }
 
 func newIntake() *intake { return &intake{last: map[string]position{}} }
 
-// fresh returns the reports of b not seen before, in order, and counts the
-// others. An exporter delivers its reports in order, so within one run
-// anything at or below the highest sequence seen is a duplicate.
-func (in *intake) fresh(b *api.Batch) (fresh []*api.Report, duplicates int) {
+// fresh returns the reports of b not seen before, in order, counts the
+// others, and says whether to ask for a snapshot: the coordinator has no
+// snapshot of this run yet, or the batch's first new report leaves a gap
+// after the last one seen. An exporter delivers its reports in order, so
+// within one run anything at or below the highest sequence seen is a
+// duplicate.
+func (in *intake) fresh(b *api.Batch) (fresh []*api.Report, duplicates int, wantSnapshot bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	pos := in.last[b.Location]
@@ -53,11 +59,18 @@ func (in *intake) fresh(b *api.Batch) (fresh []*api.Report, duplicates int) {
 			duplicates++
 			continue
 		}
+		if len(fresh) == 0 && r.Seq > pos.seq+1 {
+			pos.synced = false // reports were lost
+		}
 		pos.seq = r.Seq
 		fresh = append(fresh, r)
 	}
+	if b.Snapshot != nil {
+		pos.synced = true
+		pos.seq = max(pos.seq, b.Snapshot.Seq)
+	}
 	in.last[b.Location] = pos
-	return fresh, duplicates
+	return fresh, duplicates, !pos.synced
 }
 
 // handleReports receives a batch of state-change reports: it answers 200
@@ -82,26 +95,27 @@ func (c *Coordinator) handleReports(w http.ResponseWriter, r *http.Request) {
 		c.reject(w, r, http.StatusBadRequest, reason, err)
 		return
 	}
-	fresh, duplicates := c.intake.fresh(&b)
+	fresh, duplicates, wantSnapshot := c.intake.fresh(&b)
 	for _, rep := range fresh {
 		c.metrics.reportsReceived.WithLabelValues(b.Location, rep.State).Inc()
 	}
 	c.metrics.duplicates.WithLabelValues(b.Location).Add(float64(duplicates))
-	// The batch says whether the location's canary passes; a report in
-	// state unknown only says the location cannot tell about its target.
-	c.health.observe(b.Location, contact{reachable: true, canaryOK: b.CanaryOK})
+	// Every batch carries the location's canary verdict (absent: not
+	// failing); a report in state unknown only says the location cannot
+	// tell about its target.
+	c.health.observe(b.Location, contact{reachable: true, message: true, canaryOK: b.CanaryOK})
+	var wantTargets bool
 	done := c.update(func(m *confirm.Machine, now time.Time) confirm.Effects {
-		var eff confirm.Effects
-		for _, rep := range fresh {
-			eff.Merge(m.Report(b.Location, rep, now))
-		}
-		return eff
+		res := m.Batch(b.Location, fresh, b.Snapshot, now)
+		wantTargets = res.WantTargets
+		return res.Effects
 	})
 	if err := <-done; err != nil {
 		jsonapi.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("writing the incident log failed: %w", err))
 		return
 	}
-	jsonapi.Write(w, http.StatusOK, api.ReportsAnswer{Accepted: len(fresh), Duplicates: duplicates})
+	jsonapi.Write(w, http.StatusOK, api.ReportsAnswer{Accepted: len(fresh), Duplicates: duplicates, Run: c.run,
+		WantSnapshot: wantSnapshot, WantTargets: wantTargets})
 }
 
 func (c *Coordinator) reject(w http.ResponseWriter, r *http.Request, status int, reason string, err error) {

@@ -16,6 +16,7 @@ type metrics struct {
 	duplicates      *prometheus.CounterVec
 	rejected        *prometheus.CounterVec
 	incidents       *prometheus.CounterVec
+	reclassified    prometheus.Counter
 	confirmation    prometheus.Histogram
 	checks          *prometheus.CounterVec
 	roundDuration   prometheus.Histogram
@@ -54,6 +55,10 @@ func newMetrics(reg prometheus.Registerer, conf *config.CoordinatorConfig) *metr
 			Name: "vantage_incidents_total",
 			Help: "Incidents resolved, by resolution: false_alarm (the other locations did not confirm the failure) or recovered (a confirmed outage ended).",
 		}, []string{"resolution"}),
+		reclassified: f.NewCounter(prometheus.CounterOpts{
+			Name: "vantage_incidents_reclassified_total",
+			Help: "False alarms found to be confirmed outages once late reports showed enough locations failing at once; vantage_incidents_total{resolution=\"false_alarm\"} counted them and is not decremented.",
+		}),
 		confirmation: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "vantage_confirmation_duration_seconds",
 			Help:    "Time from an outage's first failed check to its confirmation.",

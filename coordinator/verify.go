@@ -52,7 +52,9 @@ type checkAnswer struct {
 	confirm.Evidence
 	// reachable is false when the location did not answer the request.
 	reachable bool
-	// canaryOK is the location's canary verdict, nil when not known.
+	// answered: the exporter sent a check answer, whose canaryOK is
+	// its canary's verdict (nil: not failing).
+	answered bool
 	canaryOK *bool
 	// result is what the location's check found, when it answered one;
 	// also when its failing canary makes the evidence unknown.
@@ -61,7 +63,7 @@ type checkAnswer struct {
 
 // contact is what the answer says about the location's health.
 func (a *checkAnswer) contact() contact {
-	c := contact{reachable: a.reachable, canaryOK: a.canaryOK}
+	c := contact{reachable: a.reachable, message: a.answered, canaryOK: a.canaryOK}
 	if !a.reachable {
 		c.err = a.Error
 	}
@@ -135,7 +137,7 @@ func (v *verifier) check(ctx context.Context, name, baseURL string, key confirm.
 		a.reachable = true
 		return a
 	}
-	a := checkAnswer{reachable: true, canaryOK: cr.CanaryOK, result: cr.Result}
+	a := checkAnswer{reachable: true, answered: true, canaryOK: cr.CanaryOK, result: cr.Result}
 	if cr.CanaryOK != nil && !*cr.CanaryOK {
 		a.Evidence = confirm.UnknownEvidence(name, confirm.SourceCheck, started, api.ErrCanaryFailing.Error())
 		return a
