@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -268,6 +269,36 @@ targets:
 	coord.mu.Unlock()
 	if last.CanaryOK == nil || *last.CanaryOK {
 		t.Errorf("latest batch canary_ok %v, want false", fmtCanary(last.CanaryOK))
+	}
+
+	// The host returns: the targets recover without being called failing
+	// on the way, although canary checks that began after their last
+	// failures pass.
+	l, err := net.Listen("tcp", host.Listener.Addr().String())
+	if err != nil {
+		t.Fatalf("listening on the host's address again: %v", err)
+	}
+	back := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
+	go func() { _ = back.Serve(l) }()
+	defer back.Close()
+	testbin.WaitFor(t, "both targets recovered", 10*time.Second, func() error {
+		rs, _ := coord.reports()
+		n := 0
+		for _, r := range rs {
+			if r.State == api.StateRecovered {
+				n++
+			}
+		}
+		if n < 2 {
+			return fmt.Errorf("%d recovered", n)
+		}
+		return nil
+	})
+	rs, _ = coord.reports()
+	for _, r := range rs {
+		if r.State == api.StateFailing {
+			t.Errorf("report %s %s around the host's return", r.State, r.Target)
+		}
 	}
 }
 
