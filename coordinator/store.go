@@ -146,9 +146,18 @@ func (s *Store) List(openOnly bool, limit int) ([]confirm.Incident, error) {
 	return out, err
 }
 
+// decodeIncident reads a stored incident. Incidents closed before
+// closed ones read state resolved kept their last state in State and have
+// no LastState: they are read the way they are written now.
 func decodeIncident(data []byte, inc *confirm.Incident) error {
 	if err := json.Unmarshal(data, inc); err != nil {
 		return fmt.Errorf("decoding stored incident: %w", err)
+	}
+	if !inc.Open() && inc.State != confirm.StateResolved {
+		if inc.LastState == "" {
+			inc.LastState = inc.State
+		}
+		inc.State = confirm.StateResolved
 	}
 	return nil
 }

@@ -2,10 +2,13 @@ package coordinator
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/vantageprobe/vantage/coordinator/confirm"
 )
@@ -107,5 +110,53 @@ func TestWriterGroupsAndOrdersWrites(t *testing.T) {
 	inc, ok, err := s.Get(7)
 	if err != nil || !ok || inc.Rounds != 99 {
 		t.Errorf("stored incident has %d rounds (%v, %v), want 99: the last snapshot submitted", inc.Rounds, ok, err)
+	}
+}
+
+// oldShapeIncident is a recovered outage as coordinators before
+// last_state stored it: its state is the one it ended in.
+const oldShapeIncident = `{"id": %d, "target": "https://old.example", "module": "http_2xx", "state": "down", "reporter": "ams",
+  "started_at": %q, "opened_at": %q, "confirmed_at": %q, "resolved_at": %q, "resolution": "recovered",
+  "verification_rounds": 3, "evidence": []}`
+
+// mustPutRaw writes a stored incident as it is, bypassing Store.Put.
+func mustPutRaw(t *testing.T, s *Store, id uint64, data string) {
+	t.Helper()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketIncidents).Put(idKey(id), []byte(data))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func oldShape(id uint64, resolved time.Time) string {
+	f := func(t time.Time) string { return t.Format(time.RFC3339Nano) }
+	started := resolved.Add(-10 * time.Minute)
+	return fmt.Sprintf(oldShapeIncident, id, f(started), f(started), f(started.Add(time.Minute)), f(resolved))
+}
+
+func TestStoreReadsOldClosedIncidentsAsResolved(t *testing.T) {
+	s := mustOpenStore(t, t.TempDir())
+	defer s.Close()
+	mustPutRaw(t, s, 1, oldShape(1, t0))
+	// An open incident of the old shape is left as it is.
+	mustPutRaw(t, s, 2, `{"id": 2, "target": "https://open.example", "module": "http_2xx", "state": "unknown", "started_at": "2026-11-23T12:00:00Z"}`)
+	inc, ok, err := s.Get(1)
+	if err != nil || !ok {
+		t.Fatalf("Get(1) = %v, %v", ok, err)
+	}
+	if inc.State != confirm.StateResolved || inc.LastState != confirm.StateDown || inc.Resolution != confirm.ResolutionRecovered {
+		t.Errorf("old closed incident reads state %q, last_state %q, resolution %q; want resolved, down, recovered", inc.State, inc.LastState, inc.Resolution)
+	}
+	all, err := s.List(false, 0)
+	if err != nil || len(all) != 2 {
+		t.Fatalf("List = %v, %v", all, err)
+	}
+	if all[1].State != confirm.StateResolved || all[1].LastState != confirm.StateDown {
+		t.Errorf("listed old closed incident: state %q, last_state %q; want resolved, down", all[1].State, all[1].LastState)
+	}
+	if all[0].State != confirm.StateUnknown || all[0].LastState != "" {
+		t.Errorf("listed open incident: state %q, last_state %q; want unknown and none", all[0].State, all[0].LastState)
 	}
 }
