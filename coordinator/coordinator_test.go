@@ -333,17 +333,54 @@ func TestReloadKeepsTheRunningConfigOnError(t *testing.T) {
 
 func TestStatusPage(t *testing.T) {
 	c := mustStart(t, deadLocations(t, "ams", "fra"))
-	if status, body := do(t, http.MethodPost, c.url+"/api/v1/reports", "application/json", batchFailing); status != 200 {
+	// The failing report, then ams's snapshot: a.example failing, and two
+	// targets up that never failed.
+	batch := strings.TrimSuffix(batchFailing, "}") + `, "snapshot": {"seq": 1, "time": "2026-11-23T12:00:01Z",
+  "not_up": [{"seq": 1, "target": "https://a.example", "module": "http_2xx", "state": "failing", "time": "2026-11-23T12:00:00Z", "first_failure": "2026-11-23T11:59:30Z"}],
+  "up": 2, "up_targets": [{"target": "https://b.example", "module": "http_2xx"}, {"target": "https://c.example", "module": "tcp_connect"}]}}`
+	if status, body := do(t, http.MethodPost, c.url+"/api/v1/reports", "application/json", batch); status != 200 {
 		t.Fatalf("report: %d %s", status, body)
 	}
 	status, page := do(t, http.MethodGet, c.url+"/", "", "")
 	if status != 200 {
 		t.Fatalf("status page: %d", status)
 	}
-	for _, want := range []string{"<td>ams</td>", "<td>fra</td>", "https://a.example", `href="/api/v1/incidents/1"`} {
+	for _, want := range []string{"<td>ams</td>", "<td>fra</td>", "https://a.example", `href="/api/v1/incidents/1"`,
+		"Targets not up (1 of 3 known)", "Targets up (2 of 3 known)",
+		"<td>https://b.example</td><td>http_2xx</td>", "<td>https://c.example</td><td>tcp_connect</td>"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("status page lacks %q", want)
 		}
+	}
+	if strings.Index(page, "https://b.example") < strings.Index(page, "https://a.example") {
+		t.Error("status page lists an up target before the target not up")
+	}
+}
+
+func TestStatusPageCapsTheTargetsItLists(t *testing.T) {
+	var targets []confirm.TargetView
+	for i := range maxUpRows + 5 {
+		targets = append(targets, confirm.TargetView{Target: fmt.Sprintf("https://up%03d.example", i), Module: "http_2xx", State: confirm.StateUp})
+	}
+	targets = append(targets, confirm.TargetView{Target: "https://zz.example", Module: "http_2xx", State: confirm.StateDown})
+	var p statusPage
+	p.splitTargets(targets)
+	if p.Known != maxUpRows+6 || p.UpCount != maxUpRows+5 || len(p.Up) != maxUpRows || p.UpMore != 5 ||
+		p.NotUpCount != 1 || len(p.NotUp) != 1 || p.NotUp[0].Target != "https://zz.example" || p.NotUpMore != 0 {
+		t.Fatalf("split: known %d, up %d (%d listed, %d more), not up %d (%v, %d more)",
+			p.Known, p.UpCount, len(p.Up), p.UpMore, p.NotUpCount, p.NotUp, p.NotUpMore)
+	}
+	var b strings.Builder
+	if err := statusTemplate.Execute(&b, p); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Targets up (105 of 106 known)", `5 more up targets: <a href="/api/v1/targets?state=up">`, "https://up099.example"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status page lacks %q", want)
+		}
+	}
+	if strings.Contains(b.String(), "https://up100.example") {
+		t.Error("status page lists more up targets than its cap")
 	}
 }
 
