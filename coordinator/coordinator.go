@@ -209,8 +209,8 @@ func Run(ctx context.Context, opts Options) error {
 }
 
 // Serve runs the coordinator until ctx ends: the HTTP server, the
-// re-verification of open incidents, the location health checks and the
-// incident log. It closes the incident log when it returns.
+// re-verification of open incidents, the location health checks, the
+// incident log and its pruning. It closes the incident log when it returns.
 func (c *Coordinator) Serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -224,6 +224,7 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 	wg.Go(func() { c.verifyDue(ctx) })
 	wg.Go(func() { c.checkHealth(ctx) })
 	wg.Go(func() { c.reloader(ctx) })
+	wg.Go(func() { c.pruneIncidents(ctx) })
 
 	err := webserver.Serve(ctx, webserver.Recover(c.Handler(), c.logger, c.metrics.panics), webserver.Config{
 		FlagConfig: c.opts.FlagConfig,

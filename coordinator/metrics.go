@@ -21,6 +21,7 @@ type metrics struct {
 	checks          *prometheus.CounterVec
 	roundDuration   prometheus.Histogram
 	storeErrors     prometheus.Counter
+	pruned          prometheus.Counter
 	panics          prometheus.Counter
 	unauthorized    prometheus.Counter
 	reloadSuccess   prometheus.Gauge
@@ -76,6 +77,10 @@ func newMetrics(reg prometheus.Registerer, conf *config.CoordinatorConfig) *metr
 		storeErrors: f.NewCounter(prometheus.CounterOpts{
 			Name: "vantage_coordinator_incident_log_write_errors_total",
 			Help: "Failed writes to the incident log.",
+		}),
+		pruned: f.NewCounter(prometheus.CounterOpts{
+			Name: "vantage_coordinator_incidents_pruned_total",
+			Help: "Resolved incidents deleted from the incident log because they were resolved longer than --storage.retention ago.",
 		}),
 		unauthorized: f.NewCounter(prometheus.CounterOpts{
 			Name: "vantage_coordinator_api_requests_unauthorized_total",

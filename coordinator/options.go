@@ -27,6 +27,13 @@ type Options struct {
 	ConfigFile string
 	// StoragePath is the directory of the incident log.
 	StoragePath string
+	// Retention is how long resolved incidents are kept in the incident
+	// log after they were resolved (--storage.retention); open ones are
+	// kept however old.
+	Retention time.Duration
+	// PruneInterval is how often incidents older than Retention are
+	// deleted; they are also deleted when Serve starts.
+	PruneInterval time.Duration
 	// FlagConfig is where the web server listens (--web.listen-address,
 	// --web.systemd-socket) and its exporter-toolkit web configuration of
 	// TLS and basic auth (--web.config.file).
@@ -50,10 +57,15 @@ type Options struct {
 	Started func(addrs []net.Addr)
 }
 
+// DefaultRetention is --storage.retention's default: 90 days.
+const DefaultRetention = 90 * 24 * time.Hour
+
 // DefaultOptions returns the options the flags default to.
 func DefaultOptions() Options {
 	return Options{
-		StoragePath: "data/",
+		StoragePath:   "data/",
+		Retention:     DefaultRetention,
+		PruneInterval: time.Hour,
 		FlagConfig: web.FlagConfig{
 			WebListenAddresses: &[]string{":9716"},
 			WebSystemdSocket:   new(false),
@@ -71,6 +83,12 @@ func (o *Options) validate() error {
 	}
 	if o.StoragePath == "" {
 		return errors.New("--storage.path must be set")
+	}
+	if o.Retention <= 0 {
+		return fmt.Errorf("--storage.retention must be positive, got %s", o.Retention)
+	}
+	if o.PruneInterval <= 0 {
+		return fmt.Errorf("the incident log's prune interval must be positive, got %s", o.PruneInterval)
 	}
 	if o.TimeoutOffset < 0 {
 		return fmt.Errorf("--timeout-offset must not be negative, got %s", o.TimeoutOffset)

@@ -25,6 +25,10 @@ const storeFile = "incidents.db"
 var (
 	bucketIncidents = []byte("incidents") // id → incident JSON
 	bucketOpen      = []byte("open")      // id → nothing: the open incidents
+	// bucketMeta holds keyLastID, the highest ID ever stored, so that
+	// pruning the newest incidents never makes an ID be given again.
+	bucketMeta = []byte("meta")
+	keyLastID  = []byte("last_id")
 )
 
 // Store is the incident log.
@@ -46,7 +50,7 @@ func OpenStore(dir string) (*Store, error) {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketIncidents, bucketOpen} {
+		for _, b := range [][]byte{bucketIncidents, bucketOpen, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -93,16 +97,66 @@ func (s *Store) Put(incidents []confirm.Incident) error {
 	})
 }
 
-// LastID returns the highest incident ID stored, 0 when empty.
+// LastID returns the highest incident ID ever stored (pruned ones
+// included), 0 when none was.
 func (s *Store) LastID() (uint64, error) {
 	var id uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
-		if k, _ := tx.Bucket(bucketIncidents).Cursor().Last(); k != nil {
-			id = binary.BigEndian.Uint64(k)
-		}
+		id = lastID(tx)
 		return nil
 	})
 	return id, err
+}
+
+func lastID(tx *bolt.Tx) uint64 {
+	var id uint64
+	if k, _ := tx.Bucket(bucketIncidents).Cursor().Last(); k != nil {
+		id = binary.BigEndian.Uint64(k)
+	}
+	if v := tx.Bucket(bucketMeta).Get(keyLastID); len(v) == 8 {
+		id = max(id, binary.BigEndian.Uint64(v))
+	}
+	return id
+}
+
+// Prune deletes the resolved incidents resolved before cutoff and returns
+// how many it deleted. Open incidents are never deleted, however old.
+func (s *Store) Prune(cutoff time.Time) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		all, open := tx.Bucket(bucketIncidents), tx.Bucket(bucketOpen)
+		var old [][]byte
+		err := all.ForEach(func(k, v []byte) error {
+			if open.Get(k) != nil {
+				return nil
+			}
+			var inc confirm.Incident
+			if err := decodeIncident(v, &inc); err != nil {
+				return fmt.Errorf("incident %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			if !inc.Open() && inc.ResolvedAt.Before(cutoff) {
+				old = append(old, k)
+			}
+			return nil
+		})
+		if err != nil || len(old) == 0 {
+			return err
+		}
+		if err := tx.Bucket(bucketMeta).Put(keyLastID, idKey(lastID(tx))); err != nil {
+			return err
+		}
+		for _, k := range old {
+			if err := all.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(old)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("pruning the incident log: %w", err)
+	}
+	return n, nil
 }
 
 // Get returns one incident; ok is false when there is none with that ID.

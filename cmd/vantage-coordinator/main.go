@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
@@ -32,6 +34,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app.Flag("config.file", "Configuration file (locations, confirmation). Empty: the embedded default, one location at http://127.0.0.1:9715.").StringVar(&opts.ConfigFile)
 	configCheck := app.Flag("config.check", "Validate the configuration file, then exit 0 if it is valid, 1 otherwise.").Bool()
 	app.Flag("storage.path", "Directory of the incident log.").Default(opts.StoragePath).StringVar(&opts.StoragePath)
+	retention := app.Flag("storage.retention", "How long resolved incidents are kept after they were resolved, as a Prometheus duration (90d, 12h); older ones are deleted at start and every hour. Open incidents are kept however old.").Default(model.Duration(opts.Retention).String()).String()
 	app.Flag("api.token-file", "File holding the bearer token that report batches (POST /api/v1/reports) must carry; re-read every 5s. Empty: no token needed.").StringVar(&opts.APITokenFile)
 	app.Flag("web.enable-pprof", "Serve Go's runtime profiles under /debug/pprof/ (protected by --web.config.file like every endpoint).").BoolVar(&opts.EnablePprof)
 	app.Flag("timeout-offset", "Offset to subtract from Prometheus' scrape timeout on /probe.").Default("0.5s").DurationVar(&opts.TimeoutOffset)
@@ -44,6 +47,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vantage-coordinator: %s\n", err)
 		return 2
 	}
+	d, err := model.ParseDuration(*retention)
+	if err != nil {
+		fmt.Fprintf(stderr, "vantage-coordinator: --storage.retention: %s\n", err)
+		return 2
+	}
+	opts.Retention = time.Duration(d)
 	if *configCheck {
 		if opts.ConfigFile == "" {
 			fmt.Fprintln(stdout, "No --config.file given; the embedded default configuration is valid")

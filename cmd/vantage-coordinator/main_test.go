@@ -51,3 +51,19 @@ func TestBadFlagsAndStorage(t *testing.T) {
 		t.Errorf("storage path on a file: exit %d, %q", code, errOut)
 	}
 }
+
+func TestStorageRetentionTakesPrometheusDurations(t *testing.T) {
+	code, _, errOut := runMain(t, "--storage.retention=5x", "--config.check")
+	if want := `--storage.retention: unknown unit "x" in duration "5x"`; code != 2 || !strings.Contains(errOut, want) {
+		t.Errorf("bad retention: exit %d, %q; want 2 and %q", code, errOut, want)
+	}
+	for _, ok := range []string{"90d", "12h", "1w2d"} {
+		if code, _, errOut := runMain(t, "--storage.retention="+ok, "--config.check"); code != 0 {
+			t.Errorf("--storage.retention=%s: exit %d, %q", ok, code, errOut)
+		}
+	}
+	code, _, errOut = runMain(t, "--storage.retention=0s", "--storage.path="+t.TempDir(), "--web.listen-address=127.0.0.1:0")
+	if want := "--storage.retention must be positive"; code != 1 || !strings.Contains(errOut, want) {
+		t.Errorf("zero retention: exit %d, %q; want 1 and %q", code, errOut, want)
+	}
+}
