@@ -40,8 +40,8 @@ type CoordinatorConfig struct {
 	// Locations are the exporters, one per place on the network.
 	Locations    []Location         `yaml:"locations"`
 	Confirmation ConfirmationConfig `yaml:"confirmation"`
-	// HealthCheckInterval is how often each location's /-/healthy is
-	// requested, for vantage_location_healthy.
+	// HealthCheckInterval is how often each location's status (GET
+	// /api/v1/status) is requested, for vantage_location_healthy.
 	HealthCheckInterval time.Duration `yaml:"health_check_interval"`
 	// HTTPClient configures the requests to the exporters (check API,
 	// /probe, health checks): bearer token, basic auth, TLS client
