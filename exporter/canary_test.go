@@ -145,8 +145,16 @@ func TestPendingFailures(t *testing.T) {
 		t.Error("a failing target waits for no canary")
 	}
 	tr.record(outcome(50, true), at(51))
-	if len(sent) != 3 || sent[2].State != api.StateRecovered {
-		t.Errorf("reports %+v, want recovered last", sent)
+	if len(sent) != 3 || sent[2].State != api.StateRecovered || !sent[2].FirstFailure.Equal(at(20)) {
+		t.Errorf("reports %+v, want recovered last, from 20", sent)
+	}
+
+	// A streak only ever unknown says nothing about the target: its
+	// recovery carries no first failure to read as a failure interval.
+	tr.resolve(tr.record(outcome(60, false), at(61)), canaryVerdict{ok: false, began: at(62)})
+	tr.record(outcome(70, true), at(71))
+	if len(sent) != 5 || sent[3].State != api.StateUnknown || sent[4].State != api.StateRecovered || !sent[4].FirstFailure.IsZero() {
+		t.Errorf("reports %+v, want unknown, then recovered without a first failure", sent[3:])
 	}
 }
 

@@ -46,6 +46,17 @@ type streak struct {
 	waiting      bool
 }
 
+// failingSince is the FirstFailure of the recovery that ends s: the
+// streak's start once it was reported failing; zero when it was only ever
+// unknown, which says nothing about the target and must not read as a
+// failure interval.
+func (s *streak) failingSince() time.Time {
+	if s.state != api.StateFailing {
+		return time.Time{}
+	}
+	return s.first
+}
+
 // blame is a failure waiting for the canary's verdict: a canary check
 // that began at or after since decides it.
 type blame struct {
@@ -73,7 +84,7 @@ func (tr *transitions) record(o scheduler.Outcome, since time.Time) *blame {
 		if s.state != "" {
 			tr.send(api.Report{
 				Target: o.Target.Target, Module: o.Target.Module, State: api.StateRecovered,
-				Time: o.Planned, FirstFailure: s.first, Attempts: o.Attempts, Result: o.Result,
+				Time: o.Planned, FirstFailure: s.failingSince(), Attempts: o.Attempts, Result: o.Result,
 			})
 		}
 		return nil
@@ -145,7 +156,7 @@ func (tr *transitions) checked(module, target string, r *result.Result) {
 	s, wasFailing := tr.failing[key]
 	delete(tr.failing, key)
 	if wasFailing && s.state != "" {
-		tr.send(api.Report{Target: target, Module: module, State: api.StateRecovered, Time: r.Start, FirstFailure: s.first, Attempts: 1, Result: r})
+		tr.send(api.Report{Target: target, Module: module, State: api.StateRecovered, Time: r.Start, FirstFailure: s.failingSince(), Attempts: 1, Result: r})
 	}
 }
 
