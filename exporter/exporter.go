@@ -129,6 +129,7 @@ func (e *Exporter) reportOptions(client *http.Client) report.Options {
 	ro.Snapshot = e.snapshot
 	ro.HeartbeatInterval = e.opts.CoordinatorHeartbeatInterval
 	ro.SnapshotInterval = e.opts.CoordinatorSnapshotInterval
+	ro.BufferSize = e.opts.CoordinatorQueueCapacity
 	ro.Registerer, ro.Logger = e.reg, e.logger.With("component", "reporter")
 	if client != nil {
 		ro.Client = client

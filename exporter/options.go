@@ -40,6 +40,10 @@ type Options struct {
 	// snapshot of every scheduled target's state, besides when it is new
 	// to this exporter, asks for one, or reports to it were dropped. 0: 5m.
 	CoordinatorSnapshotInterval time.Duration
+	// CoordinatorQueueCapacity bounds the reports waiting for each
+	// coordinator; on overflow a target's older report gives way to its
+	// newer one first, and a snapshot follows. 0: 10,000.
+	CoordinatorQueueCapacity int
 	// ConfigFile is the configuration file; empty means the embedded default.
 	ConfigFile string
 	// FlagConfig is where the web server listens (--web.listen-address,
@@ -76,6 +80,7 @@ func DefaultOptions() Options {
 		},
 		CoordinatorHeartbeatInterval: 10 * time.Second,
 		CoordinatorSnapshotInterval:  5 * time.Minute,
+		CoordinatorQueueCapacity:     10000,
 		TimeoutOffset:                500 * time.Millisecond,
 		HistoryLimit:                 100,
 		Tracing:                      tracing.DefaultConfig(),
@@ -103,6 +108,9 @@ func (o *Options) validate() error {
 	}
 	if o.CoordinatorHeartbeatInterval < 0 {
 		return fmt.Errorf("--coordinator.heartbeat-interval must not be negative, got %s", o.CoordinatorHeartbeatInterval)
+	}
+	if o.CoordinatorQueueCapacity < 0 {
+		return fmt.Errorf("--coordinator.queue-capacity must not be negative, got %d", o.CoordinatorQueueCapacity)
 	}
 	if o.CoordinatorSnapshotInterval < 0 {
 		return fmt.Errorf("--coordinator.snapshot-interval must not be negative, got %s", o.CoordinatorSnapshotInterval)
