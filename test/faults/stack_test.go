@@ -22,14 +22,27 @@ import (
 // each location's exporter probes from its own source address, so a path
 // can fail everywhere, in one location, or nowhere.
 type switchTarget struct {
-	srv  *httptest.Server
+	t    *testing.T
+	addr string
 	mu   sync.Mutex
 	down map[string]map[string]bool // path → source address → failing; "*" for every source
+	srv  *httptest.Server           // nil while the host is stopped
 }
 
 func newSwitchTarget(t *testing.T) *switchTarget {
-	st := &switchTarget{down: map[string]map[string]bool{}}
-	st.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	st := &switchTarget{t: t, addr: testbin.FreeAddr(t), down: map[string]map[string]bool{}}
+	st.start()
+	t.Cleanup(st.stop)
+	return st
+}
+
+// start serves the target on its address.
+func (st *switchTarget) start() {
+	l, err := net.Listen("tcp", st.addr)
+	if err != nil {
+		st.t.Fatalf("the target cannot listen again: %v", err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
 		st.mu.Lock()
 		fail := st.down[r.URL.Path]["*"] || st.down[r.URL.Path][host]
@@ -38,12 +51,21 @@ func newSwitchTarget(t *testing.T) *switchTarget {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 	}))
-	t.Cleanup(st.srv.Close)
-	return st
+	srv.Listener = l
+	srv.Start()
+	st.srv = srv
+}
+
+// stop takes the whole host away: connections are refused.
+func (st *switchTarget) stop() {
+	if st.srv != nil {
+		st.srv.Close()
+		st.srv = nil
+	}
 }
 
 // url is the target at path.
-func (st *switchTarget) url(path string) string { return st.srv.URL + path }
+func (st *switchTarget) url(path string) string { return "http://" + st.addr + path }
 
 // set makes path fail (or succeed) for the given source addresses, "*"
 // for all.
@@ -88,6 +110,7 @@ type stackOptions struct {
 	coordinators int
 	paths        []string // target paths, each checked every second
 	exporterArgs []string // extra exporter flags
+	canary       string   // the canary's path on the target's host; none when empty
 }
 
 func newStack(t *testing.T, o stackOptions) *stack {
@@ -113,8 +136,12 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	}
 	for _, l := range s.locations {
 		config := filepath.Join(s.dir, "exporter-"+l.name+".yml")
-		s.write(config, fmt.Sprintf("modules:\n  http_2xx:\n    prober: http\n    timeout: 1s\n    http: {source_ip_address: %s}\n"+
-			"scheduler: {interval: 1s, retries: 0}\ntargets:\n  - module: http_2xx\n    targets: [%s]\n", l.source, strings.Join(targets, ", ")))
+		conf := fmt.Sprintf("modules:\n  http_2xx:\n    prober: http\n    timeout: 1s\n    http: {source_ip_address: %s}\n"+
+			"scheduler: {interval: 1s, retries: 0}\ntargets:\n  - module: http_2xx\n    targets: [%s]\n", l.source, strings.Join(targets, ", "))
+		if o.canary != "" {
+			conf += fmt.Sprintf("canary: {module: http_2xx, target: %q, interval: 1s}\n", s.target.url(o.canary))
+		}
+		s.write(config, conf)
 		args := []string{"--config.file=" + config, "--location=" + l.name, "--web.listen-address=" + l.addr, "--log.level=warn"}
 		for _, c := range s.coordinators {
 			args = append(args, "--coordinator.url="+c.url())
@@ -248,18 +275,7 @@ func (c *coordinatorProc) stateIs(t *testing.T, target, state string) func() err
 // "" when it is absent.
 func (c *coordinatorProc) metric(t *testing.T, series string) string {
 	t.Helper()
-	resp, err := http.Get(c.url() + "/metrics")
-	if err != nil {
-		t.Fatalf("scraping the coordinator: %v", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			return v
-		}
-	}
-	return ""
+	return scrape(t, c.url(), series)
 }
 
 // location returns the named location.
@@ -271,4 +287,29 @@ func (s *stack) location(name string) *location {
 	}
 	s.t.Fatalf("no location %s", name)
 	return nil
+}
+
+// exporterMetric returns the value of one series on an exporter's
+// /metrics, "" when it is absent.
+func exporterMetric(t *testing.T, l *location, series string) string {
+	t.Helper()
+	return scrape(t, "http://"+l.addr, series)
+}
+
+// scrape returns the value of one series on base's /metrics, "" when it
+// is absent.
+func scrape(t *testing.T, base, series string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatalf("scraping %s: %v", base, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return v
+		}
+	}
+	return ""
 }
