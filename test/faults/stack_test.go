@@ -89,7 +89,7 @@ type location struct {
 // coordinatorProc is one coordinator process and its incident log.
 type coordinatorProc struct {
 	addr, storage, config string
-	proc              *testbin.Process
+	proc                  *testbin.Process
 }
 
 func (c *coordinatorProc) url() string { return "http://" + c.addr }
