@@ -187,11 +187,9 @@ func schedulerSettings(st *state) scheduler.Settings {
 // check runs one attempt of a scheduled check with the module as currently
 // configured.
 func (e *Exporter) check(ctx context.Context, t *scheduler.Target) *result.Result {
-	mod := e.config.get().modules[t.Module]
+	mod, failed := e.module(t.Module)
 	if mod == nil {
-		r := &result.Result{Start: time.Now()}
-		r.Fail(result.ReasonConfigError, "module %q is no longer configured", t.Module)
-		return r
+		return failed
 	}
 	var p prober.Params
 	if e.logger.Enabled(ctx, slog.LevelDebug) {
@@ -260,13 +258,22 @@ func (e *Exporter) canaryTarget() *scheduler.Target {
 
 // probeCanary runs one on-demand check of the canary.
 func (e *Exporter) probeCanary(ctx context.Context, t *scheduler.Target) *result.Result {
-	mod := e.config.get().modules[t.Module]
+	mod, failed := e.module(t.Module)
 	if mod == nil {
-		r := &result.Result{Start: time.Now()}
-		r.Fail(result.ReasonConfigError, "module %q is no longer configured", t.Module)
-		return r
+		return failed
 	}
 	return mod.Probe(ctx, t.Target, prober.Params{})
+}
+
+// module returns the named module as currently configured or, when a
+// reload removed it, nil and the failed result of a check that cannot run.
+func (e *Exporter) module(name string) (*prober.Module, *result.Result) {
+	if mod := e.config.get().modules[name]; mod != nil {
+		return mod, nil
+	}
+	r := &result.Result{Start: time.Now()}
+	r.Fail(result.ReasonConfigError, "module %q is no longer configured", name)
+	return nil, r
 }
 
 // snapshot is the state of every scheduled target for the coordinators,
