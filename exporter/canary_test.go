@@ -205,6 +205,13 @@ func (l *batchLog) reports() ([]api.Report, []time.Time) {
 	return out, at
 }
 
+// all returns every batch received, in order.
+func (l *batchLog) all() []api.Batch {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]api.Batch(nil), l.batches...)
+}
+
 func (l *batchLog) snapshots() []*api.Snapshot {
 	l.mu.Lock()
 	defer l.mu.Unlock()

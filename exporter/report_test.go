@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,26 +23,10 @@ func TestStateChangesAreReportedToTheCoordinator(t *testing.T) {
 		}
 	}))
 	defer target.Close()
-	var mu sync.Mutex
-	var got []api.Report
-	var location string
-	coordinator := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var b api.Batch
-		if r.URL.Path != api.ReportsPath || json.NewDecoder(r.Body).Decode(&b) != nil {
-			http.Error(w, "bad report", http.StatusBadRequest)
-			return
-		}
-		mu.Lock()
-		got = append(got, b.Reports...)
-		location = b.Location
-		mu.Unlock()
-		w.WriteHeader(http.StatusAccepted)
-	}))
-	defer coordinator.Close()
+	coord := newBatchLog(t)
 	reports := func() []api.Report {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]api.Report(nil), got...)
+		rs, _ := coord.reports()
+		return rs
 	}
 
 	mustStart(t, `
@@ -59,7 +42,7 @@ targets:
     targets: [`+target.URL+`]
 `, func(o *Options) {
 		o.Location = "ams"
-		o.CoordinatorURLs = []string{coordinator.URL}
+		o.CoordinatorURLs = []string{coord.srv.URL}
 	})
 
 	testbin.WaitFor(t, "a failing report", 10*time.Second, func() error {
@@ -83,8 +66,10 @@ targets:
 
 	rs := reports()
 	fail, rec := rs[0], rs[1]
-	if location != "ams" {
-		t.Errorf("batch location %q", location)
+	for _, b := range coord.all() {
+		if b.Location != "ams" {
+			t.Errorf("batch location %q", b.Location)
+		}
 	}
 	if fail.State != api.StateFailing || fail.Target != target.URL || fail.Module != "http_2xx" ||
 		fail.Result == nil || fail.Result.Reason != "status_code" || fail.FirstFailure.IsZero() || fail.Attempts != 1 {
@@ -112,19 +97,7 @@ func TestFailingCanaryMakesFailuresUnknown(t *testing.T) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}))
 	defer down.Close()
-	var mu sync.Mutex
-	var got []api.Report
-	coordinator := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var b api.Batch
-		if json.NewDecoder(r.Body).Decode(&b) != nil {
-			http.Error(w, "bad report", http.StatusBadRequest)
-			return
-		}
-		mu.Lock()
-		got = append(got, b.Reports...)
-		mu.Unlock()
-	}))
-	defer coordinator.Close()
+	coord := newBatchLog(t)
 	// The canary is a port nothing listens on: this "location" is cut off.
 	ts := mustStart(t, `
 modules:
@@ -144,7 +117,7 @@ targets:
   - module: http_2xx
     interval: 3s
     targets: [`+down.URL+`]
-`, func(o *Options) { o.Location, o.CoordinatorURLs = "ams", []string{coordinator.URL} })
+`, func(o *Options) { o.Location, o.CoordinatorURLs = "ams", []string{coord.srv.URL} })
 
 	var fams map[string]*familyView
 	testbin.WaitFor(t, "the canary's failure and the target's result on /metrics", 10*time.Second, func() error {
@@ -171,16 +144,13 @@ targets:
 	if err := json.Unmarshal([]byte(body), &resp); err != nil || code != 200 || resp.CanaryOK == nil || *resp.CanaryOK {
 		t.Errorf("check API answer does not say the canary fails: %d %s", code, body)
 	}
+	var got []api.Report
 	testbin.WaitFor(t, "a report", 10*time.Second, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(got) == 0 {
+		if got, _ = coord.reports(); len(got) == 0 {
 			return errors.New("no report yet")
 		}
 		return nil
 	})
-	mu.Lock()
-	defer mu.Unlock()
 	if got[0].State != api.StateUnknown || got[0].Target != down.URL {
 		t.Errorf("report while the canary fails = %s %s, want unknown", got[0].State, got[0].Target)
 	}
@@ -202,25 +172,11 @@ func TestBatchesCarryTheCanaryVerdict(t *testing.T) {
 		return s
 	}
 	canary, target := serve(&canaryUp), serve(&targetUp)
-	var mu sync.Mutex
-	var batches []api.Batch
-	coordinator := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var b api.Batch
-		if json.NewDecoder(r.Body).Decode(&b) != nil {
-			http.Error(w, "bad report", http.StatusBadRequest)
-			return
-		}
-		mu.Lock()
-		batches = append(batches, b)
-		mu.Unlock()
-		w.WriteHeader(http.StatusAccepted)
-	}))
-	defer coordinator.Close()
+	coord := newBatchLog(t)
 	// batchWith returns the batch that carried a report in state, nil
 	// before one arrived.
 	batchWith := func(state string) *api.Batch {
-		mu.Lock()
-		defer mu.Unlock()
+		batches := coord.all()
 		for i := range batches {
 			for _, r := range batches[i].Reports {
 				if r.State == state {
@@ -245,7 +201,7 @@ targets:
   - module: http_2xx
     interval: 1s
     targets: [`+target.URL+`]
-`, func(o *Options) { o.Location, o.CoordinatorURLs = "ams", []string{coordinator.URL} })
+`, func(o *Options) { o.Location, o.CoordinatorURLs = "ams", []string{coord.srv.URL} })
 	canaryIs := func(v float64) func() error {
 		return func() error {
 			_, body := mustGet(t, ts.url+"/metrics")
