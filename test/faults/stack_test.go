@@ -161,8 +161,7 @@ func (s *stack) write(path, content string) {
 
 func (s *stack) startCoordinator(c *coordinatorProc) {
 	s.t.Helper()
-	cmd := exec.Command(s.coordinatorBin, "--config.file="+c.config, "--storage.path="+c.storage, "--web.listen-address="+c.addr, "--log.level=warn")
-	c.proc = testbin.StartReady(s.t, "vantage-coordinator", cmd, c.url()+"/-/ready")
+	c.proc = startCoordinator(s.t, s.coordinatorBin, c.config, c.storage, c.addr)
 }
 
 // sources returns the source addresses of the named locations.
