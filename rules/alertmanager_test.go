@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
 // TestAlertmanagerRoutes asks amtool where deploy/alertmanager.yml sends
@@ -279,7 +280,7 @@ func startAlertmanager(t *testing.T, bin string) string {
 		t.Fatal(err)
 	}
 
-	addr := freeLoopbackAddr(t)
+	addr := testbin.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var logs bytes.Buffer
 	cmd := exec.CommandContext(ctx, bin,
@@ -323,17 +324,4 @@ func startAlertmanager(t *testing.T, bin string) string {
 	}
 	t.Fatalf("alertmanager on %s not ready after 10s", addr)
 	return ""
-}
-
-// freeLoopbackAddr returns a loopback address with a port that was free a
-// moment ago (Alertmanager cannot report the port it picked for :0).
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
 }
