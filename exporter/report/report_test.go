@@ -34,12 +34,20 @@ type intake struct {
 	// when set, that of the next one only.
 	answer atomic.Pointer[api.ReportsAnswer]
 	next   atomic.Pointer[api.ReportsAnswer]
-	srv    *httptest.Server
+	// hold, when set, keeps each request waiting until it is closed;
+	// held gets a value for each request that waits.
+	hold atomic.Pointer[chan struct{}]
+	held chan struct{}
+	srv  *httptest.Server
 }
 
 func newIntake(t *testing.T) *intake {
-	in := &intake{}
+	in := &intake{held: make(chan struct{}, 16)}
 	in.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h := in.hold.Load(); h != nil {
+			in.held <- struct{}{}
+			<-*h
+		}
 		if r.URL.Path != api.ReportsPath || r.Method != http.MethodPost {
 			http.Error(w, "wrong endpoint", http.StatusNotFound)
 			return
@@ -458,20 +466,20 @@ func TestSnapshotCoversItsBatch(t *testing.T) {
 // snapshot after it.
 func TestOverflowKeepsEachTargetsLatestReport(t *testing.T) {
 	in := newIntake(t)
-	in.status.Store(http.StatusBadGateway)
-	r, _, reg, stop := startWithState(t, Options{URLs: []string{in.srv.URL}, BufferSize: 4, BatchSize: 10, MinBackoff: 20 * time.Millisecond, HeartbeatInterval: time.Hour})
+	r, _, reg, stop := startWithState(t, Options{URLs: []string{in.srv.URL}, BufferSize: 4, BatchSize: 10, MinBackoff: 20 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond})
 	defer stop()
-	// The first delivery of the run carries a snapshot: let it fail and
-	// be delivered first, so the snapshot seen later is the overflow's.
-	testbin.WaitFor(t, "a failed delivery", waitLimit, func() error {
-		if v := testutil.ToFloat64(r.failures.WithLabelValues(in.srv.URL)); v == 0 {
-			return errors.New("none yet")
-		}
-		return nil
-	})
-	in.status.Store(0)
+	// The first delivery of the run carries a snapshot: let it through,
+	// so the snapshot seen later is the overflow's.
 	testbin.WaitFor(t, "the first snapshot", waitLimit, in.hasSnapshots(1))
-	in.status.Store(http.StatusBadGateway)
+	// Hold the next delivery, a heartbeat with no reports: the reports
+	// sent meanwhile all wait in the buffer, none in flight.
+	release := make(chan struct{})
+	in.hold.Store(&release)
+	select {
+	case <-in.held:
+	case <-time.After(waitLimit):
+		t.Fatal("no heartbeat within the wait limit")
+	}
 
 	// Targets 0..3 fill the buffer; then 0, 1 and 2 again: their older
 	// reports go, and target 3 keeps its only one.
@@ -489,7 +497,8 @@ func TestOverflowKeepsEachTargetsLatestReport(t *testing.T) {
 	if v := testutil.ToFloat64(r.dropped.WithLabelValues(in.srv.URL, "overflow")); v != 3 {
 		t.Errorf("overflow drops = %v, want 3", v)
 	}
-	in.status.Store(0)
+	in.hold.Store(nil)
+	close(release)
 	testbin.WaitFor(t, "the 4 kept reports", waitLimit, in.hasReceived(4))
 	testbin.WaitFor(t, "a snapshot after the overflow", waitLimit, in.hasSnapshots(2))
 	latest := map[string]string{}
