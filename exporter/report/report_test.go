@@ -142,17 +142,27 @@ func report(i int) api.Report {
 }
 
 func start(t *testing.T, opts Options) (*Reporter, *prometheus.Registry, func()) {
+	r, reg := newReporter(opts)
+	return r, reg, run(r)
+}
+
+// newReporter builds a reporter of location ams with quick retries.
+func newReporter(opts Options) (*Reporter, *prometheus.Registry) {
 	reg := prometheus.NewRegistry()
 	opts.Registerer = reg
 	opts.Location = "ams"
 	if opts.MinBackoff == 0 {
 		opts.MinBackoff, opts.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
 	}
-	r := New(opts)
+	return New(opts), reg
+}
+
+// run delivers until the returned stop is called.
+func run(r *Reporter) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); r.Run(ctx, time.Second) }()
-	return r, reg, func() { cancel(); <-done }
+	return func() { cancel(); <-done }
 }
 
 func TestDeliversInOrderInBatches(t *testing.T) {
@@ -333,9 +343,11 @@ func (f *fakeState) snapshot(withTargets bool) *api.Snapshot {
 func startWithState(t *testing.T, opts Options) (*Reporter, *fakeState, *prometheus.Registry, func()) {
 	st := &fakeState{}
 	opts.Snapshot = st.snapshot
-	r, reg, stop := start(t, opts)
+	// The snapshot source reads the reporter: set it before the first
+	// delivery, which carries a snapshot.
+	r, reg := newReporter(opts)
 	st.r.Store(r)
-	return r, st, reg, stop
+	return r, st, reg, run(r)
 }
 
 // Each coordinator gets a batch every heartbeat interval even with nothing
