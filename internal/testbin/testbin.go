@@ -50,10 +50,11 @@ func ModuleRoot(tb testing.TB) string {
 	return filepath.Dir(gomod)
 }
 
-// FreeAddr returns a 127.0.0.1 address with a port nothing listens on:
-// for a program whose address must be known before it starts, or for a
-// target whose connections must be refused. Another process could take
-// the port in between; a program then fails to start and says so.
+// FreeAddr returns a 127.0.0.1 address with a port nothing listens on,
+// for a program whose address must be known before it starts. Another
+// process could take the port in between; a program then fails to start
+// and says so. For a target whose connections must be refused, use
+// RefusedAddr, which holds its port.
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
 	l, err := net.Listen("tcp4", "127.0.0.1:0")

@@ -311,3 +311,15 @@ func TestServeBoundsStartAndStop(t *testing.T) {
 		t.Errorf("a server that does not stop held the cleanup for %s", took)
 	}
 }
+
+func TestRefusedAddrRefuses(t *testing.T) {
+	addr := RefusedAddr(t)
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Fatalf("a connection to %s was accepted", addr)
+	}
+	if l, err := net.Listen("tcp4", addr); err == nil {
+		l.Close()
+		t.Fatalf("another listener could take %s", addr)
+	}
+}

@@ -87,7 +87,7 @@ func startTargets(t *testing.T) *targets {
 		}
 		return tc
 	})
-	tg.refused = testbin.FreeAddr(t)
+	tg.refused = testbin.RefusedAddr(t)
 	tg.dnsUDP, tg.dnsTCP = startDNSServer(t)
 	tg.grpc = startGRPCServer(t)
 	return tg
