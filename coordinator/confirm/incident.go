@@ -55,6 +55,10 @@ const (
 	SourceCheck  = "check"  // a check the coordinator asked for
 	// SourceSnapshot: a location's snapshot of its targets' states.
 	SourceSnapshot = "snapshot"
+	// SourceOverload: the coordinator had no capacity to ask the location
+	// in time (its queue was full or no request slot freed up). Such an
+	// answer is not evidence about the target and never changes a verdict.
+	SourceOverload = "overload"
 )
 
 // Key names a checked target.

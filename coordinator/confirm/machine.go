@@ -154,6 +154,9 @@ type RoundRequest struct {
 	ID        uint64
 	Locations []string
 	Timeout   time.Duration
+	// First: the round decides an incident not confirmed yet; such rounds
+	// go before re-verifications of confirmed ones.
+	First bool
 }
 
 // Effects are what the caller must do after an event.
@@ -411,7 +414,8 @@ func (m *Machine) startRound(t *target, now time.Time) Effects {
 	if len(ask) == 0 {
 		return m.RoundDone(t.key, t.round.id, nil, now)
 	}
-	return Effects{Rounds: []RoundRequest{{Key: t.key, ID: t.round.id, Locations: ask, Timeout: m.conf.VerifyTimeout}}}
+	return Effects{Rounds: []RoundRequest{{Key: t.key, ID: t.round.id, Locations: ask, Timeout: m.conf.VerifyTimeout,
+		First: !t.incident.Confirmed()}}}
 }
 
 // RoundDone applies the answers of a verification round and reaches a
