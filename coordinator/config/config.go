@@ -26,6 +26,11 @@ var DefaultConfirmation = ConfirmationConfig{
 	VerifyTimeout:       10 * time.Second,
 	RecoverySuccesses:   2,
 	ReverifyInterval:    30 * time.Second,
+	ReportFreshness:     2 * time.Minute,
+	ContestedHold:       30 * time.Second,
+	RecoveryHold:        time.Minute,
+	Flapping:            FlappingConfig{Window: 10 * time.Minute, Changes: 4, HoldDown: 5 * time.Minute},
+	SuspectLocations:    SuspectConfig{Window: time.Minute, MinTargets: 10, Share: 0.05},
 }
 
 // DefaultSource names the embedded default configuration in messages.
@@ -91,6 +96,51 @@ type ConfirmationConfig struct {
 	// ReverifyInterval is how often a confirmed-down target is checked
 	// again from every location.
 	ReverifyInterval time.Duration `yaml:"reverify_interval"`
+	// ReportFreshness bounds the age of live evidence: a report or
+	// snapshot about a check planned longer ago than this (delivered late
+	// by a starved or cut-off exporter) is recorded in the failure
+	// intervals as history, but opens no round and answers none.
+	ReportFreshness time.Duration `yaml:"report_freshness"`
+	// ContestedHold is how long a confirmation waits while a location
+	// that can tell sees the target succeed: long enough to find out
+	// whether one of the failing locations is itself degraded. 0 confirms
+	// at once.
+	ContestedHold time.Duration `yaml:"contested_hold"`
+	// RecoveryHold is how long no location may see the target fail before
+	// a confirmed outage resolves (besides recovery_successes).
+	RecoveryHold time.Duration `yaml:"recovery_hold"`
+	// Flapping says when a target is flapping and how long it must be
+	// stable before its incident resolves.
+	Flapping FlappingConfig `yaml:"flapping"`
+	// SuspectLocations says when a location failing targets that the
+	// others see succeed is suspect: its failures then count for nothing.
+	SuspectLocations SuspectConfig `yaml:"suspect_locations"`
+}
+
+// FlappingConfig detects targets that fail and succeed in turn.
+type FlappingConfig struct {
+	// Window is the span over which changes are counted.
+	Window time.Duration `yaml:"window"`
+	// Changes is how many changes between failing and succeeding within
+	// window make a target flapping.
+	Changes int `yaml:"changes"`
+	// HoldDown is how long a flapping target must see no failure before
+	// its incident resolves; it stays flapping until then.
+	HoldDown time.Duration `yaml:"hold_down"`
+}
+
+// SuspectConfig detects a location whose failures the others contradict
+// far more than usual.
+type SuspectConfig struct {
+	// Window is the span over which contradicted failures are counted.
+	Window time.Duration `yaml:"window"`
+	// MinTargets is how many of a location's targets must have failed
+	// there alone within window before it can be suspect.
+	MinTargets int `yaml:"min_targets"`
+	// Share is how far the share of a location's targets that failed there
+	// alone within window must rise above both its usual share and the
+	// other locations' (median) share for it to be suspect.
+	Share float64 `yaml:"share"`
 }
 
 // UnmarshalYAML sets the confirmation defaults before decoding.
@@ -169,6 +219,24 @@ func (c *CoordinatorConfig) validate() error {
 		return yamldoc.Fail(yamldoc.At(path, "recovery_successes"), "recovery_successes must be at least 1, got %d", cf.RecoverySuccesses)
 	case cf.ReverifyInterval < time.Second:
 		return yamldoc.Fail(yamldoc.At(path, "reverify_interval"), "reverify_interval must be at least 1s, got %s", cf.ReverifyInterval)
+	case cf.ReportFreshness < time.Second:
+		return yamldoc.Fail(yamldoc.At(path, "report_freshness"), "report_freshness must be at least 1s, got %s", cf.ReportFreshness)
+	case cf.ContestedHold < 0:
+		return yamldoc.Fail(yamldoc.At(path, "contested_hold"), "contested_hold must not be negative, got %s", cf.ContestedHold)
+	case cf.RecoveryHold < 0:
+		return yamldoc.Fail(yamldoc.At(path, "recovery_hold"), "recovery_hold must not be negative, got %s", cf.RecoveryHold)
+	case cf.Flapping.Window < time.Second:
+		return yamldoc.Fail(yamldoc.At(path, "flapping", "window"), "window must be at least 1s, got %s", cf.Flapping.Window)
+	case cf.Flapping.Changes < 2:
+		return yamldoc.Fail(yamldoc.At(path, "flapping", "changes"), "changes must be at least 2 (one outage is two changes), got %d", cf.Flapping.Changes)
+	case cf.Flapping.HoldDown < 0:
+		return yamldoc.Fail(yamldoc.At(path, "flapping", "hold_down"), "hold_down must not be negative, got %s", cf.Flapping.HoldDown)
+	case cf.SuspectLocations.Window < time.Second:
+		return yamldoc.Fail(yamldoc.At(path, "suspect_locations", "window"), "window must be at least 1s, got %s", cf.SuspectLocations.Window)
+	case cf.SuspectLocations.MinTargets < 1:
+		return yamldoc.Fail(yamldoc.At(path, "suspect_locations", "min_targets"), "min_targets must be at least 1, got %d", cf.SuspectLocations.MinTargets)
+	case cf.SuspectLocations.Share <= 0 || cf.SuspectLocations.Share > 1:
+		return yamldoc.Fail(yamldoc.At(path, "suspect_locations", "share"), "share must be in (0, 1], got %g", cf.SuspectLocations.Share)
 	case c.HealthCheckInterval < time.Second:
 		return yamldoc.Fail([]any{"health_check_interval"}, "health_check_interval must be at least 1s, got %s", c.HealthCheckInterval)
 	}

@@ -44,10 +44,13 @@ const (
 const (
 	ResolutionFalseAlarm = "false_alarm"
 	ResolutionRecovered  = "recovered"
+	// ResolutionSuspect: only locations found to be degraded (suspect)
+	// failed the target; the others saw it succeed.
+	ResolutionSuspect = "location_suspect"
 )
 
 // Resolutions lists every resolution.
-var Resolutions = []string{ResolutionFalseAlarm, ResolutionRecovered}
+var Resolutions = []string{ResolutionFalseAlarm, ResolutionRecovered, ResolutionSuspect}
 
 // Where a piece of evidence came from.
 const (
@@ -146,6 +149,9 @@ type Incident struct {
 	// tell it: for an outage known only once over, when its overlap
 	// ended. Zero when only the verification rounds tell the end.
 	EndedAt time.Time `json:"ended_at,omitzero"`
+	// Flapping: the target failed and succeeded in turn while the
+	// incident was open; it resolved only once stable for the hold-down.
+	Flapping bool `json:"flapping,omitempty"`
 	// Rounds counts the verification rounds run for the incident.
 	Rounds int `json:"verification_rounds"`
 	// Evidence is what the locations saw, oldest first: the first

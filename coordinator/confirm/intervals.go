@@ -43,6 +43,9 @@ type history struct {
 
 type streak struct {
 	start, last time.Time
+	// stale: known only from reports delivered after report_freshness;
+	// such a streak is history, and opens no incident on its own.
+	stale bool
 }
 
 type closing struct {
@@ -52,7 +55,12 @@ type closing struct {
 
 // fail records a failing streak that began at start and was still failing
 // at last.
-func (h *history) fail(start, last time.Time) {
+func (h *history) fail(start, last time.Time) { h.record(start, last, false) }
+
+// failStale records a streak known only from a late report.
+func (h *history) failStale(start, last time.Time) { h.record(start, last, true) }
+
+func (h *history) record(start, last time.Time, stale bool) {
 	if last.Before(start) {
 		start = last
 	}
@@ -61,9 +69,10 @@ func (h *history) fail(start, last time.Time) {
 		if last.After(h.streaks[i].last) {
 			h.streaks[i].last = last
 		}
+		h.streaks[i].stale = h.streaks[i].stale && stale
 		return
 	}
-	h.streaks = slices.Insert(h.streaks, i, streak{start: start, last: last})
+	h.streaks = slices.Insert(h.streaks, i, streak{start: start, last: last, stale: stale})
 }
 
 // point records a failed check at t.
@@ -96,6 +105,8 @@ type span struct {
 	open       bool
 	// streak indexes history.streaks; -1 for a point.
 	streak int
+	// stale: a streak known only from late reports.
+	stale bool
 }
 
 // streakEnd derives where streak i ends: at the first closing at or
@@ -125,7 +136,7 @@ func (h *history) spans() []span {
 	out := make([]span, 0, len(h.streaks)+len(h.points))
 	for i, s := range h.streaks {
 		end, open := h.streakEnd(i)
-		out = append(out, span{start: s.start, end: end, open: open, streak: i})
+		out = append(out, span{start: s.start, end: end, open: open, streak: i, stale: s.stale})
 	}
 	for _, p := range h.points {
 		out = append(out, span{start: p, end: p.Add(epsilon), streak: -1})
@@ -197,8 +208,9 @@ type episode struct {
 	start, end time.Time // end is zero while open
 	open       bool
 	spans      []locSpan
-	// streaks tells whether any span is a reported streak (points alone,
-	// the coordinator's own checks, open no incident).
+	// streaks tells whether any span is a reported streak that is not
+	// stale (points alone, the coordinator's own checks, and late
+	// reports alone open no incident, unless they confirm an outage).
 	streaks bool
 	// confirmed: at some instant, at least need locations' intervals
 	// overlapped, from overlapStart; the overlap ended at overlapEnd
@@ -233,10 +245,10 @@ func episodes(locs []locState, counts func(name string) bool, need int) []episod
 			case !e.open && s.end.After(e.end):
 				e.end = s.end
 			}
-			e.streaks = e.streaks || s.streak >= 0
+			e.streaks = e.streaks || (s.streak >= 0 && !s.stale)
 			continue
 		}
-		e := episode{start: s.start, open: s.open, spans: []locSpan{s}, streaks: s.streak >= 0}
+		e := episode{start: s.start, open: s.open, spans: []locSpan{s}, streaks: s.streak >= 0 && !s.stale}
 		if !s.open {
 			e.end = s.end
 		}
@@ -304,4 +316,27 @@ func (e *episode) overlap(need int) {
 	if e.ongoing {
 		e.overlapEnd = time.Time{}
 	}
+}
+
+// lastFailure is the latest failure the history holds, zero when none.
+func (h *history) lastFailure() time.Time {
+	var last time.Time
+	if h == nil {
+		return last
+	}
+	for _, s := range h.streaks {
+		last = later(last, s.last)
+	}
+	for _, p := range h.points {
+		last = later(last, p)
+	}
+	return last
+}
+
+// later returns the later of two times.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

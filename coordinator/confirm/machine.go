@@ -39,6 +39,11 @@ type Machine struct {
 	lastID    uint64
 	lastRound uint64
 	lastPrune time.Time
+	// trust is each location's reliability (see suspect.go).
+	trust map[string]*trust
+	// openConfirmed counts the confirmed open incidents at the latest
+	// Due, which paces their re-verification.
+	openConfirmed int
 }
 
 // target is the coordinator's view of one (target, module).
@@ -62,6 +67,12 @@ type target struct {
 	// recovery counts successes towards resolving a confirmed outage.
 	recovery recovery
 	touched  time.Time // latest event, for forgetting idle up targets
+	// failing: a trusted location's interval is open, as of the latest
+	// event; changes holds when that changed, for flapping.
+	failing     bool
+	changes     []time.Time
+	flapping    bool
+	lastFailure time.Time
 }
 
 // locState is one location's view of a target, kept compact: 100k
@@ -139,6 +150,9 @@ type round struct {
 	id      uint64
 	started time.Time
 	answers map[string]Evidence
+	// overloaded counts the locations the coordinator could not ask in
+	// time for lack of capacity.
+	overloaded int
 }
 
 // recovery counts successes since an outage was confirmed or last seen
@@ -174,6 +188,11 @@ type Effects struct {
 	Reclassified int
 	// Events say what happened to incidents, for the log.
 	Events []IncidentEvent
+	// Locations say which locations became suspect or trusted again.
+	Locations []LocationEvent
+	// Discounted counts false alarms found to be a suspect location's
+	// own (resolution location_suspect after all).
+	Discounted int
 }
 
 // Merge appends o's effects to e's.
@@ -184,6 +203,8 @@ func (e *Effects) Merge(o Effects) {
 	e.Confirmed = append(e.Confirmed, o.Confirmed...)
 	e.Reclassified += o.Reclassified
 	e.Events = append(e.Events, o.Events...)
+	e.Locations = append(e.Locations, o.Locations...)
+	e.Discounted += o.Discounted
 }
 
 // What happened to an incident.
@@ -214,7 +235,7 @@ const idleUpRetention = 24 * time.Hour
 // NewMachine returns a machine for the given locations and confirmation
 // settings. lastID is the highest incident ID already used.
 func NewMachine(c *config.CoordinatorConfig, lastID uint64) *Machine {
-	m := &Machine{targets: map[Key]*target{}, lastID: lastID}
+	m := &Machine{targets: map[Key]*target{}, lastID: lastID, trust: map[string]*trust{}}
 	m.Configure(c)
 	return m
 }
@@ -290,12 +311,20 @@ func (m *Machine) Batch(location string, reports []*api.Report, snap *api.Snapsh
 		}
 		return x
 	}
+	var res BatchResult
 	for _, r := range reports {
 		t := m.target(Key{Target: r.Target, Module: r.Module}, now)
 		x := touch(t)
+		if now.Sub(r.Time) > m.conf.ReportFreshness {
+			// Delivered late: history, not live evidence.
+			m.applyStale(t, location, r)
+			continue
+		}
 		x.evidence = append(x.evidence, m.applyReport(t, location, r))
+		if r.State == api.StateFailing && !m.trusted(location) && m.contradictedNow(t, location) {
+			m.contradict(location, t.key, now, &res.Effects)
+		}
 	}
-	var res BatchResult
 	if snap != nil {
 		var changed []*target
 		changed, res.WantTargets = m.applySnapshot(location, snap, now)
@@ -307,6 +336,30 @@ func (m *Machine) Batch(location string, reports []*api.Report, snap *api.Snapsh
 		res.Merge(m.judge(x.t, x.evidence, now))
 	}
 	return res
+}
+
+// applyStale records a report delivered after report_freshness in the
+// location's intervals only: a failing streak ends just after the check
+// it reports (the location's next report or snapshot says whether it
+// went on), and nothing counts as the location's current verdict.
+func (m *Machine) applyStale(t *target, location string, r *api.Report) {
+	h := t.loc(location).history()
+	switch r.State {
+	case api.StateFailing:
+		start := r.FirstFailure
+		if start.IsZero() {
+			start = r.Time
+		}
+		h.failStale(start, r.Time)
+		h.close(r.Time, false)
+	case api.StateRecovered:
+		if !r.FirstFailure.IsZero() {
+			h.failStale(r.FirstFailure, r.FirstFailure)
+		}
+		h.close(r.Time, true)
+	default:
+		h.close(r.Time, false)
+	}
 }
 
 // applyReport records a report as the location's evidence and in its
@@ -351,6 +404,7 @@ func (m *Machine) applyReport(t *target, location string, r *api.Report) Evidenc
 func (m *Machine) judge(t *target, evidence []Evidence, now time.Time) Effects {
 	before := t.incident
 	eff := m.evaluate(t, now)
+	m.noteCondition(t, now)
 	for _, e := range evidence {
 		if t.incident == nil || t.incident != before {
 			// A new incident already holds the latest evidence.
@@ -360,6 +414,8 @@ func (m *Machine) judge(t *target, evidence []Evidence, now time.Time) Effects {
 		switch {
 		case t.round != nil:
 			// Counted when the round ends.
+		case !m.trusted(e.Location):
+			// A suspect location's evidence decides nothing.
 		case t.incident.Confirmed() && e.Result == OutcomeSuccess:
 			m.countSuccess(t, e)
 			eff.Merge(m.maybeRecover(t, now))
@@ -403,6 +459,9 @@ func (m *Machine) startRound(t *target, now time.Time) Effects {
 	t.round = &round{id: m.lastRound, started: now, answers: map[string]Evidence{}}
 	var ask []string
 	for _, l := range m.locations {
+		if !m.trusted(l) {
+			continue // its answer would count for nothing
+		}
 		if e, ok := t.seen(l); ok && e.Result == OutcomeFailure && t.incident.Rounds == 0 && !e.Time.Before(t.incident.StartedAt) {
 			// The failure that opened the incident (or one seen
 			// with it) is this location's answer in the first round.
@@ -431,6 +490,12 @@ func (m *Machine) RoundDone(k Key, id uint64, answers []Evidence, now time.Time)
 		if !m.known(e.Location) {
 			continue
 		}
+		if e.Source == SourceOverload {
+			// The coordinator's own lack of capacity says nothing
+			// about the target.
+			t.round.overloaded++
+			continue
+		}
 		ls := t.loc(e.Location)
 		switch e.Result {
 		case OutcomeFailure:
@@ -454,14 +519,24 @@ func (m *Machine) RoundDone(k Key, id uint64, answers []Evidence, now time.Time)
 	// The intervals may say more than the round: an overlap the round
 	// could not see, or an episode already over.
 	eff.Merge(m.evaluate(t, now))
+	m.noteCondition(t, now)
 	return eff
 }
 
-// verdict applies the confirmation rule to a round's answers.
+// verdict applies the confirmation rule to a round's answers. Only
+// trusted locations vote; suspect ones count as unknown only when too few
+// trusted locations are left to reach min_failing_locations.
 func (m *Machine) verdict(t *target, r *round, now time.Time) Effects {
 	var eff Effects
 	var failing, succeeding, unknown int
+	short := m.trustedCount() < m.conf.MinFailingLocations
 	for _, l := range m.locations {
+		if !m.trusted(l) {
+			if short {
+				unknown++
+			}
+			continue
+		}
 		switch r.answers[l].Result {
 		case OutcomeFailure:
 			failing++
@@ -475,8 +550,12 @@ func (m *Machine) verdict(t *target, r *round, now time.Time) Effects {
 		}
 	}
 	verdict := Decide(m.conf.MinFailingLocations, failing, unknown)
-	t.nextRound = now.Add(m.conf.ReverifyInterval)
+	t.nextRound = m.reverifyAt(t, now)
 	switch {
+	case verdict == VerdictDown && !t.incident.Confirmed() && succeeding > 0 && m.contestedHeld(t, t.incident, now):
+		// A location that can tell sees the target succeed: wait to
+		// learn whether a failing one is itself degraded.
+		m.setState(t, StateSeemsDown, now)
 	case verdict == VerdictDown:
 		t.recovery = recovery{}
 		if !t.incident.Confirmed() {
@@ -484,24 +563,51 @@ func (m *Machine) verdict(t *target, r *round, now time.Time) Effects {
 		}
 		m.setState(t, StateDown, now)
 	case t.incident.Confirmed():
+		// A confirmed outage stays down until successes show it
+		// recovered: a location that cannot tell, or the coordinator's
+		// own lack of capacity, is no evidence of recovery.
 		if r := m.maybeRecover(t, now); len(r.Resolved) > 0 {
 			eff.Merge(r)
 			return eff
 		}
-		if failing+succeeding == 0 {
-			m.setState(t, StateUnknown, now) // no location can see the target
-		} else {
-			m.setState(t, StateDown, now)
-		}
+		m.setState(t, StateDown, now)
 	case verdict == VerdictUp:
 		// Even if every unknown location were failing, too few would be.
 		eff.Merge(m.resolve(t, ResolutionFalseAlarm, time.Time{}, now))
 		return eff
+	case r.overloaded > 0:
+		// Undecided only because the coordinator could not ask every
+		// location in time: the verdict stays, and it asks again soon.
+		t.nextRound = now.Add(min(m.conf.ReverifyInterval, m.conf.VerifyTimeout))
 	default:
 		m.setState(t, StateUnknown, now)
 	}
 	eff.Save = append(eff.Save, t.incident.clone())
 	return eff
+}
+
+// contestedHeld says whether inc's confirmation must wait because a
+// trusted location sees the target succeed: until contested_hold after
+// the incident opened, when its next round is due.
+func (m *Machine) contestedHeld(t *target, inc *Incident, now time.Time) bool {
+	until := inc.OpenedAt.Add(m.conf.ContestedHold)
+	if m.conf.ContestedHold <= 0 || !now.Before(until) || !m.contested(t, inc.StartedAt) {
+		return false
+	}
+	t.nextRound = until
+	return true
+}
+
+// contested: a trusted location's latest evidence since the incident
+// started is a success, and it is not failing.
+func (m *Machine) contested(t *target, since time.Time) bool {
+	for i := range t.locs {
+		ls := &t.locs[i]
+		if m.trusted(ls.name) && !ls.hist.open() && ls.outcome == OutcomeSuccess && !ls.at.Before(since) {
+			return true
+		}
+	}
+	return false
 }
 
 // confirm marks an incident confirmed now.
@@ -522,8 +628,11 @@ func (m *Machine) countSuccess(t *target, e Evidence) {
 // maybeRecover resolves a confirmed outage once recovery_successes
 // successes came from at least two locations (one when only one exists).
 func (m *Machine) maybeRecover(t *target, now time.Time) Effects {
-	if t.recovery.successes < m.conf.RecoverySuccesses || len(t.recovery.locations) < min(2, len(m.locations)) {
+	if t.recovery.successes < m.conf.RecoverySuccesses || len(t.recovery.locations) < min(2, m.trustedCount()) {
 		return Effects{}
+	}
+	if m.stableFor(t, now) < m.recoveryHold(t) {
+		return Effects{} // not stable for long enough: Due tries again
 	}
 	return m.resolve(t, ResolutionRecovered, time.Time{}, now)
 }
@@ -532,6 +641,9 @@ func (m *Machine) maybeRecover(t *target, now time.Time) Effects {
 // the intervals tell it.
 func (m *Machine) resolve(t *target, resolution string, ended, now time.Time) Effects {
 	inc := t.incident
+	if resolution == ResolutionFalseAlarm {
+		resolution = m.falseAlarm(inc)
+	}
 	inc.ResolvedAt = now
 	inc.Resolution = resolution
 	inc.EndedAt = ended
@@ -544,6 +656,9 @@ func (m *Machine) resolve(t *target, resolution string, ended, now time.Time) Ef
 	m.setState(t, StateUp, now)
 	eff := Effects{Save: []Incident{inc.clone()}, Resolved: []string{resolution}}
 	eff.event(EventResolved, inc)
+	if resolution != ResolutionRecovered {
+		m.contradictFailures(inc, now, &eff)
+	}
 	return eff
 }
 
@@ -567,17 +682,60 @@ func (m *Machine) Due(now time.Time) Effects {
 	if prune {
 		m.lastPrune = now
 	}
+	m.learn(now)
+	// Re-verifications are paced: at most twice the steady rate of
+	// re-checking every confirmed outage once per reverify_interval
+	// start per call (once a second), so incidents opened together are
+	// not all re-checked together. First verifications are never held.
+	budget := max(50, 2*m.openConfirmed/max(1, int(m.conf.ReverifyInterval/time.Second)))
+	openConfirmed := 0
+	scheduled := map[string]int{}
 	for k, t := range m.targets {
 		if prune {
 			m.prune(t, now)
+		}
+		for i := range t.locs {
+			if t.locs[i].scheduled || t.locs[i].outcome != "" {
+				scheduled[t.locs[i].name]++
+			}
 		}
 		if t.incident == nil && now.Sub(t.touched) > idleUpRetention && !t.scheduled() && !t.failingSomewhere() {
 			delete(m.targets, k)
 			continue
 		}
-		if t.incident != nil && t.round == nil && !now.Before(t.nextRound) {
-			eff.Merge(m.startRound(t, now))
+		m.updateFlapping(t, now)
+		for l, tr := range m.trust {
+			// A suspect location's failures the others contradict
+			// still count, so it stays suspect while they last.
+			if ls := t.find(l); tr.suspect && ls != nil && ls.hist.open() && m.contradictedNow(t, l) {
+				tr.contradicted[k] = now
+			}
 		}
+		if t.incident == nil || t.round != nil {
+			continue
+		}
+		if t.incident.Confirmed() {
+			openConfirmed++
+			if eff.Merge(m.maybeRecover(t, now)); t.incident == nil {
+				continue
+			}
+		}
+		if now.Before(t.nextRound) {
+			continue
+		}
+		if t.incident.Confirmed() {
+			if budget <= 0 {
+				continue
+			}
+			budget--
+		}
+		eff.Merge(m.startRound(t, now))
+	}
+	m.openConfirmed = openConfirmed
+	for _, l := range m.locations {
+		m.trustOf(l).scheduled = scheduled[l]
+		// Contradictions age out of the window.
+		m.judgeLocation(l, now, &eff)
 	}
 	return eff
 }
@@ -622,6 +780,9 @@ type TargetView struct {
 	// ScheduledIn lists the locations whose latest snapshot lists the
 	// target.
 	ScheduledIn []string `json:"scheduled_in,omitempty"`
+	// Flapping: the target fails and succeeds in turn (see
+	// flapping.changes).
+	Flapping bool `json:"flapping,omitempty"`
 }
 
 // Targets returns every known target (each scheduled one of every
@@ -629,7 +790,7 @@ type TargetView struct {
 func (m *Machine) Targets() []TargetView {
 	out := make([]TargetView, 0, len(m.targets))
 	for _, t := range m.targets {
-		v := TargetView{Target: t.key.Target, Module: t.key.Module, State: t.state, Since: t.since, Locations: []Evidence{}}
+		v := TargetView{Target: t.key.Target, Module: t.key.Module, State: t.state, Since: t.since, Locations: []Evidence{}, Flapping: t.flapping}
 		if t.incident != nil {
 			v.IncidentID = t.incident.ID
 			if t.incident.Confirmed() && t.state == StateDown {

@@ -17,6 +17,12 @@ func testConfig(locations ...string) *config.CoordinatorConfig {
 	c := &config.CoordinatorConfig{Confirmation: config.DefaultConfirmation}
 	c.Confirmation.VerifyTimeout = 10 * time.Second
 	c.Confirmation.ReverifyInterval = 30 * time.Second
+	// The base rule alone: no holds, and reports of any age are live
+	// (tests replay old times). Tests of those features set them.
+	c.Confirmation.ContestedHold = 0
+	c.Confirmation.RecoveryHold = 0
+	c.Confirmation.Flapping.HoldDown = 0
+	c.Confirmation.ReportFreshness = 30 * 24 * time.Hour
 	for _, l := range locations {
 		c.Locations = append(c.Locations, config.Location{Name: l, URL: "http://" + l + ":9715"})
 	}
@@ -168,17 +174,18 @@ func TestUnknownIsVerifiedAgainUntilAVerdict(t *testing.T) {
 	m := NewMachine(testConfig("ams", "fra", "sfo"), 0)
 	r := mustOneRound(t, m.Report("ams", failing(t0, t0), t0))
 	m.RoundDone(key, r.ID, []Evidence{answer("fra", OutcomeUnknown, t0), answer("sfo", OutcomeUnknown, t0)}, t0)
-	if eff := m.Due(t0.Add(29 * time.Second)); len(eff.Rounds) != 0 {
-		t.Fatalf("a round before reverify_interval: %+v", eff.Rounds)
+	// Re-verification is due reverify_interval later, spread by ±10%.
+	if eff := m.Due(t0.Add(26 * time.Second)); len(eff.Rounds) != 0 {
+		t.Fatalf("a round before 90%% of reverify_interval: %+v", eff.Rounds)
 	}
-	r = mustOneRound(t, m.Due(t0.Add(30*time.Second)))
+	r = mustOneRound(t, m.Due(t0.Add(34*time.Second)))
 	if !slices.Equal(r.Locations, []string{"ams", "fra", "sfo"}) {
 		t.Errorf("re-verification asks %v, want every location", r.Locations)
 	}
-	if eff := m.Due(t0.Add(31 * time.Second)); len(eff.Rounds) != 0 {
+	if eff := m.Due(t0.Add(35 * time.Second)); len(eff.Rounds) != 0 {
 		t.Errorf("a second round while one is in flight: %+v", eff.Rounds)
 	}
-	at := t0.Add(31 * time.Second)
+	at := t0.Add(35 * time.Second)
 	m.RoundDone(key, r.ID, []Evidence{answer("ams", OutcomeFailure, at), answer("fra", OutcomeFailure, at), answer("sfo", OutcomeUnknown, at)}, at)
 	if v := stateOf(t, m); v.State != StateDown {
 		t.Errorf("state = %s, want down once two locations fail", v.State)

@@ -15,11 +15,13 @@ import (
 func (m *Machine) evaluate(t *target, now time.Time) Effects {
 	var eff Effects
 	var round bool
-	eps := episodes(t.locs, m.known, m.conf.MinFailingLocations)
+	eps := episodes(t.locs, m.trusted, m.conf.MinFailingLocations)
 	for i := range eps {
 		ep := &eps[i]
-		if !ep.streaks {
-			continue // the coordinator's own checks alone open nothing
+		if !ep.streaks && !ep.confirmed {
+			// The coordinator's own checks, or late reports, alone
+			// open nothing.
+			continue
 		}
 		inc := t.incidentOf(ep)
 		if inc == nil && t.incident != nil && ep.open {
@@ -36,7 +38,7 @@ func (m *Machine) evaluate(t *target, now time.Time) Effects {
 			continue
 		}
 		changed := false
-		if !ep.start.Equal(inc.StartedAt) {
+		if ep.start.Before(inc.StartedAt) {
 			// Late reports show the outage began earlier.
 			inc.StartedAt, changed = ep.start, true
 		}
@@ -67,7 +69,9 @@ func (t *target) incidentOf(ep *episode) *Incident {
 	in := func(inc *Incident) bool {
 		return !inc.StartedAt.Before(ep.start) && (ep.open || inc.StartedAt.Before(ep.end))
 	}
-	if t.incident != nil && in(t.incident) {
+	if t.incident != nil && (in(t.incident) || (t.incident.Confirmed() && !ep.start.Before(t.incident.StartedAt))) {
+		// A confirmed outage goes on, through failures that stop and
+		// start again, until it recovers.
 		return t.incident
 	}
 	var out *Incident
@@ -88,6 +92,11 @@ func (m *Machine) yield(t *target, eps []episode, now time.Time, eff *Effects) b
 			continue
 		}
 		if ep.open {
+			return false
+		}
+		if t.incident.Confirmed() && m.resumes(t, ep, eps, now) {
+			// Failing again within the recovery hold: the same
+			// outage goes on.
 			return false
 		}
 		if ep.confirmed || t.incident.Confirmed() {
@@ -123,7 +132,7 @@ func (m *Machine) openIncident(t *target, ep *episode, now time.Time, eff *Effec
 	}
 	eff.event(EventOpened, inc)
 	switch {
-	case ep.confirmed && !ep.ongoing:
+	case ep.confirmed && !ep.ongoing && !(ep.open && m.contestedHeld(t, inc, now)):
 		// Known only once over: confirmed and recovered at once, and
 		// the target never goes down.
 		m.confirm(inc, now, eff)
@@ -134,10 +143,10 @@ func (m *Machine) openIncident(t *target, ep *episode, now time.Time, eff *Effec
 	default:
 		t.incident = inc
 		t.recovery = recovery{}
-		if ep.confirmed {
+		if ep.ongoing && !m.contestedHeld(t, inc, now) {
 			// Enough locations fail now: no round needed to go down.
 			m.confirm(inc, now, eff)
-			t.nextRound = now.Add(m.conf.ReverifyInterval)
+			t.nextRound = m.reverifyAt(t, now)
 			m.setState(t, StateDown, now)
 		} else {
 			m.setState(t, StateSeemsDown, now)
@@ -166,6 +175,10 @@ func (m *Machine) closeIncident(t *target, inc *Incident, resolution string, end
 func (m *Machine) judgeOpen(t *target, ep *episode, now time.Time, eff *Effects) bool {
 	inc := t.incident
 	switch {
+	case ep.confirmed && !inc.Confirmed() && ep.open && m.contestedHeld(t, inc, now):
+		// Contested while still failing: the round due at the end of
+		// the hold decides.
+		return false
 	case ep.confirmed && !inc.Confirmed():
 		m.confirm(inc, now, eff)
 		if !ep.ongoing {
@@ -174,13 +187,13 @@ func (m *Machine) judgeOpen(t *target, ep *episode, now time.Time, eff *Effects)
 			return false
 		}
 		t.recovery = recovery{}
-		t.nextRound = now.Add(m.conf.ReverifyInterval)
+		t.nextRound = m.reverifyAt(t, now)
 		m.setState(t, StateDown, now)
 		return true
-	case ep.ongoing && t.state != StateDown:
+	case ep.ongoing && inc.Confirmed() && t.state != StateDown:
 		m.setState(t, StateDown, now)
 		return true
-	case !ep.confirmed && !inc.Confirmed() && t.round == nil && !t.failingSomewhere():
+	case !ep.confirmed && !inc.Confirmed() && t.round == nil && !m.failingTrusted(t):
 		// Every interval closed and no round pending: too few
 		// locations ever failed at once.
 		eff.Merge(m.resolve(t, ResolutionFalseAlarm, ep.end, now))
@@ -219,7 +232,20 @@ func (m *Machine) reclassify(t *target, inc *Incident, ep *episode, now time.Tim
 	}
 	t.incident = inc
 	t.recovery = recovery{}
-	t.nextRound = now.Add(m.conf.ReverifyInterval)
+	t.nextRound = m.reverifyAt(t, now)
 	inc.State = StateDown
 	m.setState(t, StateDown, now)
+}
+
+// resumes says whether the episode after ep, the one going on, began
+// within the recovery hold after ep ended: the confirmed outage of ep goes
+// on rather than ending and starting again.
+func (m *Machine) resumes(t *target, ep *episode, eps []episode, now time.Time) bool {
+	for i := range eps {
+		next := &eps[i]
+		if next.open && next.start.After(ep.start) {
+			return next.start.Sub(ep.end) < m.recoveryHold(t)
+		}
+	}
+	return false
 }

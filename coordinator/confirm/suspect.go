@@ -1,0 +1,300 @@
+package confirm
+
+import (
+	"slices"
+	"time"
+)
+
+// A location whose failures the others contradict far more than usual is
+// suspect: something local (an overloaded host, a broken resolver, a
+// module timeout too tight for where it runs) fails its checks, not the
+// targets. While it is suspect its failures count for nothing: they open
+// no incident, and quorum is taken from the other locations.
+//
+// A failure is contradicted when the incident it opened ends as a false
+// alarm (the other locations saw the target succeed), or, while the
+// location is suspect, when the others' latest evidence is a success. The
+// location is suspect once, within suspect_locations.window, at least
+// min_targets of its targets were contradicted and their share of its
+// targets rose by suspect_locations.share above both its usual share and
+// the other locations' (median) share: a mass outage fails everywhere and
+// makes no location suspect. It is trusted again once a window passed and
+// the share fell back below half that margin.
+
+// ReasonContradicted: the location's failures are contradicted by the
+// others far more than usual.
+const ReasonContradicted = "contradicted"
+
+// baselineSpan is the time constant of a location's usual share of
+// contradicted targets.
+const baselineSpan = time.Hour
+
+// trust is what the machine knows of one location's reliability.
+type trust struct {
+	// contradicted holds, per target, when a failure there was last
+	// contradicted, within the window.
+	contradicted map[Key]time.Time
+	// baseline is the usual share of contradicted targets, learnt while
+	// the location is trusted.
+	baseline   float64
+	baselineAt time.Time
+	// scheduled counts the location's targets, as of the latest Due.
+	scheduled int
+	suspect   bool
+	since     time.Time
+	// onset is where the contradictions that made it suspect began:
+	// false alarms it caused since then are its own.
+	onset time.Time
+}
+
+func (m *Machine) trustOf(location string) *trust {
+	tr, ok := m.trust[location]
+	if !ok {
+		tr = &trust{contradicted: map[Key]time.Time{}}
+		m.trust[location] = tr
+	}
+	return tr
+}
+
+// trusted says whether a location's evidence counts: a configured
+// location that is not suspect.
+func (m *Machine) trusted(location string) bool {
+	if !m.known(location) {
+		return false
+	}
+	tr, ok := m.trust[location]
+	return !ok || !tr.suspect
+}
+
+// trustedCount is how many configured locations are trusted.
+func (m *Machine) trustedCount() int {
+	n := 0
+	for _, l := range m.locations {
+		if m.trusted(l) {
+			n++
+		}
+	}
+	return n
+}
+
+// share is the location's share of contradicted targets within the
+// window ending at now.
+func (tr *trust) share(window time.Duration, now time.Time) float64 {
+	cutoff := now.Add(-window)
+	maps := tr.contradicted
+	for k, at := range maps {
+		if at.Before(cutoff) {
+			delete(maps, k)
+		}
+	}
+	return float64(len(maps)) / float64(max(tr.scheduled, len(maps), 1))
+}
+
+// contradict records that the others contradicted location's failure of
+// t, and judges the location again.
+func (m *Machine) contradict(location string, k Key, now time.Time, eff *Effects) {
+	if !m.known(location) {
+		return
+	}
+	m.trustOf(location).contradicted[k] = now
+	m.judgeLocation(location, now, eff)
+}
+
+// judgeLocation decides whether a location is suspect.
+func (m *Machine) judgeLocation(location string, now time.Time, eff *Effects) {
+	sc := m.conf.SuspectLocations
+	tr := m.trustOf(location)
+	share := tr.share(sc.Window, now)
+	var others []float64
+	for _, l := range m.locations {
+		if l != location {
+			others = append(others, m.trustOf(l).share(sc.Window, now))
+		}
+	}
+	usual := max(tr.baseline, median(others))
+	switch {
+	case !tr.suspect && len(tr.contradicted) >= sc.MinTargets && share-usual >= sc.Share:
+		// The contradictions counted began within the window: what it
+		// caused since then is its own.
+		tr.suspect, tr.since, tr.onset = true, now, now.Add(-sc.Window)
+		eff.Locations = append(eff.Locations, LocationEvent{Location: location, Suspect: true, Reason: ReasonContradicted,
+			Contradicted: len(tr.contradicted), Share: share})
+		m.discount(location, tr.onset, now, eff)
+	case tr.suspect && now.Sub(tr.since) >= sc.Window && share-usual < sc.Share/2:
+		tr.suspect = false
+		eff.Locations = append(eff.Locations, LocationEvent{Location: location, Reason: ReasonContradicted,
+			Contradicted: len(tr.contradicted), Share: share})
+		// Its failures count again: targets it fails now are judged.
+		for _, t := range m.targets {
+			if ls := t.find(location); ls != nil && ls.hist.open() {
+				eff.Merge(m.evaluate(t, now))
+			}
+		}
+	}
+}
+
+// learn moves each trusted location's usual share towards its current
+// one; called by Due.
+func (m *Machine) learn(now time.Time) {
+	window := m.conf.SuspectLocations.Window
+	for _, l := range m.locations {
+		tr := m.trustOf(l)
+		if tr.suspect || now.Sub(tr.baselineAt) < window {
+			continue
+		}
+		if !tr.baselineAt.IsZero() {
+			w := min(1, float64(now.Sub(tr.baselineAt))/float64(baselineSpan))
+			tr.baseline += (tr.share(window, now) - tr.baseline) * w
+		}
+		tr.baselineAt = now
+	}
+}
+
+// discount re-judges what a location that became suspect caused since
+// onset: false alarms only it failed are its own (resolution
+// location_suspect), and open incidents no trusted location fails any
+// more are closed the same way.
+func (m *Machine) discount(location string, onset, now time.Time, eff *Effects) {
+	for _, t := range m.targets {
+		for _, inc := range t.closed {
+			if inc.Resolution == ResolutionFalseAlarm && !inc.OpenedAt.Before(onset) && m.onlySuspectsFailed(inc) {
+				inc.Resolution = ResolutionSuspect
+				eff.Discounted++
+				eff.Save = append(eff.Save, inc.clone())
+			}
+		}
+		if inc := t.incident; inc != nil && !inc.Confirmed() && t.find(location) != nil {
+			eff.Merge(m.evaluate(t, now))
+			if t.incident == inc && t.round == nil && !m.failingTrusted(t) {
+				eff.Merge(m.resolve(t, ResolutionSuspect, time.Time{}, now))
+			}
+		}
+	}
+}
+
+// falseAlarm is how an incident that was never confirmed ends: a false
+// alarm, or location_suspect when every location that failed it is
+// suspect.
+func (m *Machine) falseAlarm(inc *Incident) string {
+	if m.onlySuspectsFailed(inc) {
+		return ResolutionSuspect
+	}
+	return ResolutionFalseAlarm
+}
+
+// onlySuspectsFailed: some location failed the incident, and each one
+// that did is suspect.
+func (m *Machine) onlySuspectsFailed(inc *Incident) bool {
+	failed := false
+	for _, e := range inc.Evidence {
+		if e.Result != OutcomeFailure {
+			continue
+		}
+		if m.trusted(e.Location) {
+			return false
+		}
+		failed = true
+	}
+	return failed
+}
+
+// contradictFailures records, when an incident ends as a false alarm,
+// that the others contradicted each location that failed it.
+func (m *Machine) contradictFailures(inc *Incident, now time.Time, eff *Effects) {
+	for _, e := range inc.Evidence {
+		if e.Result == OutcomeFailure {
+			m.contradict(e.Location, inc.Key(), now, eff)
+		}
+	}
+}
+
+// contradictedNow: while location is suspect, the trusted locations'
+// latest evidence about t is a success, and none fails it.
+func (m *Machine) contradictedNow(t *target, location string) bool {
+	seen := false
+	for i := range t.locs {
+		ls := &t.locs[i]
+		if ls.name == location || !m.trusted(ls.name) {
+			continue
+		}
+		switch {
+		case ls.hist.open() || ls.outcome == OutcomeFailure:
+			return false
+		case ls.outcome == OutcomeSuccess:
+			seen = true
+		}
+	}
+	return seen
+}
+
+// failingTrusted reports whether a trusted location's interval is open.
+func (m *Machine) failingTrusted(t *target) bool {
+	for i := range t.locs {
+		if m.trusted(t.locs[i].name) && t.locs[i].hist.open() {
+			return true
+		}
+	}
+	return false
+}
+
+// find returns the target's state of a location, nil when none.
+func (t *target) find(location string) *locState {
+	for i := range t.locs {
+		if t.locs[i].name == location {
+			return &t.locs[i]
+		}
+	}
+	return nil
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if n := len(s); n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[len(s)/2]
+}
+
+// LocationEvent says a location became suspect, or trusted again.
+type LocationEvent struct {
+	Location string
+	// Suspect: it became suspect; false: trusted again.
+	Suspect bool
+	Reason  string
+	// Contradicted is how many of its targets were contradicted within
+	// the window, Share their share of its targets.
+	Contradicted int
+	Share        float64
+}
+
+// SuspectView is a location's standing for the API and the series.
+type SuspectView struct {
+	Location string    `json:"location"`
+	Suspect  bool      `json:"suspect"`
+	Reason   string    `json:"reason,omitempty"`
+	Since    time.Time `json:"since,omitzero"`
+	// Contradicted counts its targets contradicted within the window;
+	// Share is their share of its targets, Usual its usual share.
+	Contradicted int     `json:"contradicted"`
+	Share        float64 `json:"share"`
+	Usual        float64 `json:"usual_share"`
+}
+
+// Suspects returns every configured location's standing.
+func (m *Machine) Suspects(now time.Time) []SuspectView {
+	out := make([]SuspectView, 0, len(m.locations))
+	for _, l := range m.locations {
+		tr := m.trustOf(l)
+		v := SuspectView{Location: l, Suspect: tr.suspect, Contradicted: len(tr.contradicted),
+			Share: tr.share(m.conf.SuspectLocations.Window, now), Usual: tr.baseline}
+		if tr.suspect {
+			v.Reason, v.Since = ReasonContradicted, tr.since
+		}
+		out = append(out, v)
+	}
+	return out
+}
