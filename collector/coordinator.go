@@ -18,6 +18,8 @@ type TargetState struct {
 	// Locations holds each location's latest verdict; a location whose
 	// latest outcome is unknown is left out.
 	Locations []LocationVerdict
+	// Flapping: the target fails and succeeds in turn.
+	Flapping bool
 }
 
 // LocationVerdict is what one location last saw of a target.
@@ -40,7 +42,7 @@ type Coordinator struct {
 	targets   func() []TargetState
 	locations func() []LocationHealth
 
-	state, confirmedDown, locationSuccess, downSince, healthy *prometheus.Desc
+	state, confirmedDown, locationSuccess, downSince, flapping, healthy *prometheus.Desc
 }
 
 // NewCoordinator builds the collector. states lists every state, so each
@@ -60,6 +62,8 @@ func NewCoordinator(states []string, targets func() []TargetState, locations fun
 			[]string{"target", "module", "location"}, nil),
 		downSince: prometheus.NewDesc("vantage_target_down_since_timestamp_seconds",
 			"Start of the target's confirmed outage (its first failed check), while it lasts.", tm, nil),
+		flapping: prometheus.NewDesc("vantage_target_flapping",
+			"1 while the target fails and succeeds in turn (its incident is held open until it is stable); absent otherwise.", tm, nil),
 		healthy: prometheus.NewDesc("vantage_location_healthy",
 			"Whether the location's exporter answers and its connectivity canary passes; while 0 its verdicts count as unknown.",
 			[]string{"location"}, nil),
@@ -68,7 +72,7 @@ func NewCoordinator(states []string, targets func() []TargetState, locations fun
 
 // Describe implements prometheus.Collector.
 func (c *Coordinator) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.state, c.confirmedDown, c.locationSuccess, c.downSince, c.healthy} {
+	for _, d := range []*prometheus.Desc{c.state, c.confirmedDown, c.locationSuccess, c.downSince, c.flapping, c.healthy} {
 		ch <- d
 	}
 }
@@ -82,6 +86,9 @@ func (c *Coordinator) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.confirmedDown, prometheus.GaugeValue, boolValue(!t.DownSince.IsZero()), t.Target, t.Module)
 		if !t.DownSince.IsZero() {
 			ch <- prometheus.MustNewConstMetric(c.downSince, prometheus.GaugeValue, float64(t.DownSince.UnixNano())/1e9, t.Target, t.Module)
+		}
+		if t.Flapping {
+			ch <- prometheus.MustNewConstMetric(c.flapping, prometheus.GaugeValue, 1, t.Target, t.Module)
 		}
 		for _, l := range t.Locations {
 			ch <- prometheus.MustNewConstMetric(c.locationSuccess, prometheus.GaugeValue, boolValue(l.Success), t.Target, t.Module, l.Location)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	yaml "go.yaml.in/yaml/v3"
@@ -108,7 +109,23 @@ func (c *Coordinator) handleTargets(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Coordinator) handleLocations(w http.ResponseWriter, _ *http.Request) {
-	jsonapi.Write(w, http.StatusOK, c.health.views())
+	jsonapi.Write(w, http.StatusOK, c.locations())
+}
+
+// locations is every location's health and standing.
+func (c *Coordinator) locations() []LocationView {
+	views := c.health.views()
+	c.mu.Lock()
+	suspects := c.machine.Suspects(time.Now())
+	c.mu.Unlock()
+	for i := range views {
+		for _, s := range suspects {
+			if s.Location == views[i].Name {
+				views[i].Suspect = s
+			}
+		}
+	}
+	return views
 }
 
 func (c *Coordinator) handleConfig(w http.ResponseWriter, _ *http.Request) {

@@ -261,6 +261,17 @@ func (c *Coordinator) update(event func(m *confirm.Machine, now time.Time) confi
 		c.metrics.incidents.WithLabelValues(r).Inc()
 	}
 	c.metrics.reclassified.Add(float64(eff.Reclassified))
+	c.metrics.discounted.Add(float64(eff.Discounted))
+	for _, e := range eff.Locations {
+		if e.Suspect {
+			c.metrics.suspect.WithLabelValues(e.Location, e.Reason).Set(1)
+			c.logger.Warn("Location suspect: its failures count for nothing until it recovers", "location", e.Location, "reason", e.Reason,
+				"contradicted_targets", e.Contradicted, "share", e.Share)
+		} else {
+			c.metrics.suspect.WithLabelValues(e.Location, e.Reason).Set(0)
+			c.logger.Info("Location trusted again", "location", e.Location, "contradicted_targets", e.Contradicted, "share", e.Share)
+		}
+	}
 	for _, e := range eff.Events {
 		c.logger.Info("Incident "+e.Kind, "target", e.Key.Target, "module", e.Key.Module, "id", e.ID, "start", e.StartedAt, "resolution", e.Resolution)
 	}
@@ -358,7 +369,7 @@ func (c *Coordinator) targetStates() []collector.TargetState {
 	c.mu.Unlock()
 	out := make([]collector.TargetState, len(views))
 	for i, v := range views {
-		ts := collector.TargetState{Target: v.Target, Module: v.Module, State: string(v.State), DownSince: v.DownSince}
+		ts := collector.TargetState{Target: v.Target, Module: v.Module, State: string(v.State), DownSince: v.DownSince, Flapping: v.Flapping}
 		for _, e := range v.Locations {
 			if e.Result != confirm.OutcomeUnknown {
 				ts.Locations = append(ts.Locations, collector.LocationVerdict{Location: e.Location, Success: e.Result == confirm.OutcomeSuccess})

@@ -106,16 +106,23 @@ func deadLocations(t *testing.T, names ...string) string {
 	return b.String()
 }
 
-const batchFailing = `{"location": "ams", "run": "r1", "reports": [{"seq": 1, "target": "https://a.example", "module": "http_2xx", "state": "failing",
-  "time": "2026-11-23T12:00:00Z", "first_failure": "2026-11-23T11:59:30Z", "attempts": 3,
-  "result": {"prober": "http", "success": false, "reason": "connect_refused", "start": "2026-11-23T12:00:00Z", "duration_ns": 1000000}}]}`
+// reportTime is when the test reports' checks ran: recent, so the
+// coordinator takes them as live evidence (see report_freshness).
+var reportTime = time.Now().UTC().Truncate(time.Second)
+
+// ts renders reportTime moved by d, as reports carry times.
+func ts(d time.Duration) string { return reportTime.Add(d).Format(time.RFC3339) }
+
+var batchFailing = `{"location": "ams", "run": "r1", "reports": [{"seq": 1, "target": "https://a.example", "module": "http_2xx", "state": "failing",
+  "time": "` + ts(0) + `", "first_failure": "` + ts(-30*time.Second) + `", "attempts": 3,
+  "result": {"prober": "http", "success": false, "reason": "connect_refused", "start": "` + ts(0) + `", "duration_ns": 1000000}}]}`
 
 func TestReportIntakeRejectsBadBatches(t *testing.T) {
 	c := mustStart(t, deadLocations(t, "ams", "fra"))
 	report := func(fields string) string {
 		return `{"location": "ams", "run": "r1", "reports": [{` + fields + `}]}`
 	}
-	const ok = `"seq": 1, "target": "https://a.example", "module": "http_2xx", "state": "failing", "time": "2026-11-23T12:00:00Z", "result": {"success": false}`
+	ok := `"seq": 1, "target": "https://a.example", "module": "http_2xx", "state": "failing", "time": "` + ts(0) + `", "result": {"success": false}`
 	for _, tc := range []struct {
 		name, contentType, body string
 		status                  int
@@ -132,7 +139,7 @@ func TestReportIntakeRejectsBadBatches(t *testing.T) {
 		{"seq 0", "application/json", report(strings.Replace(ok, `"seq": 1`, `"seq": 0`, 1)), 400, "invalid_report", "reports[0].seq must be at least 1"},
 		{"no target", "application/json", report(strings.Replace(ok, `"https://a.example"`, `" "`, 1)), 400, "invalid_report", "reports[0].target must be set"},
 		{"bad state", "application/json", report(strings.Replace(ok, `"failing"`, `"down"`, 1)), 400, "invalid_report", `reports[0].state: unknown state \"down\" (want one of failing, recovered, unknown)`},
-		{"no time", "application/json", report(strings.Replace(ok, `"time": "2026-11-23T12:00:00Z", `, "", 1)), 400, "invalid_report", "reports[0].time must be set"},
+		{"no time", "application/json", report(strings.Replace(ok, `"time": "` + ts(0) + `", `, "", 1)), 400, "invalid_report", "reports[0].time must be set"},
 		{"no result", "application/json", report(strings.Replace(ok, `, "result": {"success": false}`, "", 1)), 400, "invalid_report", `reports[0].result must be set for state \"failing\"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -192,7 +199,7 @@ func TestReportIntakeIgnoresRedeliveries(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &incs); status != 200 || err != nil {
 		t.Fatalf("incidents: %d %s %v", status, body, err)
 	}
-	if len(incs) != 1 || incs[0].Reporter != "ams" || !incs[0].StartedAt.Equal(time.Date(2026, 11, 23, 11, 59, 30, 0, time.UTC)) {
+	if len(incs) != 1 || incs[0].Reporter != "ams" || !incs[0].StartedAt.Equal(reportTime.Add(-30*time.Second)) {
 		t.Fatalf("open incidents = %+v, want one reported by ams, started at its first failure", incs)
 	}
 	testbin.WaitFor(t, "the verification round", 10*time.Second, func() error {
@@ -335,8 +342,8 @@ func TestStatusPage(t *testing.T) {
 	c := mustStart(t, deadLocations(t, "ams", "fra"))
 	// The failing report, then ams's snapshot: a.example failing, and two
 	// targets up that never failed.
-	batch := strings.TrimSuffix(batchFailing, "}") + `, "snapshot": {"seq": 1, "time": "2026-11-23T12:00:01Z",
-  "not_up": [{"seq": 1, "target": "https://a.example", "module": "http_2xx", "state": "failing", "time": "2026-11-23T12:00:00Z", "first_failure": "2026-11-23T11:59:30Z"}],
+	batch := strings.TrimSuffix(batchFailing, "}") + `, "snapshot": {"seq": 1, "time": "` + ts(time.Second) + `",
+  "not_up": [{"seq": 1, "target": "https://a.example", "module": "http_2xx", "state": "failing", "time": "` + ts(0) + `", "first_failure": "` + ts(-30*time.Second) + `"}],
   "up": 2, "up_targets": [{"target": "https://b.example", "module": "http_2xx"}, {"target": "https://c.example", "module": "tcp_connect"}]}}`
 	if status, body := do(t, http.MethodPost, c.url+"/api/v1/reports", "application/json", batch); status != 200 {
 		t.Fatalf("report: %d %s", status, body)

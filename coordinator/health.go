@@ -13,6 +13,7 @@ import (
 	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/collector"
 	"github.com/vantageprobe/vantage/coordinator/config"
+	"github.com/vantageprobe/vantage/coordinator/confirm"
 )
 
 // locationHealth tracks whether each location can be relied on: its
@@ -134,6 +135,9 @@ type LocationView struct {
 	Checked time.Time `json:"checked,omitzero"`
 	// CanaryOK is the location's latest canary verdict, when known.
 	CanaryOK *bool `json:"canary_ok,omitempty"`
+	// Suspect: the location's failures count for nothing (see
+	// confirm.SuspectView).
+	Suspect confirm.SuspectView `json:"suspect"`
 }
 
 func (h *locationHealth) views() []LocationView {

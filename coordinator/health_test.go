@@ -70,7 +70,7 @@ func TestBatchCanaryDecidesLocationHealth(t *testing.T) {
 		seq++
 		reports := ""
 		if state != "" {
-			reports = fmt.Sprintf(`{"seq": %d, "target": "https://a.example", "module": "http_2xx", "state": %q, "time": "2026-11-23T12:00:00Z"}`, seq, state)
+			reports = fmt.Sprintf(`{"seq": %d, "target": "https://a.example", "module": "http_2xx", "state": %q, "time": %q}`, seq, state, ts(0))
 		}
 		body := `{"location": "ams", "run": "r1", ` + canary + `"reports": [` + reports + `]}`
 		if status, answer := do(t, http.MethodPost, c.url+api.ReportsPath, "application/json", body); status != 200 {

@@ -17,6 +17,8 @@ type metrics struct {
 	rejected        *prometheus.CounterVec
 	incidents       *prometheus.CounterVec
 	reclassified    prometheus.Counter
+	discounted      prometheus.Counter
+	suspect         *prometheus.GaugeVec
 	confirmation    prometheus.Histogram
 	checks          *prometheus.CounterVec
 	roundDuration   prometheus.Histogram
@@ -54,12 +56,20 @@ func newMetrics(reg prometheus.Registerer, conf *config.CoordinatorConfig) *metr
 		}, []string{"reason"}),
 		incidents: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "vantage_incidents_total",
-			Help: "Incidents resolved, by resolution: false_alarm (the other locations did not confirm the failure) or recovered (a confirmed outage ended).",
+			Help: "Incidents resolved, by resolution: false_alarm (the other locations did not confirm the failure), location_suspect (only suspect locations failed it) or recovered (a confirmed outage ended).",
 		}, []string{"resolution"}),
 		reclassified: f.NewCounter(prometheus.CounterOpts{
 			Name: "vantage_incidents_reclassified_total",
 			Help: "False alarms found to be confirmed outages once late reports showed enough locations failing at once; vantage_incidents_total{resolution=\"false_alarm\"} counted them and is not decremented.",
 		}),
+		discounted: f.NewCounter(prometheus.CounterOpts{
+			Name: "vantage_incidents_discounted_total",
+			Help: "False alarms found, once their location became suspect, to be that location's own (resolution location_suspect after all); vantage_incidents_total{resolution=\"false_alarm\"} counted them and is not decremented.",
+		}),
+		suspect: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vantage_location_suspect",
+			Help: "1 while the location is suspect (its failures count for nothing and quorum is taken from the others), by reason: contradicted (the others see its failing targets up far more than usual).",
+		}, []string{"location", "reason"}),
 		confirmation: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "vantage_confirmation_duration_seconds",
 			Help:    "Time from an outage's first failed check to its confirmation.",
@@ -112,6 +122,7 @@ func newMetrics(reg prometheus.Registerer, conf *config.CoordinatorConfig) *metr
 			m.reportsReceived.WithLabelValues(l.Name, s)
 		}
 		m.duplicates.WithLabelValues(l.Name)
+		m.suspect.WithLabelValues(l.Name, confirm.ReasonContradicted)
 	}
 	return m
 }

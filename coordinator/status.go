@@ -56,7 +56,7 @@ th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
 <h2>Locations</h2>
 <table>
 <tr><th>Location</th><th>URL</th><th>Healthy</th><th>Last contact</th><th>Problem</th></tr>
-{{range .Locations}}<tr><td>{{.Name}}</td><td>{{.URL}}</td><td class="{{.Healthy}}">{{.Healthy}}</td><td>{{ago .Checked}}</td><td>{{.Error}}</td></tr>
+{{range .Locations}}<tr><td>{{.Name}}</td><td>{{.URL}}</td><td class="{{.Healthy}}">{{.Healthy}}</td><td>{{ago .Checked}}</td><td>{{.Error}}{{if .Suspect.Suspect}} suspect since {{ago .Suspect.Since}}: its failures count for nothing ({{.Suspect.Reason}}, {{.Suspect.Contradicted}} targets){{end}}</td></tr>
 {{end}}</table>
 
 <h2>Targets not up ({{.NotUpCount}} of {{.Known}} known)</h2>
@@ -124,7 +124,7 @@ func (p *statusPage) splitTargets(targets []confirm.TargetView) {
 }
 
 func (c *Coordinator) handleStatus(w http.ResponseWriter, _ *http.Request) {
-	data := statusPage{Locations: c.health.views()}
+	data := statusPage{Locations: c.locations()}
 	data.splitTargets(c.targets())
 	incidents, err := c.store.List(false, recentIncidents)
 	if err != nil {
