@@ -73,6 +73,9 @@ type target struct {
 	changes     []time.Time
 	flapping    bool
 	lastFailure time.Time
+	// heldSince is when the open incident's confirmation was first held
+	// because a location contradicted it (see contestedHeld).
+	heldSince time.Time
 }
 
 // locState is one location's view of a target, kept compact: 100k
@@ -588,10 +591,16 @@ func (m *Machine) verdict(t *target, r *round, now time.Time) Effects {
 
 // contestedHeld says whether inc's confirmation must wait because a
 // trusted location sees the target succeed: until contested_hold after
-// the incident opened, when its next round is due.
+// it was first held, when its next round is due.
 func (m *Machine) contestedHeld(t *target, inc *Incident, now time.Time) bool {
-	until := inc.OpenedAt.Add(m.conf.ContestedHold)
-	if m.conf.ContestedHold <= 0 || !now.Before(until) || !m.contested(t, inc.StartedAt) {
+	if m.conf.ContestedHold <= 0 || !m.contested(t, inc.StartedAt) {
+		return false
+	}
+	if t.heldSince.Before(inc.OpenedAt) {
+		t.heldSince = now // the first hold of this incident
+	}
+	until := t.heldSince.Add(m.conf.ContestedHold)
+	if !now.Before(until) {
 		return false
 	}
 	t.nextRound = until

@@ -216,6 +216,15 @@ func (t *target) failingSomewhere() bool {
 // enough locations into a confirmed outage: recovered at once when the
 // overlap is over, open and down again while it goes on.
 func (m *Machine) reclassify(t *target, inc *Incident, ep *episode, now time.Time, eff *Effects) {
+	if ep.ongoing && t.incident == nil && m.conf.ContestedHold > 0 && m.contested(t, inc.StartedAt) {
+		// A location sees the target up: reopened to be verified, and
+		// confirmed only if the failures outlast the hold.
+		m.reopen(t, inc)
+		t.heldSince, t.nextRound = now, now.Add(m.conf.ContestedHold)
+		inc.State = StateSeemsDown
+		m.setState(t, StateSeemsDown, now)
+		return
+	}
 	m.confirm(inc, now, eff)
 	inc.Resolution, inc.EndedAt, inc.LastState = ResolutionRecovered, ep.overlapEnd, StateDown
 	eff.Reclassified++
@@ -223,15 +232,7 @@ func (m *Machine) reclassify(t *target, inc *Incident, ep *episode, now time.Tim
 	if !ep.ongoing || t.incident != nil {
 		return
 	}
-	inc.ResolvedAt, inc.Resolution, inc.EndedAt, inc.LastState = time.Time{}, "", time.Time{}, ""
-	for i, c := range t.closed {
-		if c == inc {
-			t.closed = append(t.closed[:i], t.closed[i+1:]...)
-			break
-		}
-	}
-	t.incident = inc
-	t.recovery = recovery{}
+	m.reopen(t, inc)
 	t.nextRound = m.reverifyAt(t, now)
 	inc.State = StateDown
 	m.setState(t, StateDown, now)
@@ -248,4 +249,17 @@ func (m *Machine) resumes(t *target, ep *episode, eps []episode, now time.Time) 
 		}
 	}
 	return false
+}
+
+// reopen makes a closed incident the target's open one again.
+func (m *Machine) reopen(t *target, inc *Incident) {
+	inc.ResolvedAt, inc.Resolution, inc.EndedAt, inc.LastState = time.Time{}, "", time.Time{}, ""
+	for i, c := range t.closed {
+		if c == inc {
+			t.closed = append(t.closed[:i], t.closed[i+1:]...)
+			break
+		}
+	}
+	t.incident = inc
+	t.recovery = recovery{}
 }

@@ -163,13 +163,40 @@ func (m *Machine) discount(location string, onset, now time.Time, eff *Effects) 
 				eff.Save = append(eff.Save, inc.clone())
 			}
 		}
-		if inc := t.incident; inc != nil && !inc.Confirmed() && t.find(location) != nil {
-			eff.Merge(m.evaluate(t, now))
-			if t.incident == inc && t.round == nil && !m.failingTrusted(t) {
+		inc := t.incident
+		if inc == nil || t.find(location) == nil {
+			continue
+		}
+		if inc.Confirmed() {
+			// Confirmed since onset with its vote: without it, do the
+			// trusted locations still agree it is down?
+			if !inc.ConfirmedAt.Before(onset) && !m.confirmedByTrusted(t) {
 				eff.Merge(m.resolve(t, ResolutionSuspect, time.Time{}, now))
 			}
+			continue
+		}
+		eff.Merge(m.evaluate(t, now))
+		if t.incident == inc && t.round == nil && !m.failingTrusted(t) {
+			eff.Merge(m.resolve(t, ResolutionSuspect, time.Time{}, now))
 		}
 	}
+}
+
+// confirmedByTrusted: min_failing_locations trusted locations fail the
+// target now, by their intervals or their latest answers.
+func (m *Machine) confirmedByTrusted(t *target) bool {
+	for _, ep := range episodes(t.locs, m.trusted, m.conf.MinFailingLocations) {
+		if ep.ongoing {
+			return true
+		}
+	}
+	failing := 0
+	for i := range t.locs {
+		if ls := &t.locs[i]; m.trusted(ls.name) && (ls.hist.open() || ls.outcome == OutcomeFailure) {
+			failing++
+		}
+	}
+	return failing >= m.conf.MinFailingLocations
 }
 
 // falseAlarm is how an incident that was never confirmed ends: a false

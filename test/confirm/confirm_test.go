@@ -186,6 +186,10 @@ func startStack(t *testing.T, paths []string) *stack {
   verify_timeout: %s
   recovery_successes: 2
   reverify_interval: 1s
+  # The base rule: recoveries and confirmations without holds (the
+  # stress scenarios of test/faults run with them).
+  recovery_hold: 0s
+  contested_hold: 0s
 health_check_interval: 1s
 `, locs.String(), verifyTimeout))
 	s.startCoordinator(t)

@@ -26,11 +26,14 @@ type switchTarget struct {
 	addr string
 	mu   sync.Mutex
 	down map[string]map[string]bool // path → source address → failing; "*" for every source
-	srv  *httptest.Server           // nil while the host is stopped
+	// slow maps a path to how long it takes to answer, drawn anew for
+	// each request.
+	slow map[string]func() time.Duration
+	srv  *httptest.Server // nil while the host is stopped
 }
 
 func newSwitchTarget(t *testing.T) *switchTarget {
-	st := &switchTarget{t: t, addr: testbin.FreeAddr(t), down: map[string]map[string]bool{}}
+	st := &switchTarget{t: t, addr: testbin.FreeAddr(t), down: map[string]map[string]bool{}, slow: map[string]func() time.Duration{}}
 	st.start()
 	t.Cleanup(st.stop)
 	return st
@@ -46,7 +49,15 @@ func (st *switchTarget) start() {
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
 		st.mu.Lock()
 		fail := st.down[r.URL.Path]["*"] || st.down[r.URL.Path][host]
+		slow := st.slow[r.URL.Path]
 		st.mu.Unlock()
+		if slow != nil {
+			select {
+			case <-time.After(slow()):
+			case <-r.Context().Done():
+				return
+			}
+		}
 		if fail {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
@@ -80,9 +91,18 @@ func (st *switchTarget) set(path string, failing bool, sources ...string) {
 	}
 }
 
+// setSlow makes path answer after a delay drawn by delay for each
+// request.
+func (st *switchTarget) setSlow(path string, delay func() time.Duration) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.slow[path] = delay
+}
+
 // location is one exporter process probing from its own source address.
 type location struct {
 	name, source, addr string
+	config             string
 	proc               *testbin.Process
 }
 
@@ -111,6 +131,12 @@ type stackOptions struct {
 	paths        []string // target paths, each checked every second
 	exporterArgs []string // extra exporter flags
 	canary       string   // the canary's path on the target's host; none when empty
+	interval     string   // the check interval; 1s when empty
+	// timeouts holds a location's module timeout; 1s when not listed.
+	timeouts map[string]string
+	// confirmation is the coordinators' confirmation section (a YAML flow
+	// mapping); when empty, 2s rounds and no recovery hold.
+	confirmation string
 }
 
 func newStack(t *testing.T, o stackOptions) *stack {
@@ -126,7 +152,11 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	}
 	for i := range o.coordinators {
 		c := &coordinatorProc{addr: testbin.FreeAddr(t), storage: filepath.Join(s.dir, fmt.Sprintf("data-%d", i)), config: filepath.Join(s.dir, fmt.Sprintf("coordinator-%d.yml", i))}
-		s.write(c.config, "locations:\n"+locs.String()+"confirmation: {verify_timeout: 2s, reverify_interval: 2s}\nhealth_check_interval: 1s\n")
+		confirmation := o.confirmation
+		if confirmation == "" {
+			confirmation = "{verify_timeout: 2s, reverify_interval: 2s, recovery_hold: 0s}"
+		}
+		s.write(c.config, "locations:\n"+locs.String()+"confirmation: "+confirmation+"\nhealth_check_interval: 1s\n")
 		s.coordinators = append(s.coordinators, c)
 		s.startCoordinator(c)
 	}
@@ -134,15 +164,14 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	for _, p := range o.paths {
 		targets = append(targets, s.target.url(p))
 	}
+	interval := o.interval
+	if interval == "" {
+		interval = "1s"
+	}
 	for _, l := range s.locations {
-		config := filepath.Join(s.dir, "exporter-"+l.name+".yml")
-		conf := fmt.Sprintf("modules:\n  http_2xx:\n    prober: http\n    timeout: 1s\n    http: {source_ip_address: %s}\n"+
-			"scheduler: {interval: 1s, retries: 0}\ntargets:\n  - module: http_2xx\n    targets: [%s]\n", l.source, strings.Join(targets, ", "))
-		if o.canary != "" {
-			conf += fmt.Sprintf("canary: {module: http_2xx, target: %q, interval: 1s}\n", s.target.url(o.canary))
-		}
-		s.write(config, conf)
-		args := []string{"--config.file=" + config, "--location=" + l.name, "--web.listen-address=" + l.addr, "--log.level=warn"}
+		l.config = filepath.Join(s.dir, "exporter-"+l.name+".yml")
+		s.configure(l, o, interval, targets)
+		args := []string{"--config.file=" + l.config, "--location=" + l.name, "--web.listen-address=" + l.addr, "--log.level=warn"}
 		for _, c := range s.coordinators {
 			args = append(args, "--coordinator.url="+c.url())
 		}
@@ -150,6 +179,34 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		l.proc = testbin.StartReady(t, "vantage-exporter "+l.name, exec.Command(s.exporterBin, args...), "http://"+l.addr+"/-/ready")
 	}
 	return s
+}
+
+// configure writes a location's exporter configuration: every target
+// checked every interval with the location's module timeout.
+func (s *stack) configure(l *location, o stackOptions, interval string, targets []string) {
+	timeout := o.timeouts[l.name]
+	if timeout == "" {
+		timeout = "1s"
+	}
+	conf := fmt.Sprintf("modules:\n  http_2xx:\n    prober: http\n    timeout: %s\n    http: {source_ip_address: %s}\n"+
+		"scheduler: {interval: %s, retries: 0}\ntargets:\n  - module: http_2xx\n    targets: [%s]\n", timeout, l.source, interval, strings.Join(targets, ", "))
+	if o.canary != "" {
+		conf += fmt.Sprintf("canary: {module: http_2xx, target: %q, interval: 1s}\n", s.target.url(o.canary))
+	}
+	s.write(l.config, conf)
+}
+
+// reload makes a location's exporter load its configuration again.
+func (s *stack) reload(l *location) {
+	s.t.Helper()
+	resp, err := http.Post("http://"+l.addr+"/-/reload", "", nil)
+	if err != nil {
+		s.t.Fatalf("reloading %s: %v", l.name, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		s.t.Fatalf("reloading %s: %s", l.name, resp.Status)
+	}
 }
 
 func (s *stack) write(path, content string) {
@@ -182,6 +239,7 @@ type targetView struct {
 	Target    string `json:"target"`
 	Module    string `json:"module"`
 	State     string `json:"state"`
+	Flapping  bool   `json:"flapping"`
 	Locations []struct {
 		Location string `json:"location"`
 		Result   string `json:"result"`
@@ -225,7 +283,9 @@ type fullIncident struct {
 	ID          uint64    `json:"id"`
 	Target      string    `json:"target"`
 	State       string    `json:"state"`
+	Reporter    string    `json:"reporter"`
 	StartedAt   time.Time `json:"started_at"`
+	OpenedAt    time.Time `json:"opened_at"`
 	ConfirmedAt time.Time `json:"confirmed_at"`
 	ResolvedAt  time.Time `json:"resolved_at"`
 	Resolution  string    `json:"resolution"`
