@@ -46,6 +46,7 @@ type Coordinator struct {
 	machine *confirm.Machine
 
 	store    *Store
+	events   *eventBook
 	writer   *writer
 	verifier *verifier
 	health   *locationHealth
@@ -119,6 +120,14 @@ func open(opts Options, conf *config.CoordinatorConfig, reg *prometheus.Registry
 		return nil, fmt.Errorf("reading the incident log in %s: %w", opts.StoragePath, err)
 	}
 	c := newCoordinator(opts, conf, reg, client, store, lastID)
+	err = c.events.configure(conf.Events)
+	if err == nil {
+		err = c.events.load()
+	}
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
 	c.tracing, c.tracer = tp, tp.Tracer("github.com/vantageprobe/vantage/coordinator")
 	c.machine.Restore(incidents, time.Now())
 	if len(incidents) > 0 {
@@ -133,6 +142,7 @@ func newCoordinator(opts Options, conf *config.CoordinatorConfig, reg *prometheu
 		logger:   opts.Logger,
 		machine:  confirm.NewMachine(conf, lastID),
 		store:    store,
+		events:   newEventBook(store),
 		verifier: newVerifier(nil),
 		health:   newLocationHealth(),
 		intake:   newIntake(),
@@ -155,6 +165,7 @@ func newCoordinator(opts Options, conf *config.CoordinatorConfig, reg *prometheu
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		versioncollector.NewCollector("vantage_coordinator"),
 		collector.NewCoordinator(stateNames(), c.targetStates, c.health.snapshot),
+		eventCollector{c.events},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "vantage_coordinator_verification_rounds_in_flight",
 			Help: "Verification rounds waiting for the locations' answers.",
@@ -225,6 +236,7 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 	wg.Go(func() { c.checkHealth(ctx) })
 	wg.Go(func() { c.reloader(ctx) })
 	wg.Go(func() { c.pruneIncidents(ctx) })
+	wg.Go(func() { c.raiseEvents(ctx) })
 
 	err := webserver.Serve(ctx, webserver.Recover(c.Handler(), c.logger, c.metrics.panics), webserver.Config{
 		FlagConfig: c.opts.FlagConfig,
@@ -409,6 +421,9 @@ func (c *Coordinator) reload() error {
 	var client *http.Client
 	if err == nil {
 		client, err = newClient(conf, c.tracing)
+	}
+	if err == nil {
+		err = c.events.configure(conf.Events)
 	}
 	if err != nil {
 		c.metrics.reloadSuccess.Set(0)

@@ -18,6 +18,8 @@ type metrics struct {
 	incidents       *prometheus.CounterVec
 	reclassified    prometheus.Counter
 	discounted      prometheus.Counter
+	eventsReceived  *prometheus.CounterVec
+	eventsRefused   *prometheus.CounterVec
 	suspect         *prometheus.GaugeVec
 	confirmation    prometheus.Histogram
 	checks          *prometheus.CounterVec
@@ -70,6 +72,14 @@ func newMetrics(reg prometheus.Registerer, conf *config.CoordinatorConfig) *metr
 			Name: "vantage_location_suspect",
 			Help: "1 while the location is suspect (its failures count for nothing and quorum is taken from the others), by reason: contradicted (the others see its failing targets up far more than usual).",
 		}, []string{"location", "reason"}),
+		eventsReceived: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "vantage_events_received_total",
+			Help: "Pushed event submissions accepted, by the state they left the event in.",
+		}, []string{"state"}),
+		eventsRefused: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "vantage_events_refused_total",
+			Help: "Pushed event requests refused, by reason: unauthorized, invalid, rate_limited, too_many_events.",
+		}, []string{"reason"}),
 		confirmation: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "vantage_confirmation_duration_seconds",
 			Help:    "Time from an outage's first failed check to its confirmation.",
@@ -113,6 +123,12 @@ func newMetrics(reg prometheus.Registerer, conf *config.CoordinatorConfig) *metr
 	m.reloadTime.SetToCurrentTime()
 	for _, r := range confirm.Resolutions {
 		m.incidents.WithLabelValues(r)
+	}
+	for _, r := range refuseReasons {
+		m.eventsRefused.WithLabelValues(r)
+	}
+	for _, s := range EventStates {
+		m.eventsReceived.WithLabelValues(s)
 	}
 	for _, r := range []string{rejectMalformed, rejectTooLarge, rejectMediaType, rejectUnknownLocation, rejectInvalidReport} {
 		m.rejected.WithLabelValues(r)

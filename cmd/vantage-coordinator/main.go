@@ -38,14 +38,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app.Flag("api.token-file", "File holding the bearer token that report batches (POST /api/v1/reports) must carry; re-read every 5s. Empty: no token needed.").StringVar(&opts.APITokenFile)
 	app.Flag("web.enable-pprof", "Serve Go's runtime profiles under /debug/pprof/ (protected by --web.config.file like every endpoint).").BoolVar(&opts.EnablePprof)
 	app.Flag("timeout-offset", "Offset to subtract from Prometheus' scrape timeout on /probe.").Default("0.5s").DurationVar(&opts.TimeoutOffset)
+	app.Command("serve", "Run the coordinator (the default command).").Default()
+	send := addSendCommand(app)
 	tracingConfig := tracing.AddFlags(app)
 	opts.FlagConfig = *kingpinflag.AddFlags(app, ":9716")
 	logConfig := &promslog.Config{Writer: stderr}
 	promslogflag.AddFlags(app, logConfig)
 
-	if _, err := app.Parse(args); err != nil {
+	cmd, err := app.Parse(args)
+	if err != nil {
 		fmt.Fprintf(stderr, "vantage-coordinator: %s\n", err)
 		return 2
+	}
+	if cmd == send.cmd.FullCommand() {
+		return send.run(stdout, stderr)
 	}
 	d, err := model.ParseDuration(*retention)
 	if err != nil {

@@ -52,6 +52,8 @@ type CoordinatorConfig struct {
 	// /probe, health checks): bearer token, basic auth, TLS client
 	// certificates, proxy.
 	HTTPClient CoordinatorHTTPClient `yaml:"http_client"`
+	// Events configures pushed events (heartbeats).
+	Events EventsConfig `yaml:"events"`
 }
 
 // CoordinatorHTTPClient is prometheus/common's HTTP client configuration,
@@ -166,13 +168,15 @@ func LoadCoordinatorFile(path string) (*CoordinatorConfig, error) {
 	// Files the http_client section names are relative to the
 	// configuration file.
 	c.HTTPClient.HTTPClientConfig.SetDirectory(filepath.Dir(path))
+	c.Events.setDirectory(filepath.Dir(path))
 	return c, nil
 }
 
 // ParseCoordinator decodes and validates a coordinator configuration
 // document; errors read "source:line: path: problem".
 func ParseCoordinator(data []byte, source string) (*CoordinatorConfig, error) {
-	c := &CoordinatorConfig{Confirmation: DefaultConfirmation, HealthCheckInterval: DefaultHealthCheckInterval, HTTPClient: CoordinatorHTTPClient{promconfig.DefaultHTTPClientConfig}}
+	c := &CoordinatorConfig{Confirmation: DefaultConfirmation, HealthCheckInterval: DefaultHealthCheckInterval,
+		HTTPClient: CoordinatorHTTPClient{promconfig.DefaultHTTPClientConfig}, Events: DefaultEvents}
 	if _, err := yamldoc.Decode(data, source, c, func(*yaml.Node) error { return c.validate() }); err != nil {
 		return nil, err
 	}
@@ -239,6 +243,9 @@ func (c *CoordinatorConfig) validate() error {
 		return yamldoc.Fail(yamldoc.At(path, "suspect_locations", "share"), "share must be in (0, 1], got %g", cf.SuspectLocations.Share)
 	case c.HealthCheckInterval < time.Second:
 		return yamldoc.Fail([]any{"health_check_interval"}, "health_check_interval must be at least 1s, got %s", c.HealthCheckInterval)
+	}
+	if err := c.Events.validate(); err != nil {
+		return err
 	}
 	if err := c.HTTPClient.HTTPClientConfig.Validate(); err != nil {
 		return &yamldoc.FieldError{Path: []any{"http_client"}, Err: err}

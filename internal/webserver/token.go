@@ -61,6 +61,9 @@ var (
 	errWrongToken = errors.New("wrong bearer token")
 )
 
+// Check reports whether r carries the token: nil when it does.
+func (t *TokenFile) Check(r *http.Request) error { return t.check(r) }
+
 // check reports whether r carries the token.
 func (t *TokenFile) check(r *http.Request) error {
 	want, err := t.get()
