@@ -139,7 +139,7 @@ func TestReportIntakeRejectsBadBatches(t *testing.T) {
 		{"seq 0", "application/json", report(strings.Replace(ok, `"seq": 1`, `"seq": 0`, 1)), 400, "invalid_report", "reports[0].seq must be at least 1"},
 		{"no target", "application/json", report(strings.Replace(ok, `"https://a.example"`, `" "`, 1)), 400, "invalid_report", "reports[0].target must be set"},
 		{"bad state", "application/json", report(strings.Replace(ok, `"failing"`, `"down"`, 1)), 400, "invalid_report", `reports[0].state: unknown state \"down\" (want one of failing, recovered, unknown)`},
-		{"no time", "application/json", report(strings.Replace(ok, `"time": "` + ts(0) + `", `, "", 1)), 400, "invalid_report", "reports[0].time must be set"},
+		{"no time", "application/json", report(strings.Replace(ok, `"time": "`+ts(0)+`", `, "", 1)), 400, "invalid_report", "reports[0].time must be set"},
 		{"no result", "application/json", report(strings.Replace(ok, `, "result": {"success": false}`, "", 1)), 400, "invalid_report", `reports[0].result must be set for state \"failing\"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
