@@ -148,6 +148,9 @@ type DNSProbe struct {
 	ValidateAnswer     DNSRRValidator       `yaml:"validate_answer_rrs,omitempty"`
 	ValidateAuthority  DNSRRValidator       `yaml:"validate_authority_rrs,omitempty"`
 	ValidateAdditional DNSRRValidator       `yaml:"validate_additional_rrs,omitempty"`
+	// RetryTruncatedOverTCP repeats a query over TCP when the UDP answer
+	// has the TC (truncated) bit set (vantage).
+	RetryTruncatedOverTCP bool `yaml:"retry_truncated_over_tcp,omitempty"`
 }
 
 // DNSRRValidator checks the records of one section of a DNS answer.

@@ -333,6 +333,9 @@ func (p *DNSProbe) validate(path []any) error {
 	default:
 		return yamldoc.Fail(yamldoc.At(path, "transport_protocol"), "unknown transport protocol %q (use udp or tcp)", p.TransportProtocol)
 	}
+	if p.RetryTruncatedOverTCP && p.TransportProtocol == "tcp" {
+		return yamldoc.Fail(yamldoc.At(path, "retry_truncated_over_tcp"), "retry_truncated_over_tcp applies to transport_protocol: udp only")
+	}
 	if p.DNSOverTLS && p.TransportProtocol != "tcp" {
 		return yamldoc.Fail(yamldoc.At(path, "dns_over_tls"), "dns_over_tls needs transport_protocol: tcp")
 	}
