@@ -130,6 +130,12 @@ type ICMPProbe struct {
 	PayloadSize        int    `yaml:"payload_size,omitempty"`
 	DontFragment       bool   `yaml:"dont_fragment,omitempty"`
 	TTL                int    `yaml:"ttl,omitempty"`
+	// Packets is how many echo requests a probe sends (vantage); 0 or 1
+	// sends one, as blackbox_exporter.
+	Packets int `yaml:"packets,omitempty"`
+	// PacketInterval is the wait between two echo requests of a probe
+	// (vantage); 0 means DefaultPacketInterval.
+	PacketInterval time.Duration `yaml:"packet_interval,omitempty"`
 }
 
 // DNSProbe configures the dns prober.

@@ -75,7 +75,10 @@ func (m *Module) validate(path []any) error {
 	case "dns":
 		return m.DNS.validate(yamldoc.At(path, "dns"))
 	case "icmp":
-		return m.ICMP.validate(yamldoc.At(path, "icmp"))
+		if err := m.ICMP.validate(yamldoc.At(path, "icmp")); err != nil {
+			return err
+		}
+		return m.ICMP.validatePackets(yamldoc.At(path, "icmp"), m.Timeout)
 	case "grpc":
 		return m.GRPC.validate(yamldoc.At(path, "grpc"))
 	}

@@ -119,11 +119,17 @@ type ICMPDetails struct {
 	// ReplyHopLimit is the TTL (IPv4) or hop limit (IPv6) the matching
 	// reply arrived with, when the socket reported it.
 	ReplyHopLimit *int `json:"reply_hop_limit,omitempty"`
+	// Packets holds what a probe sending several echo requests found;
+	// nil for a single one.
+	Packets *ICMPPackets `json:"packets,omitempty"`
 }
 
 func (d *ICMPDetails) samples(e emitter, r *Result) {
 	if d.ReplyHopLimit != nil {
 		e.gauge("probe_icmp_reply_hop_limit", "Replied packet hop limit (TTL for ipv4)", float64(*d.ReplyHopLimit))
+	}
+	if d.Packets != nil {
+		d.Packets.samples(e, d.ReplyHopLimit)
 	}
 }
 

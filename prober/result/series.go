@@ -17,7 +17,47 @@ type Sample struct {
 	Help        string
 	LabelNames  []string
 	LabelValues []string
-	Value       float64
+	// Value is the gauge's or counter's value; a histogram's count.
+	Value float64
+	// Type is the kind of series: a gauge unless set.
+	Type Type
+	// Histogram holds a Histogram sample's buckets and sum.
+	Histogram *Histogram
+}
+
+// Type is the metric type of a sample.
+type Type int
+
+// The metric types a sample may have.
+const (
+	Gauge Type = iota
+	Counter
+	HistogramType
+)
+
+// Histogram is a histogram's state: cumulative counts per upper bound (the
+// +Inf bucket implied by Count), the observations' count and sum.
+type Histogram struct {
+	UpperBounds []float64
+	Cumulative  []uint64
+	Count       uint64
+	Sum         float64
+}
+
+// NewHistogram counts values into buckets with the given upper bounds,
+// which must be sorted ascending.
+func NewHistogram(upperBounds []float64, values []float64) *Histogram {
+	h := &Histogram{UpperBounds: upperBounds, Cumulative: make([]uint64, len(upperBounds))}
+	for _, v := range values {
+		h.Count++
+		h.Sum += v
+		for i, ub := range upperBounds {
+			if v <= ub {
+				h.Cumulative[i]++
+			}
+		}
+	}
+	return h
 }
 
 // String renders the sample's series as name{label="value",...}, labels in
@@ -43,7 +83,18 @@ func (s Sample) String() string {
 type emitter func(Sample)
 
 func (e emitter) gauge(name, help string, value float64, labelPairs ...string) {
-	s := Sample{Name: name, Help: help, Value: value}
+	e.typed(Sample{Name: name, Help: help, Value: value}, labelPairs)
+}
+
+func (e emitter) counter(name, help string, value float64, labelPairs ...string) {
+	e.typed(Sample{Name: name, Help: help, Value: value, Type: Counter}, labelPairs)
+}
+
+func (e emitter) histogram(name, help string, h *Histogram, labelPairs ...string) {
+	e.typed(Sample{Name: name, Help: help, Value: float64(h.Count), Type: HistogramType, Histogram: h}, labelPairs)
+}
+
+func (e emitter) typed(s Sample, labelPairs []string) {
 	for i := 0; i+1 < len(labelPairs); i += 2 {
 		s.LabelNames = append(s.LabelNames, labelPairs[i])
 		s.LabelValues = append(s.LabelValues, labelPairs[i+1])
