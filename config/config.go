@@ -12,7 +12,7 @@ import (
 )
 
 // Probers lists the prober names a module may use.
-var Probers = []string{"http", "tcp", "dns", "icmp", "grpc"}
+var Probers = []string{"http", "tcp", "dns", "icmp", "grpc", "http_steps"}
 
 // Defaults, matching blackbox_exporter's.
 var (
@@ -22,6 +22,8 @@ var (
 		ICMP: DefaultICMPProbe,
 		DNS:  DefaultDNSProbe,
 		GRPC: DefaultGRPCProbe,
+
+		HTTPSteps: DefaultHTTPStepsProbe,
 	}
 	DefaultHTTPProbe = HTTPProbe{
 		IPProtocolFallback: true,
@@ -57,6 +59,8 @@ type Module struct {
 	ICMP    ICMPProbe     `yaml:"icmp,omitempty"`
 	DNS     DNSProbe      `yaml:"dns,omitempty"`
 	GRPC    GRPCProbe     `yaml:"grpc,omitempty"`
+	// HTTPSteps configures the http_steps prober (vantage).
+	HTTPSteps HTTPStepsProbe `yaml:"http_steps,omitempty"`
 	// Destinations restricts the hosts and addresses the module may probe
 	// (vantage); nil, as without the section, restricts nothing.
 	Destinations *Destinations `yaml:"destinations,omitempty"`

@@ -81,6 +81,8 @@ func (m *Module) validate(path []any) error {
 		return m.ICMP.validatePackets(yamldoc.At(path, "icmp"), m.Timeout)
 	case "grpc":
 		return m.GRPC.validate(yamldoc.At(path, "grpc"))
+	case "http_steps":
+		return m.HTTPSteps.validate(yamldoc.At(path, "http_steps"))
 	}
 	return nil
 }

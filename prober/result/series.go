@@ -122,6 +122,8 @@ var phaseSeries = map[string]struct{ name, help string }{
 	"dns":  {"probe_dns_duration_seconds", "Duration of DNS request by phase"},
 	"icmp": {"probe_icmp_duration_seconds", "Duration of icmp request by phase"},
 	"grpc": {"probe_grpc_duration_seconds", "Duration of gRPC request by phase"},
+
+	"http_steps": {"probe_http_duration_seconds", "Duration of http request by phase, summed over all redirects"},
 }
 
 // Samples renders the result as blackbox_exporter's series for its prober,
@@ -155,6 +157,8 @@ func (r *Result) Samples(fn func(Sample)) {
 		r.ICMP.samples(e, r)
 	case r.GRPC != nil:
 		r.GRPC.samples(e, r)
+	case r.HTTPSteps != nil:
+		r.HTTPSteps.samples(e)
 	}
 }
 
