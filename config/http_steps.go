@@ -82,7 +82,7 @@ func (p *HTTPStepsProbe) UnmarshalYAML(unmarshal func(any) error) error {
 }
 
 // Limit is the step's body size limit, DefaultStepBodySizeLimit unless set.
-func (s *HTTPStep) Limit() units.Base2Bytes {
+func (s HTTPStep) Limit() units.Base2Bytes {
 	if s.BodySizeLimit > 0 {
 		return s.BodySizeLimit
 	}

@@ -20,7 +20,7 @@ const (
 )
 
 // Interval is the wait between two echo requests of a probe.
-func (p *ICMPProbe) Interval() time.Duration {
+func (p ICMPProbe) Interval() time.Duration {
 	if p.PacketInterval > 0 {
 		return p.PacketInterval
 	}

@@ -150,15 +150,15 @@ func TestHTTPStepsFlow(t *testing.T) {
 		}
 	}
 	// The module's phases sum the steps'.
-	var connect float64
+	var connect time.Duration
 	for _, sd := range r.HTTPSteps.Steps {
 		for _, ph := range sd.Phases {
 			if ph.Name == "connect" {
-				connect += ph.Duration.Seconds()
+				connect += ph.Duration
 			}
 		}
 	}
-	if got := s[`probe_http_duration_seconds{phase="connect"}`]; got != connect || connect == 0 {
+	if got := s[`probe_http_duration_seconds{phase="connect"}`]; got != connect.Seconds() || connect == 0 {
 		t.Errorf(`probe_http_duration_seconds{phase="connect"} = %v, want the steps' sum %v`, got, connect)
 	}
 	if s["probe_success"] != 1 || s["probe_ip_protocol"] != 4 {
