@@ -379,16 +379,21 @@ func TestLoadInvalid(t *testing.T) {
 		"destinations-type":                   ":5: modules.http_2xx.destinations.allowed_hosts: cannot unmarshal !!str `*.examp...` into []config.HostPattern",
 		"unknown-key-destinations":            `:6: modules.http_2xx.destinations: unknown key "allowed_network"`,
 	} {
-		t.Run(file, func(t *testing.T) {
-			path := "testdata/invalid-" + file + ".yml"
-			_, err := LoadFile(path)
-			if err == nil {
-				t.Fatalf("%s loaded without error", path)
-			}
-			if got, want := err.Error(), path+want; got != want {
-				t.Errorf("wrong error\n got: %s\nwant: %s", got, want)
-			}
-		})
+		t.Run(file, func(t *testing.T) { checkInvalidFile(t, file, want) })
+	}
+}
+
+// checkInvalidFile loads testdata/invalid-<file>.yml and checks that it
+// fails with the message want after the file's name.
+func checkInvalidFile(t *testing.T, file, want string) {
+	t.Helper()
+	path := "testdata/invalid-" + file + ".yml"
+	_, err := LoadFile(path)
+	if err == nil {
+		t.Fatalf("%s loaded without error", path)
+	}
+	if got, want := err.Error(), path+want; got != want {
+		t.Errorf("wrong error\n got: %s\nwant: %s", got, want)
 	}
 }
 
