@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -37,58 +38,48 @@ func TestLoadInvalidExtraProbers(t *testing.T) {
 	}
 }
 
-// TestLoadHTTPStepsAndICMPPackets loads the new options as written in
-// CONFIGURATION.md's examples.
-func TestLoadHTTPStepsAndICMPPackets(t *testing.T) {
-	c, err := Parse([]byte(`
-modules:
-  icmp_smoke:
-    prober: icmp
-    timeout: 10s
-    icmp:
-      packets: 5
-      packet_interval: 200ms
-  dns_big:
-    prober: dns
-    dns:
-      query_name: example.com
-      retry_truncated_over_tcp: true
-  api_flow:
-    prober: http_steps
-    timeout: 10s
-    http_steps:
-      preferred_ip_protocol: ip4
-      tls_config: {insecure_skip_verify: true}
-      secrets: {password: /etc/vantage/api-password}
-      steps:
-        - name: login
-          method: POST
-          url: /api/login
-          headers: {Content-Type: application/json}
-          body: '{"user": "probe", "password": "${password}"}'
-          valid_status_codes: [200]
-          capture:
-            - {name: token, cel: body.token}
-            - {name: session, header: Set-Cookie, regexp: 'session=([^;]+)'}
-        - name: orders
-          url: ${target}/api/orders?session=${session}
-          headers: {Authorization: "Bearer ${token}"}
-          fail_if_body_json_not_matches_cel: size(body.orders) > 0
-          body_size_limit: 64KiB
-`), "test.yml")
+// docExample returns the first yml block after marker in CONFIGURATION.md.
+func docExample(t *testing.T, marker string) string {
+	t.Helper()
+	doc, err := os.ReadFile("../CONFIGURATION.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := c.Modules["icmp_smoke"].ICMP; p.Packets != 5 || p.Interval() != 200*time.Millisecond {
+	_, after, ok := strings.Cut(string(doc), marker)
+	if !ok {
+		t.Fatalf("CONFIGURATION.md has no %q", marker)
+	}
+	_, block, ok := strings.Cut(after, "```yml\n")
+	if !ok {
+		t.Fatalf("no example after %q", marker)
+	}
+	block, _, _ = strings.Cut(block, "```")
+	return block
+}
+
+// TestLoadDocumentedExamples loads CONFIGURATION.md's examples of the
+// multi-packet icmp, dns retry and http_steps options as written.
+func TestLoadDocumentedExamples(t *testing.T) {
+	indent := func(s string) string { return "  " + strings.ReplaceAll(strings.TrimSpace(s), "\n", "\n  ") + "\n" }
+	dnsModule := "dns_big:\n  prober: dns\n  " + strings.ReplaceAll(docExample(t, "retry_truncated_over_tcp: <boolean>"), "\n", "\n  ")
+	c, err := Parse([]byte("modules:\n"+
+		indent(docExample(t, "90th percentile."))+
+		indent(docExample(t, "Example: log in, then use the token"))+
+		indent(dnsModule)), "CONFIGURATION.md examples")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Modules["icmp_smoke"].ICMP; p.Packets != 20 || p.Interval() != 250*time.Millisecond {
 		t.Errorf("icmp = %+v", p)
 	}
-	if !c.Modules["dns_big"].DNS.RetryTruncatedOverTCP {
-		t.Error("retry_truncated_over_tcp not loaded")
+	if d := c.Modules["dns_big"].DNS; !d.RetryTruncatedOverTCP || d.QueryType != "TXT" {
+		t.Errorf("dns = %+v", d)
 	}
 	s := c.Modules["api_flow"].HTTPSteps
 	if len(s.Steps) != 2 || s.Steps[1].Limit() != 64*units.KiB || s.Steps[0].Limit() != DefaultStepBodySizeLimit ||
-		!s.HTTPClientConfig.TLSConfig.InsecureSkipVerify || !s.IPProtocolFallback || s.Steps[0].Capture[1].Regexp.Regexp == nil ||
-		s.Steps[0].Capture[0].CEL.Program == nil {
+		s.Secrets["password"] != "/etc/vantage/api-password" || !s.IPProtocolFallback ||
+		s.Steps[0].Capture[2].Regexp.Regexp == nil || s.Steps[0].Capture[0].CEL.Program == nil ||
+		s.Steps[1].Headers["Cookie"] != "session=${session}" {
 		t.Errorf("http_steps = %+v", s)
 	}
 	if got := (ICMPProbe{}).Interval(); got != DefaultPacketInterval {
