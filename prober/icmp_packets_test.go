@@ -57,6 +57,11 @@ func icmpPacketsModule(packets int, interval time.Duration, edit func(*config.IC
 // label sets, sent and received counts, and plausible round-trip times.
 func checkPacketSeries(t *testing.T, r *result.Result, sent, received int) {
 	t.Helper()
+	checkPacketSeriesOf(t, r, "127.0.0.1", sent, received)
+}
+
+func checkPacketSeriesOf(t *testing.T, r *result.Result, target string, sent, received int) {
+	t.Helper()
 	mfs := gatherResult(t, r)
 	for name, typ := range map[string]dto.MetricType{
 		"smokeping_requests_total":            dto.MetricType_COUNTER,
@@ -85,7 +90,7 @@ func checkPacketSeries(t *testing.T, r *result.Result, sent, received int) {
 		}
 		if strings.HasPrefix(name, "smokeping_") {
 			m := mf.GetMetric()[0]
-			if got := labelsOf(m); got != `host="127.0.0.1",ip="127.0.0.1"` {
+			if got, want := labelsOf(m), `host="`+target+`",ip="`+target+`"`; got != want {
 				t.Errorf("%s labels = %s", name, got)
 			}
 		}
@@ -142,6 +147,14 @@ func TestICMPPackets(t *testing.T) {
 	if got := r.ICMP.Packets.Duplicates; got != 0 {
 		t.Errorf("duplicates = %d", got)
 	}
+}
+
+func TestICMPPacketsIPv6(t *testing.T) {
+	requireRawICMP(t)
+	m := icmpPacketsModule(3, 20*time.Millisecond, func(p *config.ICMPProbe) { p.IPProtocol = "ip6" })
+	r := runTestProbe(t, m, "::1", 3*time.Second)
+	requireReason(t, r, result.ReasonNone)
+	checkPacketSeriesOf(t, r, "::1", 3, 3)
 }
 
 func TestICMPPacketsDatagramSocket(t *testing.T) {
