@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	"golang.org/x/net/bpf"
 
 	"github.com/vantageprobe/vantage/collector"
 	"github.com/vantageprobe/vantage/config"
@@ -315,5 +316,34 @@ func TestICMPPacketsStats(t *testing.T) {
 probe_icmp_packet_loss_ratio 0.2
 `), "probe_icmp_packet_loss_ratio"); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestEchoReplyFilterAnySequence(t *testing.T) {
+	msg := func(typ byte, id, seq int) []byte {
+		return append(make([]byte, 20), typ, 0, 0, 0, byte(id>>8), byte(id), byte(seq>>8), byte(seq), 'x')
+	}
+	for _, tc := range []struct {
+		name   string
+		packet []byte
+		pass   bool
+	}{
+		{"reply", msg(0, 7, 9), true},
+		{"reply with another seq", msg(0, 7, 1000), true},
+		{"reply with another id", msg(0, 8, 9), false},
+		{"request", msg(8, 7, 9), false},
+	} {
+		tc.packet[0] = 0x45
+		vm, err := bpf.NewVM(echoReplyFilter(true, 0, 7, -1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := vm.Run(tc.packet)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if (n > 0) != tc.pass {
+			t.Errorf("%s: filter kept %d bytes, want pass=%v", tc.name, n, tc.pass)
+		}
 	}
 }

@@ -153,6 +153,7 @@ func checkSmokepingValues(t *testing.T, who string, fams map[string]*dto.MetricF
 	case replies < 1 || replies > requests:
 		t.Errorf("%s: %v replies to %v requests on loopback", who, replies, requests)
 	}
+	t.Logf("%s: %v requests, %v replies, mean round trip %.6fs", who, requests, replies, h.GetSampleSum()/replies)
 	if mean := h.GetSampleSum() / replies; mean <= 0 || mean > 0.01 {
 		t.Errorf("%s: mean round trip %vs, want between 0 and 10ms on loopback", who, mean)
 	}
