@@ -177,10 +177,13 @@ func (t *Table) Record(c Check) {
 
 func (t *Table) render(r *row, c *Check) *rendering {
 	rd := &rendering{buf: make([]byte, 0, 2048)}
-	add := func(name, help, typ string, labelNames, labelValues []string, value float64) {
+	// line adds one line of family name: the series name+suffix, with le
+	// (a histogram bucket's) after the other labels when set.
+	line := func(name, help, typ, suffix string, labelNames, labelValues []string, le string, value float64) {
 		fam := t.families.index(name, help, typ)
 		start := len(rd.buf)
 		rd.buf = append(rd.buf, name...)
+		rd.buf = append(rd.buf, suffix...)
 		rd.buf = append(rd.buf, '{')
 		rd.buf = append(rd.buf, r.labels...)
 		for i, n := range labelNames {
@@ -188,6 +191,11 @@ func (t *Table) render(r *row, c *Check) *rendering {
 			rd.buf = append(rd.buf, n...)
 			rd.buf = append(rd.buf, '=', '"')
 			rd.buf = appendEscaped(rd.buf, labelValues[i])
+			rd.buf = append(rd.buf, '"')
+		}
+		if le != "" {
+			rd.buf = append(rd.buf, `,le="`...)
+			rd.buf = append(rd.buf, le...)
 			rd.buf = append(rd.buf, '"')
 		}
 		rd.buf = append(rd.buf, '}', ' ')
@@ -199,8 +207,21 @@ func (t *Table) render(r *row, c *Check) *rendering {
 		}
 		rd.segs = append(rd.segs, segment{family: fam, start: start, end: len(rd.buf)})
 	}
+	add := func(name, help, typ string, labelNames, labelValues []string, value float64) {
+		line(name, help, typ, "", labelNames, labelValues, "", value)
+	}
 	c.Result.Samples(func(s result.Sample) {
-		add(s.Name, s.Help, "gauge", s.LabelNames, s.LabelValues, s.Value)
+		h := s.Histogram
+		if s.Type != result.HistogramType || h == nil {
+			add(s.Name, s.Help, typeName(s.Type), s.LabelNames, s.LabelValues, s.Value)
+			return
+		}
+		for i, ub := range h.UpperBounds {
+			line(s.Name, s.Help, "histogram", "_bucket", s.LabelNames, s.LabelValues, string(appendFloat(nil, ub)), float64(h.Cumulative[i]))
+		}
+		line(s.Name, s.Help, "histogram", "_bucket", s.LabelNames, s.LabelValues, "+Inf", float64(h.Count))
+		line(s.Name, s.Help, "histogram", "_sum", s.LabelNames, s.LabelValues, "", h.Sum)
+		line(s.Name, s.Help, "histogram", "_count", s.LabelNames, s.LabelValues, "", float64(h.Count))
 	})
 	add("vantage_probe_attempts", "Attempts the latest scheduled check took, local retries included.", "gauge", nil, nil, float64(c.Attempts))
 	add("vantage_probe_last_check_timestamp_seconds", "When the latest scheduled check was planned to start.", "gauge", nil, nil, float64(c.Planned.UnixNano())/1e9)

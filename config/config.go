@@ -12,7 +12,7 @@ import (
 )
 
 // Probers lists the prober names a module may use.
-var Probers = []string{"http", "tcp", "dns", "icmp", "grpc"}
+var Probers = []string{"http", "tcp", "dns", "icmp", "grpc", "http_steps"}
 
 // Defaults, matching blackbox_exporter's.
 var (
@@ -22,6 +22,8 @@ var (
 		ICMP: DefaultICMPProbe,
 		DNS:  DefaultDNSProbe,
 		GRPC: DefaultGRPCProbe,
+
+		HTTPSteps: DefaultHTTPStepsProbe,
 	}
 	DefaultHTTPProbe = HTTPProbe{
 		IPProtocolFallback: true,
@@ -57,6 +59,8 @@ type Module struct {
 	ICMP    ICMPProbe     `yaml:"icmp,omitempty"`
 	DNS     DNSProbe      `yaml:"dns,omitempty"`
 	GRPC    GRPCProbe     `yaml:"grpc,omitempty"`
+	// HTTPSteps configures the http_steps prober (vantage).
+	HTTPSteps HTTPStepsProbe `yaml:"http_steps,omitempty"`
 	// Destinations restricts the hosts and addresses the module may probe
 	// (vantage); nil, as without the section, restricts nothing.
 	Destinations *Destinations `yaml:"destinations,omitempty"`
@@ -130,6 +134,12 @@ type ICMPProbe struct {
 	PayloadSize        int    `yaml:"payload_size,omitempty"`
 	DontFragment       bool   `yaml:"dont_fragment,omitempty"`
 	TTL                int    `yaml:"ttl,omitempty"`
+	// Packets is how many echo requests a probe sends (vantage); 0 or 1
+	// sends one, as blackbox_exporter.
+	Packets int `yaml:"packets,omitempty"`
+	// PacketInterval is the wait between two echo requests of a probe
+	// (vantage); 0 means DefaultPacketInterval.
+	PacketInterval time.Duration `yaml:"packet_interval,omitempty"`
 }
 
 // DNSProbe configures the dns prober.
@@ -148,6 +158,9 @@ type DNSProbe struct {
 	ValidateAnswer     DNSRRValidator       `yaml:"validate_answer_rrs,omitempty"`
 	ValidateAuthority  DNSRRValidator       `yaml:"validate_authority_rrs,omitempty"`
 	ValidateAdditional DNSRRValidator       `yaml:"validate_additional_rrs,omitempty"`
+	// RetryTruncatedOverTCP repeats a query over TCP when the UDP answer
+	// has the TC (truncated) bit set (vantage).
+	RetryTruncatedOverTCP bool `yaml:"retry_truncated_over_tcp,omitempty"`
 }
 
 // DNSRRValidator checks the records of one section of a DNS answer.

@@ -322,8 +322,8 @@ func TestLoadInvalid(t *testing.T) {
 		"unknown-key-module":     `:4: modules.http_2xx: unknown key "timout"`,
 		"unknown-key-http":       `:6: modules.http_2xx.http: unknown key "follow_redirect"`,
 		"unknown-key-tls-config": `:8: modules.tls_connect.tcp.tls_config: unknown key "ca_fle"`,
-		"unknown-prober":         `:3: modules.ssh_banner.prober: unknown prober "ssh" (known: http, tcp, dns, icmp, grpc)`,
-		"missing-prober":         `:2: modules.http_2xx.prober: prober must be set (one of http, tcp, dns, icmp, grpc)`,
+		"unknown-prober":         `:3: modules.ssh_banner.prober: unknown prober "ssh" (known: http, tcp, dns, icmp, grpc, http_steps)`,
+		"missing-prober":         `:2: modules.http_2xx.prober: prober must be set (one of http, tcp, dns, icmp, grpc, http_steps)`,
 		"dns-missing-query-name": `:4: modules.dns_udp.dns.query_name: query_name must be set for a dns module`,
 		"dns-query-class":        `:6: modules.dns_udp.dns.query_class: unknown DNS class "XX"`,
 		"dns-query-type":         `:6: modules.dns_udp.dns.query_type: unknown DNS type "AAAAA"`,
@@ -379,16 +379,21 @@ func TestLoadInvalid(t *testing.T) {
 		"destinations-type":                   ":5: modules.http_2xx.destinations.allowed_hosts: cannot unmarshal !!str `*.examp...` into []config.HostPattern",
 		"unknown-key-destinations":            `:6: modules.http_2xx.destinations: unknown key "allowed_network"`,
 	} {
-		t.Run(file, func(t *testing.T) {
-			path := "testdata/invalid-" + file + ".yml"
-			_, err := LoadFile(path)
-			if err == nil {
-				t.Fatalf("%s loaded without error", path)
-			}
-			if got, want := err.Error(), path+want; got != want {
-				t.Errorf("wrong error\n got: %s\nwant: %s", got, want)
-			}
-		})
+		t.Run(file, func(t *testing.T) { checkInvalidFile(t, file, want) })
+	}
+}
+
+// checkInvalidFile loads testdata/invalid-<file>.yml and checks that it
+// fails with the message want after the file's name.
+func checkInvalidFile(t *testing.T, file, want string) {
+	t.Helper()
+	path := "testdata/invalid-" + file + ".yml"
+	_, err := LoadFile(path)
+	if err == nil {
+		t.Fatalf("%s loaded without error", path)
+	}
+	if got, want := err.Error(), path+want; got != want {
+		t.Errorf("wrong error\n got: %s\nwant: %s", got, want)
 	}
 }
 

@@ -75,9 +75,14 @@ func (m *Module) validate(path []any) error {
 	case "dns":
 		return m.DNS.validate(yamldoc.At(path, "dns"))
 	case "icmp":
-		return m.ICMP.validate(yamldoc.At(path, "icmp"))
+		if err := m.ICMP.validate(yamldoc.At(path, "icmp")); err != nil {
+			return err
+		}
+		return m.ICMP.validatePackets(yamldoc.At(path, "icmp"), m.Timeout)
 	case "grpc":
 		return m.GRPC.validate(yamldoc.At(path, "grpc"))
+	case "http_steps":
+		return m.HTTPSteps.validate(yamldoc.At(path, "http_steps"))
 	}
 	return nil
 }
@@ -332,6 +337,9 @@ func (p *DNSProbe) validate(path []any) error {
 	case "", "udp", "tcp":
 	default:
 		return yamldoc.Fail(yamldoc.At(path, "transport_protocol"), "unknown transport protocol %q (use udp or tcp)", p.TransportProtocol)
+	}
+	if p.RetryTruncatedOverTCP && p.TransportProtocol == "tcp" {
+		return yamldoc.Fail(yamldoc.At(path, "retry_truncated_over_tcp"), "retry_truncated_over_tcp applies to transport_protocol: udp only")
 	}
 	if p.DNSOverTLS && p.TransportProtocol != "tcp" {
 		return yamldoc.Fail(yamldoc.At(path, "dns_over_tls"), "dns_over_tls needs transport_protocol: tcp")

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/vantageprobe/vantage/collector"
 	"github.com/vantageprobe/vantage/coordinator/confirm"
 	"github.com/vantageprobe/vantage/internal/webserver"
 	"github.com/vantageprobe/vantage/prober/result"
@@ -132,11 +133,6 @@ func (probeSeries) Describe(chan<- *prometheus.Desc) {}
 // Collect implements prometheus.Collector.
 func (p probeSeries) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range p {
-		desc := prometheus.NewDesc(s.Name, s.Help, s.LabelNames, nil)
-		m, err := prometheus.NewConstMetric(desc, prometheus.GaugeValue, s.Value, s.LabelValues...)
-		if err != nil {
-			m = prometheus.NewInvalidMetric(desc, err)
-		}
-		ch <- m
+		ch <- collector.ConstMetric(s)
 	}
 }

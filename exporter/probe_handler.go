@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	yaml "go.yaml.in/yaml/v3"
 
+	"github.com/vantageprobe/vantage/collector"
 	"github.com/vantageprobe/vantage/internal/webserver"
 	"github.com/vantageprobe/vantage/prober"
 	"github.com/vantageprobe/vantage/prober/result"
@@ -51,8 +52,7 @@ func (c resultCollector) Describe(chan<- *prometheus.Desc) {}
 
 func (c resultCollector) Collect(ch chan<- prometheus.Metric) {
 	c.result.Samples(func(s result.Sample) {
-		desc := prometheus.NewDesc(s.Name, s.Help, s.LabelNames, nil)
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, s.Value, s.LabelValues...)
+		ch <- collector.ConstMetric(s)
 	})
 }
 

@@ -32,6 +32,7 @@ type dnsProbe struct {
 	transport   string // udp, tcp or tcp-tls
 	defaultPort string
 	dialer      *net.Dialer
+	tcpDialer   *net.Dialer // retry_truncated_over_tcp only
 	tls         *tls.Config // DNS over TLS only; each probe clones it
 	guard       *destinationGuard
 }
@@ -73,6 +74,9 @@ func newDNSProbe(m config.Module) (probeFunc, error) {
 		} else {
 			q.dialer.LocalAddr = &net.TCPAddr{IP: src}
 		}
+	}
+	if c.RetryTruncatedOverTCP && q.transport == "udp" {
+		q.tcpDialer = dialer(c.SourceIPAddress, q.guard)
 	}
 	if q.validRcodes, err = dnsRcodes(c.ValidRcodes); err != nil {
 		return nil, err
@@ -162,6 +166,9 @@ func dnsRcodes(names []string) ([]int, error) {
 func (q *dnsProbe) probe(ctx context.Context, target string, p Params, r *result.Result) {
 	r.InitPhases("resolve", "connect", "request")
 	d := &result.DNSDetails{Transport: q.transport}
+	if q.tcpDialer != nil {
+		d.TruncatedRetry = new(bool)
+	}
 	r.DNS = d
 	host, port, ok := q.splitTarget(target)
 	if !ok {
@@ -172,14 +179,19 @@ func (q *dnsProbe) probe(ctx context.Context, target string, p Params, r *result
 	if !ok {
 		return
 	}
-	conn, ok := q.connect(ctx, ip, port, host, d, r, p.Logger)
+	conn, ok := q.connect(ctx, q.transport, ip, port, host, d, r, p.Logger)
 	if !ok {
 		return
 	}
 	defer conn.Close()
-	resp, ok := q.exchange(ctx, conn, r, p.Logger)
+	resp, ok := q.exchange(ctx, conn, q.transport == "udp", r, p.Logger)
 	if !ok {
 		return
+	}
+	if resp.Truncated && q.tcpDialer != nil {
+		if resp, ok = q.retryOverTCP(ctx, ip, port, d, r, p.Logger); !ok {
+			return
+		}
 	}
 	d.QuerySucceeded = true
 	d.Rcode = rcodeName(resp.Rcode)
@@ -213,10 +225,13 @@ func (q *dnsProbe) splitTarget(target string) (host, port string, ok bool) {
 // connect opens the connection the query goes over: a UDP socket, a TCP
 // connection, or a TCP connection and a TLS handshake. Its duration is the
 // "connect" phase.
-func (q *dnsProbe) connect(ctx context.Context, ip net.IP, port, host string, d *result.DNSDetails, r *result.Result, logger *slog.Logger) (*dns.Conn, bool) {
-	network := "tcp"
-	if q.transport == "udp" {
+func (q *dnsProbe) connect(ctx context.Context, transport string, ip net.IP, port, host string, d *result.DNSDetails, r *result.Result, logger *slog.Logger) (*dns.Conn, bool) {
+	network, dial := "tcp", q.dialer
+	switch {
+	case transport == "udp":
 		network = "udp"
+	case q.transport == "udp":
+		dial = q.tcpDialer // the retry of a truncated answer
 	}
 	if ip.To4() != nil {
 		network += "4"
@@ -224,16 +239,16 @@ func (q *dnsProbe) connect(ctx context.Context, ip net.IP, port, host string, d 
 		network += "6"
 	}
 	addr := net.JoinHostPort(ip.String(), port)
-	logger.Debug("Connecting to DNS server", "address", addr, "transport", q.transport, "source_ip_address", q.cfg.SourceIPAddress)
+	logger.Debug("Connecting to DNS server", "address", addr, "transport", transport, "source_ip_address", q.cfg.SourceIPAddress)
 	start := time.Now()
 	defer func() { r.RecordPhase("connect", start, time.Now()) }()
-	conn, err := q.dialer.DialContext(ctx, network, addr)
+	conn, err := dial.DialContext(ctx, network, addr)
 	if err != nil {
 		logger.Error("Error connecting to DNS server", "address", addr, "err", err)
 		r.Fail(connectReason(ctx, err), "connecting to %s: %v", addr, err)
 		return nil, false
 	}
-	if q.transport == "tcp-tls" {
+	if transport == "tcp-tls" {
 		tc, err := tlsHandshake(ctx, conn, tlsConfigFor(q.tls, host), r)
 		if err != nil {
 			logger.Error("TLS handshake failed", "err", err)
@@ -248,7 +263,7 @@ func (q *dnsProbe) connect(ctx context.Context, ip net.IP, port, host string, d 
 
 // exchange sends the query and reads its answer; its duration is the
 // "request" phase.
-func (q *dnsProbe) exchange(ctx context.Context, conn *dns.Conn, r *result.Result, logger *slog.Logger) (*dns.Msg, bool) {
+func (q *dnsProbe) exchange(ctx context.Context, conn *dns.Conn, udp bool, r *result.Result, logger *slog.Logger) (*dns.Msg, bool) {
 	msg := &dns.Msg{
 		MsgHdr:   dns.MsgHdr{Id: dns.Id(), RecursionDesired: q.cfg.Recursion},
 		Question: []dns.Question{q.question},
@@ -259,7 +274,7 @@ func (q *dnsProbe) exchange(ctx context.Context, conn *dns.Conn, r *result.Resul
 		"type", dns.TypeToString[q.question.Qtype], "class", dns.ClassToString[q.question.Qclass],
 		"recursion_desired", q.cfg.Recursion)
 	start := time.Now()
-	resp, err := dnsRoundTrip(conn, msg, q.transport == "udp")
+	resp, err := dnsRoundTrip(conn, msg, udp)
 	r.RecordPhase("request", start, time.Now())
 	if err != nil {
 		logger.Error("Error while sending a DNS query", "err", err)

@@ -48,7 +48,20 @@ type httpProber struct {
 }
 
 func newHTTPProbe(m config.Module) (probeFunc, error) {
-	cfg := m.HTTP
+	client, err := newHTTPClient(m.HTTP, m.Destinations)
+	if err != nil {
+		return nil, err
+	}
+	h, err := newHTTPProber(m.HTTP, client)
+	if err != nil {
+		return nil, err
+	}
+	return h.probe, nil
+}
+
+// newHTTPProber prepares the request template and the checks of cfg, to
+// be sent with client.
+func newHTTPProber(cfg config.HTTPProbe, client *httpClient) (*httpProber, error) {
 	h := &httpProber{
 		cfg:    cfg,
 		method: cfg.Method,
@@ -56,6 +69,7 @@ func newHTTPProbe(m config.Module) (probeFunc, error) {
 		skipResolve: cfg.SkipResolvePhaseWithProxy &&
 			cfg.HTTPClientConfig.ProxyURL.URL != nil && !cfg.HTTPClientConfig.ProxyFromEnvironment,
 		hasCEL: cfg.FailIfBodyJSONMatchesCEL != nil || cfg.FailIfBodyJSONNotMatchesCEL != nil,
+		client: client,
 	}
 	if h.method == "" {
 		h.method = http.MethodGet
@@ -78,10 +92,7 @@ func newHTTPProbe(m config.Module) (probeFunc, error) {
 	if h.checks, err = newHTTPChecks(cfg); err != nil {
 		return nil, err
 	}
-	if h.client, err = newHTTPClient(cfg, m.Destinations); err != nil {
-		return nil, err
-	}
-	return h.probe, nil
+	return h, nil
 }
 
 // requestHeader builds the request header template: the configured headers
@@ -197,6 +208,9 @@ func (h *httpProber) checkResponse(ctx context.Context, st *probeState, resp *ht
 	d.Proto = resp.Proto
 	d.Version = httpVersionNumber(resp)
 	d.SSL = resp.TLS != nil
+	if sink := stepResponseFrom(ctx); sink != nil {
+		sink.header = resp.Header
+	}
 	if resp.Request != nil && resp.Request.URL != nil {
 		d.FinalURL = resp.Request.URL.String()
 	}

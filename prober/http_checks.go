@@ -191,7 +191,8 @@ func (c *httpChecks) body(ctx context.Context, body io.Reader, r *result.Result,
 		rd = http.MaxBytesReader(nil, io.NopCloser(rd), c.limit)
 	}
 	counter := &countingReader{r: rd}
-	if c.needBody() && r.Reason == result.ReasonNone {
+	sink := stepResponseFrom(ctx)
+	if (c.needBody() || sink != nil) && r.Reason == result.ReasonNone {
 		buf := bodyBuffers.Get().(*bytes.Buffer)
 		defer putBodyBuffer(buf)
 		buf.Reset()
@@ -199,6 +200,9 @@ func (c *httpChecks) body(ctx context.Context, body io.Reader, r *result.Result,
 			return counter.n, err
 		}
 		c.checkBody(ctx, buf.Bytes(), r, d, logger)
+		if sink != nil {
+			sink.body = bytes.Clone(buf.Bytes())
+		}
 	}
 	_, err := io.Copy(io.Discard, counter)
 	return counter.n, err

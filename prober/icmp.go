@@ -110,6 +110,10 @@ func (q *icmpProbe) probe(ctx context.Context, target string, p Params, r *resul
 	}
 	p.Logger.Debug("Creating ICMP packet", "seq", req.seq, "id", req.id, "socket", d.Socket)
 	r.RecordPhase("setup", setupStart, time.Now())
+	if q.cfg.Packets > 1 {
+		q.exchangeMany(ctx, sock, host, ip, req, d, r, p.Logger)
+		return
+	}
 	q.exchange(ctx, sock, ip, req, d, r, p.Logger)
 }
 
@@ -169,7 +173,11 @@ func (q *icmpProbe) newRequest(sock *icmpSocket, ip net.IP, d *result.ICMPDetail
 		// A raw socket sees every ICMP packet the host receives: let the
 		// kernel drop all but the reply to this request. Replies are
 		// matched in full anyway, so a failure only costs wake-ups.
-		if err := sock.filterEchoReply(req.id, req.seq); err != nil {
+		seq := req.seq
+		if q.cfg.Packets > 1 {
+			seq = -1 // every packet has its own
+		}
+		if err := sock.filterEchoReply(req.id, seq); err != nil {
 			logger.Debug("Failed to attach the echo reply filter", "err", err)
 		}
 	} else {
@@ -194,14 +202,10 @@ func (q *icmpProbe) exchange(ctx context.Context, sock *icmpSocket, ip net.IP, r
 	stop := context.AfterFunc(ctx, func() { sock.conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
-	var dst net.Addr = &net.IPAddr{IP: ip}
-	if !sock.privileged {
-		dst = &net.UDPAddr{IP: ip}
-	}
 	logger.Debug("Writing out packet", "ip", ip.String())
 	start := time.Now()
 	defer func() { r.RecordPhase("rtt", start, time.Now()) }()
-	if _, err := sock.conn.WriteTo(req.wire, dst); err != nil {
+	if _, err := sock.conn.WriteTo(req.wire, sock.destination(ip)); err != nil {
 		if ctx.Err() != nil || isTimeout(err) {
 			r.Fail(result.ReasonTimeout, "sending the echo request: %v", err)
 			return
@@ -248,14 +252,11 @@ type echoRequest struct {
 // number to ip.
 func newEchoRequest(family int, payload []byte, ip net.IP) (*echoRequest, error) {
 	id, seq := rand.IntN(1<<16), rand.IntN(1<<16)
-	var reqType icmp.Type = ipv4.ICMPTypeEcho
 	replyType := byte(ipv4.ICMPTypeEchoReply)
 	if family == 6 {
-		reqType, replyType = ipv6.ICMPTypeEchoRequest, byte(ipv6.ICMPTypeEchoReply)
+		replyType = byte(ipv6.ICMPTypeEchoReply)
 	}
-	msg := icmp.Message{Type: reqType, Body: &icmp.Echo{ID: id, Seq: seq, Data: payload}}
-	// The IPv6 checksum covers a pseudo-header: the kernel computes it.
-	wire, err := msg.Marshal(nil)
+	wire, err := echoWire(family, id, seq, payload)
 	if err != nil {
 		return nil, err
 	}
@@ -265,11 +266,22 @@ func newEchoRequest(family int, payload []byte, ip net.IP) (*echoRequest, error)
 	}, nil
 }
 
+// echoWire marshals an echo request of the family.
+func echoWire(family, id, seq int, payload []byte) ([]byte, error) {
+	var reqType icmp.Type = ipv4.ICMPTypeEcho
+	if family == 6 {
+		reqType = ipv6.ICMPTypeEchoRequest
+	}
+	msg := icmp.Message{Type: reqType, Body: &icmp.Echo{ID: id, Seq: seq & 0xffff, Data: payload}}
+	// The IPv6 checksum covers a pseudo-header: the kernel computes it.
+	return msg.Marshal(nil)
+}
+
 // echoReply describes the echo reply a probe waits for.
 type echoReply struct {
 	typ  byte   // the family's echo reply type
 	id   int    // -1: any (the kernel already matched it)
-	seq  int    // sequence number
+	seq  int    // sequence number; -1: any
 	data []byte // the echoed payload
 	from net.IP // the target
 }
@@ -283,5 +295,10 @@ func (w *echoReply) matches(b []byte, from net.IP) bool {
 	if w.id >= 0 && int(b[4])<<8|int(b[5]) != w.id {
 		return false
 	}
-	return int(b[6])<<8|int(b[7]) == w.seq && string(b[8:]) == string(w.data)
+	return (w.seq < 0 || echoSeq(b) == w.seq) && string(b[8:]) == string(w.data)
+}
+
+// echoSeq is the sequence number of the echo message b.
+func echoSeq(b []byte) int {
+	return int(b[6])<<8 | int(b[7])
 }

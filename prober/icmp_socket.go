@@ -115,8 +115,16 @@ func (s *icmpSocket) enableHopLimit() error {
 	return err
 }
 
+// destination is the address to send to ip from the socket.
+func (s *icmpSocket) destination(ip net.IP) net.Addr {
+	if s.privileged {
+		return &net.IPAddr{IP: ip}
+	}
+	return &net.UDPAddr{IP: ip}
+}
+
 // filterEchoReply attaches a socket filter passing only the echo reply with
-// id and seq.
+// id and seq (any sequence number when seq is negative).
 func (s *icmpSocket) filterEchoReply(id, seq int) error {
 	var filter []bpf.Instruction
 	if s.p4 != nil {
@@ -135,24 +143,34 @@ func (s *icmpSocket) filterEchoReply(id, seq int) error {
 }
 
 // echoReplyFilter is a classic BPF program accepting ICMP echo replies of
-// type typ with id and seq. A raw IPv4 socket's filter sees the IP header
-// first; a raw IPv6 socket's sees the ICMPv6 message.
+// type typ with id and seq (any seq when negative). A raw IPv4 socket's
+// filter sees the IP header first; a raw IPv6 socket's sees the ICMPv6
+// message.
 func echoReplyFilter(ipv4Header bool, typ byte, id, seq int) []bpf.Instruction {
 	prog := []bpf.Instruction{bpf.LoadConstant{Dst: bpf.RegX, Val: 0}}
 	if ipv4Header {
 		prog[0] = bpf.LoadMemShift{Off: 0} // X = IPv4 header length
 	}
-	prog = append(prog,
-		bpf.LoadIndirect{Off: 0, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(typ), SkipTrue: 5},
-		bpf.LoadIndirect{Off: 4, Size: 2},
-		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(id), SkipTrue: 3},
-		bpf.LoadIndirect{Off: 6, Size: 2},
-		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(seq), SkipTrue: 1},
+	type check struct {
+		off, size int
+		val       uint32
+	}
+	checks := []check{{0, 1, uint32(typ)}, {4, 2, uint32(id)}}
+	if seq >= 0 {
+		checks = append(checks, check{6, 2, uint32(seq)})
+	}
+	for i, c := range checks {
+		// On a mismatch, skip the remaining checks and the accept.
+		skip := uint8(2*(len(checks)-1-i) + 1)
+		prog = append(prog,
+			bpf.LoadIndirect{Off: uint32(c.off), Size: c.size},
+			bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: c.val, SkipTrue: skip},
+		)
+	}
+	return append(prog,
 		bpf.RetConstant{Val: 1 << 18}, // the whole packet
 		bpf.RetConstant{Val: 0},       // drop
 	)
-	return prog
 }
 
 // read receives one ICMP message (without IP header) into b, with the TTL

@@ -53,6 +53,8 @@ var builders = map[string]func(config.Module) (probeFunc, error){
 	"dns":  newDNSProbe,
 	"icmp": newICMPProbe,
 	"grpc": newGRPCProbe,
+
+	"http_steps": newHTTPStepsProbe,
 }
 
 // Prepare builds a Module from its configuration.

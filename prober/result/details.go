@@ -18,6 +18,10 @@ type DNSDetails struct {
 	// series for the dns prober, so neither does this; it is kept for the
 	// JSON API.
 	TLS *TLSDetails `json:"tls,omitempty"`
+	// TruncatedRetry is set when the module retries truncated UDP answers
+	// over TCP (retry_truncated_over_tcp): true once it did, and Transport
+	// is then "tcp". Nil without the option.
+	TruncatedRetry *bool `json:"truncated_retry,omitempty"`
 }
 
 func (d *DNSDetails) samples(e emitter, r *Result) {
@@ -27,6 +31,9 @@ func (d *DNSDetails) samples(e emitter, r *Result) {
 	e.gauge("probe_dns_query_succeeded", "Displays whether or not the query was executed successfully", boolValue(d.QuerySucceeded))
 	if d.Serial != nil {
 		e.gauge("probe_dns_serial", "Returns the serial number of the zone", float64(*d.Serial))
+	}
+	if d.TruncatedRetry != nil {
+		e.gauge("probe_dns_truncated_retry", "Whether the UDP answer was truncated and the query was retried over TCP", boolValue(*d.TruncatedRetry))
 	}
 }
 
@@ -112,11 +119,17 @@ type ICMPDetails struct {
 	// ReplyHopLimit is the TTL (IPv4) or hop limit (IPv6) the matching
 	// reply arrived with, when the socket reported it.
 	ReplyHopLimit *int `json:"reply_hop_limit,omitempty"`
+	// Packets holds what a probe sending several echo requests found;
+	// nil for a single one.
+	Packets *ICMPPackets `json:"packets,omitempty"`
 }
 
 func (d *ICMPDetails) samples(e emitter, r *Result) {
 	if d.ReplyHopLimit != nil {
 		e.gauge("probe_icmp_reply_hop_limit", "Replied packet hop limit (TTL for ipv4)", float64(*d.ReplyHopLimit))
+	}
+	if d.Packets != nil {
+		d.Packets.samples(e, d.ReplyHopLimit)
 	}
 }
 

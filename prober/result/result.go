@@ -42,6 +42,9 @@ const (
 	// The module's destinations section forbids the target's host or
 	// address, or a redirect's.
 	ReasonDestinationDenied Reason = "destination_denied"
+
+	// An http_steps capture found nothing to take from the response.
+	ReasonCaptureFailed Reason = "capture_failed"
 )
 
 // Reasons lists every failure reason, for documentation and validation.
@@ -52,6 +55,7 @@ var Reasons = []Reason{
 	ReasonCELMismatch, ReasonBodyTooLarge, ReasonExpectMismatch, ReasonDNSRcode,
 	ReasonDNSRecords, ReasonNotServing, ReasonGRPCError, ReasonSocketError,
 	ReasonConfigError, ReasonInternalError, ReasonDestinationDenied,
+	ReasonCaptureFailed,
 }
 
 // Phase is the duration of one step of a probe, named as blackbox_exporter
@@ -96,6 +100,8 @@ type Result struct {
 	DNS  *DNSDetails  `json:"dns,omitempty"`
 	ICMP *ICMPDetails `json:"icmp,omitempty"`
 	GRPC *GRPCDetails `json:"grpc,omitempty"`
+
+	HTTPSteps *HTTPStepsDetails `json:"http_steps,omitempty"`
 
 	timeline bool // record Timeline
 }

@@ -17,7 +17,47 @@ type Sample struct {
 	Help        string
 	LabelNames  []string
 	LabelValues []string
-	Value       float64
+	// Value is the gauge's or counter's value; a histogram's count.
+	Value float64
+	// Type is the kind of series: a gauge unless set.
+	Type Type
+	// Histogram holds a Histogram sample's buckets and sum.
+	Histogram *Histogram
+}
+
+// Type is the metric type of a sample.
+type Type int
+
+// The metric types a sample may have.
+const (
+	Gauge Type = iota
+	Counter
+	HistogramType
+)
+
+// Histogram is a histogram's state: cumulative counts per upper bound (the
+// +Inf bucket implied by Count), the observations' count and sum.
+type Histogram struct {
+	UpperBounds []float64
+	Cumulative  []uint64
+	Count       uint64
+	Sum         float64
+}
+
+// NewHistogram counts values into buckets with the given upper bounds,
+// which must be sorted ascending.
+func NewHistogram(upperBounds []float64, values []float64) *Histogram {
+	h := &Histogram{UpperBounds: upperBounds, Cumulative: make([]uint64, len(upperBounds))}
+	for _, v := range values {
+		h.Count++
+		h.Sum += v
+		for i, ub := range upperBounds {
+			if v <= ub {
+				h.Cumulative[i]++
+			}
+		}
+	}
+	return h
 }
 
 // String renders the sample's series as name{label="value",...}, labels in
@@ -43,7 +83,18 @@ func (s Sample) String() string {
 type emitter func(Sample)
 
 func (e emitter) gauge(name, help string, value float64, labelPairs ...string) {
-	s := Sample{Name: name, Help: help, Value: value}
+	e.typed(Sample{Name: name, Help: help, Value: value}, labelPairs)
+}
+
+func (e emitter) counter(name, help string, value float64, labelPairs ...string) {
+	e.typed(Sample{Name: name, Help: help, Value: value, Type: Counter}, labelPairs)
+}
+
+func (e emitter) histogram(name, help string, h *Histogram, labelPairs ...string) {
+	e.typed(Sample{Name: name, Help: help, Value: float64(h.Count), Type: HistogramType, Histogram: h}, labelPairs)
+}
+
+func (e emitter) typed(s Sample, labelPairs []string) {
 	for i := 0; i+1 < len(labelPairs); i += 2 {
 		s.LabelNames = append(s.LabelNames, labelPairs[i])
 		s.LabelValues = append(s.LabelValues, labelPairs[i+1])
@@ -71,6 +122,8 @@ var phaseSeries = map[string]struct{ name, help string }{
 	"dns":  {"probe_dns_duration_seconds", "Duration of DNS request by phase"},
 	"icmp": {"probe_icmp_duration_seconds", "Duration of icmp request by phase"},
 	"grpc": {"probe_grpc_duration_seconds", "Duration of gRPC request by phase"},
+
+	"http_steps": {"probe_http_duration_seconds", "Duration of http request by phase, summed over all redirects"},
 }
 
 // Samples renders the result as blackbox_exporter's series for its prober,
@@ -104,6 +157,8 @@ func (r *Result) Samples(fn func(Sample)) {
 		r.ICMP.samples(e, r)
 	case r.GRPC != nil:
 		r.GRPC.samples(e, r)
+	case r.HTTPSteps != nil:
+		r.HTTPSteps.samples(e)
 	}
 }
 
