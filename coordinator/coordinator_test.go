@@ -37,26 +37,36 @@ type testCoordinator struct {
 // test ends.
 func mustStart(t *testing.T, configYAML string, tweak ...func(*Options)) *testCoordinator {
 	t.Helper()
-	dir := t.TempDir()
-	tc := &testCoordinator{configPath: filepath.Join(dir, "coordinator.yml")}
-	mustWrite(t, tc.configPath, configYAML)
+	tc := &testCoordinator{}
+	var srv *testbin.Server
+	tc.Coordinator, srv, tc.configPath = startAt(t, configYAML, filepath.Join(t.TempDir(), "data"), tweak...)
+	tc.url = srv.URL
+	return tc
+}
+
+// startAt serves a coordinator with configYAML and the incident log in
+// storage, until stopped or the test ends; it returns the configuration
+// file's path too.
+func startAt(t *testing.T, configYAML, storage string, tweak ...func(*Options)) (*Coordinator, *testbin.Server, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "coordinator.yml")
+	mustWrite(t, path, configYAML)
 	opts := DefaultOptions()
-	opts.ConfigFile = tc.configPath
-	opts.StoragePath = filepath.Join(dir, "data")
+	opts.ConfigFile, opts.StoragePath = path, storage
 	opts.WebListenAddresses = &[]string{"127.0.0.1:0"}
 	for _, f := range tweak {
 		f(&opts)
 	}
-	tc.url = testbin.Serve(t, "coordinator", func(ctx context.Context, started func([]net.Addr)) error {
+	var c *Coordinator
+	srv := testbin.Serve(t, "coordinator", func(ctx context.Context, started func([]net.Addr)) error {
 		opts.Started = started
-		c, err := New(opts)
-		if err != nil {
+		var err error
+		if c, err = New(opts); err != nil {
 			return err
 		}
-		tc.Coordinator = c
 		return c.Serve(ctx)
-	}).URL
-	return tc
+	})
+	return c, srv, path
 }
 
 // testConfig lists locations with the default confirmation settings.

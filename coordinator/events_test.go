@@ -1,10 +1,8 @@
 package coordinator
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -16,27 +14,6 @@ import (
 
 	"github.com/vantageprobe/vantage/internal/testbin"
 )
-
-// startAt serves a coordinator with configYAML and the incident log in
-// storage, until stopped or the test ends.
-func startAt(t *testing.T, configYAML, storage string) (*Coordinator, *testbin.Server) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "coordinator.yml")
-	mustWrite(t, path, configYAML)
-	opts := DefaultOptions()
-	opts.ConfigFile, opts.StoragePath = path, storage
-	opts.WebListenAddresses = &[]string{"127.0.0.1:0"}
-	var c *Coordinator
-	srv := testbin.Serve(t, "coordinator", func(ctx context.Context, started func([]net.Addr)) error {
-		opts.Started = started
-		var err error
-		if c, err = New(opts); err != nil {
-			return err
-		}
-		return c.Serve(ctx)
-	})
-	return c, srv
-}
 
 // submit posts a form to /api/v1/events and decodes the answer.
 func submit(t *testing.T, base, token string, form url.Values) (int, Event, string) {
@@ -119,7 +96,7 @@ func TestHeartbeatRaisesWhenItStops(t *testing.T) {
 func TestEventDueWhileDownIsRaisedAtStart(t *testing.T) {
 	storage := filepath.Join(t.TempDir(), "data")
 	config := deadLocations(t, "ams", "fra")
-	_, srv := startAt(t, config, storage)
+	_, srv, _ := startAt(t, config, storage)
 	if status, _, body := submit(t, srv.URL, "", url.Values{"id": {"cron"}, "raise": {"+2s"}}); status != http.StatusCreated {
 		t.Fatalf("submit: %d %s", status, body)
 	}
@@ -128,7 +105,7 @@ func TestEventDueWhileDownIsRaisedAtStart(t *testing.T) {
 	}
 	time.Sleep(2500 * time.Millisecond)
 	started := time.Now()
-	_, srv = startAt(t, config, storage)
+	_, srv, _ = startAt(t, config, storage)
 	testbin.WaitFor(t, "the overdue event raised", 3*time.Second, func() error {
 		if e := eventState(t, srv.URL, "127.0.0.1", "cron"); e.State != EventRaised {
 			return fmt.Errorf("state %s", e.State)

@@ -246,19 +246,24 @@ type targetView struct {
 	} `json:"locations"`
 }
 
-// targets lists what the coordinator knows, by target URL.
-func (c *coordinatorProc) targets(t *testing.T) (map[string]targetView, error) {
-	resp, err := http.Get(c.url() + "/api/v1/targets")
+// getJSON decodes the JSON answer of a GET of the coordinator's path.
+func (c *coordinatorProc) getJSON(path string, v any) error {
+	resp, err := http.Get(c.url() + path)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(resp.Body)
-		return nil, fmt.Errorf("/api/v1/targets answered %s: %s", resp.Status, body)
+		return fmt.Errorf("%s answered %s: %s", path, resp.Status, body)
 	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// targets lists what the coordinator knows, by target URL.
+func (c *coordinatorProc) targets(t *testing.T) (map[string]targetView, error) {
 	var list []targetView
-	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+	if err := c.getJSON("/api/v1/targets", &list); err != nil {
 		return nil, err
 	}
 	out := map[string]targetView{}
@@ -291,18 +296,20 @@ type fullIncident struct {
 	Resolution  string    `json:"resolution"`
 }
 
+// allIncidents lists every incident, newest first.
+func (c *coordinatorProc) allIncidents(t *testing.T) []fullIncident {
+	t.Helper()
+	var all []fullIncident
+	if err := c.getJSON("/api/v1/incidents?state=all&limit=100000", &all); err != nil {
+		t.Fatalf("listing incidents: %v", err)
+	}
+	return all
+}
+
 // incidentsOf lists every incident of target, oldest first.
 func (c *coordinatorProc) incidentsOf(t *testing.T, target string) []fullIncident {
 	t.Helper()
-	resp, err := http.Get(c.url() + "/api/v1/incidents?state=all&limit=100000")
-	if err != nil {
-		t.Fatalf("listing incidents: %v", err)
-	}
-	defer resp.Body.Close()
-	var all []fullIncident
-	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
-		t.Fatalf("decoding incidents: %v", err)
-	}
+	all := c.allIncidents(t)
 	var out []fullIncident
 	for i := len(all) - 1; i >= 0; i-- {
 		if all[i].Target == target {

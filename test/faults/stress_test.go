@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -40,35 +39,15 @@ type locationView struct {
 
 func (c *coordinatorProc) locations(t *testing.T) map[string]locationView {
 	t.Helper()
-	resp, err := http.Get(c.url() + "/api/v1/locations")
-	if err != nil {
-		t.Fatalf("listing locations: %v", err)
-	}
-	defer resp.Body.Close()
 	var list []locationView
-	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
-		t.Fatalf("decoding locations: %v", err)
+	if err := c.getJSON("/api/v1/locations", &list); err != nil {
+		t.Fatalf("listing locations: %v", err)
 	}
 	out := map[string]locationView{}
 	for _, l := range list {
 		out[l.Name] = l
 	}
 	return out
-}
-
-// allIncidents lists every incident.
-func (c *coordinatorProc) allIncidents(t *testing.T) []fullIncident {
-	t.Helper()
-	resp, err := http.Get(c.url() + "/api/v1/incidents?state=all&limit=100000")
-	if err != nil {
-		t.Fatalf("listing incidents: %v", err)
-	}
-	defer resp.Body.Close()
-	var all []fullIncident
-	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
-		t.Fatalf("decoding incidents: %v", err)
-	}
-	return all
 }
 
 // TestDegradedLocationNeverPages: one location's module timeout drops to
