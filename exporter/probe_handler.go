@@ -74,6 +74,10 @@ func (e *Exporter) handleProbe(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Target parameter is missing", http.StatusBadRequest)
 		return
 	}
+	if err := mod.CheckHostname(q.Get("hostname")); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	timeout, err := probeTimeout(r, mod.Config.Timeout, e.opts.TimeoutOffset)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -93,7 +97,7 @@ func (e *Exporter) handleProbe(w http.ResponseWriter, r *http.Request) {
 	logger.Info("Beginning probe", "probe", mod.Config.Prober, "timeout_seconds", timeout.Seconds())
 
 	ctx, span := e.tracer.start(ctx, sourceProbe, moduleName, target, trace.SpanKindServer)
-	result := mod.Probe(ctx, target, prober.Params{Hostname: q.Get("hostname"), Logger: logger, Tracing: span != nil})
+	result := mod.Probe(ctx, target, prober.Params{Hostname: q.Get("hostname"), Logger: logger, Tracing: span != nil, Timeout: timeout})
 	span.attempt(result)
 	span.end(result, 1)
 	e.metrics.probes.WithLabelValues(moduleName, resultLabel(result.Success)).Inc()

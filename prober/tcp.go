@@ -108,15 +108,21 @@ func (t *tcpProbe) probe(ctx context.Context, target string, p Params, r *result
 	release := bindConnToContext(ctx, raw)
 	defer release()
 
+	// The TLS server name: tls_config.server_name, else the hostname
+	// parameter, else the target's host, as blackbox_exporter chooses it.
+	serverName := host
+	if p.Hostname != "" {
+		serverName = p.Hostname
+	}
 	conn := raw
 	if t.cfg.TLS {
-		tc, ok := t.handshake(ctx, raw, host, r, p.Logger)
+		tc, ok := t.handshake(ctx, raw, serverName, r, p.Logger)
 		if !ok {
 			return
 		}
 		conn = tc
 	}
-	t.converse(ctx, conn, host, d, r, p.Logger)
+	t.converse(ctx, conn, serverName, d, r, p.Logger)
 }
 
 // validTargetPort accepts a port number (1-65535) or a service name ("ssh") the

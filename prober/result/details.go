@@ -52,11 +52,6 @@ var grpcServingStatuses = []string{"UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE
 func (d *GRPCDetails) samples(e emitter, r *Result) {
 	e.gauge("probe_grpc_ssl", "Indicates if SSL was used for the connection", boolValue(d.SSL))
 	e.gauge("probe_grpc_status_code", "Response gRPC status code", float64(d.StatusCode))
-	if r.TLS == nil {
-		// blackbox_exporter's grpc prober always exposes this gauge, 0
-		// without a TLS session; with one, the TLS series carry it.
-		e.gauge("probe_ssl_earliest_cert_expiry", "Returns last SSL chain expiry in unixtime", 0)
-	}
 	if !d.Checked {
 		return
 	}
@@ -120,11 +115,14 @@ func (d *ICMPDetails) samples(e emitter, r *Result) {
 	}
 }
 
-// TCPDetails holds what the tcp prober found.
+// TCPDetails holds what the tcp and unix probers found.
 type TCPDetails struct {
 	// FailedDueToRegex is set when an expect regexp was given data (or the
 	// end of the connection) and never matched.
 	FailedDueToRegex bool `json:"failed_due_to_regex"`
+	// FailedDueToBytes is set when an expect_bytes step read bytes that
+	// differ from the expected ones.
+	FailedDueToBytes bool `json:"failed_due_to_bytes"`
 	// ExpectInfo are the labels of probe_expect_info, their values expanded
 	// from the matching expect's submatches.
 	ExpectInfo []ExpectLabel `json:"expect_info,omitempty"`
@@ -140,6 +138,7 @@ type ExpectLabel struct {
 
 func (d *TCPDetails) samples(e emitter, r *Result) {
 	e.gauge("probe_failed_due_to_regex", "Indicates if probe failed due to regex", boolValue(d.FailedDueToRegex))
+	e.gauge("probe_failed_due_to_bytes", "Indicates if probe failed due to bytes", boolValue(d.FailedDueToBytes))
 	if len(d.ExpectInfo) > 0 {
 		pairs := make([]string, 0, 2*len(d.ExpectInfo))
 		for _, l := range d.ExpectInfo {
