@@ -6,8 +6,8 @@ import (
 	"net"
 	"net/http"
 	"runtime"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
