@@ -12,6 +12,7 @@ import (
 	"github.com/vantageprobe/vantage/internal/yamldoc"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/http/httpguts"
 )
 
 // validate checks the configuration, compiles its regexps and CEL programs,
@@ -78,6 +79,10 @@ func (m *Module) validate(path []any) error {
 		return m.ICMP.validate(yamldoc.At(path, "icmp"))
 	case "grpc":
 		return m.GRPC.validate(yamldoc.At(path, "grpc"))
+	case "unix":
+		return validateQueryResponses(yamldoc.At(path, "unix"), m.Unix.QueryResponse)
+	case "websocket":
+		return m.Websocket.validate(yamldoc.At(path, "websocket"))
 	}
 	return nil
 }
@@ -273,8 +278,14 @@ func (p *TCPProbe) validate(path []any) error {
 	if err := validateSourceIP(path, p.SourceIPAddress); err != nil {
 		return err
 	}
-	for i := range p.QueryResponse {
-		qr := &p.QueryResponse[i]
+	return validateQueryResponses(path, p.QueryResponse)
+}
+
+// validateQueryResponses checks the query_response steps of a tcp or
+// unix module and compiles their expect regexps.
+func validateQueryResponses(path []any, qrs []QueryResponse) error {
+	for i := range qrs {
+		qr := &qrs[i]
 		qpath := yamldoc.At(path, "query_response", i)
 		if qr.Expect.IsSet() && qr.ExpectBytes != "" {
 			return yamldoc.Fail(qpath, "expect and expect_bytes are both set; use one")
@@ -375,4 +386,37 @@ func (p *GRPCProbe) validate(path []any) error {
 		return err
 	}
 	return validateSourceIP(path, p.SourceIPAddress)
+}
+
+func (p *WebsocketProbe) validate(path []any) error {
+	hpath := yamldoc.At(path, "http_config")
+	hc := &p.HTTPClientConfig
+	if b := hc.BasicAuth; b != nil && (b.Username == "" || (b.Password == "" && b.PasswordFile == "")) {
+		return yamldoc.Fail(yamldoc.At(hpath, "basic_auth"), "basic_auth needs both username and password")
+	}
+	if hc.BearerToken != "" && strings.TrimSpace(string(hc.BearerToken)) == "" {
+		return yamldoc.Fail(yamldoc.At(hpath, "bearer_token"), "bearer_token is only whitespace")
+	}
+	for name, values := range hc.Headers {
+		if !httpguts.ValidHeaderFieldName(name) {
+			return yamldoc.Fail(yamldoc.At(hpath, "headers"), "header name %q is not valid", name)
+		}
+		for _, v := range values {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return yamldoc.Fail(yamldoc.At(hpath, "headers", name), "value of header %q has a control character or line break", name)
+			}
+		}
+	}
+	for i, qr := range p.QueryResponse {
+		qpath := yamldoc.At(path, "query_response", i)
+		switch {
+		case qr.ExpectBytes != "":
+			return yamldoc.Fail(yamldoc.At(qpath, "expect_bytes"), "the websocket prober matches messages with expect; expect_bytes is for tcp and unix")
+		case qr.StartTLS:
+			return yamldoc.Fail(yamldoc.At(qpath, "starttls"), "the websocket prober has no starttls; use a wss:// target")
+		case len(qr.Labels) > 0:
+			return yamldoc.Fail(yamldoc.At(qpath, "labels"), "the websocket prober exports no probe_expect_info; labels are for tcp and unix")
+		}
+	}
+	return validateQueryResponses(path, p.QueryResponse)
 }

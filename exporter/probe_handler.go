@@ -87,13 +87,13 @@ func (e *Exporter) handleProbe(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 
 	var logs bytes.Buffer
-	// Every step goes to the debug output; the program's log gets them at
-	// debug level only, as blackbox_exporter does, so a busy /probe does
-	// not flood it.
-	logger := slog.New(slog.NewMultiHandler(
-		slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}),
-		asDebug{e.logger.With("component", "probe").Handler()},
-	)).With("module", moduleName, "target", target)
+	// Every step goes to the debug output; the program's log gets those
+	// at --log.prober or above, as blackbox_exporter does.
+	handlers := []slog.Handler{slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})}
+	if level, ok, _ := e.opts.probeLogLevel(); ok {
+		handlers = append(handlers, atLeast{e.logger.With("component", "probe").Handler(), level})
+	}
+	logger := slog.New(slog.NewMultiHandler(handlers...)).With("module", moduleName, "target", target)
 	logger.Info("Beginning probe", "probe", mod.Config.Prober, "timeout_seconds", timeout.Seconds())
 
 	ctx, span := e.tracer.start(ctx, sourceProbe, moduleName, target, trace.SpanKindServer)
@@ -148,18 +148,20 @@ func debugOutput(logs string, reg *prometheus.Registry, mod *prober.Module) stri
 	return b.String()
 }
 
-// asDebug passes every record on at debug level.
-type asDebug struct{ h slog.Handler }
-
-func (d asDebug) Enabled(ctx context.Context, _ slog.Level) bool {
-	return d.h.Enabled(ctx, slog.LevelDebug)
+// atLeast passes on the records of level min and above, whatever the
+// level of the handler it passes them to: --log.prober, not --log.level,
+// decides which of a probe's lines reach the program's log.
+type atLeast struct {
+	h   slog.Handler
+	min slog.Level
 }
 
-func (d asDebug) Handle(ctx context.Context, r slog.Record) error {
-	r.Level = slog.LevelDebug
-	return d.h.Handle(ctx, r)
+func (a atLeast) Enabled(_ context.Context, l slog.Level) bool { return l >= a.min }
+
+func (a atLeast) Handle(ctx context.Context, r slog.Record) error { return a.h.Handle(ctx, r) }
+
+func (a atLeast) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return atLeast{a.h.WithAttrs(attrs), a.min}
 }
 
-func (d asDebug) WithAttrs(attrs []slog.Attr) slog.Handler { return asDebug{d.h.WithAttrs(attrs)} }
-
-func (d asDebug) WithGroup(name string) slog.Handler { return asDebug{d.h.WithGroup(name)} }
+func (a atLeast) WithGroup(name string) slog.Handler { return atLeast{a.h.WithGroup(name), a.min} }

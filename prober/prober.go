@@ -58,6 +58,7 @@ var builders = map[string]func(config.Module) (probeFunc, error){
 	"dns":  newDNSProbe,
 	"icmp": newICMPProbe,
 	"grpc": newGRPCProbe,
+	"unix": newUnixProbe,
 }
 
 // Prepare builds a Module from its configuration.
