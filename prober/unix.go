@@ -70,4 +70,3 @@ func failUnixDial(ctx context.Context, path string, err error, r *result.Result)
 		r.Fail(connectReason(ctx, err), "connecting to unix socket %s: %v", path, err)
 	}
 }
-
