@@ -53,12 +53,13 @@ type Module struct {
 
 // builders prepare a module's probe function, by prober name.
 var builders = map[string]func(config.Module) (probeFunc, error){
-	"http": newHTTPProbe,
-	"tcp":  newTCPProbe,
-	"dns":  newDNSProbe,
-	"icmp": newICMPProbe,
-	"grpc": newGRPCProbe,
-	"unix": newUnixProbe,
+	"http":      newHTTPProbe,
+	"tcp":       newTCPProbe,
+	"dns":       newDNSProbe,
+	"icmp":      newICMPProbe,
+	"grpc":      newGRPCProbe,
+	"unix":      newUnixProbe,
+	"websocket": newWebsocketProbe,
 }
 
 // Prepare builds a Module from its configuration.

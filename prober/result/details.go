@@ -165,3 +165,25 @@ func (d *TCPDetails) SetExpectInfo(labels []ExpectLabel) {
 		}
 	}
 }
+
+// WebsocketDetails holds what the websocket prober found.
+type WebsocketDetails struct {
+	// StatusCode is the status of the handshake's answer, 101 when the
+	// connection was upgraded; 0 without an answer.
+	StatusCode int  `json:"status_code"`
+	Upgraded   bool `json:"upgraded"`
+	// QueryConfigured: the module has query_response steps, and
+	// probe_websocket_failed_due_to_regex is exposed once upgraded.
+	QueryConfigured bool `json:"query_configured,omitempty"`
+	// FailedDueToRegex is set when a step failed: a message that did not
+	// match, or none to read or no way to send.
+	FailedDueToRegex bool `json:"failed_due_to_regex"`
+}
+
+func (d *WebsocketDetails) samples(e emitter) {
+	e.gauge("probe_websocket_status_code", "Response HTTP status code", float64(d.StatusCode))
+	e.gauge("probe_websocket_connection_upgraded", "Indicates if the websocket connection was successfully upgraded", boolValue(d.Upgraded))
+	if d.QueryConfigured && d.Upgraded {
+		e.gauge("probe_websocket_failed_due_to_regex", "Indicates if probe failed due to regex", boolValue(d.FailedDueToRegex))
+	}
+}

@@ -99,6 +99,8 @@ type Result struct {
 	DNS  *DNSDetails  `json:"dns,omitempty"`
 	ICMP *ICMPDetails `json:"icmp,omitempty"`
 	GRPC *GRPCDetails `json:"grpc,omitempty"`
+	// Websocket holds what the websocket prober found.
+	Websocket *WebsocketDetails `json:"websocket,omitempty"`
 
 	timeline bool // record Timeline
 }

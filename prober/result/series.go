@@ -107,6 +107,8 @@ func (r *Result) Samples(fn func(Sample)) {
 		r.ICMP.samples(e, r)
 	case r.GRPC != nil:
 		r.GRPC.samples(e, r)
+	case r.Websocket != nil:
+		r.Websocket.samples(e)
 	}
 }
 
