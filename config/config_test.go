@@ -425,7 +425,7 @@ func TestParseErrorsInline(t *testing.T) {
 		"modules: {m: {prober: http, timeout: -1s}}":                                   "modules.m.timeout: timeout must not be negative, got -1s",
 		"modules: {m: {prober: http}, m: {prober: tcp}}":                               `modules: duplicate key "m" (first set at line 1)`,
 		"modules: {m: {prober: http, http: {valid_status_codes: [200, 99]}}}":          "modules.m.http.valid_status_codes[1]: 99 is not an HTTP status code",
-		"modules: {m: {prober: http, http: {valid_http_versions: [HTTP/2]}}}":          `modules.m.http.valid_http_versions[0]: unknown HTTP version "HTTP/2" (known: HTTP/1.0, HTTP/1.1, HTTP/2.0, HTTP/3.0)`,
+		"modules: {m: {prober: http, http: {valid_http_versions: [HTTP/2.1]}}}":        `modules.m.http.valid_http_versions[0]: unknown HTTP version "HTTP/2.1" (known: HTTP/1.0, HTTP/1.1, HTTP/2.0, HTTP/3.0)`,
 		"modules: {m: {prober: dns, dns: {query_name: x, transport_protocol: q}}}":     `modules.m.dns.transport_protocol: unknown transport protocol "q" (use udp or tcp)`,
 		"modules: {m: {prober: icmp, icmp: {payload_size: 70000}}}":                    "modules.m.icmp.payload_size: payload_size must be between 0 and 65000, got 70000",
 		"modules: {m: {prober: tcp, tcp: {query_response: [{labels: [{value: x}]}]}}}": "modules.m.tcp.query_response[0].labels[0].name: label name must be set",

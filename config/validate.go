@@ -138,6 +138,12 @@ func (p *HTTPProbe) validate(path []any) error {
 		}
 	}
 	for i, v := range p.ValidHTTPVersions {
+		// "HTTP/2" and "HTTP/3", as blackbox_exporter's example.yml writes
+		// them, name the versions responses report as HTTP/2.0 and HTTP/3.0.
+		if v == "HTTP/2" || v == "HTTP/3" {
+			v += ".0"
+			p.ValidHTTPVersions[i] = v
+		}
 		if !slices.Contains(knownHTTPVersions, v) {
 			return yamldoc.Fail(yamldoc.At(path, "valid_http_versions", i), "unknown HTTP version %q (known: %s)", v, strings.Join(knownHTTPVersions, ", "))
 		}

@@ -59,8 +59,9 @@ type Options struct {
 	// HistoryLimit is how many recent probes the landing page and debug
 	// pages keep.
 	HistoryLimit int
-	// ProbeLogLevel is the lowest level of a /probe's own log lines that
-	// reach Logger (debug, info, warn, error), or "none"; "" is info.
+	// ProbeLogLevel is the level a /probe's own log lines reach Logger
+	// at (debug, info, warn, error), or "none" to keep them out of it;
+	// "" is info.
 	ProbeLogLevel string
 	// AutoReload reloads the configuration file when its content changed,
 	// checked every AutoReloadInterval.

@@ -87,11 +87,11 @@ func (e *Exporter) handleProbe(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 
 	var logs bytes.Buffer
-	// Every step goes to the debug output; the program's log gets those
-	// at --log.prober or above, as blackbox_exporter does.
+	// Every step goes to the debug output, and to the program's log at
+	// the level --log.prober names, as blackbox_exporter does.
 	handlers := []slog.Handler{slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})}
 	if level, ok, _ := e.opts.probeLogLevel(); ok {
-		handlers = append(handlers, atLeast{e.logger.With("component", "probe").Handler(), level})
+		handlers = append(handlers, atLevel{e.logger.With("component", "probe").Handler(), level})
 	}
 	logger := slog.New(slog.NewMultiHandler(handlers...)).With("module", moduleName, "target", target)
 	logger.Info("Beginning probe", "probe", mod.Config.Prober, "timeout_seconds", timeout.Seconds())
@@ -148,20 +148,23 @@ func debugOutput(logs string, reg *prometheus.Registry, mod *prober.Module) stri
 	return b.String()
 }
 
-// atLeast passes on the records of level min and above, whatever the
-// level of the handler it passes them to: --log.prober, not --log.level,
-// decides which of a probe's lines reach the program's log.
-type atLeast struct {
-	h   slog.Handler
-	min slog.Level
+// atLevel passes every record on at one level, --log.prober's, as
+// blackbox_exporter does: the program's --log.level then decides whether
+// a probe's lines show.
+type atLevel struct {
+	h     slog.Handler
+	level slog.Level
 }
 
-func (a atLeast) Enabled(_ context.Context, l slog.Level) bool { return l >= a.min }
+func (a atLevel) Enabled(ctx context.Context, _ slog.Level) bool { return a.h.Enabled(ctx, a.level) }
 
-func (a atLeast) Handle(ctx context.Context, r slog.Record) error { return a.h.Handle(ctx, r) }
-
-func (a atLeast) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return atLeast{a.h.WithAttrs(attrs), a.min}
+func (a atLevel) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = a.level
+	return a.h.Handle(ctx, r)
 }
 
-func (a atLeast) WithGroup(name string) slog.Handler { return atLeast{a.h.WithGroup(name), a.min} }
+func (a atLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return atLevel{a.h.WithAttrs(attrs), a.level}
+}
+
+func (a atLevel) WithGroup(name string) slog.Handler { return atLevel{a.h.WithGroup(name), a.level} }
