@@ -29,7 +29,10 @@ var resolver = net.DefaultResolver
 // with destination_denied.
 func resolveTarget(ctx context.Context, g *destinationGuard, host, preferred string, fallback bool, r *result.Result, logger *slog.Logger) (net.IP, bool) {
 	if n := len(strings.TrimSuffix(host, ".")); n > maxHostNameLen {
-		// No DNS name is this long: fail without asking a resolver.
+		// No DNS name is this long: fail without asking a resolver, with
+		// the series of a failed lookup (the name is left out of them).
+		r.Resolve = &result.ResolveDetails{}
+		r.SetPhase("resolve", 0)
 		logger.Error("Target host name too long", "bytes", n)
 		r.Fail(result.ReasonInvalidTarget, "target host name is %d bytes long; a DNS name has at most %d", n, maxHostNameLen)
 		return nil, false
