@@ -32,7 +32,7 @@ func TestRoutePrefix(t *testing.T) {
 			if code != http.StatusOK || !strings.Contains(body, "probe_success 1") {
 				t.Fatalf("probe under the prefix: %d %s", code, body)
 			}
-			for _, path := range []string{"/metrics", "/config", "/-/healthy", "/-/ready", "/history/0"} {
+			for _, path := range []string{"/metrics", "/config", "/-/healthy", "/-/ready", "/history/0", "/logs?id=0", "/logs?target=" + target.URL} {
 				if code, _ := mustGet(t, base+path); code != http.StatusOK {
 					t.Errorf("%s under the prefix answered %d", path, code)
 				}
@@ -142,3 +142,33 @@ func TestAutoReload(t *testing.T) {
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+func TestLogsEndpoint(t *testing.T) {
+	target := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer target.Close()
+	ts := mustStart(t, httpConfig)
+	mustGet(t, ts.url+"/probe?module=http_2xx&target="+target.URL)
+	mustGet(t, ts.url+"/probe?module=http_slow&target="+target.URL)
+	for _, tc := range []struct {
+		query string
+		code  int
+		want  string
+	}{
+		{"id=0", http.StatusOK, "Logs for the probe:"},
+		{"target=" + target.URL, http.StatusOK, "module=http_slow"},
+		{"id=0&target=x", http.StatusBadRequest, "Probe id and target can't be defined at the same time"},
+		{"", http.StatusBadRequest, "Probe id or target must be defined as http query parameters"},
+		{"target=http://nowhere.invalid", http.StatusNotFound, "probe not found"},
+	} {
+		code, body := mustGet(t, ts.url+"/logs?"+tc.query)
+		if code != tc.code || !strings.Contains(body, tc.want) {
+			t.Errorf("/logs?%s: %d %q, want %d containing %q", tc.query, code, body, tc.code, tc.want)
+		}
+	}
+}
+
+func TestDefaultListenAddress(t *testing.T) {
+	if got := *DefaultOptions().WebListenAddresses; len(got) != 1 || got[0] != ":9715" {
+		t.Errorf("default listen addresses %q, want :9715", got)
+	}
+}

@@ -345,6 +345,7 @@ func (e *Exporter) Handler() http.Handler {
 	mux.HandleFunc("GET /{$}", e.handleLanding)
 	mux.HandleFunc("GET /probe", e.handleProbe)
 	mux.HandleFunc("GET /history/{id}", e.handleHistory)
+	mux.HandleFunc("GET /logs", e.handleLogs)
 	mux.HandleFunc("GET /metrics", e.handleMetrics)
 	mux.HandleFunc("GET /config", e.handleConfig)
 	var check http.Handler = http.HandlerFunc(e.handleCheck)

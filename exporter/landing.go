@@ -72,7 +72,33 @@ func (e *Exporter) handleHistory(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "probe id must be a number", http.StatusBadRequest)
 		return
 	}
-	rec := e.history.get(id)
+	e.writeDebug(w, e.history.get(id))
+}
+
+// handleLogs is blackbox_exporter's /logs: ?id= names a probe of the
+// history, ?target= the latest probe of a target.
+func (e *Exporter) handleLogs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	id, target := q.Get("id"), q.Get("target")
+	switch {
+	case id != "" && target != "":
+		http.Error(w, "Probe id and target can't be defined at the same time", http.StatusBadRequest)
+	case target != "":
+		e.writeDebug(w, e.history.latestFor(target))
+	case id != "":
+		n, err := strconv.ParseInt(id, 10, 64)
+		if err != nil {
+			http.Error(w, "probe id must be a number", http.StatusBadRequest)
+			return
+		}
+		e.writeDebug(w, e.history.get(n))
+	default:
+		http.Error(w, "Probe id or target must be defined as http query parameters", http.StatusBadRequest)
+	}
+}
+
+// writeDebug answers a kept probe's debug output.
+func (e *Exporter) writeDebug(w http.ResponseWriter, rec *probeRecord) {
 	if rec == nil {
 		http.Error(w, "probe not found (it may have left the history)", http.StatusNotFound)
 		return

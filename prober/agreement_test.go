@@ -223,3 +223,19 @@ func TestOverlongHostNameIsNotLookedUp(t *testing.T) {
 		t.Error("a 253-byte name was not looked up")
 	}
 }
+
+func TestDefaultUserAgent(t *testing.T) {
+	var mu sync.Mutex
+	var ua string
+	srv := newHTTPTestServer(t, http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		ua = r.UserAgent()
+		mu.Unlock()
+	}))
+	requireReason(t, httpTestProbe(t, httpTestModule(nil), srv.URL, Params{}, 5*time.Second), result.ReasonNone)
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.HasPrefix(ua, "Vantage Exporter/") {
+		t.Errorf("User-Agent %q, want Vantage Exporter/<version>", ua)
+	}
+}
