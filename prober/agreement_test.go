@@ -138,13 +138,7 @@ func TestCheckHostnameAgainstModuleHost(t *testing.T) {
 }
 
 func TestSkipResolvePhaseWithProxy(t *testing.T) {
-	var asked atomic.Int32
-	useTestResolver(t, func(w dns.ResponseWriter, req *dns.Msg) {
-		asked.Add(1)
-		m := new(dns.Msg)
-		m.SetRcode(req, dns.RcodeNameError)
-		_ = w.WriteMsg(m)
-	})
+	asked := useNXDOMAINResolver(t)
 	origin := newHTTPTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "via proxy to "+r.Host)
 	}))
@@ -183,13 +177,7 @@ func TestSkipResolvePhaseWithProxy(t *testing.T) {
 }
 
 func TestOverlongHostNameIsNotLookedUp(t *testing.T) {
-	var asked atomic.Int32
-	useTestResolver(t, func(w dns.ResponseWriter, req *dns.Msg) {
-		asked.Add(1)
-		m := new(dns.Msg)
-		m.SetRcode(req, dns.RcodeNameError)
-		_ = w.WriteMsg(m)
-	})
+	asked := useNXDOMAINResolver(t)
 	long := strings.Repeat("a", 200*1024) + ".vantage.test"
 	for _, c := range []struct {
 		name   string
@@ -238,4 +226,18 @@ func TestDefaultUserAgent(t *testing.T) {
 	if !strings.HasPrefix(ua, "Vantage Exporter/") {
 		t.Errorf("User-Agent %q, want Vantage Exporter/<version>", ua)
 	}
+}
+
+// useNXDOMAINResolver answers every lookup of the probers with NXDOMAIN
+// and counts them.
+func useNXDOMAINResolver(tb testing.TB) *atomic.Int32 {
+	tb.Helper()
+	var asked atomic.Int32
+	useTestResolver(tb, func(w dns.ResponseWriter, req *dns.Msg) {
+		asked.Add(1)
+		m := new(dns.Msg)
+		m.SetRcode(req, dns.RcodeNameError)
+		_ = w.WriteMsg(m)
+	})
+	return &asked
 }

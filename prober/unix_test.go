@@ -6,7 +6,6 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,24 +22,7 @@ func newUnixTestServer(tb testing.TB, handle func(net.Conn)) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				handle(c)
-			})
-		}
-	})
-	tb.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
+	serveTestListener(tb, ln, handle)
 	return path
 }
 
@@ -52,27 +34,19 @@ func pingPong(c net.Conn) {
 	}
 }
 
-func unixTestModule(edit func(*config.UnixProbe)) config.Module {
+func unixTestModule(tb testing.TB, edit func(*config.UnixProbe)) config.Module {
 	m := config.DefaultModule
 	m.Prober = "unix"
-	m.Unix.QueryResponse = []config.QueryResponse{{Send: "PING"}, {Expect: mustRegexpNoTB("^PONG$")}}
+	m.Unix.QueryResponse = []config.QueryResponse{{Send: "PING"}, {Expect: mustRegexp(tb, "^PONG$")}}
 	if edit != nil {
 		edit(&m.Unix)
 	}
 	return m
 }
 
-func mustRegexpNoTB(s string) config.Regexp {
-	re, err := config.NewRegexp(s)
-	if err != nil {
-		panic(err)
-	}
-	return re
-}
-
 func TestUnixQueryResponse(t *testing.T) {
 	path := newUnixTestServer(t, pingPong)
-	r := runTestProbe(t, unixTestModule(nil), path, 2*time.Second)
+	r := runTestProbe(t, unixTestModule(t, nil), path, 2*time.Second)
 	requireReason(t, r, result.ReasonNone)
 	compareResultSeries(t, r, `
 # HELP probe_failed_due_to_bytes Indicates if probe failed due to bytes
@@ -86,8 +60,8 @@ probe_failed_due_to_regex 0
 probe_success 1
 `, "probe_failed_due_to_bytes", "probe_failed_due_to_regex", "probe_success", "probe_ip_protocol", "probe_ssl_earliest_cert_expiry")
 
-	r = runTestProbe(t, unixTestModule(func(u *config.UnixProbe) {
-		u.QueryResponse[1].Expect = mustRegexpNoTB("^PANG$")
+	r = runTestProbe(t, unixTestModule(t, func(u *config.UnixProbe) {
+		u.QueryResponse[1].Expect = mustRegexp(t, "^PANG$")
 	}), path, 2*time.Second)
 	requireReason(t, r, result.ReasonExpectMismatch)
 	if got := seriesOfResult(r)["probe_failed_due_to_regex"]; got != 1 {
@@ -103,7 +77,7 @@ func TestUnixTLS(t *testing.T) {
 		pingPong(tc)
 	})
 	module := func(serverName string) config.Module {
-		return unixTestModule(func(u *config.UnixProbe) {
+		return unixTestModule(t, func(u *config.UnixProbe) {
 			u.TLS = true
 			u.TLSConfig.CAFile = pki.caFile
 			u.TLSConfig.ServerName = serverName
@@ -119,10 +93,10 @@ func TestUnixTLS(t *testing.T) {
 }
 
 func TestUnixNoSocket(t *testing.T) {
-	r := runTestProbe(t, unixTestModule(nil), filepath.Join(t.TempDir(), "absent.sock"), time.Second)
+	r := runTestProbe(t, unixTestModule(t, nil), filepath.Join(t.TempDir(), "absent.sock"), time.Second)
 	requireReason(t, r, result.ReasonConnectRefused)
 	if _, ok := seriesOfResult(r)["probe_failed_due_to_regex"]; !ok {
 		t.Error("probe_failed_due_to_regex missing from a failed probe")
 	}
-	requireReason(t, runTestProbe(t, unixTestModule(nil), "", time.Second), result.ReasonInvalidTarget)
+	requireReason(t, runTestProbe(t, unixTestModule(t, nil), "", time.Second), result.ReasonInvalidTarget)
 }

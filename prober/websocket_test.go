@@ -17,7 +17,7 @@ import (
 
 // websocketTestHandler upgrades every request and runs talk on the
 // connection.
-func websocketTestHandler(tb testing.TB, talk func(*websocket.Conn)) http.Handler {
+func websocketTestHandler(talk func(*websocket.Conn)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var up websocket.Upgrader
 		conn, err := up.Upgrade(w, r, nil)
@@ -43,7 +43,7 @@ func echoGreeting(conn *websocket.Conn) {
 	_ = conn.WriteMessage(websocket.TextMessage, []byte("passed"))
 }
 
-func websocketTestModule(tb testing.TB, edit func(*config.WebsocketProbe), steps ...config.QueryResponse) config.Module {
+func websocketTestModule(edit func(*config.WebsocketProbe), steps ...config.QueryResponse) config.Module {
 	m := config.DefaultModule
 	m.Prober = "websocket"
 	m.Websocket.QueryResponse = steps
@@ -58,14 +58,14 @@ func wsURL(httpURL string) string {
 }
 
 func TestWebsocketQueryResponse(t *testing.T) {
-	srv := newHTTPTestServer(t, websocketTestHandler(t, echoGreeting))
+	srv := newHTTPTestServer(t, websocketTestHandler(echoGreeting))
 	steps := func(last string) []config.QueryResponse {
 		return []config.QueryResponse{
 			{Expect: mustRegexp(t, "incoming_(.+)"), Send: "outgoing_${1}"},
 			{Expect: mustRegexp(t, last)},
 		}
 	}
-	r := runTestProbe(t, websocketTestModule(t, nil, steps("^passed")...), wsURL(srv.URL), 2*time.Second)
+	r := runTestProbe(t, websocketTestModule(nil, steps("^passed")...), wsURL(srv.URL), 2*time.Second)
 	requireReason(t, r, result.ReasonNone)
 	compareResultSeries(t, r, `
 # HELP probe_websocket_connection_upgraded Indicates if the websocket connection was successfully upgraded
@@ -79,14 +79,14 @@ probe_websocket_failed_due_to_regex 0
 probe_websocket_status_code 101
 `, "probe_websocket_connection_upgraded", "probe_websocket_failed_due_to_regex", "probe_websocket_status_code")
 
-	r = runTestProbe(t, websocketTestModule(t, nil, steps("^someotherstring")...), wsURL(srv.URL), 2*time.Second)
+	r = runTestProbe(t, websocketTestModule(nil, steps("^someotherstring")...), wsURL(srv.URL), 2*time.Second)
 	requireReason(t, r, result.ReasonExpectMismatch)
 	if got := seriesOfResult(r)["probe_websocket_failed_due_to_regex"]; got != 1 {
 		t.Errorf("probe_websocket_failed_due_to_regex = %v, want 1", got)
 	}
 
 	// Without query_response, the handshake alone decides.
-	r = runTestProbe(t, websocketTestModule(t, nil), wsURL(srv.URL), 2*time.Second)
+	r = runTestProbe(t, websocketTestModule(nil), wsURL(srv.URL), 2*time.Second)
 	requireReason(t, r, result.ReasonNone)
 	if _, ok := seriesOfResult(r)["probe_websocket_failed_due_to_regex"]; ok {
 		t.Error("probe_websocket_failed_due_to_regex without query_response")
@@ -101,11 +101,11 @@ func TestWebsocketHeadersAndTLS(t *testing.T) {
 		mu.Lock()
 		seen = r.Header.Clone()
 		mu.Unlock()
-		websocketTestHandler(t, func(*websocket.Conn) {}).ServeHTTP(w, r)
+		websocketTestHandler(func(*websocket.Conn) {}).ServeHTTP(w, r)
 	}))
 	target := "wss" + strings.TrimPrefix(srv.URL, "https")
 	module := func(caFile string) config.Module {
-		return websocketTestModule(t, func(w *config.WebsocketProbe) {
+		return websocketTestModule(func(w *config.WebsocketProbe) {
 			w.HTTPClientConfig.BearerToken = "test_token"
 			w.HTTPClientConfig.Headers = map[string]config.Strings{"x-test": {"one"}, "X-Multi": {"a", "b"}}
 			w.HTTPClientConfig.TLSConfig = promconfig.TLSConfig{CAFile: caFile}
@@ -124,7 +124,7 @@ func TestWebsocketHeadersAndTLS(t *testing.T) {
 
 	requireReason(t, runTestProbe(t, module(""), target, 2*time.Second), result.ReasonTLSError)
 
-	basic := websocketTestModule(t, func(w *config.WebsocketProbe) {
+	basic := websocketTestModule(func(w *config.WebsocketProbe) {
 		w.HTTPClientConfig.BasicAuth = &promconfig.BasicAuth{Username: "user", Password: "pass"}
 		w.HTTPClientConfig.TLSConfig = promconfig.TLSConfig{CAFile: cert.caFile}
 	})
@@ -140,7 +140,7 @@ func TestWebsocketFailures(t *testing.T) {
 	refuse := newHTTPTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "no", http.StatusForbidden)
 	}))
-	r := runTestProbe(t, websocketTestModule(t, nil, config.QueryResponse{Expect: mustRegexp(t, "x")}), wsURL(refuse.URL), 2*time.Second)
+	r := runTestProbe(t, websocketTestModule(nil, config.QueryResponse{Expect: mustRegexp(t, "x")}), wsURL(refuse.URL), 2*time.Second)
 	requireReason(t, r, result.ReasonStatusCode)
 	got := seriesOfResult(r)
 	if got["probe_websocket_status_code"] != 403 || got["probe_websocket_connection_upgraded"] != 0 {
@@ -150,14 +150,14 @@ func TestWebsocketFailures(t *testing.T) {
 		t.Error("probe_websocket_failed_due_to_regex before an upgrade")
 	}
 
-	silent := newHTTPTestServer(t, websocketTestHandler(t, func(c *websocket.Conn) { _, _, _ = c.ReadMessage() }))
+	silent := newHTTPTestServer(t, websocketTestHandler(func(c *websocket.Conn) { _, _, _ = c.ReadMessage() }))
 	start := time.Now()
-	r = runTestProbe(t, websocketTestModule(t, nil, config.QueryResponse{Expect: mustRegexp(t, "x")}), wsURL(silent.URL), 300*time.Millisecond)
+	r = runTestProbe(t, websocketTestModule(nil, config.QueryResponse{Expect: mustRegexp(t, "x")}), wsURL(silent.URL), 300*time.Millisecond)
 	requireReason(t, r, result.ReasonTimeout)
 	if time.Since(start) > 2*time.Second {
 		t.Errorf("probe outlived its deadline: %v", time.Since(start))
 	}
 
-	requireReason(t, runTestProbe(t, websocketTestModule(t, nil), "http://127.0.0.1:1/", time.Second), result.ReasonInvalidTarget)
-	requireReason(t, runTestProbe(t, websocketTestModule(t, nil), "ws://"+testbin.RefusedAddr(t)+"/", time.Second), result.ReasonConnectRefused)
+	requireReason(t, runTestProbe(t, websocketTestModule(nil), "http://127.0.0.1:1/", time.Second), result.ReasonInvalidTarget)
+	requireReason(t, runTestProbe(t, websocketTestModule(nil), "ws://"+testbin.RefusedAddr(t)+"/", time.Second), result.ReasonConnectRefused)
 }
