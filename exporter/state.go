@@ -125,6 +125,9 @@ type configHolder struct {
 	// tried is the checksum of the configuration file as last loaded,
 	// successfully or not: auto-reload loads it again when it changes.
 	tried [sha256.Size]byte
+	// seen is the checksum auto-reload saw last: a change is loaded once
+	// two checks in a row see the same content, not while it is written.
+	seen [sha256.Size]byte
 
 	lastReloadSuccessful prometheus.Gauge
 	lastReloadSuccess    prometheus.Gauge
@@ -203,14 +206,19 @@ func (h *configHolder) refreshTargets() bool {
 }
 
 // reloadIfChanged reloads the configuration file when its content differs
-// from the one last loaded (or tried); it reports whether it reloaded
-// successfully. A file that fails to load is not tried again until it
-// changes.
+// from the one last loaded (or tried) and has not changed since the
+// previous check, so a file caught half-written is not loaded; it reports
+// whether it reloaded successfully. A file that fails to load is not tried
+// again until it changes.
 func (h *configHolder) reloadIfChanged() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	sum, ok := h.fileSum()
 	if !ok || sum == h.tried {
+		return false
+	}
+	if sum != h.seen {
+		h.seen = sum
 		return false
 	}
 	h.logger.Info("Configuration file changed; reloading", "file", h.source())

@@ -42,7 +42,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	webserver.SecondsVar(app.Flag("timeout-offset", "Offset to subtract from Prometheus' scrape timeout, in seconds (0.5) or as a duration (500ms).").Default("0.5"), &opts.TimeoutOffset)
 	app.Flag("history.limit", "How many recent probes to keep for the landing page and debug output.").Default("100").IntVar(&opts.HistoryLimit)
 	app.Flag("log.prober", "Level at which a /probe's own log lines go to this program's log (shown when --log.level allows it): debug, info, warn, error, or none.").Default("info").EnumVar(&opts.ProbeLogLevel, "debug", "info", "warn", "error", "none")
-	app.Flag("config.enable-auto-reload", "Reload the configuration file when its content changes, checked every --config.auto-reload-interval.").BoolVar(&opts.AutoReload)
+	app.Flag("config.enable-auto-reload", "Reload the configuration file when its content changed, checked every --config.auto-reload-interval (once two checks see the same new content).").BoolVar(&opts.AutoReload)
 	webserver.SecondsVar(app.Flag("config.auto-reload-interval", "How often --config.enable-auto-reload checks the configuration file, in seconds (30) or as a duration (30s).").Default("30"), &opts.AutoReloadInterval)
 	app.Flag("web.external-url", "The URL under which vantage-exporter is reachable from outside (behind a reverse proxy). Its path, if any, prefixes every endpoint unless --web.route-prefix is set.").PlaceHolder("<url>").StringVar(&opts.ExternalURL)
 	app.Flag("web.route-prefix", "Prefix of every endpoint (/probe, /metrics, /-/reload, ...). Defaults to the path of --web.external-url.").PlaceHolder("<path>").StringVar(&opts.RoutePrefix)
