@@ -33,3 +33,26 @@ func TestBlackboxConfigsLoad(t *testing.T) {
 		t.Errorf("postgresql's binary send = %q", got)
 	}
 }
+
+// blackbox_exporter's own test of the websocket section's schema.
+func TestWebsocketSectionAsBlackbox(t *testing.T) {
+	c, err := Parse([]byte(`
+modules:
+  websocket_test:
+    prober: websocket
+    websocket:
+      http_config:
+        tls_config:
+          insecure_skip_verify: true
+        basic_auth:
+          username: myuser
+          password: mypassword
+`), "websocket.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := c.Modules["websocket_test"].Websocket.HTTPClientConfig
+	if !hc.TLSConfig.InsecureSkipVerify || hc.BasicAuth == nil || hc.BasicAuth.Username != "myuser" || hc.BasicAuth.Password != "mypassword" {
+		t.Errorf("http_config = %+v", hc)
+	}
+}
