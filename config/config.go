@@ -12,7 +12,7 @@ import (
 )
 
 // Probers lists the prober names a module may use.
-var Probers = []string{"http", "tcp", "dns", "icmp", "grpc", "http_steps"}
+var Probers = []string{"http", "tcp", "dns", "icmp", "grpc", "unix", "websocket", "http_steps"}
 
 // Defaults, matching blackbox_exporter's.
 var (
@@ -59,6 +59,10 @@ type Module struct {
 	ICMP    ICMPProbe     `yaml:"icmp,omitempty"`
 	DNS     DNSProbe      `yaml:"dns,omitempty"`
 	GRPC    GRPCProbe     `yaml:"grpc,omitempty"`
+	Unix    UnixProbe     `yaml:"unix,omitempty"`
+	// Websocket configures the websocket prober (blackbox_exporter's,
+	// from after v0.28).
+	Websocket WebsocketProbe `yaml:"websocket,omitempty"`
 	// HTTPSteps configures the http_steps prober (vantage).
 	HTTPSteps HTTPStepsProbe `yaml:"http_steps,omitempty"`
 	// Destinations restricts the hosts and addresses the module may probe
@@ -180,6 +184,32 @@ type GRPCProbe struct {
 	PreferredIPProtocol string               `yaml:"preferred_ip_protocol,omitempty"`
 	SourceIPAddress     string               `yaml:"source_ip_address,omitempty"`
 	Metadata            map[string]Strings   `yaml:"metadata,omitempty"`
+}
+
+// UnixProbe configures the unix prober: a conversation over a unix
+// domain socket, as the tcp prober has over TCP.
+type UnixProbe struct {
+	QueryResponse []QueryResponse      `yaml:"query_response,omitempty"`
+	TLS           bool                 `yaml:"tls,omitempty"`
+	TLSConfig     promconfig.TLSConfig `yaml:"tls_config,omitempty"`
+}
+
+// WebsocketProbe configures the websocket prober: an upgrade handshake,
+// then messages sent and expected in order.
+type WebsocketProbe struct {
+	HTTPClientConfig WebsocketHTTPConfig `yaml:"http_config,omitempty"`
+	QueryResponse    []QueryResponse     `yaml:"query_response,omitempty"`
+}
+
+// WebsocketHTTPConfig is the handshake request's authentication, headers
+// and TLS.
+type WebsocketHTTPConfig struct {
+	BasicAuth   *promconfig.BasicAuth `yaml:"basic_auth,omitempty"`
+	BearerToken promconfig.Secret     `yaml:"bearer_token,omitempty"`
+	// Headers are sent with the handshake; a header may have one value or
+	// a list of them.
+	Headers   map[string]Strings   `yaml:"headers,omitempty"`
+	TLSConfig promconfig.TLSConfig `yaml:"tls_config,omitempty"`
 }
 
 // UnmarshalYAML sets the module defaults before decoding.

@@ -12,6 +12,7 @@ import (
 	"github.com/vantageprobe/vantage/internal/yamldoc"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/http/httpguts"
 )
 
 // validate checks the configuration, compiles its regexps and CEL programs,
@@ -81,6 +82,10 @@ func (m *Module) validate(path []any) error {
 		return m.ICMP.validatePackets(yamldoc.At(path, "icmp"), m.Timeout)
 	case "grpc":
 		return m.GRPC.validate(yamldoc.At(path, "grpc"))
+	case "unix":
+		return validateQueryResponses(yamldoc.At(path, "unix"), m.Unix.QueryResponse)
+	case "websocket":
+		return m.Websocket.validate(yamldoc.At(path, "websocket"))
 	case "http_steps":
 		return m.HTTPSteps.validate(yamldoc.At(path, "http_steps"))
 	}
@@ -138,6 +143,12 @@ func (p *HTTPProbe) validate(path []any) error {
 		}
 	}
 	for i, v := range p.ValidHTTPVersions {
+		// "HTTP/2" and "HTTP/3", as blackbox_exporter's example.yml writes
+		// them, name the versions responses report as HTTP/2.0 and HTTP/3.0.
+		if v == "HTTP/2" || v == "HTTP/3" {
+			v += ".0"
+			p.ValidHTTPVersions[i] = v
+		}
 		if !slices.Contains(knownHTTPVersions, v) {
 			return yamldoc.Fail(yamldoc.At(path, "valid_http_versions", i), "unknown HTTP version %q (known: %s)", v, strings.Join(knownHTTPVersions, ", "))
 		}
@@ -278,8 +289,14 @@ func (p *TCPProbe) validate(path []any) error {
 	if err := validateSourceIP(path, p.SourceIPAddress); err != nil {
 		return err
 	}
-	for i := range p.QueryResponse {
-		qr := &p.QueryResponse[i]
+	return validateQueryResponses(path, p.QueryResponse)
+}
+
+// validateQueryResponses checks the query_response steps of a tcp or
+// unix module and compiles their expect regexps.
+func validateQueryResponses(path []any, qrs []QueryResponse) error {
+	for i := range qrs {
+		qr := &qrs[i]
 		qpath := yamldoc.At(path, "query_response", i)
 		if qr.Expect.IsSet() && qr.ExpectBytes != "" {
 			return yamldoc.Fail(qpath, "expect and expect_bytes are both set; use one")
@@ -383,4 +400,37 @@ func (p *GRPCProbe) validate(path []any) error {
 		return err
 	}
 	return validateSourceIP(path, p.SourceIPAddress)
+}
+
+func (p *WebsocketProbe) validate(path []any) error {
+	hpath := yamldoc.At(path, "http_config")
+	hc := &p.HTTPClientConfig
+	if b := hc.BasicAuth; b != nil && (b.Username == "" || (b.Password == "" && b.PasswordFile == "")) {
+		return yamldoc.Fail(yamldoc.At(hpath, "basic_auth"), "basic_auth needs both username and password")
+	}
+	if hc.BearerToken != "" && strings.TrimSpace(string(hc.BearerToken)) == "" {
+		return yamldoc.Fail(yamldoc.At(hpath, "bearer_token"), "bearer_token is only whitespace")
+	}
+	for name, values := range hc.Headers {
+		if !httpguts.ValidHeaderFieldName(name) {
+			return yamldoc.Fail(yamldoc.At(hpath, "headers"), "header name %q is not valid", name)
+		}
+		for _, v := range values {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return yamldoc.Fail(yamldoc.At(hpath, "headers", name), "value of header %q has a control character or line break", name)
+			}
+		}
+	}
+	for i, qr := range p.QueryResponse {
+		qpath := yamldoc.At(path, "query_response", i)
+		switch {
+		case qr.ExpectBytes != "":
+			return yamldoc.Fail(yamldoc.At(qpath, "expect_bytes"), "the websocket prober matches messages with expect; expect_bytes is for tcp and unix")
+		case qr.StartTLS:
+			return yamldoc.Fail(yamldoc.At(qpath, "starttls"), "the websocket prober has no starttls; use a wss:// target")
+		case len(qr.Labels) > 0:
+			return yamldoc.Fail(yamldoc.At(qpath, "labels"), "the websocket prober exports no probe_expect_info; labels are for tcp and unix")
+		}
+	}
+	return validateQueryResponses(path, p.QueryResponse)
 }

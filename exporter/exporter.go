@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -344,6 +345,7 @@ func (e *Exporter) Handler() http.Handler {
 	mux.HandleFunc("GET /{$}", e.handleLanding)
 	mux.HandleFunc("GET /probe", e.handleProbe)
 	mux.HandleFunc("GET /history/{id}", e.handleHistory)
+	mux.HandleFunc("GET /logs", e.handleLogs)
 	mux.HandleFunc("GET /metrics", e.handleMetrics)
 	mux.HandleFunc("GET /config", e.handleConfig)
 	var check http.Handler = http.HandlerFunc(e.handleCheck)
@@ -360,7 +362,27 @@ func (e *Exporter) Handler() http.Handler {
 	if e.opts.EnablePprof {
 		webserver.HandlePprof(mux)
 	}
-	return mux
+	return e.underPrefix(mux)
+}
+
+// underPrefix serves h under --web.route-prefix and, as blackbox_exporter
+// does, redirects "/" there (to --web.external-url when set).
+func (e *Exporter) underPrefix(h http.Handler) http.Handler {
+	prefix, _ := e.opts.routePrefix() // validated by New
+	if prefix == "/" {
+		return h
+	}
+	root := prefix
+	if e.opts.ExternalURL != "" {
+		root = e.opts.ExternalURL
+	}
+	outer := http.NewServeMux()
+	// "/vantage/" also answers "/vantage" with a redirect to "/vantage/".
+	outer.Handle(prefix, http.StripPrefix(strings.TrimSuffix(prefix, "/"), h))
+	outer.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, root, http.StatusFound)
+	})
+	return outer
 }
 
 // Serve runs the exporter until ctx ends or its server fails. It starts,
@@ -419,6 +441,12 @@ func (e *Exporter) reloader(ctx context.Context) {
 	refresh := e.config.get().config.Scheduler.FileRefreshInterval
 	ticker := time.NewTicker(refresh)
 	defer ticker.Stop()
+	var autoReload <-chan time.Time // --config.enable-auto-reload
+	if e.opts.AutoReload {
+		t := time.NewTicker(e.opts.AutoReloadInterval)
+		defer t.Stop()
+		autoReload = t.C
+	}
 	for {
 		var err error
 		select {
@@ -429,6 +457,10 @@ func (e *Exporter) reloader(ctx context.Context) {
 		case errc := <-e.reloads:
 			err = e.config.reload()
 			errc <- err
+		case <-autoReload:
+			if !e.config.reloadIfChanged() {
+				continue
+			}
 		case <-ticker.C:
 			if e.config.refreshTargets() {
 				e.applySchedule(ctx)

@@ -65,3 +65,15 @@ func (h *history) get(id int64) *probeRecord {
 	}
 	return nil
 }
+
+// latestFor returns the newest probe of target, nil when none is kept.
+func (h *history) latestFor(target string) *probeRecord {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i := len(h.items) - 1; i >= 0; i-- {
+		if h.items[i].Target == target {
+			return h.items[i]
+		}
+	}
+	return nil
+}

@@ -45,6 +45,9 @@ func ProbeOnce(ctx context.Context, opts Options, req OneShot, w io.Writer) (boo
 		slices.Sort(names)
 		return false, fmt.Errorf("unknown module %q (configured: %s)", req.Module, strings.Join(names, ", "))
 	}
+	if err := mod.CheckHostname(req.Hostname); err != nil {
+		return false, fmt.Errorf("--hostname: %w", err)
+	}
 	timeout := req.Timeout
 	if mod.Config.Timeout > 0 {
 		timeout = mod.Config.Timeout

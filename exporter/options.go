@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/prometheus/exporter-toolkit/web"
@@ -58,6 +59,19 @@ type Options struct {
 	// HistoryLimit is how many recent probes the landing page and debug
 	// pages keep.
 	HistoryLimit int
+	// ProbeLogLevel is the level a /probe's own log lines reach Logger
+	// at (debug, info, warn, error), or "none" to keep them out of it;
+	// "" is info.
+	ProbeLogLevel string
+	// AutoReload reloads the configuration file when its content changed,
+	// checked every AutoReloadInterval.
+	AutoReload         bool
+	AutoReloadInterval time.Duration
+	// ExternalURL is the URL the exporter is reachable under from outside;
+	// its path is the default RoutePrefix.
+	ExternalURL string
+	// RoutePrefix prefixes every endpoint; "" takes ExternalURL's path.
+	RoutePrefix string
 	// Tracing configures OpenTelemetry traces of checks (--tracing.*); off
 	// unless an endpoint is set (see tracing.Config.Enabled).
 	Tracing tracing.Config
@@ -83,6 +97,8 @@ func DefaultOptions() Options {
 		CoordinatorQueueCapacity:     10000,
 		TimeoutOffset:                500 * time.Millisecond,
 		HistoryLimit:                 100,
+		ProbeLogLevel:                "info",
+		AutoReloadInterval:           30 * time.Second,
 		Tracing:                      tracing.DefaultConfig(),
 		Logger:                       slog.New(slog.DiscardHandler),
 	}
@@ -94,6 +110,15 @@ func (o *Options) validate() error {
 	}
 	if o.TimeoutOffset < 0 {
 		return fmt.Errorf("--timeout-offset must not be negative, got %s", o.TimeoutOffset)
+	}
+	if o.AutoReload && o.AutoReloadInterval <= 0 {
+		return fmt.Errorf("--config.auto-reload-interval must be positive, got %s", o.AutoReloadInterval)
+	}
+	if _, err := o.routePrefix(); err != nil {
+		return err
+	}
+	if _, _, err := o.probeLogLevel(); err != nil {
+		return err
 	}
 	if o.HistoryLimit < 0 {
 		return fmt.Errorf("--history.limit must not be negative, got %d", o.HistoryLimit)
@@ -124,4 +149,45 @@ func (o *Options) validate() error {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
+}
+
+// routePrefix is the path every endpoint is served under: "/", or a path
+// with a leading and a trailing slash ("/vantage/"), from --web.route-prefix
+// or else the path of --web.external-url, as blackbox_exporter derives it.
+func (o *Options) routePrefix() (string, error) {
+	prefix := o.RoutePrefix
+	if o.ExternalURL != "" {
+		if strings.ContainsAny(o.ExternalURL[:1]+o.ExternalURL[len(o.ExternalURL)-1:], `"'`) {
+			return "", fmt.Errorf("--web.external-url %s must not begin or end with quotes", o.ExternalURL)
+		}
+		u, err := url.Parse(o.ExternalURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return "", fmt.Errorf("--web.external-url %q is not an http(s) URL", o.ExternalURL)
+		}
+		if prefix == "" {
+			prefix = u.Path
+		}
+	}
+	prefix = "/" + strings.Trim(prefix, "/")
+	if prefix != "/" {
+		prefix += "/"
+	}
+	if _, err := url.Parse(prefix); err != nil || strings.ContainsAny(prefix, "?#{} ") {
+		return "", fmt.Errorf("--web.route-prefix %q is not a URL path", o.RoutePrefix)
+	}
+	return prefix, nil
+}
+
+// probeLogLevel is the level of --log.prober; ok false for "none".
+func (o *Options) probeLogLevel() (level slog.Level, ok bool, err error) {
+	switch o.ProbeLogLevel {
+	case "none":
+		return 0, false, nil
+	case "", "info":
+		return slog.LevelInfo, true, nil
+	}
+	if err := level.UnmarshalText([]byte(o.ProbeLogLevel)); err != nil {
+		return 0, false, fmt.Errorf("--log.prober %q is not one of debug, info, warn, error, none", o.ProbeLogLevel)
+	}
+	return level, true, nil
 }

@@ -74,6 +74,10 @@ func (e *Exporter) handleProbe(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Target parameter is missing", http.StatusBadRequest)
 		return
 	}
+	if err := mod.CheckHostname(q.Get("hostname")); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	timeout, err := probeTimeout(r, mod.Config.Timeout, e.opts.TimeoutOffset)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -83,17 +87,17 @@ func (e *Exporter) handleProbe(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 
 	var logs bytes.Buffer
-	// Every step goes to the debug output; the program's log gets them at
-	// debug level only, as blackbox_exporter does, so a busy /probe does
-	// not flood it.
-	logger := slog.New(slog.NewMultiHandler(
-		slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}),
-		asDebug{e.logger.With("component", "probe").Handler()},
-	)).With("module", moduleName, "target", target)
+	// Every step goes to the debug output, and to the program's log at
+	// the level --log.prober names, as blackbox_exporter does.
+	handlers := []slog.Handler{slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})}
+	if level, ok, _ := e.opts.probeLogLevel(); ok {
+		handlers = append(handlers, atLevel{e.logger.With("component", "probe").Handler(), level})
+	}
+	logger := slog.New(slog.NewMultiHandler(handlers...)).With("module", moduleName, "target", target)
 	logger.Info("Beginning probe", "probe", mod.Config.Prober, "timeout_seconds", timeout.Seconds())
 
 	ctx, span := e.tracer.start(ctx, sourceProbe, moduleName, target, trace.SpanKindServer)
-	result := mod.Probe(ctx, target, prober.Params{Hostname: q.Get("hostname"), Logger: logger, Tracing: span != nil})
+	result := mod.Probe(ctx, target, prober.Params{Hostname: q.Get("hostname"), Logger: logger, Tracing: span != nil, Timeout: timeout})
 	span.attempt(result)
 	span.end(result, 1)
 	e.metrics.probes.WithLabelValues(moduleName, resultLabel(result.Success)).Inc()
@@ -144,18 +148,23 @@ func debugOutput(logs string, reg *prometheus.Registry, mod *prober.Module) stri
 	return b.String()
 }
 
-// asDebug passes every record on at debug level.
-type asDebug struct{ h slog.Handler }
-
-func (d asDebug) Enabled(ctx context.Context, _ slog.Level) bool {
-	return d.h.Enabled(ctx, slog.LevelDebug)
+// atLevel passes every record on at one level, --log.prober's, as
+// blackbox_exporter does: the program's --log.level then decides whether
+// a probe's lines show.
+type atLevel struct {
+	h     slog.Handler
+	level slog.Level
 }
 
-func (d asDebug) Handle(ctx context.Context, r slog.Record) error {
-	r.Level = slog.LevelDebug
-	return d.h.Handle(ctx, r)
+func (a atLevel) Enabled(ctx context.Context, _ slog.Level) bool { return a.h.Enabled(ctx, a.level) }
+
+func (a atLevel) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = a.level
+	return a.h.Handle(ctx, r)
 }
 
-func (d asDebug) WithAttrs(attrs []slog.Attr) slog.Handler { return asDebug{d.h.WithAttrs(attrs)} }
+func (a atLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return atLevel{a.h.WithAttrs(attrs), a.level}
+}
 
-func (d asDebug) WithGroup(name string) slog.Handler { return asDebug{d.h.WithGroup(name)} }
+func (a atLevel) WithGroup(name string) slog.Handler { return atLevel{a.h.WithGroup(name), a.level} }

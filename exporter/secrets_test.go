@@ -121,23 +121,33 @@ func TestPprofOnlyWithTheFlag(t *testing.T) {
 	}
 }
 
-func TestProbeStepsLogAtDebugOnly(t *testing.T) {
+func TestProbeStepsLogAtProberLevel(t *testing.T) {
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer target.Close()
-	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelDebug} {
+	for _, tc := range []struct {
+		logLevel    slog.Level
+		proberLevel string
+		want        string // "" for none of the probe's steps
+	}{
+		{slog.LevelInfo, "info", `level=INFO msg="Making HTTP request"`},
+		{slog.LevelInfo, "debug", ""},
+		{slog.LevelDebug, "debug", `level=DEBUG msg="Beginning probe"`},
+		{slog.LevelDebug, "none", ""},
+	} {
 		var logs testbin.Output
 		ts := mustStart(t, httpConfig, func(o *Options) {
-			o.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: level}))
+			o.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: tc.logLevel}))
+			o.ProbeLogLevel = tc.proberLevel
 		})
 		if code, body := mustGet(t, ts.url+"/probe?module=http_2xx&target="+target.URL); code != http.StatusOK || !strings.Contains(body, "probe_success 1") {
 			t.Fatalf("probe: %d %s", code, body)
 		}
 		got := logs.String()
 		switch {
-		case level == slog.LevelInfo && strings.Contains(got, "Beginning probe"):
-			t.Errorf("at info level the log has the probe's steps:\n%s", got)
-		case level == slog.LevelDebug && !strings.Contains(got, `level=DEBUG msg="Beginning probe"`):
-			t.Errorf("at debug level the log lacks the probe's steps at DEBUG:\n%s", got)
+		case tc.want == "" && strings.Contains(got, "Beginning probe"):
+			t.Errorf("--log.level=%s --log.prober=%s: the log has the probe's steps:\n%s", tc.logLevel, tc.proberLevel, got)
+		case tc.want != "" && !strings.Contains(got, tc.want):
+			t.Errorf("--log.level=%s --log.prober=%s: the log lacks %s:\n%s", tc.logLevel, tc.proberLevel, tc.want, got)
 		}
 	}
 }

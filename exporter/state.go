@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"os"
@@ -121,6 +122,12 @@ type configHolder struct {
 	logger  *slog.Logger
 	current atomic.Pointer[state]
 	mu      sync.Mutex // serialises reloads
+	// tried is the checksum of the configuration file as last loaded,
+	// successfully or not: auto-reload loads it again when it changes.
+	tried [sha256.Size]byte
+	// seen is the checksum auto-reload saw last: a change is loaded once
+	// two checks in a row see the same content, not while it is written.
+	seen [sha256.Size]byte
 
 	lastReloadSuccessful prometheus.Gauge
 	lastReloadSuccess    prometheus.Gauge
@@ -151,6 +158,13 @@ func newConfigHolder(path string, reg prometheus.Registerer, logger *slog.Logger
 func (h *configHolder) reload() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.reloadLocked()
+}
+
+func (h *configHolder) reloadLocked() error {
+	if sum, ok := h.fileSum(); ok {
+		h.tried = sum
+	}
 	s, err := loadState(h.path)
 	if err != nil {
 		h.lastReloadSuccessful.Set(0)
@@ -189,6 +203,39 @@ func (h *configHolder) refreshTargets() bool {
 	h.targetFilesOK.Set(1)
 	h.logger.Info("Target files changed", "scheduled_targets", len(next.targets))
 	return true
+}
+
+// reloadIfChanged reloads the configuration file when its content differs
+// from the one last loaded (or tried) and has not changed since the
+// previous check, so a file caught half-written is not loaded; it reports
+// whether it reloaded successfully. A file that fails to load is not tried
+// again until it changes.
+func (h *configHolder) reloadIfChanged() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	sum, ok := h.fileSum()
+	if !ok || sum == h.tried {
+		return false
+	}
+	if sum != h.seen {
+		h.seen = sum
+		return false
+	}
+	h.logger.Info("Configuration file changed; reloading", "file", h.source())
+	return h.reloadLocked() == nil
+}
+
+// fileSum is the checksum of the configuration file; ok false for the
+// embedded configuration or a file that cannot be read (loading it says why).
+func (h *configHolder) fileSum() (sum [sha256.Size]byte, ok bool) {
+	if h.path == "" {
+		return sum, false
+	}
+	b, err := os.ReadFile(h.path)
+	if err != nil {
+		return sum, false
+	}
+	return sha256.Sum256(b), true
 }
 
 func (h *configHolder) get() *state { return h.current.Load() }

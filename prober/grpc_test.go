@@ -152,13 +152,12 @@ probe_grpc_status_code 0
 # HELP probe_ip_protocol Specifies whether probe ip protocol is IP4 or IP6
 # TYPE probe_ip_protocol gauge
 probe_ip_protocol 4
-# HELP probe_ssl_earliest_cert_expiry Returns last SSL chain expiry in unixtime
-# TYPE probe_ssl_earliest_cert_expiry gauge
-probe_ssl_earliest_cert_expiry 0
 # HELP probe_success Displays whether or not the probe was a success
 # TYPE probe_success gauge
 probe_success 1
 `, "probe_grpc_healthcheck_response", "probe_grpc_ssl", "probe_grpc_status_code", "probe_ip_protocol",
+		// Without a TLS handshake, no TLS series: a certificate expiry
+		// alert must not fire on a plaintext target.
 		"probe_ssl_earliest_cert_expiry", "probe_success")
 	got := seriesOfResult(r)
 	for _, name := range []string{`probe_grpc_duration_seconds{phase="resolve"}`, `probe_grpc_duration_seconds{phase="check"}`} {

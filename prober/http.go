@@ -119,7 +119,13 @@ func requestHeader(cfg config.HTTPProbe) (http.Header, string) {
 
 // probe runs one http probe.
 func (h *httpProber) probe(ctx context.Context, target string, p Params, r *result.Result) {
-	r.InitPhases(httpPhases...)
+	if h.skipResolve {
+		// The proxy resolves the target: no resolve phase, as
+		// blackbox_exporter.
+		r.InitPhases(httpPhases[1:]...)
+	} else {
+		r.InitPhases(httpPhases...)
+	}
 	d := &result.HTTPDetails{CELConfigured: h.hasCEL}
 	r.HTTP = d
 	logger := p.Logger
@@ -131,8 +137,10 @@ func (h *httpProber) probe(ctx context.Context, target string, p Params, r *resu
 		return
 	}
 	if h.cfg.EnableHTTP3 && u.Scheme != "https" {
-		r.Fail(result.ReasonInvalidTarget, "enable_http3 needs an https:// target, got %q", target)
-		return
+		// HTTP/3 runs over QUIC, which is always TLS: an http:// or bare
+		// host:port target is probed over https, as blackbox_exporter does.
+		logger.Debug("enable_http3 is set: probing over https", "target", target)
+		u.Scheme = "https"
 	}
 
 	var ip net.IP
@@ -153,6 +161,7 @@ func (h *httpProber) probe(ctx context.Context, target string, p Params, r *resu
 	}
 	st := h.client.newProbeState(ctx, u, ip, host, logger)
 	st.tracing = p.Tracing
+	st.skipResolve = h.skipResolve
 	defer st.close()
 
 	req, err := h.newRequest(ctx, st, u, host)

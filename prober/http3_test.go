@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -90,9 +91,15 @@ func TestHTTP3(t *testing.T) {
 		r := httpTestProbe(t, http3TestModule(""), target, Params{}, 5*time.Second)
 		requireReason(t, r, result.ReasonTLSError)
 	})
-	t.Run("http target", func(t *testing.T) {
-		r := httpTestProbe(t, http3TestModule(cert.caFile), "http://127.0.0.1:1/", Params{}, 5*time.Second)
-		requireReason(t, r, result.ReasonInvalidTarget)
+	t.Run("http and bare targets go over https", func(t *testing.T) {
+		hostport := strings.TrimPrefix(target, "https://")
+		for _, tgt := range []string{"http://" + hostport, hostport} {
+			r := httpTestProbe(t, http3TestModule(cert.caFile), tgt, Params{Hostname: "web.vantage.test"}, 5*time.Second)
+			requireReason(t, r, result.ReasonNone)
+			if got := seriesOfResult(r); got["probe_http_version"] != 3 || got["probe_http_ssl"] != 1 {
+				t.Errorf("%s: version %v ssl %v, want 3 over TLS", tgt, got["probe_http_version"], got["probe_http_ssl"])
+			}
+		}
 	})
 	t.Run("nothing listening", func(t *testing.T) {
 		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")

@@ -174,14 +174,17 @@ func (probeRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 // keep-alives), the resolved address of the target and the per round trip
 // traces.
 type probeState struct {
-	ctx        context.Context // the probe's context; bounds every dial
-	c          *httpClient
-	logger     *slog.Logger
-	tracing    bool   // send the trace context of the request's span
-	targetAddr string // host:port of the target as the transport dials it
-	dialAddr   string // ip:port resolved by resolveTarget, "" to let the dialer resolve
-	firstHost  string // URL host of the first request
-	serverName string // TLS server name for the first host, "" for the URL's host
+	ctx     context.Context // the probe's context; bounds every dial
+	c       *httpClient
+	logger  *slog.Logger
+	tracing bool // send the trace context of the request's span
+	// skipResolve: a proxy resolves the target, so the first request's
+	// lookups (of the proxy's name) are no resolve phase.
+	skipResolve bool
+	targetAddr  string // host:port of the target as the transport dials it
+	dialAddr    string // ip:port resolved by resolveTarget, "" to let the dialer resolve
+	firstHost   string // URL host of the first request
+	serverName  string // TLS server name for the first host, "" for the URL's host
 
 	mu        sync.Mutex
 	traces    []*roundTripTrace
@@ -416,7 +419,9 @@ func (st *probeState) recordPhases(r *result.Result, failedAt time.Time) {
 				r.RecordPhase(phase, from, to)
 			}
 		}
-		add("resolve", s.dnsStart, s.dnsDone)
+		if i > 0 || !st.skipResolve {
+			add("resolve", s.dnsStart, s.dnsDone)
+		}
 		add("connect", s.connectStart, s.connectDone)
 		add("tls", s.tlsStart, s.tlsDone)
 		add("processing", s.gotConn, s.firstByte)

@@ -13,11 +13,16 @@ import (
 	"sync"
 )
 
+// directHTTP lets plain-HTTP requests take the direct path (BENCHMARKS.md
+// shows what it saves); tests turn it off to check that net/http's
+// Transport gives the same series.
+var directHTTP = true
+
 // directEligible reports whether req can take the direct HTTP/1.1 path: a
 // plain-text request that no proxy handles. TLS (with its HTTP/2
 // negotiation), HTTP/3 and proxies go through net/http's Transport.
 func (st *probeState) directEligible(req *http.Request) bool {
-	if req.URL.Scheme != "http" || st.c.http3 {
+	if !directHTTP || req.URL.Scheme != "http" || st.c.http3 {
 		return false
 	}
 	if st.c.proxy == nil {

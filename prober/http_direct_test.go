@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -69,5 +70,83 @@ func TestDirectRoundTripGoroutinesPerProbe(t *testing.T) {
 	}
 	if p := results[0].PhaseDuration("processing"); p <= 0 {
 		t.Errorf("processing phase %s, want the time the server held the request", p)
+	}
+}
+
+// The direct path and net/http's Transport give the same series (timings
+// apart) and the same failure reason for the same target.
+func TestDirectPathMatchesTransport(t *testing.T) {
+	lastModified := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Last-Modified", lastModified.Format(http.TimeFormat))
+		_, _ = w.Write([]byte("hello direct"))
+	})
+	mux.HandleFunc("/redirect", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/", http.StatusFound) })
+	mux.HandleFunc("/missing", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) })
+	mux.HandleFunc("/chunked", func(w http.ResponseWriter, _ *http.Request) {
+		for range 3 {
+			_, _ = w.Write([]byte("chunk "))
+			w.(http.Flusher).Flush()
+		}
+	})
+	mux.HandleFunc("/gzip", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Encoding", "gzip")
+		_, _ = w.Write(gzipOfZeros(t, 1000))
+	})
+	mux.HandleFunc("/cut", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		_, _ = w.Write([]byte("short"))
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	})
+	srv := newHTTPTestServer(t, mux)
+
+	modules := map[string]config.Module{
+		"default": httpTestModule(nil),
+		"checks": httpTestModule(func(p *config.HTTPProbe) {
+			p.FailIfBodyNotMatchesRegexp = []config.Regexp{mustRegexp(t, "hello")}
+			p.ValidHTTPVersions = []string{"HTTP/1.1"}
+		}),
+		"gzip":        httpTestModule(func(p *config.HTTPProbe) { p.Compression = "gzip" }),
+		"no_redirect": httpTestModule(func(p *config.HTTPProbe) { p.HTTPClientConfig.FollowRedirects = false }),
+	}
+	timing := func(name string) bool {
+		return strings.Contains(name, "_duration_seconds") || strings.HasPrefix(name, "probe_dns_lookup_time_seconds") || strings.HasPrefix(name, "probe_timeout_seconds")
+	}
+	probe := func(m config.Module, target string, direct bool) (map[string]float64, result.Reason) {
+		old := directHTTP
+		directHTTP = direct
+		defer func() { directHTTP = old }()
+		r := httpTestProbe(t, m, target, Params{}, 5*time.Second)
+		out := map[string]float64{}
+		for name, v := range seriesOfResult(r) {
+			if timing(name) {
+				v = 0 // present, value not compared
+			}
+			out[name] = v
+		}
+		return out, r.Reason
+	}
+	for mname, m := range modules {
+		for _, path := range []string{"/", "/redirect", "/missing", "/chunked", "/gzip", "/cut"} {
+			direct, dReason := probe(m, srv.URL+path, true)
+			viaTransport, tReason := probe(m, srv.URL+path, false)
+			if dReason != tReason {
+				t.Errorf("%s %s: reason direct %q, Transport %q", mname, path, dReason, tReason)
+			}
+			for name, v := range viaTransport {
+				if got, ok := direct[name]; !ok || got != v {
+					t.Errorf("%s %s: %s direct %v (present %v), Transport %v", mname, path, name, got, ok, v)
+				}
+			}
+			for name := range direct {
+				if _, ok := viaTransport[name]; !ok {
+					t.Errorf("%s %s: %s only on the direct path", mname, path, name)
+				}
+			}
+		}
 	}
 }

@@ -76,12 +76,18 @@ type httpTestCert struct {
 
 func newHTTPTestCert(tb testing.TB, notBefore, notAfter time.Time, names ...string) httpTestCert {
 	tb.Helper()
+	return newHTTPTestCertSerial(tb, big.NewInt(time.Now().UnixNano()), notBefore, notAfter, names...)
+}
+
+// newHTTPTestCertSerial is newHTTPTestCert with the given serial number.
+func newHTTPTestCertSerial(tb testing.TB, serial *big.Int, notBefore, notAfter time.Time, names ...string) httpTestCert {
+	tb.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: "vantage http test"},
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,

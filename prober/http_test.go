@@ -52,6 +52,7 @@ func TestHTTPSuccessSeries(t *testing.T) {
 		"probe_http_last_modified_timestamp_seconds": float64(lastModified.Unix()),
 		"probe_ip_protocol":                          4,
 		"probe_success":                              1,
+		"probe_timeout_seconds":                      5,
 	}
 	for name, v := range want {
 		if got[name] != v {
@@ -73,6 +74,7 @@ func TestHTTPSuccessSeries(t *testing.T) {
 		"probe_ip_addr_hash{}",
 		"probe_ip_protocol{}",
 		"probe_success{}",
+		"probe_timeout_seconds{}",
 	}
 	if names := httpSeriesNames(r); !slices.Equal(names, wantNames) {
 		t.Errorf("series:\n got %v\nwant %v", names, wantNames)

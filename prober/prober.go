@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"runtime/debug"
 	"slices"
 	"time"
@@ -21,7 +22,8 @@ import (
 // Params are the per-probe inputs besides the target.
 type Params struct {
 	// Hostname overrides the Host header and TLS server name of an http
-	// probe (the /probe "hostname" parameter).
+	// probe, and the TLS server name of a tcp probe unless its tls_config
+	// names one (the /probe "hostname" parameter).
 	Hostname string
 	// Logger receives the probe's step-by-step log; nil discards it.
 	Logger *slog.Logger
@@ -30,6 +32,9 @@ type Params struct {
 	// HTTP request. Off, the probe sends no such header, as
 	// blackbox_exporter, and records no timeline.
 	Tracing bool
+	// Timeout is the time the caller gave the probe, exported as
+	// probe_timeout_seconds; 0 takes it from the context's deadline.
+	Timeout time.Duration
 }
 
 // probeFunc runs one probe and records what it found in r. It records a
@@ -48,11 +53,13 @@ type Module struct {
 
 // builders prepare a module's probe function, by prober name.
 var builders = map[string]func(config.Module) (probeFunc, error){
-	"http": newHTTPProbe,
-	"tcp":  newTCPProbe,
-	"dns":  newDNSProbe,
-	"icmp": newICMPProbe,
-	"grpc": newGRPCProbe,
+	"http":      newHTTPProbe,
+	"tcp":       newTCPProbe,
+	"dns":       newDNSProbe,
+	"icmp":      newICMPProbe,
+	"grpc":      newGRPCProbe,
+	"unix":      newUnixProbe,
+	"websocket": newWebsocketProbe,
 
 	"http_steps": newHTTPStepsProbe,
 }
@@ -88,6 +95,21 @@ func PrepareAll(c *config.Config) (map[string]*Module, error) {
 	return out, nil
 }
 
+// CheckHostname reports why the /probe hostname parameter cannot be used
+// with this module: an http module whose headers set another Host, as
+// blackbox_exporter refuses it.
+func (m *Module) CheckHostname(hostname string) error {
+	if m.Config.Prober != "http" || hostname == "" {
+		return nil
+	}
+	for name, value := range m.Config.HTTP.Headers {
+		if http.CanonicalHeaderKey(name) == "Host" && value != hostname {
+			return fmt.Errorf("host header defined both in module configuration (%s) and with URL-parameter 'hostname' (%s)", value, hostname)
+		}
+	}
+	return nil
+}
+
 // Probe probes target once. The caller's context carries the deadline (the
 // scrape timeout or the scheduler's per-check deadline); the module's own
 // timeout is applied on top of it when set.
@@ -101,6 +123,14 @@ func (m *Module) Probe(ctx context.Context, target string, p Params) (r *result.
 		defer cancel()
 	}
 	r = result.New(m.Config.Prober, time.Now(), p.Tracing)
+	r.Timeout = p.Timeout
+	// The context's deadline, to the millisecond, when it is shorter (the
+	// module's timeout) or the caller named none.
+	if deadline, ok := ctx.Deadline(); ok {
+		if left := deadline.Sub(r.Start).Round(time.Millisecond); r.Timeout <= 0 || left < r.Timeout-time.Millisecond {
+			r.Timeout = left
+		}
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			p.Logger.Error("Prober panicked", "err", v, "stack", string(debug.Stack()))

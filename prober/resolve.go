@@ -6,10 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/vantageprobe/vantage/prober/result"
 )
+
+// maxHostNameLen is the longest DNS name in its text form, without the
+// trailing dot (RFC 1035 section 2.3.4).
+const maxHostNameLen = 253
 
 // resolver is the name resolver every prober uses; tests may point it at an
 // in-process DNS server.
@@ -23,6 +28,15 @@ var resolver = net.DefaultResolver
 // chosen is the first the guard allows; a denied host or address fails r
 // with destination_denied.
 func resolveTarget(ctx context.Context, g *destinationGuard, host, preferred string, fallback bool, r *result.Result, logger *slog.Logger) (net.IP, bool) {
+	if n := len(strings.TrimSuffix(host, ".")); n > maxHostNameLen {
+		// No DNS name is this long: fail without asking a resolver, with
+		// the series of a failed lookup (the name is left out of them).
+		r.Resolve = &result.ResolveDetails{}
+		r.SetPhase("resolve", 0)
+		logger.Error("Target host name too long", "bytes", n)
+		r.Fail(result.ReasonInvalidTarget, "target host name is %d bytes long; a DNS name has at most %d", n, maxHostNameLen)
+		return nil, false
+	}
 	r.Resolve = &result.ResolveDetails{Host: host}
 	r.SetPhase("resolve", 0) // a literal address resolves in no time
 	if err := g.checkHost(host); err != nil {

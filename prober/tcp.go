@@ -35,24 +35,36 @@ func newTCPProbe(m config.Module) (probeFunc, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &tcpProbe{cfg: m.TCP, dialer: dialer(m.TCP.SourceIPAddress, guard), guard: guard}
-	needTLS := m.TCP.TLS
-	for i, qr := range m.TCP.QueryResponse {
+	t, err := newConversation(m.TCP, "tcp")
+	if err != nil {
+		return nil, err
+	}
+	t.dialer, t.guard = dialer(m.TCP.SourceIPAddress, guard), guard
+	return t.probe, nil
+}
+
+// newConversation prepares the query_response steps and the TLS
+// configuration of a tcp module, or of a unix module (section names the
+// configuration section in errors).
+func newConversation(cfg config.TCPProbe, section string) (*tcpProbe, error) {
+	t := &tcpProbe{cfg: cfg}
+	needTLS := cfg.TLS
+	for i, qr := range cfg.QueryResponse {
 		st, err := newTCPStep(qr)
 		if err != nil {
-			return nil, fmt.Errorf("tcp.query_response[%d]: %w", i, err)
+			return nil, fmt.Errorf("%s.query_response[%d]: %w", section, i, err)
 		}
 		t.steps = append(t.steps, st)
 		needTLS = needTLS || qr.StartTLS
 	}
 	if needTLS {
-		cfg, err := promconfig.NewTLSConfig(&m.TCP.TLSConfig)
+		tc, err := promconfig.NewTLSConfig(&cfg.TLSConfig)
 		if err != nil {
-			return nil, fmt.Errorf("tcp.tls_config: %w", err)
+			return nil, fmt.Errorf("%s.tls_config: %w", section, err)
 		}
-		t.tls = cfg
+		t.tls = tc
 	}
-	return t.probe, nil
+	return t, nil
 }
 
 // tcpStep is one prepared query_response entry.
@@ -108,15 +120,21 @@ func (t *tcpProbe) probe(ctx context.Context, target string, p Params, r *result
 	release := bindConnToContext(ctx, raw)
 	defer release()
 
+	// The TLS server name: tls_config.server_name, else the hostname
+	// parameter, else the target's host, as blackbox_exporter chooses it.
+	serverName := host
+	if p.Hostname != "" {
+		serverName = p.Hostname
+	}
 	conn := raw
 	if t.cfg.TLS {
-		tc, ok := t.handshake(ctx, raw, host, r, p.Logger)
+		tc, ok := t.handshake(ctx, raw, serverName, r, p.Logger)
 		if !ok {
 			return
 		}
 		conn = tc
 	}
-	t.converse(ctx, conn, host, d, r, p.Logger)
+	t.converse(ctx, conn, serverName, d, r, p.Logger)
 }
 
 // validTargetPort accepts a port number (1-65535) or a service name ("ssh") the

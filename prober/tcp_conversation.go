@@ -39,7 +39,7 @@ func (t *tcpProbe) converse(ctx context.Context, conn net.Conn, host string, d *
 				d.SetExpectInfo(expandLabels(st, line, match))
 			}
 		case st.expectBytes != nil:
-			if !expectBytes(ctx, br, st.expectBytes, r, logger) {
+			if !expectBytes(ctx, br, st.expectBytes, d, r, logger) {
 				return
 			}
 			if len(st.labels) > 0 {
@@ -110,13 +110,14 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 
 // expectBytes reads exactly len(want) bytes and compares them with want,
 // failing as soon as a byte differs.
-func expectBytes(ctx context.Context, br *bufio.Reader, want []byte, r *result.Result, logger *slog.Logger) bool {
+func expectBytes(ctx context.Context, br *bufio.Reader, want []byte, d *result.TCPDetails, r *result.Result, logger *slog.Logger) bool {
 	got := make([]byte, len(want))
 	n := 0
 	for n < len(want) {
 		m, err := br.Read(got[n:])
 		n += m
 		if !bytes.Equal(got[:n], want[:n]) {
+			d.FailedDueToBytes = true
 			logger.Error("Bytes did not match", "got", fmt.Sprintf("%q", got[:n]), "want", fmt.Sprintf("%q", want))
 			r.Fail(result.ReasonExpectMismatch, "expect_bytes: read %q, want %q", got[:n], want)
 			return false

@@ -112,6 +112,13 @@ func newTCPTestServer(tb testing.TB, handle func(net.Conn)) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	serveTestListener(tb, ln, handle)
+	return ln.Addr().String()
+}
+
+// serveTestListener serves each connection ln accepts with handle, closing
+// it when handle returns, until test cleanup, which waits for the handlers.
+func serveTestListener(tb testing.TB, ln net.Listener, handle func(net.Conn)) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for {
@@ -130,7 +137,6 @@ func newTCPTestServer(tb testing.TB, handle func(net.Conn)) string {
 		ln.Close()
 		wg.Wait()
 	})
-	return ln.Addr().String()
 }
 
 // requireSecondLoopback skips the test where 127.0.0.2 cannot be bound

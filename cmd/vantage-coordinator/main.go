@@ -20,6 +20,7 @@ import (
 	"github.com/vantageprobe/vantage/coordinator/config"
 	"github.com/vantageprobe/vantage/internal/signals"
 	"github.com/vantageprobe/vantage/internal/tracing"
+	"github.com/vantageprobe/vantage/internal/webserver"
 )
 
 func main() {
@@ -37,7 +38,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	retention := app.Flag("storage.retention", "How long resolved incidents are kept after they were resolved, as a Prometheus duration (90d, 12h); older ones are deleted at start and every hour. Open incidents are kept however old.").Default(model.Duration(opts.Retention).String()).String()
 	app.Flag("api.token-file", "File holding the bearer token that report batches (POST /api/v1/reports) must carry; re-read every 5s. Empty: no token needed.").StringVar(&opts.APITokenFile)
 	app.Flag("web.enable-pprof", "Serve Go's runtime profiles under /debug/pprof/ (protected by --web.config.file like every endpoint).").BoolVar(&opts.EnablePprof)
-	app.Flag("timeout-offset", "Offset to subtract from Prometheus' scrape timeout on /probe.").Default("0.5s").DurationVar(&opts.TimeoutOffset)
+	webserver.SecondsVar(app.Flag("timeout-offset", "Offset to subtract from Prometheus' scrape timeout on /probe, in seconds (0.5) or as a duration (500ms).").Default("0.5"), &opts.TimeoutOffset)
 	app.Command("serve", "Run the coordinator (the default command).").Default()
 	send := addSendCommand(app)
 	tracingConfig := tracing.AddFlags(app)

@@ -16,6 +16,7 @@ import (
 	"github.com/vantageprobe/vantage/exporter"
 	"github.com/vantageprobe/vantage/internal/signals"
 	"github.com/vantageprobe/vantage/internal/tracing"
+	"github.com/vantageprobe/vantage/internal/webserver"
 )
 
 func main() {
@@ -38,8 +39,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app.Flag("config.file", "Configuration file (blackbox_exporter format). Empty: the embedded default configuration.").StringVar(&opts.ConfigFile)
 	configCheck := app.Flag("config.check", "Validate the configuration file, then exit 0 if it is valid, 1 otherwise.").Bool()
 	app.Flag("web.enable-pprof", "Serve Go's runtime profiles under /debug/pprof/ (protected by --web.config.file like every endpoint).").BoolVar(&opts.EnablePprof)
-	app.Flag("timeout-offset", "Offset to subtract from Prometheus' scrape timeout.").Default("0.5s").DurationVar(&opts.TimeoutOffset)
+	webserver.SecondsVar(app.Flag("timeout-offset", "Offset to subtract from Prometheus' scrape timeout, in seconds (0.5) or as a duration (500ms).").Default("0.5"), &opts.TimeoutOffset)
 	app.Flag("history.limit", "How many recent probes to keep for the landing page and debug output.").Default("100").IntVar(&opts.HistoryLimit)
+	app.Flag("log.prober", "Level at which a /probe's own log lines go to this program's log (shown when --log.level allows it): debug, info, warn, error, or none.").Default("info").EnumVar(&opts.ProbeLogLevel, "debug", "info", "warn", "error", "none")
+	app.Flag("config.enable-auto-reload", "Reload the configuration file when its content changed, checked every --config.auto-reload-interval (once two checks see the same new content).").BoolVar(&opts.AutoReload)
+	webserver.SecondsVar(app.Flag("config.auto-reload-interval", "How often --config.enable-auto-reload checks the configuration file, in seconds (30) or as a duration (30s).").Default("30"), &opts.AutoReloadInterval)
+	app.Flag("web.external-url", "The URL under which vantage-exporter is reachable from outside (behind a reverse proxy). Its path, if any, prefixes every endpoint unless --web.route-prefix is set.").PlaceHolder("<url>").StringVar(&opts.ExternalURL)
+	app.Flag("web.route-prefix", "Prefix of every endpoint (/probe, /metrics, /-/reload, ...). Defaults to the path of --web.external-url.").PlaceHolder("<path>").StringVar(&opts.RoutePrefix)
 	tracingConfig := tracing.AddFlags(app)
 	opts.FlagConfig = *kingpinflag.AddFlags(app, ":9715")
 	logConfig := &promslog.Config{Writer: stderr}

@@ -59,11 +59,6 @@ var grpcServingStatuses = []string{"UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE
 func (d *GRPCDetails) samples(e emitter, r *Result) {
 	e.gauge("probe_grpc_ssl", "Indicates if SSL was used for the connection", boolValue(d.SSL))
 	e.gauge("probe_grpc_status_code", "Response gRPC status code", float64(d.StatusCode))
-	if r.TLS == nil {
-		// blackbox_exporter's grpc prober always exposes this gauge, 0
-		// without a TLS session; with one, the TLS series carry it.
-		e.gauge("probe_ssl_earliest_cert_expiry", "Returns last SSL chain expiry in unixtime", 0)
-	}
 	if !d.Checked {
 		return
 	}
@@ -133,11 +128,14 @@ func (d *ICMPDetails) samples(e emitter, r *Result) {
 	}
 }
 
-// TCPDetails holds what the tcp prober found.
+// TCPDetails holds what the tcp and unix probers found.
 type TCPDetails struct {
 	// FailedDueToRegex is set when an expect regexp was given data (or the
 	// end of the connection) and never matched.
 	FailedDueToRegex bool `json:"failed_due_to_regex"`
+	// FailedDueToBytes is set when an expect_bytes step read bytes that
+	// differ from the expected ones.
+	FailedDueToBytes bool `json:"failed_due_to_bytes"`
 	// ExpectInfo are the labels of probe_expect_info, their values expanded
 	// from the matching expect's submatches.
 	ExpectInfo []ExpectLabel `json:"expect_info,omitempty"`
@@ -153,6 +151,7 @@ type ExpectLabel struct {
 
 func (d *TCPDetails) samples(e emitter, r *Result) {
 	e.gauge("probe_failed_due_to_regex", "Indicates if probe failed due to regex", boolValue(d.FailedDueToRegex))
+	e.gauge("probe_failed_due_to_bytes", "Indicates if probe failed due to bytes", boolValue(d.FailedDueToBytes))
 	if len(d.ExpectInfo) > 0 {
 		pairs := make([]string, 0, 2*len(d.ExpectInfo))
 		for _, l := range d.ExpectInfo {
@@ -177,5 +176,27 @@ func (d *TCPDetails) SetExpectInfo(labels []ExpectLabel) {
 		if !replaced {
 			d.ExpectInfo = append(d.ExpectInfo, l)
 		}
+	}
+}
+
+// WebsocketDetails holds what the websocket prober found.
+type WebsocketDetails struct {
+	// StatusCode is the status of the handshake's answer, 101 when the
+	// connection was upgraded; 0 without an answer.
+	StatusCode int  `json:"status_code"`
+	Upgraded   bool `json:"upgraded"`
+	// QueryConfigured: the module has query_response steps, and
+	// probe_websocket_failed_due_to_regex is exposed once upgraded.
+	QueryConfigured bool `json:"query_configured,omitempty"`
+	// FailedDueToRegex is set when a step failed: a message that did not
+	// match, or none to read or no way to send.
+	FailedDueToRegex bool `json:"failed_due_to_regex"`
+}
+
+func (d *WebsocketDetails) samples(e emitter) {
+	e.gauge("probe_websocket_status_code", "Response HTTP status code", float64(d.StatusCode))
+	e.gauge("probe_websocket_connection_upgraded", "Indicates if the websocket connection was successfully upgraded", boolValue(d.Upgraded))
+	if d.QueryConfigured && d.Upgraded {
+		e.gauge("probe_websocket_failed_due_to_regex", "Indicates if probe failed due to regex", boolValue(d.FailedDueToRegex))
 	}
 }

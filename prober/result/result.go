@@ -85,7 +85,10 @@ type Result struct {
 	Error    string        `json:"error,omitempty"` // human-readable detail of the failure
 	Start    time.Time     `json:"start"`
 	Duration time.Duration `json:"duration_ns"`
-	Phases   []Phase       `json:"phases,omitempty"`
+	// Timeout is how long the probe was given: from its start to its
+	// context's deadline; 0 without a deadline.
+	Timeout time.Duration `json:"timeout_ns,omitempty"`
+	Phases  []Phase       `json:"phases,omitempty"`
 	// Timeline holds every measured phase with its start, in the order
 	// the phases were recorded; only when Params.Tracing asked for it.
 	Timeline []PhaseTiming `json:"-"`
@@ -100,6 +103,8 @@ type Result struct {
 	DNS  *DNSDetails  `json:"dns,omitempty"`
 	ICMP *ICMPDetails `json:"icmp,omitempty"`
 	GRPC *GRPCDetails `json:"grpc,omitempty"`
+	// Websocket holds what the websocket prober found.
+	Websocket *WebsocketDetails `json:"websocket,omitempty"`
 
 	HTTPSteps *HTTPStepsDetails `json:"http_steps,omitempty"`
 

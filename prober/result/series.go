@@ -132,6 +132,9 @@ func (r *Result) Samples(fn func(Sample)) {
 	e := emitter(fn)
 	e.gauge("probe_success", "Displays whether or not the probe was a success", boolValue(r.Success))
 	e.gauge("probe_duration_seconds", "Returns how long the probe took to complete in seconds", r.Duration.Seconds())
+	if r.Timeout > 0 {
+		e.gauge("probe_timeout_seconds", "Returns how long the probe will wait before giving up in seconds", r.Timeout.Seconds())
+	}
 	if !r.Success && r.Reason != ReasonNone {
 		e.gauge("probe_failure_info", "Why the probe failed, from a fixed vocabulary of reasons", 1, "reason", string(r.Reason))
 	}
@@ -159,6 +162,8 @@ func (r *Result) Samples(fn func(Sample)) {
 		r.GRPC.samples(e, r)
 	case r.HTTPSteps != nil:
 		r.HTTPSteps.samples(e)
+	case r.Websocket != nil:
+		r.Websocket.samples(e)
 	}
 }
 

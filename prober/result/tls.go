@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"time"
 )
@@ -52,7 +53,9 @@ func NewTLSDetails(state tls.ConnectionState) *TLSDetails {
 		d.Subject = leaf.Subject.String()
 		d.Issuer = leaf.Issuer.String()
 		d.SubjectAlternative = strings.Join(leaf.DNSNames, ",")
-		d.SerialNumber = leaf.SerialNumber.Text(16)
+		// The serial's big-endian bytes in hex, as blackbox_exporter
+		// prints them: a leading zero of the first byte is kept.
+		d.SerialNumber = fmt.Sprintf("%x", leaf.SerialNumber.Bytes())
 	}
 	return d
 }

@@ -20,6 +20,16 @@
 //     certificate expiry, ...) must have the same values, series matched on
 //     the label names both emit.
 //
+// Where blackbox_exporter 0.28 changed what 0.23 emits (gRPC without TLS
+// has no probe_ssl_earliest_cert_expiry), a case lists the family as
+// dropped: vantage must not emit it. A case may also ask for exactly
+// blackbox's phases (skip_resolve_phase_with_proxy: no resolve phase). A
+// module Host header with a different hostname= must be refused by both
+// with the same 400. What 0.23 cannot express (the unix and websocket
+// probers, expect_bytes, serialnumber, hostname= as the tcp TLS server
+// name, enable_http3, probe_timeout_seconds) is tested against in-process
+// servers in the prober and exporter packages.
+//
 // Series, labels and values that only vantage emits are allowed (vantage
 // follows blackbox_exporter 0.28, a superset of 0.23) and are only logged.
 // A missing blackbox binary fails the test: install the Debian package
@@ -29,6 +39,9 @@ package compat
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -45,32 +58,45 @@ type compatCase struct {
 	module      string
 	target      string
 	wantSuccess bool
+	// dropped are families blackbox_exporter 0.23 emits for this case and
+	// 0.28 no longer does: vantage, which follows 0.28, must not emit them.
+	dropped []string
+	// exactPhases: vantage must emit exactly blackbox's phases, no more.
+	exactPhases bool
 }
+
+// overlongHost is a host name longer than any DNS name (253 bytes).
+var overlongHost = strings.Repeat("a", 300) + ".compat.test"
 
 func compatCases(tg *targets) []compatCase {
 	return []compatCase{
-		{"http_2xx/ok", "http_2xx", tg.httpURL + "/", true},
-		{"http_2xx/status_500", "http_2xx", tg.httpURL + "/fail", false},
-		{"http_checks/ok", "http_checks", tg.httpURL + "/", true},
-		{"http_checks/body_mismatch", "http_checks", tg.httpURL + "/nomatch", false},
-		{"https_ca/ok", "https_ca", tg.https + "/", true},
-		{"https_ca/not_ssl", "https_ca", tg.httpURL + "/", false},
-		{"tcp_connect/ok", "tcp_connect", tg.banner, true},
-		{"tcp_connect/refused", "tcp_connect", tg.refused, false},
-		{"tcp_banner/ok", "tcp_banner", tg.banner, true},
-		{"tls_connect/ok", "tls_connect", tg.tlsTCP, true},
-		{"dns_udp_a/ok", "dns_udp_a", tg.dnsUDP, true},
-		{"dns_tcp_soa/ok", "dns_tcp_soa", tg.dnsTCP, true},
-		{"dns_nxdomain/nxdomain", "dns_nxdomain", tg.dnsUDP, false},
-		{"grpc_health/serving", "grpc_health", tg.grpc, true},
-		{"grpc_not_serving/not_serving", "grpc_not_serving", tg.grpc, false},
-		{"icmp/ok", "icmp", "127.0.0.1", true},
+		{"http_2xx/ok", "http_2xx", tg.httpURL + "/", true, nil, false},
+		{"http_2xx/status_500", "http_2xx", tg.httpURL + "/fail", false, nil, false},
+		{"http_checks/ok", "http_checks", tg.httpURL + "/", true, nil, false},
+		{"http_checks/body_mismatch", "http_checks", tg.httpURL + "/nomatch", false, nil, false},
+		{"https_ca/ok", "https_ca", tg.https + "/", true, nil, false},
+		{"https_ca/not_ssl", "https_ca", tg.httpURL + "/", false, nil, false},
+		{"tcp_connect/ok", "tcp_connect", tg.banner, true, nil, false},
+		{"tcp_connect/refused", "tcp_connect", tg.refused, false, nil, false},
+		{"tcp_banner/ok", "tcp_banner", tg.banner, true, nil, false},
+		{"tls_connect/ok", "tls_connect", tg.tlsTCP, true, nil, false},
+		{"dns_udp_a/ok", "dns_udp_a", tg.dnsUDP, true, nil, false},
+		{"dns_tcp_soa/ok", "dns_tcp_soa", tg.dnsTCP, true, nil, false},
+		{"dns_nxdomain/nxdomain", "dns_nxdomain", tg.dnsUDP, false, nil, false},
+		// blackbox_exporter 0.28 exports TLS series for gRPC only after a
+		// handshake; 0.23 exported probe_ssl_earliest_cert_expiry 0 without.
+		{name: "grpc_health/serving", module: "grpc_health", target: tg.grpc, wantSuccess: true, dropped: []string{"probe_ssl_earliest_cert_expiry"}},
+		{name: "grpc_not_serving/not_serving", module: "grpc_not_serving", target: tg.grpc, dropped: []string{"probe_ssl_earliest_cert_expiry"}},
+		{"icmp/ok", "icmp", "127.0.0.1", true, nil, false},
+		// The proxy resolves the name; neither exporter has a resolve phase.
+		{name: "http_proxy_skip_resolve/ok", module: "http_proxy_skip_resolve", target: "http://only-via-proxy.compat.test/", wantSuccess: true, exactPhases: true},
+		{"http_2xx/overlong_host", "http_2xx", "http://" + overlongHost + "/", false, nil, false},
 	}
 }
 
 func TestCompat(t *testing.T) {
 	tg := startTargets(t)
-	configFile := renderConfig(t, t.TempDir(), tg.caFile)
+	configFile := renderConfig(t, t.TempDir(), tg)
 	blackbox := startBlackbox(t, configFile)
 	vantage := startVantage(t, configFile)
 
@@ -116,6 +142,22 @@ func TestCompat(t *testing.T) {
 					t.Errorf("probe_success: vantage %v, blackbox_exporter %v", vtSuccess, bbSuccess)
 				}
 
+				for _, name := range c.dropped {
+					delete(bb.families, name)
+					if _, present := vt.families[name]; present {
+						ok = false
+						report(c, "extra", name+" (blackbox_exporter 0.28 no longer emits it here)")
+						t.Errorf("vantage emits %s, which blackbox_exporter 0.28 does not here", name)
+					}
+				}
+				if c.exactPhases {
+					bp, vp := phases(bb.families), phases(vt.families)
+					if bp != vp {
+						ok = false
+						report(c, "wrong", fmt.Sprintf("phases %s, blackbox %s", vp, bp))
+						t.Errorf("phases: vantage %s, blackbox_exporter %s", vp, bp)
+					}
+				}
 				d := compareFamilies(bb.families, vt.families)
 				for _, m := range d.missing {
 					ok = false
@@ -138,6 +180,21 @@ func TestCompat(t *testing.T) {
 		}
 	})
 
+	// hostname= and a module Host header that differs: both refuse the
+	// probe with 400 and the same explanation.
+	t.Run("hostname_with_module_host", func(t *testing.T) {
+		q := "/probe?module=http_vhost&target=" + url.QueryEscape(tg.httpURL+"/") + "&hostname=other.compat.test"
+		bbCode, bbBody := mustGet(t, blackbox+q)
+		vtCode, vtBody := mustGet(t, vantage+q)
+		if bbCode != http.StatusBadRequest {
+			t.Fatalf("test setup: blackbox_exporter answered %d %q, want 400", bbCode, bbBody)
+		}
+		if vtCode != bbCode || strings.TrimSpace(vtBody) != strings.TrimSpace(bbBody) {
+			report(compatCase{name: "hostname_with_module_host", module: "http_vhost"}, "wrong", fmt.Sprintf("answer %d %q, blackbox %d %q", vtCode, vtBody, bbCode, bbBody))
+			t.Errorf("vantage answered %d %q, blackbox_exporter %d %q", vtCode, vtBody, bbCode, bbBody)
+		}
+	})
+
 	sort.Strings(summary)
 	if len(summary) > 0 {
 		t.Errorf("%d differences from blackbox_exporter:\n  %s", len(summary), strings.Join(summary, "\n  "))
@@ -153,6 +210,40 @@ func logDebug(t *testing.T, who, base string, c compatCase) {
 		return
 	}
 	t.Logf("%s /probe?debug=true:\n%s", who, dbg.raw)
+}
+
+// phases lists the phase label values of the duration families, sorted.
+func phases(fams map[string]*dto.MetricFamily) string {
+	var out []string
+	for name, f := range fams {
+		if !strings.HasSuffix(name, "_duration_seconds") {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "phase" {
+					out = append(out, name+"/"+l.GetValue())
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
+}
+
+// mustGet answers a GET's status and body.
+func mustGet(t *testing.T, u string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
 }
 
 func boolFloat(b bool) float64 {

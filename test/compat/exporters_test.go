@@ -40,14 +40,14 @@ const (
 )
 
 // renderConfig renders testdata/blackbox.yml into dir with the generated CA.
-func renderConfig(t *testing.T, dir, caFile string) string {
+func renderConfig(t *testing.T, dir string, tg *targets) string {
 	t.Helper()
 	tmpl, err := template.New("blackbox.yml").Option("missingkey=error").ParseFiles(filepath.Join("testdata", "blackbox.yml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := tmpl.Execute(&out, struct{ CAFile string }{caFile}); err != nil {
+	if err := tmpl.Execute(&out, struct{ CAFile, ProxyURL string }{tg.caFile, tg.proxy}); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "blackbox.yml")

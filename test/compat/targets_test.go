@@ -14,6 +14,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,6 +42,9 @@ type targets struct {
 	dnsUDP  string // host:port of the DNS server over UDP
 	dnsTCP  string // host:port of the DNS server over TCP
 	grpc    string // host:port of a gRPC health server
+	// proxy is the URL of a forward proxy that sends every request to
+	// httpURL, whatever host it names: only the proxy can resolve it.
+	proxy string
 }
 
 const (
@@ -87,6 +92,16 @@ func startTargets(t *testing.T) *targets {
 		}
 		return tc
 	})
+	origin, err := url.Parse(plain.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(origin)
+		pr.Out.Host = pr.In.Host
+	}})
+	t.Cleanup(proxy.Close)
+	tg.proxy = proxy.URL
 	tg.refused = testbin.RefusedAddr(t)
 	tg.dnsUDP, tg.dnsTCP = startDNSServer(t)
 	tg.grpc = startGRPCServer(t)
