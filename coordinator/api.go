@@ -35,6 +35,13 @@ func (c *Coordinator) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/incidents/{id}", c.handleIncident)
 	mux.HandleFunc("GET /api/v1/targets", c.handleTargets)
 	mux.HandleFunc("GET /api/v1/locations", c.handleLocations)
+	mux.HandleFunc("GET /api/v1/targets/{target}/uptime", c.handleUptime)
+	mux.HandleFunc("GET /api/v1/maintenances", c.handleMaintenances)
+	mux.Handle("POST /api/v1/maintenances", c.writeAPI(http.HandlerFunc(c.handleCreateMaintenance)))
+	mux.Handle("DELETE /api/v1/maintenances/{id}", c.writeAPI(http.HandlerFunc(c.handleDeleteMaintenance)))
+	if c.opts.StatusPage {
+		c.handleStatusPage(mux)
+	}
 	mux.HandleFunc("GET /probe", c.handleProbe)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(c.logger.Handler(), slog.LevelError)}))
 	mux.HandleFunc("GET /config", c.handleConfig)
@@ -43,6 +50,15 @@ func (c *Coordinator) Handler() http.Handler {
 		webserver.HandlePprof(mux)
 	}
 	return mux
+}
+
+// writeAPI guards a route that changes state with --api.token-file's
+// token, when one is set.
+func (c *Coordinator) writeAPI(h http.Handler) http.Handler {
+	if c.token == nil {
+		return h
+	}
+	return webserver.RequireToken(h, c.token, c.metrics.unauthorized, c.logger)
 }
 
 // handleIncidents lists incidents newest first:

@@ -47,6 +47,11 @@ func ParseMatcher(s string) (*Matcher, error) {
 		return nil, fmt.Errorf("invalid matcher %q: the value is not a valid double-quoted string", s)
 	}
 	out := &Matcher{Name: m[1], Type: MatchType(m[2]), Value: value}
+	if out.Name == "location" {
+		// A target is checked from every location: a location is no
+		// label of it.
+		return nil, fmt.Errorf("invalid matcher %q: location is not a label of targets; match on target, module or the targets' labels", s)
+	}
 	if out.Type == MatchRegexp || out.Type == MatchNotRegexp {
 		if out.re, err = regexp.Compile("^(?:" + value + ")$"); err != nil {
 			return nil, fmt.Errorf("invalid matcher %q: %w", s, err)
