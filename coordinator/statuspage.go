@@ -101,6 +101,7 @@ body{margin:0;font:16px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif
 main{max-width:860px;margin:0 auto;padding:16px}
 h1{font-size:1.6em;margin:.4em 0 .6em}
 h2{font-size:1.15em;margin:1.4em 0 .5em}
+section h2{margin:.8em 0 .3em}
 .overall{padding:14px 16px;border-radius:8px;color:#fff;font-weight:600;background:#cf222e}
 .overall.ok{background:#1a7f37}
 section.group,section.incidents{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:4px 16px;margin-top:16px}
@@ -139,7 +140,7 @@ footer{color:#656d76;font-size:.8em;margin:16px 0}
 {{range .Targets}}<div class="target" data-target="{{.Target}}" data-module="{{.Module}}" data-badge="{{.Badge}}">
 <div class="row"><span><span class="name">{{.Target}}</span> <span class="module">{{.Module}}</span></span><span class="state {{.State}}">{{.State}}</span></div>
 <div class="bars" role="img" aria-label="daily uptime, oldest first">{{range .Days}}<div class="bar {{.Class}}" title="{{.Date}}: {{pct .Uptime}}"></div>{{end}}</div>
-<div class="legend"><span class="all">{{$.Days}} days ago</span><span class="recent">30 days ago</span><span>{{pct .Uptime}} uptime</span><span>today</span></div>
+<div class="legend"><span class="all">{{$.Days}} days ago</span><span class="recent">30 days ago</span><span>{{pct .Uptime}} over {{$.Days}} days</span><span>today</span></div>
 </div>
 {{end}}</section>
 {{else}}<p>No target to show.</p>{{end}}
