@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"html"
 	"html/template"
-	"net/url"
 	"net/http"
+	"net/url"
 	"slices"
 	"time"
 
