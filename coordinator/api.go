@@ -94,9 +94,8 @@ func (c *Coordinator) handleIncidents(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Coordinator) handleIncident(w http.ResponseWriter, r *http.Request) {
-	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
-	if err != nil {
-		jsonapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("incident id must be a positive integer, got %q", r.PathValue("id")))
+	id, ok := pathID(w, r, "incident")
+	if !ok {
 		return
 	}
 	inc, ok, err := c.store.Get(id)

@@ -331,10 +331,20 @@ func (c *Coordinator) handleCreateMaintenance(w http.ResponseWriter, r *http.Req
 	jsonapi.Write(w, http.StatusCreated, mt)
 }
 
-func (c *Coordinator) handleDeleteMaintenance(w http.ResponseWriter, r *http.Request) {
+// pathID reads the {id} of a request's path, answering 400 when it is
+// not a number; what names the thing identified.
+func pathID(w http.ResponseWriter, r *http.Request, what string) (uint64, bool) {
 	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
 	if err != nil {
-		jsonapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("maintenance id must be a positive integer, got %q", r.PathValue("id")))
+		jsonapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("%s id must be a positive integer, got %q", what, r.PathValue("id")))
+		return 0, false
+	}
+	return id, true
+}
+
+func (c *Coordinator) handleDeleteMaintenance(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r, "maintenance")
+	if !ok {
 		return
 	}
 	c.maint.mu.Lock()

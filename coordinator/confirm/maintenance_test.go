@@ -1,6 +1,7 @@
 package confirm
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -135,5 +136,42 @@ func TestMaintenanceStartingDuringAnOutage(t *testing.T) {
 	if len(eff.Confirmed) != 0 || !slices.Equal(eff.Resolved, []string{ResolutionMaintenance}) || stateOf(t, m2).State != StateUp {
 		t.Errorf("a round ending in the window: confirmed %v, resolved %v, state %s; want none, [maintenance], up",
 			eff.Confirmed, eff.Resolved, stateOf(t, m2).State)
+	}
+}
+
+// TestMaintenanceFailuresMakeNoLocationSuspect: one location failing many
+// targets the others see up makes it suspect; not when the rounds end
+// inside a window (the window's doing, not the location's).
+func TestMaintenanceFailuresMakeNoLocationSuspect(t *testing.T) {
+	suspect := func(window bool) bool {
+		m := NewMachine(testConfig("ams", "fra", "sfo"), 0)
+		var rounds []RoundRequest
+		for i := range 40 {
+			r := failing(t0, t0)
+			r.Target = fmt.Sprintf("https://%d.example", i)
+			rounds = append(rounds, m.Report("ams", r, t0).Rounds...)
+		}
+		if window {
+			m.SetMaintenance(func(Key, time.Time) bool { return true })
+		}
+		at := t0.Add(time.Second)
+		for _, r := range rounds {
+			m.RoundDone(r.Key, r.ID, []Evidence{answer("fra", OutcomeSuccess, at), answer("sfo", OutcomeSuccess, at)}, at)
+		}
+		for i := 2; i <= 4; i++ {
+			m.Due(t0.Add(time.Duration(i) * time.Second))
+		}
+		for _, s := range m.Suspects(t0.Add(4 * time.Second)) {
+			if s.Location == "ams" {
+				return s.Suspect
+			}
+		}
+		return false
+	}
+	if !suspect(false) {
+		t.Fatal("without a window, ams failing 40 targets the others see up is not suspect: the test proves nothing")
+	}
+	if suspect(true) {
+		t.Error("ams became suspect from failures resolved as maintenance")
 	}
 }
