@@ -83,3 +83,24 @@ func TestMaintenanceInvalid(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseMatcher: no input panics; an accepted matcher prints as a
+// matcher that reads back the same and matches alike.
+func FuzzParseMatcher(f *testing.F) {
+	for _, s := range []string{`target="a"`, `module!="icmp"`, `target=~"https://.*\\.example"`, `team!~"(a|b)"`, `a="\u00e9\n"`, `x=`, `=~""`} {
+		f.Add(s, "https://x.example")
+	}
+	f.Fuzz(func(t *testing.T, s, value string) {
+		m, err := ParseMatcher(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseMatcher(m.String())
+		if err != nil {
+			t.Fatalf("%q printed as %q, which does not parse: %v", s, m.String(), err)
+		}
+		if again.Name != m.Name || again.Type != m.Type || again.Value != m.Value || again.Matches(value) != m.Matches(value) {
+			t.Fatalf("%q printed as %q reads back as %+v", s, m.String(), again)
+		}
+	})
+}
