@@ -181,7 +181,7 @@ func (c *Coordinator) buildPublicPage(now time.Time) (publicPage, error) {
 	}
 	set := c.maint.set.Load()
 	groups := map[string]*publicGroup{}
-	down, shown := 0, 0
+	down, maintenance, shown := 0, 0, 0
 	for _, v := range c.publicTargets() {
 		shown++
 		k := confirm.Key{Target: v.Target, Module: v.Module}
@@ -203,6 +203,9 @@ func (c *Coordinator) buildPublicPage(now time.Time) (publicPage, error) {
 			pt.Days = append(pt.Days, publicDay{Date: d.From.Format("2006-01-02"), Uptime: d.UptimeRatio, Class: class})
 		}
 		pt.Uptime = 1 - downSec/rangeSec
+		if pt.State == publicMaintenance {
+			maintenance++
+		}
 		if pt.State == publicDown {
 			down++
 			page.Incidents = append(page.Incidents, publicIncident{Target: v.Target, Module: v.Module, State: pt.State, StartedAt: v.DownSince})
@@ -223,9 +226,13 @@ func (c *Coordinator) buildPublicPage(now time.Time) (publicPage, error) {
 	}
 	slices.SortFunc(page.Groups, func(a, b publicGroup) int { return cmp.Compare(a.Name, b.Name) })
 	page.OverallOK = down == 0
-	page.Overall = "All systems operational"
-	if down > 0 {
+	switch {
+	case down > 0:
 		page.Overall = fmt.Sprintf("%d of %d down", down, shown)
+	case maintenance > 0:
+		page.Overall = fmt.Sprintf("Operational; maintenance under way on %d of %d", maintenance, shown)
+	default:
+		page.Overall = "All systems operational"
 	}
 	return page, nil
 }

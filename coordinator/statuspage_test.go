@@ -167,6 +167,31 @@ func TestStatusBadges(t *testing.T) {
 	}
 }
 
+// TestStatusPageShowsMaintenance: a window on api shows on its row, its
+// badge and the banner.
+func TestStatusPageShowsMaintenance(t *testing.T) {
+	c := startStatusPage(t)
+	mustPost(t, c.url+"/api/v1/maintenances", `{"matchers": ["target=\"https://api.example\""], "duration": "1h"}`)
+	mustPost(t, c.url+"/api/v1/maintenances", `{"matchers": ["target=\"https://shop.example\""], "duration": "1h"}`)
+	_, page := do(t, http.MethodGet, c.url+"/status", "", "")
+	doc, err := html.Parse(strings.NewReader(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := find(doc, func(n *html.Node) bool { return attr(n, "data-target") == "https://api.example" })
+	if got := text(find(row, func(n *html.Node) bool { return strings.HasPrefix(attr(n, "class"), "state ") })); got != "maintenance" {
+		t.Errorf("api's state = %q, want maintenance", got)
+	}
+	// shop was confirmed down before its window: it stays down.
+	if got := text(find(doc, func(n *html.Node) bool { return attr(n, "id") == "overall" })); got != "1 of 2 down" {
+		t.Errorf("overall = %q, want 1 of 2 down (shop's outage predates its window)", got)
+	}
+	_, badge := do(t, http.MethodGet, c.url+"/status/badge/"+url.PathEscape("https://api.example")+"/status.svg", "", "")
+	if !strings.Contains(badge, "<title>status: maintenance</title>") {
+		t.Errorf("api's badge = %s, want maintenance", badge)
+	}
+}
+
 func TestStatusPageOnlyWithTheFlag(t *testing.T) {
 	c := mustStart(t, deadLocations(t, "ams", "fra")+statusPageConfig)
 	for _, p := range []string{"/status", "/status/badge/x/status.svg"} {
