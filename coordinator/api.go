@@ -41,6 +41,13 @@ func (c *Coordinator) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/events/{id}/ack", c.handleEventAck)
 	mux.HandleFunc("DELETE /api/v1/events/{id}", c.handleEventDelete)
 	mux.HandleFunc("GET /events", c.handleEventsPage)
+	mux.HandleFunc("GET /api/v1/targets/{target}/uptime", c.handleUptime)
+	mux.HandleFunc("GET /api/v1/maintenances", c.handleMaintenances)
+	mux.Handle("POST /api/v1/maintenances", c.writeAPI(http.HandlerFunc(c.handleCreateMaintenance)))
+	mux.Handle("DELETE /api/v1/maintenances/{id}", c.writeAPI(http.HandlerFunc(c.handleDeleteMaintenance)))
+	if c.opts.StatusPage {
+		c.handleStatusPage(mux)
+	}
 	mux.HandleFunc("GET /probe", c.handleProbe)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(c.logger.Handler(), slog.LevelError)}))
 	mux.HandleFunc("GET /config", c.handleConfig)
@@ -49,6 +56,15 @@ func (c *Coordinator) Handler() http.Handler {
 		webserver.HandlePprof(mux)
 	}
 	return mux
+}
+
+// writeAPI guards a route that changes state with --api.token-file's
+// token, when one is set.
+func (c *Coordinator) writeAPI(h http.Handler) http.Handler {
+	if c.token == nil {
+		return h
+	}
+	return webserver.RequireToken(h, c.token, c.metrics.unauthorized, c.logger)
 }
 
 // handleIncidents lists incidents newest first:
@@ -84,9 +100,8 @@ func (c *Coordinator) handleIncidents(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Coordinator) handleIncident(w http.ResponseWriter, r *http.Request) {
-	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
-	if err != nil {
-		jsonapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("incident id must be a positive integer, got %q", r.PathValue("id")))
+	id, ok := pathID(w, r, "incident")
+	if !ok {
 		return
 	}
 	inc, ok, err := c.store.Get(id)

@@ -54,6 +54,7 @@ type Coordinator struct {
 	reg      *prometheus.Registry
 	metrics  *metrics
 	reloads  chan chan error
+	maint    maintenances
 
 	// run identifies this process to the exporters (api.ReportsAnswer.Run):
 	// a new one makes them send a snapshot.
@@ -130,6 +131,10 @@ func open(opts Options, conf *config.CoordinatorConfig, reg *prometheus.Registry
 	}
 	c.tracing, c.tracer = tp, tp.Tracer("github.com/vantageprobe/vantage/coordinator")
 	c.machine.Restore(incidents, time.Now())
+	if err := c.loadMaintenances(); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("reading the maintenance windows in %s: %w", opts.StoragePath, err)
+	}
 	if len(incidents) > 0 {
 		c.logger.Info("Resuming open incidents", "incidents", len(incidents))
 	}
@@ -156,6 +161,7 @@ func newCoordinator(opts Options, conf *config.CoordinatorConfig, reg *prometheu
 	c.client.Store(client)
 	c.health.configure(conf)
 	c.metrics = newMetrics(c.reg, conf)
+	c.machine.SetMaintenance(c.maint.inMaintenance)
 	c.writer = newWriter(store, func(err error) {
 		c.metrics.storeErrors.Inc()
 		c.logger.Error("Writing the incident log failed", "err", err)
@@ -166,6 +172,7 @@ func newCoordinator(opts Options, conf *config.CoordinatorConfig, reg *prometheu
 		versioncollector.NewCollector("vantage_coordinator"),
 		collector.NewCoordinator(stateNames(), c.targetStates, c.health.snapshot),
 		eventCollector{c.events},
+		newMaintenanceCollector(c),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "vantage_coordinator_verification_rounds_in_flight",
 			Help: "Verification rounds waiting for the locations' answers.",
@@ -437,6 +444,11 @@ func (c *Coordinator) reload() error {
 	c.machine.Configure(conf)
 	c.mu.Unlock()
 	c.conf.Store(conf)
+	c.maint.mu.Lock()
+	if err := c.loadMaintenances(); err != nil {
+		c.logger.Error("Reading the maintenance windows failed; keeping the running ones", "err", err)
+	}
+	c.maint.mu.Unlock()
 	c.health.configure(conf)
 	c.metrics.reloadSuccess.Set(1)
 	c.metrics.reloadTime.SetToCurrentTime()

@@ -45,6 +45,9 @@ type Options struct {
 	APITokenFile string
 	// Tracing configures OpenTelemetry traces of verification rounds.
 	Tracing tracing.Config
+	// StatusPage serves the public status page under /status
+	// (--web.status-page).
+	StatusPage bool
 	// TimeoutOffset is subtracted from Prometheus' scrape timeout on
 	// /probe, to leave room for the scrape itself.
 	TimeoutOffset time.Duration

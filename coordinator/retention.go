@@ -33,6 +33,10 @@ func (c *Coordinator) pruneOnce(now time.Time) {
 		return
 	}
 	c.metrics.pruned.Add(float64(n))
+	if _, err := c.store.PruneMaintenances(cutoff); err != nil {
+		c.metrics.storeErrors.Inc()
+		c.logger.Error("Pruning old maintenance windows failed", "err", err)
+	}
 	if n > 0 {
 		c.logger.Info("Pruned resolved incidents older than the retention", "incidents", n, "retention", model.Duration(c.opts.Retention), "resolved_before", cutoff)
 	}

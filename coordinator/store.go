@@ -52,7 +52,7 @@ func OpenStore(dir string) (*Store, error) {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketIncidents, bucketOpen, bucketMeta, bucketEvents} {
+		for _, b := range [][]byte{bucketIncidents, bucketOpen, bucketMeta, bucketEvents, bucketMaintenances} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -54,6 +54,11 @@ type CoordinatorConfig struct {
 	HTTPClient CoordinatorHTTPClient `yaml:"http_client"`
 	// Events configures pushed events (heartbeats).
 	Events EventsConfig `yaml:"events"`
+	// Maintenance lists recurring maintenance windows (see
+	// maintenance.go); windows made through the API live in the store.
+	Maintenance []RecurringMaintenance `yaml:"maintenance"`
+	// StatusPage configures the public status page.
+	StatusPage StatusPageConfig `yaml:"status_page"`
 }
 
 // CoordinatorHTTPClient is prometheus/common's HTTP client configuration,
@@ -250,7 +255,7 @@ func (c *CoordinatorConfig) validate() error {
 	if err := c.HTTPClient.HTTPClientConfig.Validate(); err != nil {
 		return &yamldoc.FieldError{Path: []any{"http_client"}, Err: err}
 	}
-	return nil
+	return c.validateMaintenance()
 }
 
 // LocationURLs maps each location's name to its URL.

@@ -47,10 +47,13 @@ const (
 	// ResolutionSuspect: only locations found to be degraded (suspect)
 	// failed the target; the others saw it succeed.
 	ResolutionSuspect = "location_suspect"
+	// ResolutionMaintenance: the target failed while a maintenance window
+	// applied to it; never confirmed.
+	ResolutionMaintenance = "maintenance"
 )
 
 // Resolutions lists every resolution.
-var Resolutions = []string{ResolutionFalseAlarm, ResolutionRecovered, ResolutionSuspect}
+var Resolutions = []string{ResolutionFalseAlarm, ResolutionRecovered, ResolutionSuspect, ResolutionMaintenance}
 
 // Where a piece of evidence came from.
 const (

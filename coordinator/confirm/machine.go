@@ -44,6 +44,9 @@ type Machine struct {
 	// openConfirmed counts the confirmed open incidents at the latest
 	// Due, which paces their re-verification.
 	openConfirmed int
+	// maintenance says whether a maintenance window applies to a target
+	// at a time (see maintenance.go); nil: never.
+	maintenance func(Key, time.Time) bool
 }
 
 // target is the coordinator's view of one (target, module).
@@ -73,6 +76,9 @@ type target struct {
 	changes     []time.Time
 	flapping    bool
 	lastFailure time.Time
+	// maintained: an incident of the target was resolved as maintenance
+	// and its failure may outlast the window.
+	maintained bool
 	// heldSince is when the open incident's confirmation was first held
 	// because a location contradicted it (see contestedHeld).
 	heldSince time.Time
@@ -555,6 +561,8 @@ func (m *Machine) verdict(t *target, r *round, now time.Time) Effects {
 	verdict := Decide(m.conf.MinFailingLocations, failing, unknown)
 	t.nextRound = m.reverifyAt(t, now)
 	switch {
+	case !t.incident.Confirmed() && m.inMaintenance(t.key, now):
+		return m.resolveMaintenance(t, now)
 	case verdict == VerdictDown && !t.incident.Confirmed() && succeeding > 0 && m.contestedHeld(t, t.incident, now):
 		// A location that can tell sees the target succeed: wait to
 		// learn whether a failing one is itself degraded.
@@ -665,7 +673,7 @@ func (m *Machine) resolve(t *target, resolution string, ended, now time.Time) Ef
 	m.setState(t, StateUp, now)
 	eff := Effects{Save: []Incident{inc.clone()}, Resolved: []string{resolution}}
 	eff.event(EventResolved, inc)
-	if resolution != ResolutionRecovered {
+	if resolution != ResolutionRecovered && resolution != ResolutionMaintenance {
 		m.contradictFailures(inc, now, &eff)
 	}
 	return eff
@@ -713,6 +721,7 @@ func (m *Machine) Due(now time.Time) Effects {
 			continue
 		}
 		m.updateFlapping(t, now)
+		eff.Merge(m.windowOver(t, now))
 		for l, tr := range m.trust {
 			// A suspect location's failures the others contradict
 			// still count, so it stays suspect while they last.

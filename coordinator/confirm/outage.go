@@ -23,7 +23,10 @@ func (m *Machine) evaluate(t *target, now time.Time) Effects {
 			// open nothing.
 			continue
 		}
-		inc := t.incidentOf(ep)
+		inc, skip := m.maintain(t, ep, t.incidentOf(ep), now, &eff)
+		if skip {
+			continue
+		}
 		if inc == nil && t.incident != nil && ep.open {
 			// One open incident per target: an ongoing episode takes
 			// it over from an episode that is over, or adopts one
@@ -132,6 +135,10 @@ func (m *Machine) openIncident(t *target, ep *episode, now time.Time, eff *Effec
 	}
 	eff.event(EventOpened, inc)
 	switch {
+	case m.inMaintenance(t.key, now):
+		// Recorded, and never confirmed (see maintain).
+		t.maintained = true
+		m.closeIncident(t, inc, ResolutionMaintenance, time.Time{}, now, eff)
 	case ep.confirmed && !ep.ongoing && !(ep.open && m.contestedHeld(t, inc, now)):
 		// Known only once over: confirmed and recovered at once, and
 		// the target never goes down.
