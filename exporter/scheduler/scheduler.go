@@ -91,7 +91,7 @@ type Options struct {
 	// attempts run. Overdue says when a pass is due.
 	Tick, Checks *liveness.Clock
 	Registerer   prometheus.Registerer
-	Logger     *slog.Logger
+	Logger       *slog.Logger
 }
 
 // Scheduler runs checks on their planned slots.
@@ -112,9 +112,9 @@ type Scheduler struct {
 	// not dispatched yet (Unix nanoseconds); 0 without targets.
 	nextPlanned atomic.Int64
 	judge       *judge
-	missed   *prometheus.CounterVec
-	lag      prometheus.Histogram
-	checks   prometheus.Counter
+	missed      *prometheus.CounterVec
+	lag         prometheus.Histogram
+	checks      prometheus.Counter
 }
 
 type entry struct {
