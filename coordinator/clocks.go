@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/vantageprobe/vantage/internal/liveness"
@@ -30,6 +31,13 @@ type clocks struct {
 	received *liveness.Clock
 	commit   *liveness.Clock
 	round    *liveness.Clock
+	// owed is the latest reading of the rounds owed.
+	owed atomic.Pointer[owed]
+}
+
+type owed struct {
+	since time.Time
+	due   bool
 }
 
 func newClocks(c *Coordinator) *clocks {
@@ -41,9 +49,19 @@ func newClocks(c *Coordinator) *clocks {
 		cf := c.conf.Load().Confirmation
 		return cf.VerifyTimeout + cf.ReverifyInterval
 	}, func(now time.Time) (time.Time, bool) {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.machine.RoundsOwed(now)
+		// A health check must answer even while the machine's lock is
+		// stuck (report_received then says so): it reads the rounds
+		// owed only when the lock is free, and the latest reading
+		// otherwise.
+		if c.mu.TryLock() {
+			since, due := c.machine.RoundsOwed(now)
+			c.mu.Unlock()
+			k.owed.Store(&owed{since: since, due: due})
+		}
+		if o := k.owed.Load(); o != nil {
+			return o.since, o.due
+		}
+		return time.Time{}, false
 	})
 	c.writer.clock = k.commit
 	c.reg.MustRegister(k.set)
