@@ -10,7 +10,10 @@ import (
 // DegradedReasons lists why a scheduler may not vouch for its results,
 // in the order Degraded names them: a check started more than MaxLag after
 // its planned time; more than MaxMissedRatio of the planned checks did not
-// run; a target's latest result is older than StaleAfter of its intervals.
+// run for want of capacity (late: no concurrency slot in time, or the loop
+// fell behind; a busy target, whose previous check still runs, is its own
+// doing); a target's latest result is older than StaleAfter of its
+// intervals.
 var DegradedReasons = []string{api.ReasonSchedulerLag, api.ReasonMissedChecks, api.ReasonStaleResults}
 
 // Bounds say when the scheduler judges itself degraded. Lag and missed
@@ -19,7 +22,8 @@ var DegradedReasons = []string{api.ReasonSchedulerLag, api.ReasonMissedChecks, a
 type Bounds struct {
 	// MaxLag is the longest a check may start after its planned time.
 	MaxLag time.Duration
-	// MaxMissedRatio is the share of planned checks that may be missed.
+	// MaxMissedRatio is the share of planned checks that may be missed
+	// late.
 	MaxMissedRatio float64
 	// StaleAfter is how many intervals may pass without a completed
 	// check of a target.

@@ -293,8 +293,9 @@ func (s *Scheduler) dispatch(ctx context.Context, e *entry, planned time.Time) {
 		s.markStale(e, time.Unix(0, e.done.Load()).Before(planned.Add(-time.Duration(s.opts.Bounds.StaleAfter)*t.Interval)))
 	}
 	if !e.running.CompareAndSwap(false, true) {
+		// Not held against the scheduler: the target's own check (up
+		// to its timeout) is still running, whatever the capacity.
 		s.missed.WithLabelValues("busy").Inc()
-		s.judge.missed(planned, 1)
 		return
 	}
 	s.wg.Add(1)
