@@ -3,12 +3,15 @@ package coordinator
 import (
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/vantageprobe/vantage/coordinator/confirm"
 	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
@@ -106,4 +109,47 @@ func TestAStuckConfirmationStateStallsTheReceiveClock(t *testing.T) {
 		t.Errorf("the batch was answered %d, want 200", code)
 	}
 	waitHealth(t, c, "healthy again", http.StatusOK, "")
+}
+
+func TestRoundsDueThatNobodyRunsStallTheRoundClock(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "coordinator.yml")
+	mustWrite(t, path, deadLocations(t, "ams", "fra", "sfo")+"confirmation:\n  verify_timeout: 500ms\n  reverify_interval: 1s\n")
+	opts := DefaultOptions()
+	opts.ConfigFile, opts.StoragePath = path, filepath.Join(dir, "data")
+	c, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		c.writer.run()
+	}()
+	defer func() {
+		c.rounds.Wait()
+		c.writer.close()
+		<-writerDone
+		c.Close()
+	}()
+	srv := httptest.NewServer(c.Handler())
+	defer srv.Close()
+	tc := &testCoordinator{Coordinator: c, url: srv.URL}
+
+	// An open incident resumed, its round due at once, and nothing that
+	// starts rounds (the coordinator is not served).
+	now := time.Now()
+	c.mu.Lock()
+	c.machine.Restore([]confirm.Incident{{ID: 1, Target: "https://a.example", Module: "http_2xx", State: confirm.StateDown,
+		Reporter: "ams", StartedAt: now, OpenedAt: now, ConfirmedAt: now}}, now)
+	c.mu.Unlock()
+	waitHealth(t, tc, "verification_round stalled", http.StatusServiceUnavailable, clockVerificationRound)
+
+	// The round starts; the dead locations make it end at once.
+	c.update(func(m *confirm.Machine, now time.Time) confirm.Effects { return m.Due(now) })
+	c.rounds.Wait()
+	if c.clocks.round.Last().IsZero() {
+		t.Fatal("the round ended and verification_round never advanced")
+	}
+	waitHealth(t, tc, "healthy once the round ended", http.StatusOK, "")
 }
