@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -49,6 +50,8 @@ type judge struct {
 	buckets [judgeBuckets]bucket
 	// stale counts the targets whose latest result is stale.
 	stale int
+	// last is the latest judgement.
+	last []string
 }
 
 type bucket struct {
@@ -105,8 +108,9 @@ func (j *judge) staleChanged(d int) {
 	j.stale += d
 }
 
-// degraded returns the reasons that hold at now, in DegradedReasons order.
-func (j *judge) degraded(now time.Time) []string {
+// degraded returns the reasons that hold at now, in DegradedReasons
+// order, and whether they differ from the previous judgement's.
+func (j *judge) degraded(now time.Time) (reasons []string, changed bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	var planned, missed int
@@ -131,5 +135,7 @@ func (j *judge) degraded(now time.Time) []string {
 	if j.bounds.StaleAfter > 0 && j.stale > 0 {
 		out = append(out, api.ReasonStaleResults)
 	}
-	return out
+	changed = !slices.Equal(out, j.last)
+	j.last = out
+	return out, changed
 }

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -132,7 +133,9 @@ func TestTheSchedulerJudgesItselfAndRecovers(t *testing.T) {
 			tg.Timeout = 9 * time.Second
 			targets = append(targets, tg)
 		}
-		s, _, stop := startScheduler(t, Options{Settings: Settings{MaxInFlight: 1}, Check: slow, Bounds: bounds}, targets...)
+		var logs strings.Builder
+		logger := slog.New(slog.NewTextHandler(&logs, nil))
+		s, _, stop := startScheduler(t, Options{Settings: Settings{MaxInFlight: 1}, Check: slow, Bounds: bounds, Logger: logger}, targets...)
 		defer stop()
 		time.Sleep(3 * time.Minute)
 		got := s.Degraded(time.Now())
@@ -150,6 +153,11 @@ func TestTheSchedulerJudgesItselfAndRecovers(t *testing.T) {
 		time.Sleep(time.Minute + 30*time.Second)
 		if got := s.Degraded(time.Now()); len(got) != 0 {
 			t.Errorf("a window after the fix: degraded %q, want none", got)
+		}
+		stop()
+		if !strings.Contains(logs.String(), `level=WARN msg="Scheduler cannot vouch for its results; failures are reported unknown" reasons=scheduler_lag,missed_checks`) ||
+			!strings.Contains(logs.String(), `level=INFO msg="Scheduler keeps its plan again; failures are reported failing"`) {
+			t.Errorf("log %q lacks the change to degraded and back", logs.String())
 		}
 	})
 }
@@ -193,20 +201,20 @@ func TestJudgeWindowSlides(t *testing.T) {
 	}
 	j.missed(t0.Add(2*time.Second), 2)
 	j.started(t0.Add(3*time.Second), time.Second)
-	if got := j.degraded(t0.Add(9 * time.Second)); len(got) != 0 {
+	if got, _ := j.degraded(t0.Add(9 * time.Second)); len(got) != 0 {
 		t.Errorf("2 of 10 missed, lag 1s: degraded %q, want none (bounds 0.25 and 1s)", got)
 	}
 	j.started(t0.Add(4*time.Second), 1500*time.Millisecond)
 	j.missed(t0.Add(9*time.Second), 1)
-	if got := j.degraded(t0.Add(9 * time.Second)); !slices.Equal(got, []string{api.ReasonSchedulerLag, api.ReasonMissedChecks}) {
+	if got, _ := j.degraded(t0.Add(9 * time.Second)); !slices.Equal(got, []string{api.ReasonSchedulerLag, api.ReasonMissedChecks}) {
 		t.Errorf("3 of 10 missed, lag 1.5s: degraded %q, want scheduler_lag and missed_checks", got)
 	}
 	// 13.5s: the late start (4s) is still in the window, the first 2
 	// missed (2s) and their planned checks are not: 1 of 6.
-	if got := j.degraded(t0.Add(13*time.Second + 500*time.Millisecond)); !slices.Equal(got, []string{api.ReasonSchedulerLag}) {
+	if got, _ := j.degraded(t0.Add(13*time.Second + 500*time.Millisecond)); !slices.Equal(got, []string{api.ReasonSchedulerLag}) {
 		t.Errorf("at 13.5s: degraded %q, want scheduler_lag only", got)
 	}
-	if got := j.degraded(t0.Add(20 * time.Second)); len(got) != 0 {
+	if got, _ := j.degraded(t0.Add(20 * time.Second)); len(got) != 0 {
 		t.Errorf("a window later: degraded %q, want none", got)
 	}
 }

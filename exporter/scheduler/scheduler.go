@@ -7,6 +7,7 @@ import (
 	"container/heap"
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -395,8 +396,19 @@ func (s *Scheduler) Overdue(now time.Time) (since time.Time, due bool) {
 }
 
 // Degraded returns why the scheduler cannot vouch for its results at now
-// (DegradedReasons, in that order); none while it keeps its plan.
-func (s *Scheduler) Degraded(now time.Time) []string { return s.judge.degraded(now) }
+// (DegradedReasons, in that order); none while it keeps its plan. A
+// change from the previous judgement is logged.
+func (s *Scheduler) Degraded(now time.Time) []string {
+	reasons, changed := s.judge.degraded(now)
+	switch {
+	case !changed:
+	case len(reasons) > 0:
+		s.opts.Logger.Warn("Scheduler cannot vouch for its results; failures are reported unknown", "reasons", strings.Join(reasons, ","))
+	default:
+		s.opts.Logger.Info("Scheduler keeps its plan again; failures are reported failing")
+	}
+	return reasons
+}
 
 // markStale sets whether e's result counts as stale.
 func (s *Scheduler) markStale(e *entry, stale bool) {
