@@ -111,6 +111,9 @@ func TestALoopThatDoesNotRunStallsTheTickClock(t *testing.T) {
 		time.Sleep(time.Millisecond)
 		synctest.Wait()
 		mustBeHealthy(t, clocks, "the loop runs")
+		if last := tick.Last(); time.Since(last) > time.Second {
+			t.Errorf("the loop passed, and scheduler_tick last advanced %v", last)
+		}
 		time.Sleep(time.Minute)
 		mustBeHealthy(t, clocks, "the loop kept running")
 		cancel()
