@@ -42,6 +42,46 @@ const (
 // tell whether a target is down.
 var ErrCanaryFailing = errors.New("the location's connectivity canary is failing")
 
+// Reasons a location cannot tell about a target: Report.Reason of every
+// report in state unknown. The last three are also the reasons an
+// exporter names in Degraded (Batch, Status) while it judges its own
+// scheduling unfit to vouch for its results.
+const (
+	// ReasonCanaryFailing: the location's connectivity canary failed.
+	ReasonCanaryFailing = "canary_failing"
+	// ReasonVerdictPending: the failure waits for a canary check that
+	// began after it (snapshots only).
+	ReasonVerdictPending = "verdict_pending"
+	// ReasonSchedulerLag: the exporter's checks start later than its
+	// bound (--scheduler.max-lag) after their planned time.
+	ReasonSchedulerLag = "scheduler_lag"
+	// ReasonMissedChecks: more of the exporter's planned checks did not
+	// run than its bound (--scheduler.max-missed-ratio) allows.
+	ReasonMissedChecks = "missed_checks"
+	// ReasonStaleResults: some target's latest result is older than the
+	// exporter's bound (--scheduler.stale-after intervals).
+	ReasonStaleResults = "stale_results"
+)
+
+// UnknownWhy says in words why a location cannot tell, for a report's
+// Reason; a report without one (from an older exporter) meant a failing
+// canary.
+func UnknownWhy(reason string) string {
+	switch reason {
+	case "", ReasonCanaryFailing:
+		return ErrCanaryFailing.Error()
+	case ReasonVerdictPending:
+		return "the location awaits its connectivity canary's verdict"
+	case ReasonSchedulerLag:
+		return "the location's checks start late (scheduler_lag)"
+	case ReasonMissedChecks:
+		return "the location misses planned checks (missed_checks)"
+	case ReasonStaleResults:
+		return "the location's results are stale (stale_results)"
+	}
+	return "the location cannot tell: " + reason
+}
+
 // CheckRequest is the body of POST CheckPath.
 type CheckRequest struct {
 	Target string `json:"target"`
@@ -70,8 +110,9 @@ const (
 	StateFailing = "failing"
 	// StateRecovered: the target succeeded again.
 	StateRecovered = "recovered"
-	// StateUnknown: the check failed while this location's connectivity
-	// canary failed too, so the location cannot tell.
+	// StateUnknown: the check failed while the location cannot tell (its
+	// connectivity canary failed too, or the exporter judges itself
+	// degraded); Report.Reason says why.
 	StateUnknown = "unknown"
 )
 
@@ -93,6 +134,9 @@ type Report struct {
 	// Attempts is how many attempts the check took, local retries included.
 	Attempts int            `json:"attempts"`
 	Result   *result.Result `json:"result"`
+	// Reason says why the location cannot tell, in state unknown (one of
+	// the Reason constants); empty in the other states.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Batch is the body of POST ReportsPath. An exporter sends one at least
@@ -105,7 +149,12 @@ type Batch struct {
 	Run string `json:"run"`
 	// CanaryOK is the location's connectivity canary verdict when the
 	// batch was sent; absent without a canary or before its first check.
-	CanaryOK *bool    `json:"canary_ok,omitempty"`
+	CanaryOK *bool `json:"canary_ok,omitempty"`
+	// Degraded lists the reasons the exporter judges its own scheduling
+	// unfit to vouch for its results when the batch was sent
+	// (ReasonSchedulerLag, ReasonMissedChecks, ReasonStaleResults);
+	// absent while it is fit. Its failures are then reported unknown.
+	Degraded []string `json:"degraded,omitempty"`
 	Reports  []Report `json:"reports"`
 	// Snapshot, when set, is the state of every scheduled target once
 	// the batch's reports are applied.
@@ -124,8 +173,8 @@ type Snapshot struct {
 	// Time is when the snapshot was taken.
 	Time time.Time `json:"time"`
 	// NotUp lists every target whose latest check failed: its state
-	// (StateFailing or StateUnknown), FirstFailure (the streak's start)
-	// and Time (its latest check). Result is left out.
+	// (StateFailing or StateUnknown, with its Reason), FirstFailure (the
+	// streak's start) and Time (its latest check). Result is left out.
 	NotUp []Report `json:"not_up"`
 	// Up counts the targets whose latest check succeeded, and UpDigest
 	// is their Digest: a coordinator whose list of them differs asks for
@@ -184,4 +233,6 @@ type Status struct {
 	Location string `json:"location"`
 	Run      string `json:"run"`
 	CanaryOK *bool  `json:"canary_ok,omitempty"`
+	// Degraded is as in Batch.
+	Degraded []string `json:"degraded,omitempty"`
 }

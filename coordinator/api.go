@@ -51,7 +51,7 @@ func (c *Coordinator) Handler() http.Handler {
 	mux.HandleFunc("GET /probe", c.handleProbe)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(c.logger.Handler(), slog.LevelError)}))
 	mux.HandleFunc("GET /config", c.handleConfig)
-	webserver.HandleOperational(mux, c.reloads)
+	webserver.HandleOperational(mux, c.reloads, c.clocks.set.Unhealthy)
 	if c.opts.EnablePprof {
 		webserver.HandlePprof(mux)
 	}

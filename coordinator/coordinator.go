@@ -53,6 +53,7 @@ type Coordinator struct {
 	intake   *intake
 	reg      *prometheus.Registry
 	metrics  *metrics
+	clocks   *clocks
 	reloads  chan chan error
 	maint    maintenances
 
@@ -166,6 +167,7 @@ func newCoordinator(opts Options, conf *config.CoordinatorConfig, reg *prometheu
 		c.metrics.storeErrors.Inc()
 		c.logger.Error("Writing the incident log failed", "err", err)
 	})
+	c.clocks = newClocks(c)
 	c.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -339,6 +341,7 @@ func (c *Coordinator) startRound(r confirm.RoundRequest) {
 		c.update(func(m *confirm.Machine, now time.Time) confirm.Effects {
 			return m.RoundDone(r.Key, r.ID, evidence, now)
 		})
+		c.clocks.round.Advance(time.Now())
 	})
 }
 

@@ -95,6 +95,8 @@ func (c *Coordinator) handleReports(w http.ResponseWriter, r *http.Request) {
 		c.reject(w, r, http.StatusBadRequest, reason, err)
 		return
 	}
+	// Received once applied to the confirmation state; due from here.
+	c.clocks.received.Begin(time.Now())
 	fresh, duplicates, wantSnapshot := c.intake.fresh(&b)
 	for _, rep := range fresh {
 		c.metrics.reportsReceived.WithLabelValues(b.Location, rep.State).Inc()
@@ -110,6 +112,7 @@ func (c *Coordinator) handleReports(w http.ResponseWriter, r *http.Request) {
 		wantTargets = res.WantTargets
 		return res.Effects
 	})
+	c.clocks.received.Finish(time.Now())
 	if err := <-done; err != nil {
 		jsonapi.WriteError(w, http.StatusServiceUnavailable, fmt.Errorf("writing the incident log failed: %w", err))
 		return

@@ -14,6 +14,7 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/vantageprobe/vantage/coordinator/confirm"
+	"github.com/vantageprobe/vantage/internal/liveness"
 )
 
 // The incident log lives in a bbolt file under --storage.path: one
@@ -225,6 +226,9 @@ type writer struct {
 	store   *Store
 	queue   chan write
 	onError func(error)
+	// clock, when set, has work due from each submission with incidents
+	// until it is committed, and advances with every commit.
+	clock *liveness.Clock
 	// mu orders submissions against close: submit holds it for reading.
 	mu     sync.RWMutex
 	closed bool
@@ -258,6 +262,7 @@ func (w *writer) submit(incidents []confirm.Incident) <-chan error {
 		done <- errWriterClosed
 		return done
 	}
+	w.clock.Begin(time.Now())
 	w.queue <- write{incidents: incidents, done: done}
 	return done
 }
@@ -297,6 +302,12 @@ func (w *writer) run() {
 			w.onError(err)
 		}
 		for _, g := range group {
+			// A failed commit keeps the clock due until one succeeds.
+			if err != nil {
+				w.clock.Fail(time.Now())
+			} else {
+				w.clock.Finish(time.Now())
+			}
 			g.done <- err
 		}
 	}

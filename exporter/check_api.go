@@ -72,10 +72,10 @@ func (e *Exporter) checkCanary(ctx context.Context, w *canaryWait, r *result.Res
 	return new(v.ok)
 }
 
-// handleStatus tells who this exporter is and how its canary fares
-// (GET /api/v1/status).
+// handleStatus tells who this exporter is, how its canary fares and why
+// it cannot vouch for its results, if it cannot (GET /api/v1/status).
 func (e *Exporter) handleStatus(w http.ResponseWriter, _ *http.Request) {
-	jsonapi.Write(w, http.StatusOK, api.Status{Location: e.opts.Location, Run: e.run, CanaryOK: e.canary.state.known()})
+	jsonapi.Write(w, http.StatusOK, api.Status{Location: e.opts.Location, Run: e.run, CanaryOK: e.canary.state.known(), Degraded: e.degradedReasons()})
 }
 
 // decodeCheckRequest reads and validates a check request, returning the

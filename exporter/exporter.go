@@ -48,6 +48,8 @@ type Exporter struct {
 	reporter *report.Reporter
 	trans    *transitions
 	sched    *scheduler.Scheduler
+	// live holds the clocks of the exporter's progress.
+	live *live
 	// ctx is Serve's: failures waiting for the canary's verdict (blames)
 	// end with it.
 	ctx    context.Context
@@ -99,11 +101,17 @@ func New(opts Options) (*Exporter, error) {
 		return nil, err
 	}
 	e.tracing, e.tracer = tp, newCheckTracer(tp, opts.Location)
+	e.live = newLive(len(opts.CoordinatorURLs) > 0, opts.CoordinatorHeartbeatInterval,
+		func(now time.Time) (time.Time, bool) { return e.sched.Overdue(now) },
+		func(now time.Time) (time.Time, bool) { return e.reporter.Waiting(now) })
+	reg.MustRegister(e.live.clocks)
 	if len(opts.CoordinatorURLs) > 0 {
 		e.reporter = report.New(e.reportOptions(reportClient))
 		e.trans = newTransitions(e.reporter.Send)
+		e.trans.degraded = e.degraded
 	}
 	e.sched = scheduler.New(e.schedulerOptions())
+	registerDegraded(reg, e.sched.Degraded)
 	return e, nil
 }
 
@@ -127,6 +135,7 @@ func (e *Exporter) reportOptions(client *http.Client) report.Options {
 	ro := report.DefaultOptions()
 	ro.URLs, ro.Location, ro.Run = e.opts.CoordinatorURLs, e.opts.Location, e.run
 	ro.Canary = e.canary.state.known
+	ro.Degraded, ro.Delivered = e.degradedReasons, e.live.delivered
 	ro.Snapshot = e.snapshot
 	ro.HeartbeatInterval = e.opts.CoordinatorHeartbeatInterval
 	ro.SnapshotInterval = e.opts.CoordinatorSnapshotInterval
@@ -145,6 +154,9 @@ func (e *Exporter) schedulerOptions() scheduler.Options {
 		Settings:   schedulerSettings(e.config.get()),
 		Check:      e.check,
 		OnOutcome:  e.onOutcome,
+		Bounds:     e.opts.SchedulerBounds,
+		Tick:       e.live.tick,
+		Checks:     e.live.checks,
 		Registerer: e.reg,
 		Logger:     e.logger.With("component", "scheduler"),
 	}
@@ -320,6 +332,7 @@ func tableCheck(o scheduler.Outcome) collector.Check {
 func (e *Exporter) applySchedule(ctx context.Context) {
 	st := e.config.get()
 	e.table.Sync(tableRows(st.targets))
+	e.live.configure(st.targets)
 	if e.trans != nil {
 		e.trans.retain(st.targets)
 	}
@@ -358,7 +371,7 @@ func (e *Exporter) Handler() http.Handler {
 		status = webserver.RequireToken(status, e.token, e.metrics.unauthorized, e.logger)
 	}
 	mux.Handle("GET "+api.StatusPath, status)
-	webserver.HandleOperational(mux, e.reloads)
+	webserver.HandleOperational(mux, e.reloads, e.live.clocks.Unhealthy)
 	if e.opts.EnablePprof {
 		webserver.HandlePprof(mux)
 	}

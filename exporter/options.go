@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/exporter-toolkit/web"
 
+	"github.com/vantageprobe/vantage/exporter/scheduler"
 	"github.com/vantageprobe/vantage/internal/tracing"
 	"github.com/vantageprobe/vantage/internal/webserver"
 )
@@ -45,6 +46,11 @@ type Options struct {
 	// coordinator; on overflow a target's older report gives way to its
 	// newer one first, and a snapshot follows. 0: 10,000.
 	CoordinatorQueueCapacity int
+	// SchedulerBounds say when the exporter judges its scheduling unfit
+	// to vouch for its results (--scheduler.max-lag,
+	// --scheduler.max-missed-ratio, --scheduler.stale-after,
+	// --scheduler.judge-window); its failures are then reported unknown.
+	SchedulerBounds scheduler.Bounds
 	// ConfigFile is the configuration file; empty means the embedded default.
 	ConfigFile string
 	// FlagConfig is where the web server listens (--web.listen-address,
@@ -95,6 +101,7 @@ func DefaultOptions() Options {
 		CoordinatorHeartbeatInterval: 10 * time.Second,
 		CoordinatorSnapshotInterval:  5 * time.Minute,
 		CoordinatorQueueCapacity:     10000,
+		SchedulerBounds:              scheduler.DefaultBounds(),
 		TimeoutOffset:                500 * time.Millisecond,
 		HistoryLimit:                 100,
 		ProbeLogLevel:                "info",
@@ -139,6 +146,9 @@ func (o *Options) validate() error {
 	}
 	if o.CoordinatorSnapshotInterval < 0 {
 		return fmt.Errorf("--coordinator.snapshot-interval must not be negative, got %s", o.CoordinatorSnapshotInterval)
+	}
+	if err := validateBounds(o.SchedulerBounds); err != nil {
+		return err
 	}
 	if o.Tracing.Enabled() {
 		if err := o.Tracing.Validate(); err != nil {
@@ -190,4 +200,19 @@ func (o *Options) probeLogLevel() (level slog.Level, ok bool, err error) {
 		return 0, false, fmt.Errorf("--log.prober %q is not one of debug, info, warn, error, none", o.ProbeLogLevel)
 	}
 	return level, true, nil
+}
+
+// validateBounds checks the --scheduler.* bounds of the self-judgement.
+func validateBounds(b scheduler.Bounds) error {
+	switch {
+	case b.MaxLag < 0:
+		return fmt.Errorf("--scheduler.max-lag must not be negative, got %s", b.MaxLag)
+	case b.MaxMissedRatio < 0 || b.MaxMissedRatio > 1:
+		return fmt.Errorf("--scheduler.max-missed-ratio must be between 0 and 1, got %g", b.MaxMissedRatio)
+	case b.StaleAfter < 0:
+		return fmt.Errorf("--scheduler.stale-after must not be negative, got %d", b.StaleAfter)
+	case b.Window != 0 && b.Window < time.Second:
+		return fmt.Errorf("--scheduler.judge-window must be at least 1s, got %s", b.Window)
+	}
+	return nil
 }

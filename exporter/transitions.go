@@ -13,9 +13,12 @@ import (
 
 // transitions turns scheduled outcomes into state-change reports: a target
 // whose check failed (after its local retries) starts failing, or is
-// unknown when the location's canary fails; an unknown target still
-// failing once the canary passes again is failing; a failing or unknown
-// target whose check succeeds has recovered. Only changes are reported.
+// unknown when the location's canary fails or the exporter is degraded
+// (its scheduler lags, misses checks or holds stale results), with that
+// reason; an unknown target still failing once the location can tell
+// again is failing; a failing or unknown target whose check succeeds has
+// recovered. Only changes (of state, or of an unknown's reason) are
+// reported.
 //
 // Canary before blame: a failure that would be reported failing (a new
 // streak, or one reported unknown so far) is held as pending until a
@@ -31,6 +34,9 @@ type transitions struct {
 	// send queues a report; it is called with mu held, so a snapshot
 	// (taken with mu held) includes every report numbered up to its Seq.
 	send func(api.Report)
+	// degraded, when set, returns why the exporter cannot vouch for its
+	// results now (an api.Reason*), "" while it can.
+	degraded func() string
 }
 
 // streak is a run of failed checks of one target.
@@ -39,6 +45,7 @@ type streak struct {
 	first          time.Time // planned time of the first failed check
 	last           time.Time // planned time of the latest failed check
 	state          string    // the state last reported: failing, unknown, or "" before the first report
+	reason         string    // why the state last reported is unknown
 	// pending is the latest failed outcome waiting for the canary's
 	// verdict; waiting says a verdict is being awaited for it.
 	pending      *scheduler.Outcome
@@ -122,15 +129,20 @@ func (tr *transitions) resolve(b *blame, v canaryVerdict) *blame {
 		return nil
 	}
 	o := s.pending
-	state := api.StateFailing
-	if !v.ok {
-		state = api.StateUnknown
+	state, reason := api.StateFailing, ""
+	switch {
+	case !v.ok:
+		state, reason = api.StateUnknown, api.ReasonCanaryFailing
+	case tr.degraded != nil:
+		if why := tr.degraded(); why != "" {
+			state, reason = api.StateUnknown, why
+		}
 	}
-	if s.state != state {
-		s.state = state
+	if s.state != state || s.reason != reason {
+		s.state, s.reason = state, reason
 		tr.send(api.Report{
 			Target: o.Target.Target, Module: o.Target.Module, State: state,
-			Time: o.Planned, FirstFailure: s.first, Attempts: o.Attempts, Result: o.Result,
+			Time: o.Planned, FirstFailure: s.first, Attempts: o.Attempts, Result: o.Result, Reason: reason,
 		})
 	}
 	if !v.ok && s.pendingSince.After(v.began) {
@@ -177,7 +189,7 @@ func (tr *transitions) retain(targets []scheduler.Target) {
 
 // snapshot is the state of the scheduled targets (the canary left out):
 // each target in a failing streak with its state (unknown while its
-// first verdict is awaited), the others counted as up. seq returns the
+// first verdict is awaited, with reason verdict_pending), the others counted as up. seq returns the
 // number of the latest report sent; it is read with the lock held, so
 // the state includes every report up to it.
 func (tr *transitions) snapshot(targets []scheduler.Target, withTargets bool, seq func() uint64, now time.Time) *api.Snapshot {
@@ -191,11 +203,11 @@ func (tr *transitions) snapshot(targets []scheduler.Target, withTargets bool, se
 			continue
 		}
 		if s, ok := tr.failing[t.Key()]; ok {
-			state := s.state
+			state, reason := s.state, s.reason
 			if state == "" {
-				state = api.StateUnknown
+				state, reason = api.StateUnknown, api.ReasonVerdictPending
 			}
-			snap.NotUp = append(snap.NotUp, api.Report{Target: s.target, Module: s.module, State: state, Time: s.last, FirstFailure: s.first})
+			snap.NotUp = append(snap.NotUp, api.Report{Target: s.target, Module: s.module, State: state, Time: s.last, FirstFailure: s.first, Reason: reason})
 			continue
 		}
 		k := api.TargetKey{Target: t.Target, Module: t.Module}

@@ -60,6 +60,9 @@ func TestTransitions(t *testing.T) {
 			if r.State != tc.report.state || !r.FirstFailure.Equal(at(tc.report.first)) || !r.Time.Equal(at(tc.step)) || r.Target != target.Target {
 				t.Errorf("step %d: report %s first %s at %s, want %s first %s", tc.step, r.State, r.FirstFailure, r.Time, tc.report.state, at(tc.report.first))
 			}
+			if wantReason := map[bool]string{true: api.ReasonCanaryFailing}[r.State == api.StateUnknown]; r.Reason != wantReason {
+				t.Errorf("step %d: reason %q, want %q", tc.step, r.Reason, wantReason)
+			}
 		}
 	}
 
@@ -121,5 +124,53 @@ func TestCheckSuccessEndsTheStreak(t *testing.T) {
 	recordWithCanary(tr, scheduler.Outcome{Target: target, Result: fail, Attempts: 1, Planned: time.Unix(1010, 0)}, true)
 	if len(sent) != 3 || sent[2].State != api.StateFailing || !sent[2].FirstFailure.Equal(time.Unix(1010, 0)) {
 		t.Errorf("reports = %+v, want a new failing streak from 1010", sent)
+	}
+}
+
+func TestADegradedExporterReportsFailuresUnknownWithItsReason(t *testing.T) {
+	var sent []api.Report
+	tr := newTransitions(func(r api.Report) { sent = append(sent, r) })
+	degraded := ""
+	tr.degraded = func() string { return degraded }
+	target := &scheduler.Target{Module: "http_2xx", Target: "https://a.example"}
+	at := func(s int) time.Time { return time.Unix(int64(1000+s), 0) }
+	for _, tc := range []struct {
+		step            int
+		success, canary bool
+		degraded        string
+		state, reason   string // "" state: no report
+		first           int
+	}{
+		{10, false, true, api.ReasonSchedulerLag, api.StateUnknown, api.ReasonSchedulerLag, 10},
+		{20, false, true, api.ReasonSchedulerLag, "", "", 0},                                    // no change
+		{30, false, true, api.ReasonMissedChecks, api.StateUnknown, api.ReasonMissedChecks, 10}, // why changed
+		{40, false, false, api.ReasonMissedChecks, api.StateUnknown, api.ReasonCanaryFailing, 10},
+		{50, false, true, "", api.StateFailing, "", 10},      // fit again, still failing
+		{60, false, true, api.ReasonStaleResults, "", "", 0}, // failing stays failing
+		{70, true, true, api.ReasonStaleResults, api.StateRecovered, "", 10},
+		{80, false, true, api.ReasonStaleResults, api.StateUnknown, api.ReasonStaleResults, 80},
+	} {
+		degraded = tc.degraded
+		res := &result.Result{Success: tc.success}
+		n := len(sent)
+		recordWithCanary(tr, scheduler.Outcome{Target: target, Result: res, Attempts: 1, Planned: at(tc.step)}, tc.canary)
+		switch {
+		case tc.state == "" && len(sent) != n:
+			t.Fatalf("step %d: reported %+v, want nothing", tc.step, sent[n])
+		case tc.state != "" && len(sent) != n+1:
+			t.Fatalf("step %d: %d reports, want one", tc.step, len(sent)-n)
+		case tc.state != "":
+			if r := sent[n]; r.State != tc.state || r.Reason != tc.reason || !r.FirstFailure.Equal(at(tc.first)) {
+				t.Errorf("step %d: report %s (%q) first %v, want %s (%q) first %v", tc.step, r.State, r.Reason, r.FirstFailure, tc.state, tc.reason, at(tc.first))
+			}
+		}
+	}
+	// A failure waiting for its canary verdict is unknown in a snapshot,
+	// and says so.
+	other := scheduler.Target{Module: "http_2xx", Target: "https://b.example"}
+	tr.record(scheduler.Outcome{Target: &other, Result: &result.Result{}, Attempts: 1, Planned: at(90)}, at(90))
+	snap := tr.snapshot([]scheduler.Target{*target, other}, false, func() uint64 { return 0 }, at(95))
+	if len(snap.NotUp) != 2 || snap.NotUp[0].Reason != api.ReasonStaleResults || snap.NotUp[1].Reason != api.ReasonVerdictPending || snap.NotUp[1].State != api.StateUnknown {
+		t.Errorf("snapshot not up: %+v, want a stale_results and a verdict_pending unknown", snap.NotUp)
 	}
 }

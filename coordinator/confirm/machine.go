@@ -380,7 +380,7 @@ func (m *Machine) applyReport(t *target, location string, r *api.Report) Evidenc
 	case api.StateUnknown:
 		// The location cannot tell about this target; whether the
 		// location itself is healthy is the batch's canary_ok, not this.
-		e = UnknownEvidence(location, SourceReport, r.Time, api.ErrCanaryFailing.Error())
+		e = UnknownEvidence(location, SourceReport, r.Time, api.UnknownWhy(r.Reason))
 		if r.Result != nil && r.Result.Error != "" {
 			e.Error += "; check: " + r.Result.Error
 		}

@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/vantageprobe/vantage/api"
+	"github.com/vantageprobe/vantage/internal/liveness"
 )
 
 // Options configure a Reporter.
@@ -44,6 +45,13 @@ type Options struct {
 	// verdict (nil without a canary or before its first check); every
 	// batch carries it.
 	Canary func() *bool
+	// Degraded, when set, returns the reasons the exporter cannot vouch
+	// for its results (api.Batch.Degraded); every batch carries them.
+	Degraded func() []string
+	// Delivered, when set, advances with every batch a coordinator
+	// accepts, heartbeats included. Waiting says when reports wait for
+	// it.
+	Delivered *liveness.Clock
 	// Snapshot, when set, returns the state of every scheduled target,
 	// with UpTargets when withTargets is set. Its Seq must be the number
 	// of the latest report Send was given whose change it includes (read
@@ -189,6 +197,19 @@ func (r *Reporter) canary() *bool {
 	return r.opts.Canary()
 }
 
+// Waiting says whether reports wait for delivery to a coordinator, and
+// since when the longest-waiting queue has held reports.
+func (r *Reporter) Waiting(time.Time) (since time.Time, due bool) {
+	for _, s := range r.sinks {
+		s.mu.Lock()
+		if len(s.queue) > 0 && (!due || s.queuedSince.Before(since)) {
+			since, due = s.queuedSince, true
+		}
+		s.mu.Unlock()
+	}
+	return since, due
+}
+
 // Run delivers until ctx ends, then makes one last attempt, bounded by
 // grace, to deliver what is queued.
 func (r *Reporter) Run(ctx context.Context, grace time.Duration) {
@@ -215,6 +236,8 @@ type sink struct {
 
 	mu    sync.Mutex
 	queue []api.Report
+	// queuedSince is when the queue last became non-empty.
+	queuedSince time.Time
 	// inflight is how many reports at the front of queue are being
 	// delivered; overflow never drops those, so a report counted as
 	// dropped is never delivered after all.
@@ -258,6 +281,9 @@ func (s *sink) push(rep api.Report) {
 		}
 		s.r.opts.Logger.Warn(msg, "coordinator", s.name, "target", dropped.Target, "module", dropped.Module, "state", dropped.State, "seq", dropped.Seq)
 		return
+	}
+	if len(s.queue) == 0 {
+		s.queuedSince = time.Now()
 	}
 	s.queue = append(s.queue, rep)
 	s.mu.Unlock()
@@ -469,7 +495,11 @@ func (s *sink) deliver(ctx context.Context, batch []api.Report, snap *api.Snapsh
 	if batch == nil {
 		batch = []api.Report{}
 	}
-	body, err := json.Marshal(api.Batch{Location: s.r.opts.Location, Run: s.r.run, CanaryOK: s.r.canary(), Reports: batch, Snapshot: snap})
+	var degraded []string
+	if s.r.opts.Degraded != nil {
+		degraded = s.r.opts.Degraded()
+	}
+	body, err := json.Marshal(api.Batch{Location: s.r.opts.Location, Run: s.r.run, CanaryOK: s.r.canary(), Degraded: degraded, Reports: batch, Snapshot: snap})
 	if err != nil {
 		return outcome{}, err
 	}
@@ -488,6 +518,7 @@ func (s *sink) deliver(ctx context.Context, batch []api.Report, snap *api.Snapsh
 	switch {
 	case resp.StatusCode/100 == 2:
 		s.r.delivered.WithLabelValues(s.name).Add(float64(len(batch)))
+		s.r.opts.Delivered.Advance(time.Now())
 		o := outcome{delivered: true}
 		// An older coordinator may answer without a body.
 		_ = json.Unmarshal(msg, &o.answer)

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/vantageprobe/vantage/api"
+	"github.com/vantageprobe/vantage/internal/liveness"
 	"github.com/vantageprobe/vantage/internal/testbin"
 	"github.com/vantageprobe/vantage/prober/result"
 )
@@ -555,5 +556,48 @@ func TestRejectionLeadsToASnapshot(t *testing.T) {
 	testbin.WaitFor(t, "a snapshot after the rejection", waitLimit, in.hasSnapshots(2))
 	if got := in.snapshots()[1].Seq; got != 1 {
 		t.Errorf("snapshot seq %d, want 1: it includes the rejected report", got)
+	}
+}
+
+func TestQueuedReportsStallTheDeliveryClockUntilDelivered(t *testing.T) {
+	in := newIntake(t)
+	clocks := liveness.NewSet("exporter")
+	var r *Reporter
+	delivered := clocks.Add("report_delivered", func() time.Duration { return 300 * time.Millisecond },
+		func(now time.Time) (time.Time, bool) { return r.Waiting(now) })
+	r, _, stop := start(t, Options{URLs: []string{in.srv.URL}, Delivered: delivered, HeartbeatInterval: 50 * time.Millisecond,
+		Degraded: func() []string { return []string{api.ReasonSchedulerLag} }})
+	defer stop()
+	testbin.WaitFor(t, "a heartbeat accepted", waitLimit, func() error {
+		if delivered.Last().IsZero() {
+			return errors.New("report_delivered has not advanced")
+		}
+		return nil
+	})
+	// The coordinator refuses every batch; with nothing queued no work is
+	// due, so the failed heartbeats are no stall.
+	in.status.Store(http.StatusServiceUnavailable)
+	time.Sleep(500 * time.Millisecond)
+	if got := clocks.Unhealthy(); len(got) != 0 {
+		t.Errorf("nothing queued, the coordinator refusing: %q, want no stall", got)
+	}
+	r.Send(report(0))
+	testbin.WaitFor(t, "report_delivered stalled", waitLimit, func() error {
+		if got := clocks.Unhealthy(); len(got) != 1 || !strings.HasPrefix(got[0], "report_delivered: ") {
+			return fmt.Errorf("unhealthy %q", got)
+		}
+		return nil
+	})
+	in.status.Store(0)
+	testbin.WaitFor(t, "the report delivered and the clock well", waitLimit, func() error {
+		if got := clocks.Unhealthy(); len(got) != 0 || len(in.received()) != 1 {
+			return fmt.Errorf("unhealthy %q, %d reports received", got, len(in.received()))
+		}
+		return nil
+	})
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if b := in.all[len(in.all)-1]; len(b.Degraded) != 1 || b.Degraded[0] != api.ReasonSchedulerLag {
+		t.Errorf("batch degraded %q, want scheduler_lag", b.Degraded)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"container/heap"
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/vantageprobe/vantage/internal/liveness"
 	"github.com/vantageprobe/vantage/prober/result"
 )
 
@@ -82,9 +84,15 @@ type Options struct {
 	// before OnOutcome does (and may set its TraceID). That function is
 	// called for every check observed, also one whose result is not
 	// reported (its target removed meanwhile).
-	Observe    func(ctx context.Context, t *Target) (context.Context, func(*Outcome))
-	Registerer prometheus.Registerer
-	Logger     *slog.Logger
+	Observe func(ctx context.Context, t *Target) (context.Context, func(*Outcome))
+	// Bounds say when the scheduler judges itself degraded (Degraded).
+	Bounds Bounds
+	// Tick, when set, advances with every pass of the scheduling loop;
+	// Checks with every check attempt that ends, and has work due while
+	// attempts run. Overdue says when a pass is due.
+	Tick, Checks *liveness.Clock
+	Registerer   prometheus.Registerer
+	Logger       *slog.Logger
 }
 
 // Scheduler runs checks on their planned slots.
@@ -101,9 +109,13 @@ type Scheduler struct {
 
 	targets  atomic.Int64
 	inFlight atomic.Int64
-	missed   *prometheus.CounterVec
-	lag      prometheus.Histogram
-	checks   prometheus.Counter
+	// nextPlanned is the planned time of the earliest check the loop has
+	// not dispatched yet (Unix nanoseconds); 0 without targets.
+	nextPlanned atomic.Int64
+	judge       *judge
+	missed      *prometheus.CounterVec
+	lag         prometheus.Histogram
+	checks      prometheus.Counter
 }
 
 type entry struct {
@@ -113,6 +125,11 @@ type entry struct {
 	index   int       // position in the heap
 	running atomic.Bool
 	removed atomic.Bool
+	// done is when the target's latest check ended, or when it was
+	// scheduled before its first (Unix nanoseconds); stale says its
+	// result is counted stale.
+	done  atomic.Int64
+	stale atomic.Bool
 }
 
 // New builds a scheduler; Run starts it.
@@ -127,6 +144,7 @@ func New(opts Options) *Scheduler {
 		opts:    opts,
 		updates: make(chan []Target),
 		entries: map[string]*entry{},
+		judge:   newJudge(opts.Bounds),
 	}
 	s.SetSettings(opts.Settings)
 	f := promauto.With(opts.Registerer)
@@ -197,6 +215,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	defer s.wg.Wait()
 	for {
 		now := time.Now()
+		s.opts.Tick.Advance(now)
 		for len(s.queue) > 0 && !s.queue[0].next.After(now) {
 			e := s.queue[0]
 			s.dispatch(ctx, e, e.next)
@@ -207,10 +226,13 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				t := e.target.Load()
 				skipped := now.Sub(e.next)/t.Interval + 1
 				s.missed.WithLabelValues("late").Add(float64(skipped))
+				s.judge.planned(now, int(skipped))
+				s.judge.missed(now, int(skipped))
 				e.next = nextSlot(now, t.Interval, e.off)
 			}
 			heap.Fix(&s.queue, 0)
 		}
+		s.publishNext()
 		wait := time.Hour
 		if len(s.queue) > 0 {
 			wait = time.Until(s.queue[0].next)
@@ -222,6 +244,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		case <-timer.C:
 		case targets := <-s.updates:
 			s.apply(targets, time.Now())
+			s.publishNext()
 		}
 	}
 }
@@ -245,6 +268,7 @@ func (s *Scheduler) apply(targets []Target, now time.Time) {
 		}
 		e := &entry{off: offset(t.Module, t.Target, t.Interval)}
 		e.target.Store(t)
+		e.done.Store(now.UnixNano())
 		e.next = nextSlot(now, t.Interval, e.off)
 		s.entries[key] = e
 		heap.Push(&s.queue, e)
@@ -252,6 +276,7 @@ func (s *Scheduler) apply(targets []Target, now time.Time) {
 	for key, e := range s.entries {
 		if !seen[key] {
 			e.removed.Store(true)
+			s.markStale(e, false)
 			heap.Remove(&s.queue, e.index)
 			delete(s.entries, key)
 		}
@@ -263,11 +288,17 @@ func (s *Scheduler) apply(targets []Target, now time.Time) {
 // dispatch starts the check planned for planned, unless the target's previous
 // check still runs.
 func (s *Scheduler) dispatch(ctx context.Context, e *entry, planned time.Time) {
+	s.judge.planned(planned, 1)
+	t := e.target.Load()
+	if s.opts.Bounds.StaleAfter > 0 {
+		s.markStale(e, time.Unix(0, e.done.Load()).Before(planned.Add(-time.Duration(s.opts.Bounds.StaleAfter)*t.Interval)))
+	}
 	if !e.running.CompareAndSwap(false, true) {
+		// Not held against the scheduler: the target's own check (up
+		// to its timeout) is still running, whatever the capacity.
 		s.missed.WithLabelValues("busy").Inc()
 		return
 	}
-	t := e.target.Load()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -279,15 +310,20 @@ func (s *Scheduler) dispatch(ctx context.Context, e *entry, planned time.Time) {
 		if slot == nil {
 			if ctx.Err() == nil {
 				s.missed.WithLabelValues("late").Inc()
+				s.judge.missed(time.Now(), 1)
 			}
 			return
 		}
-		s.lag.Observe(time.Since(planned).Seconds())
+		started := time.Now()
+		s.lag.Observe(started.Sub(planned).Seconds())
+		s.judge.started(started, started.Sub(planned))
 		cctx, observed := ctx, (func(*Outcome))(nil)
 		if s.opts.Observe != nil {
 			cctx, observed = s.opts.Observe(ctx, t)
 		}
 		result, attempts := s.run(cctx, e, t, slot, next)
+		e.done.Store(time.Now().UnixNano())
+		s.markStale(e, false)
 		o := Outcome{Target: e.target.Load(), Result: result, Attempts: attempts, Planned: planned}
 		if observed != nil {
 			observed(&o)
@@ -328,13 +364,61 @@ func (s *Scheduler) run(ctx context.Context, e *entry, t *Target, slot *limiter,
 func (s *Scheduler) attempt(ctx context.Context, t *Target, slot *limiter) *result.Result {
 	s.checks.Inc()
 	s.inFlight.Add(1)
+	s.opts.Checks.Begin(time.Now())
 	defer func() {
+		s.opts.Checks.Finish(time.Now())
 		s.inFlight.Add(-1)
 		slot.release()
 	}()
 	actx, cancel := context.WithTimeout(ctx, t.Timeout)
 	defer cancel()
 	return s.opts.Check(actx, t)
+}
+
+// publishNext tells Overdue when the loop's next pass is due. Only the
+// Run goroutine calls it.
+func (s *Scheduler) publishNext() {
+	var next int64
+	if len(s.queue) > 0 {
+		next = s.queue[0].next.UnixNano()
+	}
+	s.nextPlanned.Store(next)
+}
+
+// Overdue says whether a planned check is waiting for the loop to
+// dispatch it at now, and since when: the loop is behind.
+func (s *Scheduler) Overdue(now time.Time) (since time.Time, due bool) {
+	n := s.nextPlanned.Load()
+	if n == 0 || n > now.UnixNano() {
+		return time.Time{}, false
+	}
+	return time.Unix(0, n), true
+}
+
+// Degraded returns why the scheduler cannot vouch for its results at now
+// (DegradedReasons, in that order); none while it keeps its plan. A
+// change from the previous judgement is logged.
+func (s *Scheduler) Degraded(now time.Time) []string {
+	reasons, changed := s.judge.degraded(now)
+	switch {
+	case !changed:
+	case len(reasons) > 0:
+		s.opts.Logger.Warn("Scheduler cannot vouch for its results; failures are reported unknown", "reasons", strings.Join(reasons, ","))
+	default:
+		s.opts.Logger.Info("Scheduler keeps its plan again; failures are reported failing")
+	}
+	return reasons
+}
+
+// markStale sets whether e's result counts as stale.
+func (s *Scheduler) markStale(e *entry, stale bool) {
+	if e.stale.CompareAndSwap(!stale, stale) {
+		if stale {
+			s.judge.staleChanged(1)
+		} else {
+			s.judge.staleChanged(-1)
+		}
+	}
 }
 
 // acquire takes a concurrency slot, giving up at deadline or when ctx ends

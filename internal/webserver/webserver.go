@@ -160,9 +160,26 @@ func HandlePprof(mux *http.ServeMux) {
 // HandleOperational registers the routes both programs share: /-/healthy,
 // /-/ready, and POST or PUT /-/reload, which hands a reload request to
 // the program's reloader through reloads and answers with its outcome.
-func HandleOperational(mux *http.ServeMux, reloads chan<- chan error) {
+//
+// /-/healthy answers 200 while unhealthy (when set) returns nothing, and
+// 503 with each line it returns otherwise: the program's stalled clocks
+// (liveness.Set.Unhealthy).
+func HandleOperational(mux *http.ServeMux, reloads chan<- chan error, unhealthy func() []string) {
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "Healthy")
+		var problems []string
+		if unhealthy != nil {
+			problems = unhealthy()
+		}
+		if len(problems) == 0 {
+			fmt.Fprintln(w, "Healthy")
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "Unhealthy: stalled clocks")
+		for _, p := range problems {
+			fmt.Fprintln(w, p)
+		}
 	})
 	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Ready")

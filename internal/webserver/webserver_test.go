@@ -104,3 +104,33 @@ func TestValidateFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestHealthyNamesWhatIsWrong(t *testing.T) {
+	var problems []string
+	mux := http.NewServeMux()
+	HandleOperational(mux, nil, func() []string { return problems })
+	get := func() (int, string) {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/-/healthy", nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := get(); code != http.StatusOK || body != "Healthy\n" {
+		t.Errorf("nothing wrong: %d %q", code, body)
+	}
+	problems = []string{"store_commit: no progress for 12s", "verification_round: no progress for 41s"}
+	if code, body := get(); code != http.StatusServiceUnavailable || body != "Unhealthy: stalled clocks\nstore_commit: no progress for 12s\nverification_round: no progress for 41s\n" {
+		t.Errorf("two clocks stalled: %d %q", code, body)
+	}
+	problems = nil
+	if code, _ := get(); code != http.StatusOK {
+		t.Errorf("recovered: %d, want 200", code)
+	}
+	// Without a health check, the process answering is healthy.
+	bare := http.NewServeMux()
+	HandleOperational(bare, nil, nil)
+	rec := httptest.NewRecorder()
+	bare.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/-/healthy", nil))
+	if rec.Code != http.StatusOK {
+		t.Errorf("no health check: %d", rec.Code)
+	}
+}
