@@ -287,7 +287,7 @@ func (c *Coordinator) update(event func(m *confirm.Machine, now time.Time) confi
 		if e.Suspect {
 			c.metrics.suspect.WithLabelValues(e.Location, e.Reason).Set(1)
 			c.logger.Warn("Location suspect: its failures count for nothing until it recovers", "location", e.Location, "reason", e.Reason,
-				"contradicted_targets", e.Contradicted, "share", e.Share)
+				"contradicted_targets", e.Contradicted, "share", e.Share, "degraded", e.Detail)
 		} else {
 			c.metrics.suspect.WithLabelValues(e.Location, e.Reason).Set(0)
 			c.logger.Info("Location trusted again", "location", e.Location, "contradicted_targets", e.Contradicted, "share", e.Share)

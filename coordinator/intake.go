@@ -108,9 +108,11 @@ func (c *Coordinator) handleReports(w http.ResponseWriter, r *http.Request) {
 	c.health.observe(b.Location, contact{reachable: true, message: true, canaryOK: b.CanaryOK})
 	var wantTargets bool
 	done := c.update(func(m *confirm.Machine, now time.Time) confirm.Effects {
+		eff := m.SelfReported(b.Location, b.Degraded, now)
 		res := m.Batch(b.Location, fresh, b.Snapshot, now)
 		wantTargets = res.WantTargets
-		return res.Effects
+		eff.Merge(res.Effects)
+		return eff
 	})
 	c.clocks.received.Finish(time.Now())
 	if err := <-done; err != nil {

@@ -70,7 +70,7 @@ func newMetrics(reg prometheus.Registerer, conf *config.CoordinatorConfig) *metr
 		}),
 		suspect: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "vantage_location_suspect",
-			Help: "1 while the location is suspect (its failures count for nothing and quorum is taken from the others), by reason: contradicted (the others see its failing targets up far more than usual).",
+			Help: "1 while the location is suspect (its failures count for nothing and quorum is taken from the others), by reason: contradicted (the others see its failing targets up far more than usual), self_reported (its exporter says it cannot vouch for its results).",
 		}, []string{"location", "reason"}),
 		eventsReceived: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "vantage_events_received_total",
@@ -138,7 +138,9 @@ func newMetrics(reg prometheus.Registerer, conf *config.CoordinatorConfig) *metr
 			m.reportsReceived.WithLabelValues(l.Name, s)
 		}
 		m.duplicates.WithLabelValues(l.Name)
-		m.suspect.WithLabelValues(l.Name, confirm.ReasonContradicted)
+		for _, r := range confirm.SuspectReasons {
+			m.suspect.WithLabelValues(l.Name, r)
+		}
 	}
 	return m
 }

@@ -379,3 +379,39 @@ func TestStaleReportsAreHistory(t *testing.T) {
 	}
 	neverDown(t, m, "late reports")
 }
+
+// A location whose exporter says it is degraded is suspect while it says
+// so: its failures open nothing and count for nothing; once it recovers,
+// a failure it still sees is judged again.
+func TestSelfReportedDegradationMakesALocationSuspect(t *testing.T) {
+	m := NewMachine(testConfig("ams", "fra", "sfo"), 0)
+	eff := m.SelfReported("ams", []string{"scheduler_lag"}, t0)
+	if len(eff.Locations) != 1 || !eff.Locations[0].Suspect || eff.Locations[0].Reason != ReasonSelfReported {
+		t.Fatalf("location events %+v, want ams suspect (self_reported)", eff.Locations)
+	}
+	if eff := m.Report("ams", failing(t0, t0), t0); len(eff.Save)+len(eff.Rounds) != 0 {
+		t.Fatalf("a degraded location's failure opened an incident: %+v", eff)
+	}
+	if !suspect(m, "ams", t0) {
+		t.Error("ams not listed suspect")
+	}
+	// fra fails too: only two trusted locations (fra, sfo) vote.
+	r := mustOneRound(t, m.Report("fra", failing(t0, t0), t0))
+	if slices.Contains(r.Locations, "ams") {
+		t.Errorf("the round asks the degraded ams: %v", r.Locations)
+	}
+	m.RoundDone(key, r.ID, []Evidence{answer("sfo", OutcomeSuccess, t0)}, t0)
+	if v := stateOf(t, m); v.State == StateDown {
+		t.Errorf("down with only fra (and the degraded ams) failing")
+	}
+	// Recovered: ams's and fra's open failures are judged together.
+	at := t0.Add(time.Minute)
+	m.Report("fra", failing(at, at), at)
+	eff = m.SelfReported("ams", nil, at)
+	if len(eff.Locations) != 1 || eff.Locations[0].Suspect {
+		t.Errorf("location events %+v, want ams trusted again", eff.Locations)
+	}
+	if v := stateOf(t, m); v.State != StateDown && v.State != StateSeemsDown {
+		t.Errorf("state %s after ams is trusted again with ams and fra failing, want a verdict under way or down", v.State)
+	}
+}

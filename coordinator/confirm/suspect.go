@@ -21,9 +21,19 @@ import (
 // makes no location suspect. It is trusted again once a window passed and
 // the share fell back below half that margin.
 
-// ReasonContradicted: the location's failures are contradicted by the
-// others far more than usual.
-const ReasonContradicted = "contradicted"
+// Why a location is suspect.
+const (
+	// ReasonContradicted: the location's failures are contradicted by
+	// the others far more than usual.
+	ReasonContradicted = "contradicted"
+	// ReasonSelfReported: the location's exporter says it cannot vouch
+	// for its results (api.Batch.Degraded: its scheduler lags, misses
+	// checks, or its results are stale).
+	ReasonSelfReported = "self_reported"
+)
+
+// SuspectReasons lists every reason.
+var SuspectReasons = []string{ReasonContradicted, ReasonSelfReported}
 
 // baselineSpan is the time constant of a location's usual share of
 // contradicted targets.
@@ -42,6 +52,9 @@ type trust struct {
 	scheduled int
 	suspect   bool
 	since     time.Time
+	// degraded holds the reasons the location's exporter gave in its
+	// latest batch for not vouching for its results.
+	degraded []string
 	// onset is where the contradictions that made it suspect began:
 	// false alarms it caused since then are its own.
 	onset time.Time
@@ -63,7 +76,41 @@ func (m *Machine) trusted(location string) bool {
 		return false
 	}
 	tr, ok := m.trust[location]
-	return !ok || !tr.suspect
+	return !ok || (!tr.suspect && len(tr.degraded) == 0)
+}
+
+// SelfReported records what a location's exporter says of itself in a
+// batch: while it names reasons it is degraded, the location is suspect
+// (reason self_reported) and its failures count for nothing.
+func (m *Machine) SelfReported(location string, degraded []string, now time.Time) Effects {
+	var eff Effects
+	if !m.known(location) {
+		return eff
+	}
+	tr := m.trustOf(location)
+	was := len(tr.degraded) > 0
+	tr.degraded = slices.Clone(degraded)
+	switch is := len(degraded) > 0; {
+	case is && !was:
+		eff.Locations = append(eff.Locations, LocationEvent{Location: location, Suspect: true, Reason: ReasonSelfReported, Detail: degraded})
+	case !is && was:
+		eff.Locations = append(eff.Locations, LocationEvent{Location: location, Reason: ReasonSelfReported})
+		m.rejudge(location, now, &eff)
+	}
+	return eff
+}
+
+// rejudge evaluates the targets a location that is trusted again fails:
+// its failures count again.
+func (m *Machine) rejudge(location string, now time.Time, eff *Effects) {
+	if !m.trusted(location) {
+		return
+	}
+	for _, t := range m.targets {
+		if ls := t.find(location); ls != nil && ls.hist.open() {
+			eff.Merge(m.evaluate(t, now))
+		}
+	}
 }
 
 // trustedCount is how many configured locations are trusted.
@@ -124,12 +171,7 @@ func (m *Machine) judgeLocation(location string, now time.Time, eff *Effects) {
 		tr.suspect = false
 		eff.Locations = append(eff.Locations, LocationEvent{Location: location, Reason: ReasonContradicted,
 			Contradicted: len(tr.contradicted), Share: share})
-		// Its failures count again: targets it fails now are judged.
-		for _, t := range m.targets {
-			if ls := t.find(location); ls != nil && ls.hist.open() {
-				eff.Merge(m.evaluate(t, now))
-			}
-		}
+		m.rejudge(location, now, eff)
 	}
 }
 
@@ -296,6 +338,8 @@ type LocationEvent struct {
 	// the window, Share their share of its targets.
 	Contradicted int
 	Share        float64
+	// Detail holds the exporter's own reasons (self_reported).
+	Detail []string
 }
 
 // SuspectView is a location's standing for the API and the series.
@@ -309,6 +353,9 @@ type SuspectView struct {
 	Contradicted int     `json:"contradicted"`
 	Share        float64 `json:"share"`
 	Usual        float64 `json:"usual_share"`
+	// Degraded holds the reasons the location's exporter gives for not
+	// vouching for its results.
+	Degraded []string `json:"degraded,omitempty"`
 }
 
 // Suspects returns every configured location's standing.
@@ -318,8 +365,11 @@ func (m *Machine) Suspects(now time.Time) []SuspectView {
 		tr := m.trustOf(l)
 		v := SuspectView{Location: l, Suspect: tr.suspect, Contradicted: len(tr.contradicted),
 			Share: tr.share(m.conf.SuspectLocations.Window, now), Usual: tr.baseline}
-		if tr.suspect {
+		switch {
+		case tr.suspect:
 			v.Reason, v.Since = ReasonContradicted, tr.since
+		case len(tr.degraded) > 0:
+			v.Suspect, v.Reason, v.Degraded = true, ReasonSelfReported, tr.degraded
 		}
 		out = append(out, v)
 	}
