@@ -356,6 +356,9 @@ func coordinatorConfig(t *testing.T, root string, exporterURLs map[string]string
 	}
 	conf["verify_timeout"] = verifyTimeout.String()
 	conf["reverify_interval"] = checkInterval.String()
+	// Recoveries held as long as two checks, not a minute, to keep the
+	// stack's outages short.
+	conf["recovery_hold"] = (2 * checkInterval).String()
 	doc["health_check_interval"] = checkInterval.String()
 	return mustMarshal(t, doc)
 }

@@ -1,10 +1,8 @@
 package faults
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 
@@ -36,31 +34,28 @@ func TestKilledExporterIsUnknownNotDown(t *testing.T) {
 	s.target.set("/t", true, "*")
 	confirmed := fmt.Sprintf(`vantage_target_confirmed_down{module="http_2xx",target=%q}`, target)
 	testbin.WaitFor(t, "the outage confirmed by ams and fra", 20*time.Second, want(confirmed, "1"))
-	resp, err := http.Get(c.url() + "/api/v1/incidents?state=open")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var incs []struct {
-		Evidence []struct {
-			Location, Result, Error string
-		} `json:"evidence"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&incs); err != nil || len(incs) != 1 {
-		t.Fatalf("open incidents: %v, %+v", err, incs)
-	}
-	asked := false
-	for _, e := range incs[0].Evidence {
-		if e.Location == "sfo" {
-			asked = true
-			if e.Result != "unknown" {
-				t.Errorf("the killed location's evidence is %s (%s), want unknown", e.Result, e.Error)
-			}
+	// The round that asked sfo may end after the intervals of ams and fra
+	// confirmed the outage: wait for its answer.
+	testbin.WaitFor(t, "the incident holding sfo's answer", 20*time.Second, func() error {
+		var incs []struct {
+			Evidence []struct {
+				Location, Result, Error string
+			} `json:"evidence"`
 		}
-	}
-	if !asked {
-		t.Errorf("the incident has no evidence from the killed location: %+v", incs[0].Evidence)
-	}
+		if err := c.getJSON("/api/v1/incidents?state=open", &incs); err != nil || len(incs) != 1 {
+			return fmt.Errorf("open incidents: %v, %+v", err, incs)
+		}
+		for _, e := range incs[0].Evidence {
+			if e.Location != "sfo" {
+				continue
+			}
+			if e.Result != "unknown" {
+				t.Fatalf("the killed location's evidence is %s (%s), want unknown", e.Result, e.Error)
+			}
+			return nil
+		}
+		return fmt.Errorf("the incident has no evidence from the killed location: %+v", incs[0].Evidence)
+	})
 	if got := c.metric(t, fmt.Sprintf(`vantage_target_location_success{location="sfo",module="http_2xx",target=%q}`, target)); got == "0" {
 		t.Error("the killed location counts as failing")
 	}
