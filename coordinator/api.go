@@ -108,7 +108,7 @@ func (c *Coordinator) handleTargets(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Coordinator) handleLocations(w http.ResponseWriter, _ *http.Request) {
-	jsonapi.Write(w, http.StatusOK, c.health.views())
+	jsonapi.Write(w, http.StatusOK, c.members.withMembers(c.health.views()))
 }
 
 func (c *Coordinator) handleConfig(w http.ResponseWriter, _ *http.Request) {

@@ -75,7 +75,8 @@ func (e *Exporter) checkCanary(ctx context.Context, w *canaryWait, r *result.Res
 // handleStatus tells who this exporter is and how its canary fares
 // (GET /api/v1/status).
 func (e *Exporter) handleStatus(w http.ResponseWriter, _ *http.Request) {
-	jsonapi.Write(w, http.StatusOK, api.Status{Location: e.opts.Location, Run: e.run, CanaryOK: e.canary.state.known()})
+	self, members := e.clusterMembers()
+	jsonapi.Write(w, http.StatusOK, api.Status{Location: e.opts.Location, Run: e.run, CanaryOK: e.canary.state.known(), Member: self, Members: members})
 }
 
 // decodeCheckRequest reads and validates a check request, returning the

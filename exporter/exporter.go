@@ -14,6 +14,7 @@ import (
 	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/collector"
 	"github.com/vantageprobe/vantage/config"
+	"github.com/vantageprobe/vantage/exporter/cluster"
 	"github.com/vantageprobe/vantage/exporter/report"
 	"github.com/vantageprobe/vantage/exporter/scheduler"
 	"github.com/vantageprobe/vantage/internal/tracing"
@@ -47,6 +48,10 @@ type Exporter struct {
 	reporter *report.Reporter
 	trans    *transitions
 	sched    *scheduler.Scheduler
+	// cluster is this exporter's membership in its location's cluster,
+	// nil without one; clusterSet the target set it gossips.
+	cluster    *cluster.Cluster
+	clusterSet *clusterSet
 	// ctx is Serve's: failures waiting for the canary's verdict (blames)
 	// end with it.
 	ctx    context.Context
@@ -92,15 +97,24 @@ func New(opts Options) (*Exporter, error) {
 		return nil, err
 	}
 
+	if len(opts.CoordinatorURLs) > 0 {
+		e.trans = newTransitions(func(r api.Report) { e.reporter.Send(r) })
+	}
+	if err := e.startCluster(); err != nil {
+		return nil, err
+	}
+
 	// Tracing starts last of the steps that can fail: nothing after it does.
 	tp, err := tracing.New(context.Background(), e.tracingConfig(), reg, e.logger.With("component", "tracing"))
 	if err != nil {
+		if e.cluster != nil {
+			e.cluster.Close(0)
+		}
 		return nil, err
 	}
 	e.tracing, e.tracer = tp, newCheckTracer(tp, opts.Location)
 	if len(opts.CoordinatorURLs) > 0 {
 		e.reporter = report.New(e.reportOptions(reportClient))
-		e.trans = newTransitions(e.reporter.Send)
 	}
 	e.sched = scheduler.New(e.schedulerOptions())
 	return e, nil
@@ -125,6 +139,9 @@ func (e *Exporter) tracingConfig() tracing.Config {
 func (e *Exporter) reportOptions(client *http.Client) report.Options {
 	ro := report.DefaultOptions()
 	ro.URLs, ro.Location, ro.Run = e.opts.CoordinatorURLs, e.opts.Location, e.run
+	if e.cluster != nil {
+		ro.Member = e.cluster.Name()
+	}
 	ro.Canary = e.canary.state.known
 	ro.Snapshot = e.snapshot
 	ro.HeartbeatInterval = e.opts.CoordinatorHeartbeatInterval
@@ -314,17 +331,20 @@ func tableCheck(o scheduler.Outcome) collector.Check {
 	}
 }
 
-// applySchedule hands the current scheduled targets and settings to the
-// results table and the scheduler.
+// applySchedule hands the scheduled targets this exporter checks (in a
+// cluster: those it owns) and the settings to the results table and the
+// scheduler.
 func (e *Exporter) applySchedule(ctx context.Context) {
 	st := e.config.get()
-	e.table.Sync(tableRows(st.targets))
+	owned := e.ownedTargets(st)
+	e.table.Sync(tableRows(owned))
 	if e.trans != nil {
 		e.trans.retain(st.targets)
+		e.trans.release(owned)
 	}
 	e.canary.state.configure(st.config.Canary != nil)
 	e.sched.SetSettings(schedulerSettings(st))
-	if err := e.sched.Update(ctx, st.targets); err != nil && ctx.Err() == nil {
+	if err := e.sched.Update(ctx, owned); err != nil && ctx.Err() == nil {
 		e.logger.Error("Scheduler did not take the targets", "err", err)
 	}
 }
@@ -392,8 +412,12 @@ func (e *Exporter) Serve(ctx context.Context) error {
 	}, e.logger)
 
 	// The server may also have failed: ending ctx stops the scheduler and
-	// the reloader either way.
+	// the reloader either way. A cluster member leaves first, so the
+	// others take its targets over at once.
 	cancel()
+	if e.cluster != nil {
+		e.cluster.Close(clusterLeaveGrace)
+	}
 	checks.Wait()
 	e.blames.Wait()
 	e.canary.wait()
@@ -433,6 +457,9 @@ func (e *Exporter) reloader(ctx context.Context) {
 			if e.config.refreshTargets() {
 				e.applySchedule(ctx)
 			}
+			continue
+		case <-e.clusterChanged():
+			e.applySchedule(ctx) // members or target sets changed
 			continue
 		}
 		if err != nil {

@@ -28,6 +28,11 @@ import (
 type transitions struct {
 	mu      sync.Mutex
 	failing map[string]*streak // targets whose checks fail
+	// remote holds the failing streaks of targets other members of the
+	// location's cluster check (see handover.go); announce, when set,
+	// gossips a change of one of this member's streaks to them.
+	remote   map[string]remoteStreak
+	announce func(s *streak, ended bool)
 	// send queues a report; it is called with mu held, so a snapshot
 	// (taken with mu held) includes every report numbered up to its Seq.
 	send func(api.Report)
@@ -66,7 +71,7 @@ type blame struct {
 }
 
 func newTransitions(send func(api.Report)) *transitions {
-	return &transitions{failing: map[string]*streak{}, send: send}
+	return &transitions{failing: map[string]*streak{}, remote: map[string]remoteStreak{}, send: send}
 }
 
 // record applies a scheduled outcome. It returns a blame to resolve with
@@ -78,10 +83,14 @@ func (tr *transitions) record(o scheduler.Outcome, since time.Time) *blame {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	s := tr.failing[key]
+	if s == nil {
+		s = tr.adopt(key) // the streak of another member, continued
+	}
 	switch {
 	case o.Result.Success && s != nil:
 		delete(tr.failing, key)
 		if s.state != "" {
+			tr.ended(s)
 			tr.send(api.Report{
 				Target: o.Target.Target, Module: o.Target.Module, State: api.StateRecovered,
 				Time: o.Planned, FirstFailure: s.failingSince(), Attempts: o.Attempts, Result: o.Result,
@@ -128,6 +137,7 @@ func (tr *transitions) resolve(b *blame, v canaryVerdict) *blame {
 	}
 	if s.state != state {
 		s.state = state
+		tr.changed(s)
 		tr.send(api.Report{
 			Target: o.Target.Target, Module: o.Target.Module, State: state,
 			Time: o.Planned, FirstFailure: s.first, Attempts: o.Attempts, Result: o.Result,
@@ -156,6 +166,7 @@ func (tr *transitions) checked(module, target string, r *result.Result) {
 	s, wasFailing := tr.failing[key]
 	delete(tr.failing, key)
 	if wasFailing && s.state != "" {
+		tr.ended(s)
 		tr.send(api.Report{Target: target, Module: module, State: api.StateRecovered, Time: r.Start, FirstFailure: s.failingSince(), Attempts: 1, Result: r})
 	}
 }
@@ -171,6 +182,11 @@ func (tr *transitions) retain(targets []scheduler.Target) {
 	for key := range tr.failing {
 		if !keep[key] {
 			delete(tr.failing, key)
+		}
+	}
+	for key := range tr.remote {
+		if !keep[key] {
+			delete(tr.remote, key)
 		}
 	}
 }
@@ -190,7 +206,12 @@ func (tr *transitions) snapshot(targets []scheduler.Target, withTargets bool, se
 		if t.Canary {
 			continue
 		}
-		if s, ok := tr.failing[t.Key()]; ok {
+		s, ok := tr.failing[t.Key()]
+		if !ok {
+			// A streak another member of the cluster reported.
+			s, ok = tr.remoteStreak(t.Key())
+		}
+		if ok {
 			state := s.state
 			if state == "" {
 				state = api.StateUnknown
