@@ -1,0 +1,358 @@
+// Package cluster tests a location of three exporters that share 3,000
+// targets over gossip: real processes on loopback, in a network
+// namespace of the test's own, with a coordinator.
+package cluster
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vantageprobe/vantage/internal/testbin"
+)
+
+const (
+	targets  = 3000
+	interval = 2 * time.Second
+)
+
+// checks records when each target was checked.
+type checks struct {
+	mu    sync.Mutex
+	times [targets][]time.Time
+}
+
+func (c *checks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	n, err := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/t/"))
+	if err != nil || n < 0 || n >= targets {
+		http.NotFound(w, r)
+		return
+	}
+	now := time.Now()
+	c.mu.Lock()
+	c.times[n] = append(c.times[n], now)
+	c.mu.Unlock()
+}
+
+// gaps returns, for the checks of the targets in which (all when nil)
+// between from and to: the longest time a target went unchecked (from
+// its last check at or before from), and how many pairs of checks of
+// one target came less than half an interval apart (checked twice).
+func (c *checks) gaps(which map[int]bool, from, to time.Time) (longest time.Duration, twice int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for n := range c.times {
+		if which != nil && !which[n] {
+			continue
+		}
+		var prev time.Time
+		for _, at := range c.times[n] {
+			if at.After(to) {
+				break
+			}
+			if !at.After(from) {
+				prev = at
+				continue
+			}
+			if !prev.IsZero() {
+				longest = max(longest, at.Sub(prev))
+				if at.Sub(prev) < interval/2 {
+					twice++
+				}
+			}
+			prev = at
+		}
+		if prev.IsZero() || to.Sub(prev) > longest {
+			longest = max(longest, to.Sub(prev))
+		}
+	}
+	return longest, twice
+}
+
+type member struct {
+	name, web, gossip string
+	args              []string
+	proc              *testbin.Process
+}
+
+func (m *member) url() string { return "http://" + m.web }
+
+func (m *member) start(t *testing.T, bin string) {
+	t.Helper()
+	m.proc = testbin.StartReady(t, "vantage-exporter "+m.name, exec.Command(bin, m.args...), m.url()+"/-/ready")
+}
+
+// metrics returns the samples of base's /metrics whose series starts with prefix.
+func metrics(t *testing.T, base, prefix string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatalf("scraping %s: %v", base, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
+}
+
+func metric(t *testing.T, base, series string) float64 {
+	t.Helper()
+	v, ok := metrics(t, base, series)[series]
+	if !ok {
+		return -1
+	}
+	return v
+}
+
+var targetLabel = regexp.MustCompile(`target="[^"]*/t/(\d+)"`)
+
+// owned returns the targets a member exposes on its /metrics.
+func owned(t *testing.T, m *member) map[int]bool {
+	t.Helper()
+	out := map[int]bool{}
+	for series := range metrics(t, m.url(), "probe_success{") {
+		if sm := targetLabel.FindStringSubmatch(series); sm != nil {
+			n, _ := strconv.Atoi(sm[1])
+			out[n] = true
+		}
+	}
+	return out
+}
+
+// TestCluster runs three exporters of location ams as one cluster with
+// 3,000 targets at 2s, and a coordinator that reaches ams through any
+// member: ownership, a SIGKILLed member, its return, and a partition.
+func TestCluster(t *testing.T) {
+	bins := testbin.Build(t, "./cmd/vantage-exporter", "./cmd/vantage-coordinator")
+	dir := t.TempDir()
+	rec := &checks{}
+	srv := httptest.NewServer(rec)
+	t.Cleanup(srv.Close)
+
+	var list strings.Builder
+	for i := range targets {
+		fmt.Fprintf(&list, "      - %s/t/%d\n", srv.URL, i)
+	}
+	conf := filepath.Join(dir, "exporter.yml")
+	write(t, conf, "modules:\n  http_2xx:\n    prober: http\n    timeout: 1s\n"+
+		"scheduler: {interval: 2s, retries: 0}\ncluster: {replicas: 1, expected_members: 3}\n"+
+		"targets:\n  - module: http_2xx\n    targets:\n"+list.String())
+
+	members := make([]*member, 3)
+	for i := range members {
+		members[i] = &member{name: fmt.Sprintf("m%d", i+1), web: testbin.FreeAddr(t), gossip: fmt.Sprintf("127.0.0.%d:7946", i+2)}
+	}
+	coordAddr := testbin.FreeAddr(t)
+	var urls []string
+	for _, m := range members {
+		urls = append(urls, m.url())
+	}
+	coordConf := filepath.Join(dir, "coordinator.yml")
+	write(t, coordConf, fmt.Sprintf("locations:\n  - name: ams\n    urls: [%s]\nconfirmation: {min_failing_locations: 1, verify_timeout: 2s}\nhealth_check_interval: 1s\n", strings.Join(urls, ", ")))
+	testbin.StartReady(t, "vantage-coordinator", exec.Command(bins[1], "--config.file="+coordConf,
+		"--storage.path="+filepath.Join(dir, "data"), "--web.listen-address="+coordAddr, "--log.level=warn"), "http://"+coordAddr+"/-/ready")
+	coordURL := "http://" + coordAddr
+	for _, m := range members {
+		m.args = []string{"--config.file=" + conf, "--location=ams", "--web.listen-address=" + m.web, "--log.level=warn",
+			"--coordinator.url=" + coordURL, "--cluster.listen-address=" + m.gossip,
+			"--cluster.peer=" + members[0].gossip, "--cluster.peer=" + members[1].gossip, "--cluster.reconnect-interval=2s"}
+		m.start(t, bins[0])
+	}
+
+	sumOwned := func(ms ...*member) (sum float64, each []float64) {
+		for _, m := range ms {
+			v := metric(t, m.url(), "vantage_cluster_owned_targets")
+			sum += v
+			each = append(each, v)
+		}
+		return sum, each
+	}
+	seeMembers := func(n float64, ms ...*member) func() error {
+		return func() error {
+			for _, m := range ms {
+				if got := metric(t, m.url(), `vantage_cluster_members{location="ams"}`); got != n {
+					return fmt.Errorf("%s sees %v members, want %v", m.name, got, n)
+				}
+			}
+			return nil
+		}
+	}
+	ownedOnce := func(ms ...*member) func() error {
+		return func() error {
+			if sum, each := sumOwned(ms...); sum != targets {
+				return fmt.Errorf("owned targets %v sum to %v, want %d", each, sum, targets)
+			}
+			return nil
+		}
+	}
+
+	// Every target owned exactly once, checked once per interval.
+	testbin.WaitFor(t, "three members", 20*time.Second, seeMembers(3, members...))
+	testbin.WaitFor(t, "every target owned once", 10*time.Second, ownedOnce(members...))
+	time.Sleep(interval)
+	from := time.Now()
+	time.Sleep(2 * interval)
+	seen := map[int]int{}
+	for _, m := range members {
+		for n := range owned(t, m) {
+			seen[n]++
+		}
+	}
+	longest, twice := rec.gaps(nil, from, time.Now())
+	t.Logf("steady: longest gap %s, checked twice within an interval %d", longest, twice)
+	if twice != 0 || longest > interval+interval/2 {
+		t.Errorf("steady state: %d double checks, longest gap %s; want none and about %s", twice, longest, interval)
+	}
+	if len(seen) != targets {
+		t.Errorf("the members' /metrics show %d targets, want %d", len(seen), targets)
+	}
+	for n, k := range seen {
+		if k != 1 {
+			t.Fatalf("target %d is on %d members' /metrics, want 1", n, k)
+		}
+	}
+
+	// SIGKILL m3: m1 and m2 take its targets over.
+	m3 := members[2]
+	lost := owned(t, m3)
+	killed := time.Now()
+	m3.proc.Kill()
+	detected := testbin.WaitFor(t, "m3's failure detected", 30*time.Second, seeMembers(2, members[:2]...))
+	testbin.WaitFor(t, "m3's targets taken over", 10*time.Second, ownedOnce(members[:2]...))
+	time.Sleep(interval + 500*time.Millisecond)
+	longest, _ = rec.gaps(lost, killed.Add(-interval), time.Now())
+	t.Logf("SIGKILL: failure detected after %s; m3's %d targets went unchecked at most %s (interval %s)", detected.Round(time.Millisecond), len(lost), longest.Round(time.Millisecond), interval)
+	if bound := interval + detected + interval/2; longest > bound {
+		t.Errorf("a target of the killed member went unchecked %s, more than interval + detection (+%s slack) = %s", longest, interval/2, bound)
+	}
+
+	// m3 back: the load spreads again within ±15% after one interval.
+	m3.start(t, bins[0])
+	testbin.WaitFor(t, "m3 back", 20*time.Second, seeMembers(3, members...))
+	time.Sleep(interval)
+	testbin.WaitFor(t, "every target owned once again", 10*time.Second, ownedOnce(members...))
+	_, each := sumOwned(members...)
+	t.Logf("after m3 returned: owned %v", each)
+	for i, v := range each {
+		if v < targets/3*0.85 || v > targets/3*1.15 {
+			t.Errorf("%s owns %v targets, want %d ± 15%%", members[i].name, v, targets/3)
+		}
+	}
+
+	// Partition m3: both sides keep checking every target.
+	stopSampling := sampleLocation(t, coordURL)
+	partition(t, "127.0.0.4")
+	parted := time.Now()
+	testbin.WaitFor(t, "m3 alone", 30*time.Second, seeMembers(1, m3))
+	testbin.WaitFor(t, "m1 and m2 without m3", 30*time.Second, seeMembers(2, members[:2]...))
+	testbin.WaitFor(t, "m3 checks every target", 10*time.Second, ownedOnce(m3))
+	testbin.WaitFor(t, "m1 and m2 check every target", 10*time.Second, ownedOnce(members[:2]...))
+	time.Sleep(interval)
+	from = time.Now()
+	time.Sleep(2 * interval)
+	longest, twice = rec.gaps(nil, from, time.Now())
+	t.Logf("partition (since %s): longest gap %s, double checks in %s: %d (the overlap of both sides)", time.Since(parted).Round(time.Second), longest.Round(time.Millisecond), 2*interval, twice)
+	if longest > interval+interval/2 {
+		t.Errorf("during the partition a target went unchecked %s", longest)
+	}
+	if twice < targets {
+		t.Errorf("during the partition %d double checks in two intervals, want both sides checking every target (≥ %d)", twice, targets)
+	}
+	heal(t)
+	testbin.WaitFor(t, "the partition healed", 30*time.Second, seeMembers(3, members...))
+	testbin.WaitFor(t, "every target owned once after healing", 10*time.Second, ownedOnce(members...))
+	flaps := stopSampling()
+	if flaps != "" {
+		t.Errorf("the coordinator's view of ams changed during the partition: %s", flaps)
+	}
+
+	// Throughout: no target confirmed down, no incident (no false alarm).
+	var incs []json.RawMessage
+	getJSON(t, coordURL+"/api/v1/incidents?state=all", &incs)
+	if len(incs) != 0 {
+		t.Errorf("the coordinator has %d incidents, want none: %s", len(incs), incs)
+	}
+	if v := metrics(t, coordURL, "vantage_coordinator_reports_received_total{"); len(v) > 0 {
+		for series, n := range v {
+			if n > 0 && !strings.Contains(series, `state="recovered"`) {
+				t.Errorf("the coordinator received %s = %v, want no failure reports", series, n)
+			}
+		}
+	}
+}
+
+// sampleLocation polls the coordinator's view of the locations every
+// 200ms until the returned function is called; that returns what
+// changed: ams not healthy, or not exactly one location.
+func sampleLocation(t *testing.T, coordURL string) func() string {
+	done := make(chan struct{})
+	result := make(chan string, 1)
+	go func() {
+		var bad []string
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				result <- strings.Join(bad, "; ")
+				return
+			case <-tick.C:
+			}
+			var locs []struct {
+				Name    string `json:"name"`
+				Healthy bool   `json:"healthy"`
+			}
+			resp, err := http.Get(coordURL + "/api/v1/locations")
+			if err != nil {
+				bad = append(bad, err.Error())
+				continue
+			}
+			err = json.NewDecoder(resp.Body).Decode(&locs)
+			resp.Body.Close()
+			if err != nil || len(locs) != 1 || !locs[0].Healthy {
+				bad = append(bad, fmt.Sprintf("%s: %+v %v", time.Now().Format("15:04:05.000"), locs, err))
+			}
+		}
+	}()
+	return func() string { close(done); return <-result }
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
+}
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
