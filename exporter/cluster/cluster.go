@@ -400,12 +400,11 @@ func (c *Cluster) admit(n *memberlist.Node) (meta, error) {
 
 func (c *Cluster) registerMetrics(reg prometheus.Registerer) {
 	f := promauto.With(reg)
-	loc := prometheus.Labels{"location": c.opts.Location}
 	c.members = f.NewGauge(prometheus.GaugeOpts{
-		Name: "vantage_cluster_members", Help: "Live members of the location's cluster as this member sees them, itself included.", ConstLabels: loc,
+		Name: "vantage_cluster_members", Help: "Live members of the location's cluster as this member sees them, itself included.",
 	})
 	c.expected = f.NewGauge(prometheus.GaugeOpts{
-		Name: "vantage_cluster_expected_members", Help: "Members the location should have (cluster.expected_members; 0: not set).", ConstLabels: loc,
+		Name: "vantage_cluster_expected_members", Help: "Members the location should have (cluster.expected_members; 0: not set).",
 	})
 	c.owned = f.NewGauge(prometheus.GaugeOpts{
 		Name: "vantage_cluster_owned_targets", Help: "Targets this member checks.",

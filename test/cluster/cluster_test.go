@@ -8,14 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,37 +25,34 @@ const (
 	interval = 2 * time.Second
 )
 
-// checks records when each target was checked.
-type checks struct {
-	mu    sync.Mutex
-	times [targets][]time.Time
-}
+// checks are the check times the target process recorded, per target.
+type checks [][]time.Time
 
-func (c *checks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	n, err := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/t/"))
-	if err != nil || n < 0 || n >= targets {
-		http.NotFound(w, r)
-		return
+// fetchChecks reads the target process's record.
+func fetchChecks(t *testing.T, base string) checks {
+	t.Helper()
+	var raw [][]int64
+	getJSON(t, base+"/times", &raw)
+	out := make(checks, len(raw))
+	for i, ts := range raw {
+		for _, n := range ts {
+			out[i] = append(out[i], time.Unix(0, n))
+		}
 	}
-	now := time.Now()
-	c.mu.Lock()
-	c.times[n] = append(c.times[n], now)
-	c.mu.Unlock()
+	return out
 }
 
 // gaps returns, for the checks of the targets in which (all when nil)
 // between from and to: the longest time a target went unchecked (from
 // its last check at or before from), and how many pairs of checks of
 // one target came less than half an interval apart (checked twice).
-func (c *checks) gaps(which map[int]bool, from, to time.Time) (longest time.Duration, twice int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for n := range c.times {
+func (c checks) gaps(which map[int]bool, from, to time.Time) (longest time.Duration, twice int) {
+	for n := range c {
 		if which != nil && !which[n] {
 			continue
 		}
 		var prev time.Time
-		for _, at := range c.times[n] {
+		for _, at := range c[n] {
 			if at.After(to) {
 				break
 			}
@@ -144,19 +139,20 @@ func owned(t *testing.T, m *member) map[int]bool {
 // 3,000 targets at 2s, and a coordinator that reaches ams through any
 // member: ownership, a SIGKILLed member, its return, and a partition.
 func TestCluster(t *testing.T) {
-	bins := testbin.Build(t, "./cmd/vantage-exporter", "./cmd/vantage-coordinator")
+	bins := testbin.Build(t, "./cmd/vantage-exporter", "./cmd/vantage-coordinator", "./test/cluster/checkcounter")
 	dir := t.TempDir()
-	rec := &checks{}
-	srv := httptest.NewServer(rec)
-	t.Cleanup(srv.Close)
+	targetAddr := testbin.FreeAddr(t)
+	targetURL := "http://" + targetAddr
+	testbin.StartReady(t, "checkcounter", exec.Command(bins[2], "-listen="+targetAddr, "-targets="+strconv.Itoa(targets)), targetURL+"/-/ready")
+	rec := func() checks { return fetchChecks(t, targetURL) }
 
 	var list strings.Builder
 	for i := range targets {
-		fmt.Fprintf(&list, "      - %s/t/%d\n", srv.URL, i)
+		fmt.Fprintf(&list, "      - %s/t/%d\n", targetURL, i)
 	}
 	conf := filepath.Join(dir, "exporter.yml")
 	write(t, conf, "modules:\n  http_2xx:\n    prober: http\n    timeout: 1s\n"+
-		"scheduler: {interval: 2s, retries: 0}\ncluster: {replicas: 1, expected_members: 3}\n"+
+		"scheduler: {interval: 2s, retries: 1, retry_interval: 200ms}\ncluster: {replicas: 1, expected_members: 3}\n"+
 		"targets:\n  - module: http_2xx\n    targets:\n"+list.String())
 
 	members := make([]*member, 3)
@@ -191,7 +187,7 @@ func TestCluster(t *testing.T) {
 	seeMembers := func(n float64, ms ...*member) func() error {
 		return func() error {
 			for _, m := range ms {
-				if got := metric(t, m.url(), `vantage_cluster_members{location="ams"}`); got != n {
+				if got := metric(t, m.url(), "vantage_cluster_members"); got != n {
 					return fmt.Errorf("%s sees %v members, want %v", m.name, got, n)
 				}
 			}
@@ -219,7 +215,7 @@ func TestCluster(t *testing.T) {
 			seen[n]++
 		}
 	}
-	longest, twice := rec.gaps(nil, from, time.Now())
+	longest, twice := rec().gaps(nil, from, time.Now())
 	t.Logf("steady: longest gap %s, checked twice within an interval %d", longest, twice)
 	if twice != 0 || longest > interval+interval/2 {
 		t.Errorf("steady state: %d double checks, longest gap %s; want none and about %s", twice, longest, interval)
@@ -241,7 +237,7 @@ func TestCluster(t *testing.T) {
 	detected := testbin.WaitFor(t, "m3's failure detected", 30*time.Second, seeMembers(2, members[:2]...))
 	testbin.WaitFor(t, "m3's targets taken over", 10*time.Second, ownedOnce(members[:2]...))
 	time.Sleep(interval + 500*time.Millisecond)
-	longest, _ = rec.gaps(lost, killed.Add(-interval), time.Now())
+	longest, _ = rec().gaps(lost, killed.Add(-interval), time.Now())
 	t.Logf("SIGKILL: failure detected after %s; m3's %d targets went unchecked at most %s (interval %s)", detected.Round(time.Millisecond), len(lost), longest.Round(time.Millisecond), interval)
 	if bound := interval + detected + interval/2; longest > bound {
 		t.Errorf("a target of the killed member went unchecked %s, more than interval + detection (+%s slack) = %s", longest, interval/2, bound)
@@ -271,7 +267,7 @@ func TestCluster(t *testing.T) {
 	time.Sleep(interval)
 	from = time.Now()
 	time.Sleep(2 * interval)
-	longest, twice = rec.gaps(nil, from, time.Now())
+	longest, twice = rec().gaps(nil, from, time.Now())
 	t.Logf("partition (since %s): longest gap %s, double checks in %s: %d (the overlap of both sides)", time.Since(parted).Round(time.Second), longest.Round(time.Millisecond), 2*interval, twice)
 	if longest > interval+interval/2 {
 		t.Errorf("during the partition a target went unchecked %s", longest)
@@ -291,7 +287,7 @@ func TestCluster(t *testing.T) {
 	var incs []json.RawMessage
 	getJSON(t, coordURL+"/api/v1/incidents?state=all", &incs)
 	if len(incs) != 0 {
-		t.Errorf("the coordinator has %d incidents, want none: %s", len(incs), incs)
+		t.Errorf("the coordinator has %d incidents, want none; the first: %s", len(incs), incs[0])
 	}
 	if v := metrics(t, coordURL, "vantage_coordinator_reports_received_total{"); len(v) > 0 {
 		for series, n := range v {
