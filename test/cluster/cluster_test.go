@@ -151,7 +151,7 @@ func TestCluster(t *testing.T) {
 		fmt.Fprintf(&list, "      - %s/t/%d\n", targetURL, i)
 	}
 	conf := filepath.Join(dir, "exporter.yml")
-	write(t, conf, "modules:\n  http_2xx:\n    prober: http\n    timeout: 1s\n"+
+	write(t, conf, "modules:\n  http_2xx:\n    prober: http\n    timeout: 1500ms\n"+
 		"scheduler: {interval: 2s, retries: 1, retry_interval: 200ms}\ncluster: {replicas: 1, expected_members: 3}\n"+
 		"targets:\n  - module: http_2xx\n    targets:\n"+list.String())
 
