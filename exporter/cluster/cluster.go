@@ -48,7 +48,7 @@ type Options struct {
 	ReconnectInterval time.Duration
 	// Streaks is where the failing streaks of this member's targets are
 	// read and where the peers' are handed over; nil: not shared.
-	Streaks StreakStore
+	Streaks    StreakStore
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }

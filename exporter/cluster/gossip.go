@@ -241,9 +241,9 @@ type broadcast struct {
 	msg  []byte
 }
 
-func (b *broadcast) Name() string                            { return b.name }
-func (b *broadcast) Message() []byte                         { return b.msg }
-func (b *broadcast) Finished()                               {}
+func (b *broadcast) Name() string    { return b.name }
+func (b *broadcast) Message() []byte { return b.msg }
+func (b *broadcast) Finished()       {}
 func (b *broadcast) Invalidates(other memberlist.Broadcast) bool {
 	o, ok := other.(*broadcast)
 	return ok && o.name == b.name
