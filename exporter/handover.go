@@ -63,10 +63,7 @@ func (s *streak) gossiped(ended bool) cluster.Streak {
 // checks: they become remote until their new owner adopts them (or
 // gossips their end).
 func (tr *transitions) release(owned []scheduler.Target) {
-	keep := make(map[string]bool, len(owned))
-	for i := range owned {
-		keep[owned[i].Key()] = true
-	}
+	keep := keys(owned)
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	for key, s := range tr.failing {

@@ -173,10 +173,7 @@ func (tr *transitions) checked(module, target string, r *result.Result) {
 
 // retain forgets targets no longer scheduled.
 func (tr *transitions) retain(targets []scheduler.Target) {
-	keep := make(map[string]bool, len(targets))
-	for i := range targets {
-		keep[targets[i].Key()] = true
-	}
+	keep := keys(targets)
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	for key := range tr.failing {
@@ -189,6 +186,15 @@ func (tr *transitions) retain(targets []scheduler.Target) {
 			delete(tr.remote, key)
 		}
 	}
+}
+
+// keys is the set of the targets' keys.
+func keys(targets []scheduler.Target) map[string]bool {
+	keep := make(map[string]bool, len(targets))
+	for i := range targets {
+		keep[targets[i].Key()] = true
+	}
+	return keep
 }
 
 // snapshot is the state of the scheduled targets (the canary left out):

@@ -202,3 +202,34 @@ func TestSetMessageRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkOwns1M is the cost of computing ownership again for 1,000,000
+// targets in a cluster of 5 (after a member joins or leaves).
+func BenchmarkOwns1M(b *testing.B) {
+	hs := hashes("t", 1_000_000)
+	set := NewSet(hs)
+	names := []string{"a:1", "b:1", "c:1", "d:1", "e:1"}
+	v := views(names, map[string]*Set{"a:1": set, "b:1": set, "c:1": set, "d:1": set, "e:1": set}, 1)["a:1"]
+	b.ResetTimer()
+	for range b.N {
+		n := 0
+		for _, h := range hs {
+			if v.Owns(h) {
+				n++
+			}
+		}
+		if n < 150_000 || n > 250_000 {
+			b.Fatalf("owns %d of 1M, want about 200k", n)
+		}
+	}
+}
+
+// BenchmarkNewSet1M is the cost of a member's target set (its digest
+// included) for 1,000,000 targets, at each change of the target list.
+func BenchmarkNewSet1M(b *testing.B) {
+	hs := hashes("t", 1_000_000)
+	b.ResetTimer()
+	for range b.N {
+		NewSet(hs)
+	}
+}

@@ -91,20 +91,13 @@ func (m *member) start(t *testing.T, bin string) {
 // metrics returns the samples of base's /metrics whose series starts with prefix.
 func metrics(t *testing.T, base, prefix string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatalf("scraping %s: %v", base, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
 	out := map[string]float64{}
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(string(get(t, base+"/metrics")), "\n") {
 		if !strings.HasPrefix(line, prefix) {
 			continue
 		}
 		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err == nil {
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
 			out[line[:i]] = v
 		}
 	}
@@ -334,14 +327,24 @@ func sampleLocation(t *testing.T, coordURL string) func() string {
 	return func() string { close(done); return <-result }
 }
 
-func getJSON(t *testing.T, url string, v any) {
+// get returns the body of a GET of url.
+func get(t *testing.T, url string) []byte {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("GET %s: %v", url, err)
 	}
 	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return body
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	if err := json.Unmarshal(get(t, url), v); err != nil {
 		t.Fatalf("%s: %v", url, err)
 	}
 }
