@@ -66,24 +66,16 @@ func (s *Set) Hashes() []uint64 { return s.hashes }
 
 // Peer is another live member of the cluster as this member knows it:
 // the digest of its target set from its gossiped metadata and, when it
-// differs from this member's and was fetched, the set itself.
+// differs from this member's and was fetched, the set itself. A peer
+// with the same digest holds the same targets; a peer whose differing
+// set was not fetched yet counts as not knowing any of them, so a target
+// is never left to a member that may not check it (an overlap instead,
+// until the set arrives).
 type Peer struct {
 	Name   string
 	Digest uint64
 	// Known is the peer's target set for Digest; nil while not fetched.
 	Known *Set
-}
-
-// knows says whether the peer schedules the key hash h, given this
-// member's own set: a peer with the same digest holds the same targets; a
-// peer whose differing set was not fetched yet counts as not knowing
-// it, so a target is never left to a member that may not check it (an
-// overlap instead, until the set arrives).
-func (p *Peer) knows(own *Set, h uint64) bool {
-	if p.Digest == own.digest {
-		return own.Has(h)
-	}
-	return p.Known != nil && p.Known.Has(h)
 }
 
 // View is what one member knows of its cluster: its own name and target
@@ -127,7 +119,8 @@ func (v *View) Owns(h uint64) bool {
 	above := 0
 	for i := range v.Peers {
 		p := &v.Peers[i]
-		if !p.knows(v.Own, h) {
+		// h is in this member's set: a peer with the same digest knows it.
+		if p.Digest != v.Own.digest && (p.Known == nil || !p.Known.Has(h)) {
 			continue
 		}
 		s := score(v.peerHash[i], h)
