@@ -215,6 +215,28 @@ func TestCluster(t *testing.T) {
 	// Every target owned exactly once, checked once per interval.
 	testbin.WaitFor(t, "three members", 20*time.Second, seeMembers(3, members...))
 	testbin.WaitFor(t, "every target owned once", 10*time.Second, ownedOnce(members...))
+	testbin.WaitFor(t, "the coordinator lists ams's members", 10*time.Second, func() error {
+		var locs []struct {
+			Name    string `json:"name"`
+			Healthy bool   `json:"healthy"`
+			Members []struct {
+				URL     string   `json:"url"`
+				Name    string   `json:"name"`
+				Healthy bool     `json:"healthy"`
+				Members []string `json:"members"`
+			} `json:"members"`
+		}
+		getJSON(t, coordURL+"/api/v1/locations", &locs)
+		if len(locs) != 1 || !locs[0].Healthy || len(locs[0].Members) != 3 {
+			return fmt.Errorf("locations: %+v", locs)
+		}
+		for i, m := range locs[0].Members {
+			if m.URL != members[i].url() || m.Name != members[i].gossip || !m.Healthy || len(m.Members) != 3 {
+				return fmt.Errorf("member %d: %+v", i, m)
+			}
+		}
+		return nil
+	})
 	time.Sleep(interval)
 	from := time.Now()
 	time.Sleep(2 * interval)
