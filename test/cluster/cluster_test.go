@@ -144,109 +144,118 @@ func owned(t *testing.T, m *member) map[int]bool {
 	return out
 }
 
+// stack is the location under test: three exporters of ams sharing the
+// targets of the checkcounter process, and a coordinator that lists them.
+type stack struct {
+	t           *testing.T
+	exporterBin string
+	targetURL   string
+	coordURL    string
+	members     []*member
+}
+
 // TestCluster runs three exporters of location ams as one cluster with
 // 3,000 targets at 2s, and a coordinator that reaches ams through any
 // member: ownership, a SIGKILLed member, its return, and a partition.
+// Throughout, no target may fail: no report, no incident.
 func TestCluster(t *testing.T) {
+	s := newStack(t)
+	s.ownedOnceAndCheckedOnce()
+	s.killedMemberTakenOver()
+	s.returnedMemberRebalanced()
+	s.partitionedMemberKeepsChecking()
+	s.noFailureSeen()
+}
+
+func newStack(t *testing.T) *stack {
 	bins := testbin.Build(t, "./cmd/vantage-exporter", "./cmd/vantage-coordinator", "./test/cluster/checkcounter")
 	dir := t.TempDir()
 	targetAddr := testbin.FreeAddr(t)
-	targetURL := "http://" + targetAddr
-	testbin.StartReady(t, "checkcounter", exec.Command(bins[2], "-listen="+targetAddr, "-targets="+strconv.Itoa(targets)), targetURL+"/-/ready")
-	rec := func() checks { return fetchChecks(t, targetURL) }
+	s := &stack{t: t, exporterBin: bins[0], targetURL: "http://" + targetAddr}
+	testbin.StartReady(t, "checkcounter", exec.Command(bins[2], "-listen="+targetAddr, "-targets="+strconv.Itoa(targets)), s.targetURL+"/-/ready")
 
 	var list strings.Builder
 	for i := range targets {
-		fmt.Fprintf(&list, "      - %s/t/%d\n", targetURL, i)
+		fmt.Fprintf(&list, "      - %s/t/%d\n", s.targetURL, i)
 	}
 	conf := filepath.Join(dir, "exporter.yml")
 	write(t, conf, "modules:\n  http_2xx:\n    prober: http\n    timeout: 1800ms\n"+
 		"scheduler: {interval: 2s, retries: 0}\ncluster: {replicas: 1, expected_members: 3}\n"+
 		"targets:\n  - module: http_2xx\n    targets:\n"+list.String())
 
-	members := make([]*member, 3)
-	for i := range members {
-		members[i] = &member{name: fmt.Sprintf("m%d", i+1), web: testbin.FreeAddr(t), gossip: fmt.Sprintf("127.0.0.%d:7946", i+2)}
+	s.members = make([]*member, 3)
+	var urls []string
+	for i := range s.members {
+		s.members[i] = &member{name: fmt.Sprintf("m%d", i+1), web: testbin.FreeAddr(t), gossip: fmt.Sprintf("127.0.0.%d:7946", i+2)}
+		urls = append(urls, s.members[i].url())
 	}
 	coordAddr := testbin.FreeAddr(t)
-	var urls []string
-	for _, m := range members {
-		urls = append(urls, m.url())
-	}
 	coordConf := filepath.Join(dir, "coordinator.yml")
 	write(t, coordConf, fmt.Sprintf("locations:\n  - name: ams\n    urls: [%s]\nconfirmation: {min_failing_locations: 1, verify_timeout: 2s}\nhealth_check_interval: 1s\n", strings.Join(urls, ", ")))
 	testbin.StartReady(t, "vantage-coordinator", exec.Command(bins[1], "--config.file="+coordConf,
 		"--storage.path="+filepath.Join(dir, "data"), "--web.listen-address="+coordAddr, "--log.level=warn"), "http://"+coordAddr+"/-/ready")
-	coordURL := "http://" + coordAddr
-	for _, m := range members {
+	s.coordURL = "http://" + coordAddr
+	for _, m := range s.members {
 		m.args = []string{"--config.file=" + conf, "--location=ams", "--web.listen-address=" + m.web, "--log.level=warn",
-			"--coordinator.url=" + coordURL, "--cluster.listen-address=" + m.gossip,
-			"--cluster.peer=" + members[0].gossip, "--cluster.peer=" + members[1].gossip, "--cluster.reconnect-interval=2s"}
-		m.start(t, bins[0])
+			"--coordinator.url=" + s.coordURL, "--cluster.listen-address=" + m.gossip,
+			"--cluster.peer=" + s.members[0].gossip, "--cluster.peer=" + s.members[1].gossip, "--cluster.reconnect-interval=2s"}
+		m.start(t, s.exporterBin)
 	}
+	return s
+}
 
-	sumOwned := func(ms ...*member) (sum float64, each []float64) {
+func (s *stack) checks() checks { return fetchChecks(s.t, s.targetURL) }
+
+// owned returns the sum and each of the members' vantage_cluster_owned_targets.
+func (s *stack) owned(ms ...*member) (sum float64, each []float64) {
+	for _, m := range ms {
+		v := metric(s.t, m.url(), "vantage_cluster_owned_targets")
+		sum += v
+		each = append(each, v)
+	}
+	return sum, each
+}
+
+// seeMembers is a condition: each of ms sees n live members.
+func (s *stack) seeMembers(n float64, ms ...*member) func() error {
+	return func() error {
 		for _, m := range ms {
-			v := metric(t, m.url(), "vantage_cluster_owned_targets")
-			sum += v
-			each = append(each, v)
-		}
-		return sum, each
-	}
-	seeMembers := func(n float64, ms ...*member) func() error {
-		return func() error {
-			for _, m := range ms {
-				if got := metric(t, m.url(), "vantage_cluster_members"); got != n {
-					return fmt.Errorf("%s sees %v members, want %v", m.name, got, n)
-				}
-			}
-			return nil
-		}
-	}
-	ownedOnce := func(ms ...*member) func() error {
-		return func() error {
-			if sum, each := sumOwned(ms...); sum != targets {
-				return fmt.Errorf("owned targets %v sum to %v, want %d", each, sum, targets)
-			}
-			return nil
-		}
-	}
-
-	// Every target owned exactly once, checked once per interval.
-	testbin.WaitFor(t, "three members", 20*time.Second, seeMembers(3, members...))
-	testbin.WaitFor(t, "every target owned once", 10*time.Second, ownedOnce(members...))
-	testbin.WaitFor(t, "the coordinator lists ams's members", 10*time.Second, func() error {
-		var locs []struct {
-			Name    string `json:"name"`
-			Healthy bool   `json:"healthy"`
-			Members []struct {
-				URL     string   `json:"url"`
-				Name    string   `json:"name"`
-				Healthy bool     `json:"healthy"`
-				Members []string `json:"members"`
-			} `json:"members"`
-		}
-		getJSON(t, coordURL+"/api/v1/locations", &locs)
-		if len(locs) != 1 || !locs[0].Healthy || len(locs[0].Members) != 3 {
-			return fmt.Errorf("locations: %+v", locs)
-		}
-		for i, m := range locs[0].Members {
-			if m.URL != members[i].url() || m.Name != members[i].gossip || !m.Healthy || len(m.Members) != 3 {
-				return fmt.Errorf("member %d: %+v", i, m)
+			if got := metric(s.t, m.url(), "vantage_cluster_members"); got != n {
+				return fmt.Errorf("%s sees %v members, want %v", m.name, got, n)
 			}
 		}
 		return nil
-	})
+	}
+}
+
+// ownedOnce is a condition: the owned targets of ms sum to all targets.
+func (s *stack) ownedOnce(ms ...*member) func() error {
+	return func() error {
+		if sum, each := s.owned(ms...); sum != targets {
+			return fmt.Errorf("owned targets %v sum to %v, want %d", each, sum, targets)
+		}
+		return nil
+	}
+}
+
+// ownedOnceAndCheckedOnce: every target owned by exactly one member, on
+// that member's /metrics only, and checked once per interval; the
+// coordinator lists the three members.
+func (s *stack) ownedOnceAndCheckedOnce() {
+	t := s.t
+	testbin.WaitFor(t, "three members", 20*time.Second, s.seeMembers(3, s.members...))
+	testbin.WaitFor(t, "every target owned once", 10*time.Second, s.ownedOnce(s.members...))
+	testbin.WaitFor(t, "the coordinator lists ams's members", 10*time.Second, s.membersListed)
 	time.Sleep(interval)
 	from := time.Now()
 	time.Sleep(2 * interval)
 	seen := map[int]int{}
-	for _, m := range members {
+	for _, m := range s.members {
 		for n := range owned(t, m) {
 			seen[n]++
 		}
 	}
-	longest, twice := rec().gaps(nil, from, time.Now())
+	longest, twice := s.checks().gaps(nil, from, time.Now())
 	t.Logf("steady: longest gap %s, checked twice within an interval %d", longest, twice)
 	if twice != 0 || longest > interval+interval/2 {
 		t.Errorf("steady state: %d double checks, longest gap %s; want none and about %s", twice, longest, interval)
@@ -259,46 +268,83 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("target %d is on %d members' /metrics, want 1", n, k)
 		}
 	}
+}
 
-	// SIGKILL m3: m1 and m2 take its targets over.
-	m3 := members[2]
+// membersListed: /api/v1/locations has ams, healthy, with its three
+// members, each named by its gossip address and seeing three.
+func (s *stack) membersListed() error {
+	var locs []struct {
+		Name    string `json:"name"`
+		Healthy bool   `json:"healthy"`
+		Members []struct {
+			URL     string   `json:"url"`
+			Name    string   `json:"name"`
+			Healthy bool     `json:"healthy"`
+			Members []string `json:"members"`
+		} `json:"members"`
+	}
+	getJSON(s.t, s.coordURL+"/api/v1/locations", &locs)
+	if len(locs) != 1 || !locs[0].Healthy || len(locs[0].Members) != 3 {
+		return fmt.Errorf("locations: %+v", locs)
+	}
+	for i, m := range locs[0].Members {
+		if m.URL != s.members[i].url() || m.Name != s.members[i].gossip || !m.Healthy || len(m.Members) != 3 {
+			return fmt.Errorf("member %d: %+v", i, m)
+		}
+	}
+	return nil
+}
+
+// killedMemberTakenOver: SIGKILL m3; m1 and m2 check its targets again
+// within the interval plus the failure detection time.
+func (s *stack) killedMemberTakenOver() {
+	t, m3, rest := s.t, s.members[2], s.members[:2]
 	lost := owned(t, m3)
 	killed := time.Now()
 	m3.proc.Kill()
-	detected := testbin.WaitFor(t, "m3's failure detected", 30*time.Second, seeMembers(2, members[:2]...))
-	testbin.WaitFor(t, "m3's targets taken over", 10*time.Second, ownedOnce(members[:2]...))
+	detected := testbin.WaitFor(t, "m3's failure detected", 30*time.Second, s.seeMembers(2, rest...))
+	testbin.WaitFor(t, "m3's targets taken over", 10*time.Second, s.ownedOnce(rest...))
 	time.Sleep(interval + 500*time.Millisecond)
-	longest, _ = rec().gaps(lost, killed.Add(-interval), time.Now())
+	longest, _ := s.checks().gaps(lost, killed.Add(-interval), time.Now())
 	t.Logf("SIGKILL: failure detected after %s; m3's %d targets went unchecked at most %s (interval %s)", detected.Round(time.Millisecond), len(lost), longest.Round(time.Millisecond), interval)
 	if bound := interval + detected + interval/2; longest > bound {
 		t.Errorf("a target of the killed member went unchecked %s, more than interval + detection (+%s slack) = %s", longest, interval/2, bound)
 	}
+}
 
-	// m3 back: the load spreads again within ±15% after one interval.
-	m3.start(t, bins[0])
-	testbin.WaitFor(t, "m3 back", 20*time.Second, seeMembers(3, members...))
+// returnedMemberRebalanced: m3 back, the load spreads again within ±15%
+// after one interval.
+func (s *stack) returnedMemberRebalanced() {
+	t := s.t
+	s.members[2].start(t, s.exporterBin)
+	testbin.WaitFor(t, "m3 back", 20*time.Second, s.seeMembers(3, s.members...))
 	time.Sleep(interval)
-	testbin.WaitFor(t, "every target owned once again", 10*time.Second, ownedOnce(members...))
-	_, each := sumOwned(members...)
+	testbin.WaitFor(t, "every target owned once again", 10*time.Second, s.ownedOnce(s.members...))
+	_, each := s.owned(s.members...)
 	t.Logf("after m3 returned: owned %v", each)
 	for i, v := range each {
 		if v < targets/3*0.85 || v > targets/3*1.15 {
-			t.Errorf("%s owns %v targets, want %d ± 15%%", members[i].name, v, targets/3)
+			t.Errorf("%s owns %v targets, want %d ± 15%%", s.members[i].name, v, targets/3)
 		}
 	}
+}
 
-	// Partition m3: both sides keep checking every target.
-	stopSampling := sampleLocation(t, coordURL)
+// partitionedMemberKeepsChecking: m3 cut off; both sides check every
+// target (the overlap counted), the coordinator sees one healthy
+// location throughout, and the cluster re-forms once healed.
+func (s *stack) partitionedMemberKeepsChecking() {
+	t, m3, rest := s.t, s.members[2], s.members[:2]
+	stopSampling := sampleLocation(t, s.coordURL)
 	partition(t, "127.0.0.4")
 	parted := time.Now()
-	testbin.WaitFor(t, "m3 alone", 30*time.Second, seeMembers(1, m3))
-	testbin.WaitFor(t, "m1 and m2 without m3", 30*time.Second, seeMembers(2, members[:2]...))
-	testbin.WaitFor(t, "m3 checks every target", 10*time.Second, ownedOnce(m3))
-	testbin.WaitFor(t, "m1 and m2 check every target", 10*time.Second, ownedOnce(members[:2]...))
+	testbin.WaitFor(t, "m3 alone", 30*time.Second, s.seeMembers(1, m3))
+	testbin.WaitFor(t, "m1 and m2 without m3", 30*time.Second, s.seeMembers(2, rest...))
+	testbin.WaitFor(t, "m3 checks every target", 10*time.Second, s.ownedOnce(m3))
+	testbin.WaitFor(t, "m1 and m2 check every target", 10*time.Second, s.ownedOnce(rest...))
 	time.Sleep(interval)
-	from = time.Now()
+	from := time.Now()
 	time.Sleep(2 * interval)
-	longest, twice = rec().gaps(nil, from, time.Now())
+	longest, twice := s.checks().gaps(nil, from, time.Now())
 	t.Logf("partition (since %s): longest gap %s, double checks in %s: %d (the overlap of both sides)", time.Since(parted).Round(time.Second), longest.Round(time.Millisecond), 2*interval, twice)
 	if longest > interval+interval/2 {
 		t.Errorf("during the partition a target went unchecked %s", longest)
@@ -307,24 +353,25 @@ func TestCluster(t *testing.T) {
 		t.Errorf("during the partition %d double checks in two intervals, want both sides checking every target (≥ %d)", twice, targets)
 	}
 	heal(t)
-	testbin.WaitFor(t, "the partition healed", 30*time.Second, seeMembers(3, members...))
-	testbin.WaitFor(t, "every target owned once after healing", 10*time.Second, ownedOnce(members...))
-	flaps := stopSampling()
-	if flaps != "" {
+	testbin.WaitFor(t, "the partition healed", 30*time.Second, s.seeMembers(3, s.members...))
+	testbin.WaitFor(t, "every target owned once after healing", 10*time.Second, s.ownedOnce(s.members...))
+	if flaps := stopSampling(); flaps != "" {
 		t.Errorf("the coordinator's view of ams changed during the partition: %s", flaps)
 	}
+}
 
-	// Throughout: no target confirmed down, no incident (no false alarm).
+// noFailureSeen: no target confirmed down, no incident (no false alarm),
+// no failure report: the handovers made none.
+func (s *stack) noFailureSeen() {
+	t := s.t
 	var incs []json.RawMessage
-	getJSON(t, coordURL+"/api/v1/incidents?state=all", &incs)
+	getJSON(t, s.coordURL+"/api/v1/incidents?state=all", &incs)
 	if len(incs) != 0 {
 		t.Errorf("the coordinator has %d incidents, want none; the first: %s", len(incs), incs[0])
 	}
-	if v := metrics(t, coordURL, "vantage_coordinator_reports_received_total{"); len(v) > 0 {
-		for series, n := range v {
-			if n > 0 && !strings.Contains(series, `state="recovered"`) {
-				t.Errorf("the coordinator received %s = %v, want no failure reports", series, n)
-			}
+	for series, n := range metrics(t, s.coordURL, "vantage_coordinator_reports_received_total{") {
+		if n > 0 && !strings.Contains(series, `state="recovered"`) {
+			t.Errorf("the coordinator received %s = %v, want no failure reports", series, n)
 		}
 	}
 }
