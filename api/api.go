@@ -147,6 +147,10 @@ type Batch struct {
 	// run, so a coordinator tells a redelivered batch (same run, seen
 	// Seq) from a restarted exporter's first reports.
 	Run string `json:"run"`
+	// Member names the exporter within its location's cluster; empty
+	// when the location is one exporter. A coordinator follows the
+	// sequence of each member's reports apart.
+	Member string `json:"member,omitempty"`
 	// CanaryOK is the location's connectivity canary verdict when the
 	// batch was sent; absent without a canary or before its first check.
 	CanaryOK *bool `json:"canary_ok,omitempty"`
@@ -235,4 +239,9 @@ type Status struct {
 	CanaryOK *bool  `json:"canary_ok,omitempty"`
 	// Degraded is as in Batch.
 	Degraded []string `json:"degraded,omitempty"`
+	// Member is the exporter's name in its location's cluster, and
+	// Members the live members it sees (itself included); empty without
+	// a cluster.
+	Member  string   `json:"member,omitempty"`
+	Members []string `json:"members,omitempty"`
 }

@@ -39,9 +39,12 @@ var (
 type Config struct {
 	Modules map[string]Module `yaml:"modules"`
 	// Scheduler configures continuous checking of Targets and TargetFiles.
-	Scheduler   SchedulerConfig `yaml:"scheduler"`
-	Targets     []TargetGroup   `yaml:"targets,omitempty"`
-	TargetFiles []string        `yaml:"target_files,omitempty"`
+	Scheduler SchedulerConfig `yaml:"scheduler"`
+	// Cluster configures how the exporters of a location share its
+	// targets when they run as a cluster.
+	Cluster     ClusterConfig `yaml:"cluster"`
+	Targets     []TargetGroup `yaml:"targets,omitempty"`
+	TargetFiles []string      `yaml:"target_files,omitempty"`
 	// Canary is the connectivity canary of this location, if any.
 	Canary *CanaryConfig `yaml:"canary,omitempty"`
 

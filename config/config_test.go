@@ -384,6 +384,8 @@ func TestLoadInvalid(t *testing.T) {
 		"destinations-empty":                  `:4: modules.http_2xx.destinations: no rule is set; set deny_private or list allowed or denied networks or hosts, or remove the section`,
 		"destinations-type":                   ":5: modules.http_2xx.destinations.allowed_hosts: cannot unmarshal !!str `*.examp...` into []config.HostPattern",
 		"unknown-key-destinations":            `:6: modules.http_2xx.destinations: unknown key "allowed_network"`,
+		"cluster-replicas":                    `:2: cluster.replicas: replicas must be at least 1, got 0`,
+		"cluster-expected-members":            `:3: cluster.expected_members: expected_members must not be negative, got -2`,
 	} {
 		t.Run(file, func(t *testing.T) { checkInvalidFile(t, file, want) })
 	}

@@ -46,7 +46,7 @@ func LoadFile(path string) (*Config, error) {
 // Parse decodes and validates a configuration document. source names the
 // document in error messages, which read "source:line: path: problem".
 func Parse(data []byte, source string) (*Config, error) {
-	c := &Config{Scheduler: DefaultSchedulerConfig}
+	c := &Config{Scheduler: DefaultSchedulerConfig, Cluster: DefaultClusterConfig}
 	_, err := yamldoc.Decode(data, source, c, func(root *yaml.Node) error {
 		return c.validate(func(p []any) string { return fmt.Sprintf("%s:%d", source, yamldoc.Locate(root, p)) })
 	})

@@ -34,6 +34,9 @@ func (c *Config) validate(locateFn func([]any) string) error {
 	if err := c.Scheduler.validate([]any{"scheduler"}); err != nil {
 		return err
 	}
+	if err := c.Cluster.validate([]any{"cluster"}); err != nil {
+		return err
+	}
 	if err := c.resolveCanary([]any{"canary"}, locateFn); err != nil {
 		return err
 	}

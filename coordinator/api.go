@@ -133,8 +133,8 @@ func (c *Coordinator) handleLocations(w http.ResponseWriter, _ *http.Request) {
 	jsonapi.Write(w, http.StatusOK, c.locations())
 }
 
-// locations is every location's health and standing.
-func (c *Coordinator) locations() []LocationView {
+// locations is every location's health and standing, with its members.
+func (c *Coordinator) locations() []locationView {
 	views := c.health.views()
 	c.mu.Lock()
 	suspects := c.machine.Suspects(time.Now())
@@ -146,7 +146,7 @@ func (c *Coordinator) locations() []LocationView {
 			}
 		}
 	}
-	return views
+	return c.members.withMembers(views)
 }
 
 func (c *Coordinator) handleConfig(w http.ResponseWriter, _ *http.Request) {

@@ -50,6 +50,7 @@ type Coordinator struct {
 	writer   *writer
 	verifier *verifier
 	health   *locationHealth
+	members  *members
 	intake   *intake
 	reg      *prometheus.Registry
 	metrics  *metrics
@@ -151,6 +152,7 @@ func newCoordinator(opts Options, conf *config.CoordinatorConfig, reg *prometheu
 		events:   newEventBook(store),
 		verifier: newVerifier(nil),
 		health:   newLocationHealth(),
+		members:  newMembers(),
 		intake:   newIntake(),
 		reg:      reg,
 		reloads:  make(chan chan error),
@@ -309,10 +311,10 @@ func (c *Coordinator) update(event func(m *confirm.Machine, now time.Time) confi
 // their answers back to the machine.
 func (c *Coordinator) startRound(r confirm.RoundRequest) {
 	urls := c.conf.Load().LocationURLs()
-	locs := make(map[string]string, len(r.Locations))
+	locs := make(map[string][]string, len(r.Locations))
 	for _, name := range r.Locations {
 		if u, ok := urls[name]; ok {
-			locs[name] = u
+			locs[name] = c.members.urls(c.runCtx, u)
 		}
 	}
 	runCtx := c.runCtx

@@ -55,7 +55,9 @@ func (c *Coordinator) handleProbe(w http.ResponseWriter, r *http.Request) {
 	answers := make([]checkAnswer, len(conf.Locations))
 	var wg sync.WaitGroup
 	for i, l := range conf.Locations {
-		wg.Go(func() { answers[i] = c.verifier.check(ctx, l.Name, l.URL, key, timeout) })
+		wg.Go(func() {
+			answers[i] = c.verifier.checkMembers(ctx, l.Name, c.members.urls(ctx, l.MemberURLs()), key, timeout)
+		})
 	}
 	wg.Wait()
 

@@ -170,7 +170,7 @@ func (c *Coordinator) checkHealth(ctx context.Context) {
 		var wg sync.WaitGroup
 		for _, l := range conf.Locations {
 			wg.Go(func() {
-				c.health.observe(l.Name, c.pollLocation(ctx, l.URL, min(interval, 5*time.Second)))
+				c.health.observe(l.Name, c.pollMembers(ctx, l.Name, l.MemberURLs(), min(interval, 5*time.Second)))
 			})
 		}
 		wg.Wait()
@@ -182,12 +182,12 @@ func (c *Coordinator) checkHealth(ctx context.Context) {
 	}
 }
 
-// pollLocation reads a location's status: whether it answers, and its
-// canary's verdict.
-func (c *Coordinator) pollLocation(ctx context.Context, baseURL string, timeout time.Duration) contact {
+// pollLocation reads an exporter's status: whether it answers, and its
+// canary's verdict; with the status it answered.
+func (c *Coordinator) pollLocation(ctx context.Context, baseURL string, timeout time.Duration) (contact, *api.Status) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	fail := func(err error) contact { return contact{err: err.Error()} }
+	fail := func(err error) (contact, *api.Status) { return contact{err: err.Error()}, nil }
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(baseURL, "/")+api.StatusPath, nil)
 	if err != nil {
 		return fail(err)
@@ -210,5 +210,5 @@ func (c *Coordinator) pollLocation(ctx context.Context, baseURL string, timeout 
 	if err := json.Unmarshal(data, &st); err != nil {
 		return fail(fmt.Errorf("invalid status answer: %w", err))
 	}
-	return contact{reachable: true, message: true, canaryOK: st.CanaryOK}
+	return contact{reachable: true, message: true, canaryOK: st.CanaryOK}, &st
 }

@@ -23,8 +23,8 @@ const (
 	maxReportsPerBatch = 1000
 )
 
-// intake remembers, per location, the latest report sequence number of the
-// exporter's current run, so a redelivered batch is not applied twice, and
+// intake remembers, per location (per member of a location's cluster),
+// the latest report sequence number of the exporter's current run, so a redelivered batch is not applied twice, and
 // whether the coordinator holds that run's state (a snapshot since the
 // run began or since a gap in the sequence).
 type intake struct {
@@ -49,7 +49,9 @@ func newIntake() *intake { return &intake{last: map[string]position{}} }
 func (in *intake) fresh(b *api.Batch) (fresh []*api.Report, duplicates int, wantSnapshot bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	pos := in.last[b.Location]
+	// Each member of a location's cluster numbers its own reports.
+	from := b.Location + "\x00" + b.Member
+	pos := in.last[from]
 	if pos.run != b.Run {
 		pos = position{run: b.Run}
 	}
@@ -69,7 +71,7 @@ func (in *intake) fresh(b *api.Batch) (fresh []*api.Report, duplicates int, want
 		pos.synced = true
 		pos.seq = max(pos.seq, b.Snapshot.Seq)
 	}
-	in.last[b.Location] = pos
+	in.last[from] = pos
 	return fresh, duplicates, !pos.synced
 }
 

@@ -90,7 +90,7 @@ th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
 
 // statusPage is what the status page shows.
 type statusPage struct {
-	Locations []LocationView
+	Locations []locationView
 	// NotUp and Up are the first targets of each kind, in the order of
 	// Machine.Targets; NotUpMore and UpMore count the ones left out.
 	NotUp      []confirm.TargetView

@@ -70,15 +70,15 @@ func (a *checkAnswer) contact() contact {
 	return c
 }
 
-// round asks every location in parallel and returns their answers once
+// round asks every location (one member after another) in parallel and returns their answers once
 // all have answered or timeout has passed; a location that did not
 // answer by then is unknown.
-func (v *verifier) round(ctx context.Context, key confirm.Key, locations map[string]string, timeout time.Duration) []checkAnswer {
+func (v *verifier) round(ctx context.Context, key confirm.Key, locations map[string][]string, timeout time.Duration) []checkAnswer {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	answers := make(chan checkAnswer, len(locations))
-	for name, url := range locations {
-		go func() { answers <- v.check(ctx, name, url, key, timeout) }()
+	for name, urls := range locations {
+		go func() { answers <- v.checkMembers(ctx, name, urls, key, timeout) }()
 	}
 	out := make([]checkAnswer, 0, len(locations))
 	for range locations {

@@ -327,13 +327,14 @@ func mustCoordinatorConfig(tb testing.TB, p *types.Project) *config.CoordinatorC
 }
 
 // TestExportersAndLocations checks the exporters' wiring: one service per
-// location, each with a distinct --location that the coordinator lists
-// with that service's URL, reporting to the coordinator service, with
+// location (two for ams, a cluster whose members peer with each other),
+// each with a --location that the coordinator lists with that service's
+// URL among the location's members, reporting to the coordinator service, with
 // tracing sent to the Jaeger service.
 func TestExportersAndLocations(t *testing.T) {
 	p := mustProject(t)
 	exporters := servicesRunning(p, "vantage-exporter")
-	if want := []string{"exporter-ams", "exporter-fra", "exporter-sfo"}; !slices.Equal(exporters, want) {
+	if want := []string{"exporter-ams", "exporter-ams-2", "exporter-fra", "exporter-sfo"}; !slices.Equal(exporters, want) {
 		t.Fatalf("services running vantage-exporter: %v, want %v", exporters, want)
 	}
 	coordinators := servicesRunning(p, "vantage-coordinator")
@@ -343,12 +344,17 @@ func TestExportersAndLocations(t *testing.T) {
 	coordinatorURL := "http://" + coordinators[0] + ":9716"
 
 	conf := mustCoordinatorConfig(t, p)
-	urls := map[string]string{}
+	urls := map[string][]string{}
 	for _, l := range conf.Locations {
-		urls[l.Name] = l.URL
+		urls[l.Name] = l.MemberURLs()
 	}
-	if len(urls) != len(exporters) {
-		t.Errorf("coordinator lists %d locations, compose runs %d exporters", len(urls), len(exporters))
+	if len(urls) != len(exporters)-1 {
+		t.Errorf("coordinator lists %d locations, compose runs %d exporters (two in ams)", len(urls), len(exporters))
+	}
+	for _, pair := range [][2]string{{"exporter-ams", "exporter-ams-2"}, {"exporter-ams-2", "exporter-ams"}} {
+		if got, _ := flagValue(p.Services[pair[0]].Command, "cluster.peer"); got != pair[1]+":9094" {
+			t.Errorf("%s: --cluster.peer=%q, want %s:9094", pair[0], got, pair[1])
+		}
 	}
 	for _, name := range exporters {
 		s := p.Services[name]
@@ -357,8 +363,8 @@ func TestExportersAndLocations(t *testing.T) {
 			t.Errorf("%s has no --location", name)
 			continue
 		}
-		if want := "http://" + name + ":9715"; urls[loc] != want {
-			t.Errorf("%s runs --location=%s; the coordinator has that location at %q, want %q", name, loc, urls[loc], want)
+		if want := "http://" + name + ":9715"; !slices.Contains(urls[loc], want) {
+			t.Errorf("%s runs --location=%s; the coordinator has that location at %q, without %q", name, loc, urls[loc], want)
 		}
 		if got, _ := flagValue(s.Command, "coordinator.url"); got != coordinatorURL {
 			t.Errorf("%s reports to %q, want %q", name, got, coordinatorURL)

@@ -75,7 +75,9 @@ func (e *Exporter) checkCanary(ctx context.Context, w *canaryWait, r *result.Res
 // handleStatus tells who this exporter is, how its canary fares and why
 // it cannot vouch for its results, if it cannot (GET /api/v1/status).
 func (e *Exporter) handleStatus(w http.ResponseWriter, _ *http.Request) {
-	jsonapi.Write(w, http.StatusOK, api.Status{Location: e.opts.Location, Run: e.run, CanaryOK: e.canary.state.known(), Degraded: e.degradedReasons()})
+	self, members := e.clusterMembers()
+	jsonapi.Write(w, http.StatusOK, api.Status{Location: e.opts.Location, Run: e.run, CanaryOK: e.canary.state.known(), Degraded: e.degradedReasons(),
+		Member: self, Members: members})
 }
 
 // decodeCheckRequest reads and validates a check request, returning the

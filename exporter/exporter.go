@@ -15,6 +15,7 @@ import (
 	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/collector"
 	"github.com/vantageprobe/vantage/config"
+	"github.com/vantageprobe/vantage/exporter/cluster"
 	"github.com/vantageprobe/vantage/exporter/report"
 	"github.com/vantageprobe/vantage/exporter/scheduler"
 	"github.com/vantageprobe/vantage/internal/tracing"
@@ -50,6 +51,10 @@ type Exporter struct {
 	sched    *scheduler.Scheduler
 	// live holds the clocks of the exporter's progress.
 	live *live
+	// cluster is this exporter's membership in its location's cluster,
+	// nil without one; clusterSet the target set it gossips.
+	cluster    *cluster.Cluster
+	clusterSet *clusterSet
 	// ctx is Serve's: failures waiting for the canary's verdict (blames)
 	// end with it.
 	ctx    context.Context
@@ -95,9 +100,20 @@ func New(opts Options) (*Exporter, error) {
 		return nil, err
 	}
 
+	if len(opts.CoordinatorURLs) > 0 {
+		e.trans = newTransitions(func(r api.Report) { e.reporter.Send(r) })
+		e.trans.degraded = e.degraded
+	}
+	if err := e.startCluster(); err != nil {
+		return nil, err
+	}
+
 	// Tracing starts last of the steps that can fail: nothing after it does.
 	tp, err := tracing.New(context.Background(), e.tracingConfig(), reg, e.logger.With("component", "tracing"))
 	if err != nil {
+		if e.cluster != nil {
+			e.cluster.Close(0)
+		}
 		return nil, err
 	}
 	e.tracing, e.tracer = tp, newCheckTracer(tp, opts.Location)
@@ -107,8 +123,6 @@ func New(opts Options) (*Exporter, error) {
 	reg.MustRegister(e.live.clocks)
 	if len(opts.CoordinatorURLs) > 0 {
 		e.reporter = report.New(e.reportOptions(reportClient))
-		e.trans = newTransitions(e.reporter.Send)
-		e.trans.degraded = e.degraded
 	}
 	e.sched = scheduler.New(e.schedulerOptions())
 	registerDegraded(reg, e.sched.Degraded)
@@ -134,6 +148,9 @@ func (e *Exporter) tracingConfig() tracing.Config {
 func (e *Exporter) reportOptions(client *http.Client) report.Options {
 	ro := report.DefaultOptions()
 	ro.URLs, ro.Location, ro.Run = e.opts.CoordinatorURLs, e.opts.Location, e.run
+	if e.cluster != nil {
+		ro.Member = e.cluster.Name()
+	}
 	ro.Canary = e.canary.state.known
 	ro.Degraded, ro.Delivered = e.degradedReasons, e.live.delivered
 	ro.Snapshot = e.snapshot
@@ -327,18 +344,21 @@ func tableCheck(o scheduler.Outcome) collector.Check {
 	}
 }
 
-// applySchedule hands the current scheduled targets and settings to the
-// results table and the scheduler.
+// applySchedule hands the scheduled targets this exporter checks (in a
+// cluster: those it owns) and the settings to the results table and the
+// scheduler.
 func (e *Exporter) applySchedule(ctx context.Context) {
 	st := e.config.get()
-	e.table.Sync(tableRows(st.targets))
-	e.live.configure(st.targets)
+	owned := e.ownedTargets(st)
+	e.table.Sync(tableRows(owned))
+	e.live.configure(owned)
 	if e.trans != nil {
 		e.trans.retain(st.targets)
+		e.trans.release(owned)
 	}
 	e.canary.state.configure(st.config.Canary != nil)
 	e.sched.SetSettings(schedulerSettings(st))
-	if err := e.sched.Update(ctx, st.targets); err != nil && ctx.Err() == nil {
+	if err := e.sched.Update(ctx, owned); err != nil && ctx.Err() == nil {
 		e.logger.Error("Scheduler did not take the targets", "err", err)
 	}
 }
@@ -427,8 +447,12 @@ func (e *Exporter) Serve(ctx context.Context) error {
 	}, e.logger)
 
 	// The server may also have failed: ending ctx stops the scheduler and
-	// the reloader either way.
+	// the reloader either way. A cluster member leaves first, so the
+	// others take its targets over at once.
 	cancel()
+	if e.cluster != nil {
+		e.cluster.Close(clusterLeaveGrace)
+	}
 	checks.Wait()
 	e.blames.Wait()
 	e.canary.wait()
@@ -478,6 +502,9 @@ func (e *Exporter) reloader(ctx context.Context) {
 			if e.config.refreshTargets() {
 				e.applySchedule(ctx)
 			}
+			continue
+		case <-e.clusterChanged():
+			e.applySchedule(ctx) // members or target sets changed
 			continue
 		}
 		if err != nil {

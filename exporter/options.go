@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/exporter-toolkit/web"
 
+	"github.com/vantageprobe/vantage/exporter/cluster"
 	"github.com/vantageprobe/vantage/exporter/scheduler"
 	"github.com/vantageprobe/vantage/internal/tracing"
 	"github.com/vantageprobe/vantage/internal/webserver"
@@ -81,6 +82,10 @@ type Options struct {
 	// Tracing configures OpenTelemetry traces of checks (--tracing.*); off
 	// unless an endpoint is set (see tracing.Config.Enabled).
 	Tracing tracing.Config
+	// Cluster makes this exporter a member of its location's gossip
+	// cluster (--cluster.*): the members share the targets. Without a
+	// listen address there is no cluster.
+	Cluster cluster.Options
 	// Logger receives the program's logs.
 	Logger *slog.Logger
 	// Reload receives a value for each external reload request (SIGHUP).
@@ -107,6 +112,7 @@ func DefaultOptions() Options {
 		ProbeLogLevel:                "info",
 		AutoReloadInterval:           30 * time.Second,
 		Tracing:                      tracing.DefaultConfig(),
+		Cluster:                      cluster.DefaultOptions(),
 		Logger:                       slog.New(slog.DiscardHandler),
 	}
 }
@@ -148,6 +154,9 @@ func (o *Options) validate() error {
 		return fmt.Errorf("--coordinator.snapshot-interval must not be negative, got %s", o.CoordinatorSnapshotInterval)
 	}
 	if err := validateBounds(o.SchedulerBounds); err != nil {
+		return err
+	}
+	if err := o.validateCluster(); err != nil {
 		return err
 	}
 	if o.Tracing.Enabled() {
@@ -213,6 +222,35 @@ func validateBounds(b scheduler.Bounds) error {
 		return fmt.Errorf("--scheduler.stale-after must not be negative, got %d", b.StaleAfter)
 	case b.Window != 0 && b.Window < time.Second:
 		return fmt.Errorf("--scheduler.judge-window must be at least 1s, got %s", b.Window)
+	}
+	return nil
+}
+
+// validateCluster checks the --cluster.* flags.
+func (o *Options) validateCluster() error {
+	c := &o.Cluster
+	if c.ListenAddress == "" {
+		return nil
+	}
+	if o.Location == "" {
+		return errors.New("--cluster.listen-address needs --location: the members of a cluster are the exporters of one location")
+	}
+	addrs := append([]string{c.ListenAddress}, c.Peers...)
+	if c.AdvertiseAddress != "" {
+		addrs = append(addrs, c.AdvertiseAddress)
+	}
+	for _, a := range addrs {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			return fmt.Errorf("cluster address %q is not host:port", a)
+		}
+	}
+	for name, d := range map[string]time.Duration{
+		"gossip-interval": c.GossipInterval, "pushpull-interval": c.PushPullInterval, "probe-interval": c.ProbeInterval,
+		"probe-timeout": c.ProbeTimeout, "tcp-timeout": c.TCPTimeout, "reconnect-interval": c.ReconnectInterval,
+	} {
+		if d <= 0 {
+			return fmt.Errorf("--cluster.%s must be positive, got %s", name, d)
+		}
 	}
 	return nil
 }

@@ -31,6 +31,11 @@ import (
 type transitions struct {
 	mu      sync.Mutex
 	failing map[string]*streak // targets whose checks fail
+	// remote holds the failing streaks of targets other members of the
+	// location's cluster check (see handover.go); announce, when set,
+	// gossips a change of one of this member's streaks to them.
+	remote   map[string]remoteStreak
+	announce func(s *streak, ended bool)
 	// send queues a report; it is called with mu held, so a snapshot
 	// (taken with mu held) includes every report numbered up to its Seq.
 	send func(api.Report)
@@ -73,7 +78,7 @@ type blame struct {
 }
 
 func newTransitions(send func(api.Report)) *transitions {
-	return &transitions{failing: map[string]*streak{}, send: send}
+	return &transitions{failing: map[string]*streak{}, remote: map[string]remoteStreak{}, send: send}
 }
 
 // record applies a scheduled outcome. It returns a blame to resolve with
@@ -85,10 +90,14 @@ func (tr *transitions) record(o scheduler.Outcome, since time.Time) *blame {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	s := tr.failing[key]
+	if s == nil {
+		s = tr.adopt(key) // the streak of another member, continued
+	}
 	switch {
 	case o.Result.Success && s != nil:
 		delete(tr.failing, key)
 		if s.state != "" {
+			tr.ended(s)
 			tr.send(api.Report{
 				Target: o.Target.Target, Module: o.Target.Module, State: api.StateRecovered,
 				Time: o.Planned, FirstFailure: s.failingSince(), Attempts: o.Attempts, Result: o.Result,
@@ -140,6 +149,7 @@ func (tr *transitions) resolve(b *blame, v canaryVerdict) *blame {
 	}
 	if s.state != state || s.reason != reason {
 		s.state, s.reason = state, reason
+		tr.changed(s)
 		tr.send(api.Report{
 			Target: o.Target.Target, Module: o.Target.Module, State: state,
 			Time: o.Planned, FirstFailure: s.first, Attempts: o.Attempts, Result: o.Result, Reason: reason,
@@ -168,16 +178,14 @@ func (tr *transitions) checked(module, target string, r *result.Result) {
 	s, wasFailing := tr.failing[key]
 	delete(tr.failing, key)
 	if wasFailing && s.state != "" {
+		tr.ended(s)
 		tr.send(api.Report{Target: target, Module: module, State: api.StateRecovered, Time: r.Start, FirstFailure: s.failingSince(), Attempts: 1, Result: r})
 	}
 }
 
 // retain forgets targets no longer scheduled.
 func (tr *transitions) retain(targets []scheduler.Target) {
-	keep := make(map[string]bool, len(targets))
-	for i := range targets {
-		keep[targets[i].Key()] = true
-	}
+	keep := keys(targets)
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	for key := range tr.failing {
@@ -185,6 +193,20 @@ func (tr *transitions) retain(targets []scheduler.Target) {
 			delete(tr.failing, key)
 		}
 	}
+	for key := range tr.remote {
+		if !keep[key] {
+			delete(tr.remote, key)
+		}
+	}
+}
+
+// keys is the set of the targets' keys.
+func keys(targets []scheduler.Target) map[string]bool {
+	keep := make(map[string]bool, len(targets))
+	for i := range targets {
+		keep[targets[i].Key()] = true
+	}
+	return keep
 }
 
 // snapshot is the state of the scheduled targets (the canary left out):
@@ -202,7 +224,12 @@ func (tr *transitions) snapshot(targets []scheduler.Target, withTargets bool, se
 		if t.Canary {
 			continue
 		}
-		if s, ok := tr.failing[t.Key()]; ok {
+		s, ok := tr.failing[t.Key()]
+		if !ok {
+			// A streak another member of the cluster reported.
+			s, ok = tr.remoteStreak(t.Key())
+		}
+		if ok {
 			state, reason := s.state, s.reason
 			if state == "" {
 				state, reason = api.StateUnknown, api.ReasonVerdictPending

@@ -92,3 +92,20 @@ func TestCoordinatorURLNeedsLocation(t *testing.T) {
 		t.Errorf("--coordinator.url without --location: exit %d, stderr %q, want 1 and %q", code, errOut, want)
 	}
 }
+
+func TestClusterFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--cluster.listen-address=127.0.0.1:0"}, "--cluster.listen-address needs --location"},
+		{[]string{"--location=ams", "--cluster.listen-address=127.0.0.1"}, `cluster address \"127.0.0.1\" is not host:port`},
+		{[]string{"--location=ams", "--cluster.listen-address=127.0.0.1:0", "--cluster.peer=peer"}, `cluster address \"peer\" is not host:port`},
+		{[]string{"--location=ams", "--cluster.listen-address=127.0.0.1:0", "--cluster.probe-interval=0s"}, "--cluster.probe-interval must be positive, got 0s"},
+	} {
+		code, _, errOut := runMain(t, append([]string{"--web.listen-address=127.0.0.1:0"}, tc.args...)...)
+		if code != 1 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q, want 1 and %q", tc.args, code, errOut, tc.want)
+		}
+	}
+}

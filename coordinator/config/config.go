@@ -85,8 +85,21 @@ type Location struct {
 	// Name is how the location is known in series and incidents; reports
 	// carry it (the exporter's --location).
 	Name string `yaml:"name"`
-	// URL is the exporter's base URL.
-	URL string `yaml:"url"`
+	// URL is the exporter's base URL; when its host name resolves to
+	// several addresses, each is a member of the location's cluster.
+	URL string `yaml:"url,omitempty"`
+	// URLs are the base URLs of the members of the location's cluster
+	// (exporters sharing its targets), instead of url.
+	URLs []string `yaml:"urls,omitempty"`
+}
+
+// MemberURLs are the configured base URLs of the location's exporters:
+// urls, or url alone.
+func (l *Location) MemberURLs() []string {
+	if len(l.URLs) > 0 {
+		return l.URLs
+	}
+	return []string{l.URL}
 }
 
 // ConfirmationConfig says when failures are confirmed and outages resolved.
@@ -206,14 +219,9 @@ func (c *CoordinatorConfig) validate() error {
 			return yamldoc.Fail(yamldoc.At(path, "name"), "location %q is listed twice (also locations[%d])", l.Name, j)
 		}
 		names[l.Name] = i
-		u, err := url.Parse(l.URL)
-		if l.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return yamldoc.Fail(yamldoc.At(path, "url"), "url of location %q must be an http(s) URL, got %q", l.Name, l.URL)
+		if err := l.validateURLs(path, i, urls, c.Locations); err != nil {
+			return err
 		}
-		if j, ok := urls[l.URL]; ok {
-			return yamldoc.Fail(yamldoc.At(path, "url"), "locations %q and %q have the same url %s", c.Locations[j].Name, l.Name, l.URL)
-		}
-		urls[l.URL] = i
 	}
 	cf := c.Confirmation
 	path := []any{"confirmation"}
@@ -258,11 +266,38 @@ func (c *CoordinatorConfig) validate() error {
 	return c.validateMaintenance()
 }
 
-// LocationURLs maps each location's name to its URL.
-func (c *CoordinatorConfig) LocationURLs() map[string]string {
-	m := make(map[string]string, len(c.Locations))
+// validateURLs checks url or urls of the location at path (locations[i]);
+// urls maps the URLs seen so far to their location's index.
+func (l *Location) validateURLs(path []any, i int, urls map[string]int, all []Location) error {
+	field := "url"
+	switch {
+	case l.URL != "" && len(l.URLs) > 0:
+		return yamldoc.Fail(yamldoc.At(path, "urls"), "location %q sets both url and urls; use one", l.Name)
+	case len(l.URLs) > 0:
+		field = "urls"
+	}
+	for j, raw := range l.MemberURLs() {
+		at := yamldoc.At(path, field)
+		if field == "urls" {
+			at = yamldoc.At(at, j)
+		}
+		u, err := url.Parse(raw)
+		if raw == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return yamldoc.Fail(at, "%s of location %q must be an http(s) URL, got %q", field, l.Name, raw)
+		}
+		if k, ok := urls[raw]; ok {
+			return yamldoc.Fail(at, "locations %q and %q have the same url %s", all[k].Name, l.Name, raw)
+		}
+		urls[raw] = i
+	}
+	return nil
+}
+
+// LocationURLs maps each location's name to its members' URLs.
+func (c *CoordinatorConfig) LocationURLs() map[string][]string {
+	m := make(map[string][]string, len(c.Locations))
 	for _, l := range c.Locations {
-		m[l.Name] = l.URL
+		m[l.Name] = l.MemberURLs()
 	}
 	return m
 }

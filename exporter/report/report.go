@@ -38,6 +38,9 @@ type Options struct {
 	// URLs are the coordinators' base URLs; each gets every report.
 	URLs     []string
 	Location string
+	// Member names this exporter within its location's cluster; empty
+	// without one.
+	Member string
 	// Run identifies the exporter process in every batch; empty: a new
 	// random one (NewRunID).
 	Run string
@@ -499,7 +502,7 @@ func (s *sink) deliver(ctx context.Context, batch []api.Report, snap *api.Snapsh
 	if s.r.opts.Degraded != nil {
 		degraded = s.r.opts.Degraded()
 	}
-	body, err := json.Marshal(api.Batch{Location: s.r.opts.Location, Run: s.r.run, CanaryOK: s.r.canary(), Degraded: degraded, Reports: batch, Snapshot: snap})
+	body, err := json.Marshal(api.Batch{Location: s.r.opts.Location, Member: s.r.opts.Member, Run: s.r.run, CanaryOK: s.r.canary(), Degraded: degraded, Reports: batch, Snapshot: snap})
 	if err != nil {
 		return outcome{}, err
 	}

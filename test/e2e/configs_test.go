@@ -219,6 +219,7 @@ func prometheusConfig(t *testing.T, root string, addrs map[string]string, coordi
 		if name == "vantage-coordinator" {
 			replaceTarget(t, path, job, coordinatorService, coordinators)
 		}
+		dropUnrunExporters(job, addrs)
 		kept = append(kept, job)
 	}
 	for _, want := range []string{"vantage-exporter", "vantage-coordinator"} {
@@ -233,6 +234,27 @@ func prometheusConfig(t *testing.T, root string, addrs map[string]string, coordi
 		t.Fatalf("%s refers to %q, which test/e2e does not run or know the address of: add it to the addresses the test rewrites", path, left)
 	}
 	return mustMarshal(t, doc)
+}
+
+// dropUnrunExporters removes from a job's static targets the exporters
+// test/e2e does not run: it runs one exporter per location, where the
+// compose stack runs a location (ams) as a cluster of two.
+func dropUnrunExporters(job map[string]any, addrs map[string]string) {
+	scs, _ := job["static_configs"].([]any)
+	for _, sc := range scs {
+		m, _ := sc.(map[string]any)
+		targets, _ := m["targets"].([]any)
+		kept := targets[:0]
+		for _, tg := range targets {
+			if s, _ := tg.(string); strings.HasPrefix(s, "exporter-") && addrs[s] == "" {
+				continue
+			}
+			kept = append(kept, tg)
+		}
+		if m != nil {
+			m["targets"] = kept
+		}
+	}
 }
 
 // coordinatorService is the coordinator's address in deploy/prometheus.yml.
@@ -329,7 +351,7 @@ func alertmanagerConfig(t *testing.T, root, webhookBase string, groupInterval ti
 
 // coordinatorConfig derives the coordinator's configuration from
 // deploy/coordinator.yml: the same locations (ams, fra, sfo) at the test's
-// exporters, the same quorum, and short timers.
+// exporters (one each), the same quorum, and short timers.
 func coordinatorConfig(t *testing.T, root string, exporterURLs map[string]string) string {
 	t.Helper()
 	path := filepath.Join(root, "deploy", "coordinator.yml")
@@ -343,6 +365,9 @@ func coordinatorConfig(t *testing.T, root string, exporterURLs map[string]string
 		if !ok {
 			t.Fatalf("%s lists location %q; test/e2e runs exporters for %v", path, name, locations)
 		}
+		// One exporter per location here: ams's cluster members (urls)
+		// become its one exporter.
+		delete(loc, "urls")
 		loc["url"] = u
 		names = append(names, name)
 	}

@@ -55,6 +55,8 @@ type options struct {
 	scrapeInterval                  time.Duration
 	farmMode                        string
 	farmIPs, farmPorts              int
+	clusterRate                     float64
+	clusterWarmup, clusterWindow    time.Duration
 	scale                           float64
 	tune, keep                      bool
 	vantagePkg, blackboxBin, goTool string
@@ -63,7 +65,7 @@ type options struct {
 func parseOptions(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.StringVar(&o.phases, "phases", "a,b,c,d,e", "phases to run: a scheduled vantage, b blackbox, c minimal client, d checks in flight, e /metrics scrape")
+	fs.StringVar(&o.phases, "phases", "a,b,c,d,e,f", "phases to run: a scheduled vantage, b blackbox, c minimal client, d checks in flight, e /metrics scrape, f clusters of 1-3 members")
 	fs.Float64Var(&o.rate, "rate", 5000, "target checks per second for a, b and c")
 	fs.DurationVar(&o.interval, "interval", 10*time.Second, "check interval in a; a schedules rate×interval targets")
 	fs.DurationVar(&o.warmup, "warmup", 15*time.Second, "load before a's measurement window")
@@ -84,6 +86,9 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.scrapeTargets, "scrape-targets", 100000, "targets in e")
 	fs.DurationVar(&o.scrapeInterval, "scrape-interval", 60*time.Second, "check interval in e")
 	fs.IntVar(&o.scrapeRuns, "scrape-runs", 3, "timed scrapes of each kind (plain, gzip) in e")
+	fs.Float64Var(&o.clusterRate, "cluster-rate", 2000, "checks per second in all in f (interval: -interval)")
+	fs.DurationVar(&o.clusterWarmup, "cluster-warmup", 15*time.Second, "load before each of f's windows (members join, ownership settles)")
+	fs.DurationVar(&o.clusterWindow, "cluster-window", 30*time.Second, "each of f's measurement windows")
 	fs.StringVar(&o.farmMode, "farm", "child", "where the target farm runs: child (its own process) or inproc")
 	fs.IntVar(&o.farmIPs, "farm-ips", 8, "farm listen addresses 127.0.1.1..N")
 	fs.IntVar(&o.farmPorts, "farm-ports", 4, "farm ports per address")
@@ -99,7 +104,7 @@ func parseOptions(args []string) (options, error) {
 	if o.bbRate == 0 {
 		o.bbRate = o.rate
 	}
-	for _, d := range []*time.Duration{&o.warmup, &o.window, &o.bbWarmup, &o.bbWindow, &o.ifWarmup, &o.ifWindow} {
+	for _, d := range []*time.Duration{&o.warmup, &o.window, &o.bbWarmup, &o.bbWindow, &o.ifWarmup, &o.ifWindow, &o.clusterWarmup, &o.clusterWindow} {
 		*d = time.Duration(float64(*d) * o.scale)
 	}
 	if o.rate <= 0 || o.interval < time.Second || o.window <= 0 || o.bbWindow <= 0 || o.ifWindow <= 0 {
@@ -244,6 +249,13 @@ func runPhases(ctx context.Context, e *env, rep *report) error {
 			return fmt.Errorf("phase e: %w", err)
 		}
 		rep.scrape = &r
+	}
+	if has("f") {
+		rows, err := phaseCluster(ctx, e)
+		if err != nil {
+			return fmt.Errorf("phase f: %w", err)
+		}
+		rep.cluster = rows
 	}
 	return nil
 }

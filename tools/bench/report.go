@@ -60,6 +60,7 @@ type report struct {
 	client   *sysResult
 	inflight *inFlightResult
 	scrape   *scrapeResult
+	cluster  []clusterRow
 }
 
 func (r *report) print(w io.Writer) {
@@ -78,6 +79,7 @@ func (r *report) print(w io.Writer) {
 	r.printTable(w)
 	r.printInFlight(w)
 	r.printScrape(w)
+	r.printCluster(w)
 	r.printGoals(w)
 	r.printWhere(w)
 }

@@ -27,6 +27,9 @@ type vantageSpec struct {
 	Timeout     time.Duration
 	MaxInFlight int
 	Query       string // appended to every target URL, e.g. "?d=2s"
+	// Shards > 1 keeps only the targets i with i % Shards == Shard: a
+	// share of the targets split by hand.
+	Shard, Shards int
 }
 
 // writeVantageConfig writes the configuration for spec and returns its path.
@@ -44,12 +47,14 @@ func writeVantageConfig(dir, name string, farm farmInfo, spec vantageSpec) (stri
   retry_interval: 1s
   interval: %s
   file_refresh_interval: 1h
-targets:
-  - module: http_2xx
-    interval: %s
-    targets:
-`, spec.MaxInFlight, spec.Interval, spec.Interval)
+`, spec.MaxInFlight, spec.Interval)
+	if spec.Targets > 0 {
+		fmt.Fprintf(w, "targets:\n  - module: http_2xx\n    interval: %s\n    targets:\n", spec.Interval)
+	}
 	for i := range spec.Targets {
+		if spec.Shards > 1 && i%spec.Shards != spec.Shard {
+			continue
+		}
 		fmt.Fprintf(w, "      - %s\n", targetURL(farm.Addrs, i, spec.Query))
 	}
 	if err := w.Flush(); err != nil {
