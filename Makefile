@@ -13,7 +13,7 @@ VERSION_PKG    := github.com/prometheus/common/version
 VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS        := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$(shell git rev-parse HEAD 2>/dev/null)
 
-.PHONY: all build run test vet unit soak-short e2e soak compat fuzz-short fuzz lint bench clean
+.PHONY: all build run mixin test vet unit soak-short e2e soak compat fuzz-short fuzz lint bench clean
 
 all: build
 
@@ -24,6 +24,11 @@ build:
 ## run: run vantage-exporter on :9715 with the embedded default config
 run:
 	$(GO) run ./cmd/vantage-exporter
+
+## mixin: render mixin/ (jsonnet) into rules/*.rules.yml and dashboards/*.json;
+## the rendered files are checked in, and a test fails while they are stale
+mixin:
+	$(GO) run ./tools/mixin
 
 ## test: what CI runs: vet, the race-enabled test suite (with the
 ## blackbox_exporter compatibility, confirmation, fault and end-to-end

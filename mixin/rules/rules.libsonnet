@@ -1,0 +1,35 @@
+// Recording rules of vantage (rules/recording.rules.yml). Names follow
+// level:metric:operations, the level naming the labels kept. Only series
+// that a rule reads are recorded; their cost is written beside each one
+// and summed up in mixin/README.md.
+{
+  local c = $._config,
+
+  prometheusRules+:: {
+    groups+: [
+      {
+        name: 'vantage-recording',
+        rules: [
+          // Share of the scheduled checks that failed, per target and
+          // location, over failureRatioWindow (NaN when none ran). Cost:
+          // one series per target and location.
+          {
+            record: 'target_location:vantage_probe_check_failures_per_checks:ratio_rate%(failureRatioWindow)s' % c,
+            expr: |||
+              sum without (result) (rate(vantage_probe_checks_total{%(exporterSelector)s, result="failure"}[%(failureRatioWindow)s]))
+              /
+              sum without (result) (rate(vantage_probe_checks_total{%(exporterSelector)s}[%(failureRatioWindow)s]))
+            ||| % c,
+          },
+          // Earliest certificate expiry of a target across all locations
+          // (unix seconds); locations may be served different
+          // certificates. Cost: one series per TLS target.
+          {
+            record: 'target:probe_ssl_earliest_cert_expiry:min',
+            expr: 'min without (instance, location) (probe_ssl_earliest_cert_expiry{%(exporterSelector)s})' % c,
+          },
+        ],
+      },
+    ],
+  },
+}
