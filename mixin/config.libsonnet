@@ -20,8 +20,6 @@
     failureRatioWindow: '15m',  // window of the failed-checks ratio
     failureRatioThreshold: 0.25,  // share of failed checks that raises TargetFailureRatioHigh
     slowTTFBSeconds: 1,  // average time to first byte over 10m that raises SlowTimeToFirstByte
-    coordinatorDownFor: '2m',
-    locationDownFor: '2m',
 
     // Where the runbooks and the dashboards live; alerts link to them in
     // their runbook_url and dashboard_url annotations.

@@ -141,24 +141,24 @@ local lib = import '../lib.libsonnet';
               or on (job, instance)
               up{%(exporterSelector)s} == 0
             ||| % c,
-            'for': c.locationDownFor,
+            'for': '2m',
             labels: { severity: sev.warning, cause: 'exporter_unreachable' },
             annotations: ann(
               'LocationDown',
-              'Location {{ $labels.location }} is down: Prometheus cannot scrape its exporter',
-              'Prometheus has failed to scrape the exporter {{ $labels.instance }} of location {{ $labels.location }} for %(locationDownFor)s. The location\'s checks are not visible; its per-target alerts are inhibited meanwhile.' % c,
+              'Location {{ with $labels.location }}{{ . }}{{ else }}of {{ $labels.instance }}{{ end }} is down: Prometheus cannot scrape its exporter',
+              'Prometheus has failed to scrape the exporter {{ $labels.instance }}{{ with $labels.location }} of location {{ . }}{{ end }} for 2 minutes. The location\'s checks are not visible; its per-target alerts are inhibited meanwhile.' % c,
               fleetDashboard,
             ),
           },
           {
             alert: 'LocationDown',
             expr: 'vantage_location_healthy{%(coordinatorSelector)s} == 0' % c,
-            'for': c.locationDownFor,
+            'for': '2m',
             labels: { severity: sev.warning, cause: 'coordinator_unhealthy' },
             annotations: ann(
               'LocationDown',
               'Location {{ $labels.location }} is down: the coordinator holds it unhealthy',
-              'The coordinator has held location {{ $labels.location }} unhealthy for %(locationDownFor)s (it does not answer verification requests or its canary fails); its results count as unknown and it cannot help confirm outages. Its per-target alerts are inhibited meanwhile.' % c,
+              'The coordinator has held location {{ $labels.location }} unhealthy for 2 minutes (it does not answer verification requests or its canary fails); its results count as unknown and it cannot help confirm outages. Its per-target alerts are inhibited meanwhile.' % c,
               fleetDashboard,
             ),
           },
@@ -215,12 +215,12 @@ local lib = import '../lib.libsonnet';
           {
             alert: 'CoordinatorDown',
             expr: 'up{%(coordinatorSelector)s} == 0' % c,
-            'for': c.coordinatorDownFor,
+            'for': '2m',
             labels: { severity: sev.warning },
             annotations: ann(
               'CoordinatorDown',
               'The vantage coordinator {{ $labels.instance }} is down',
-              'Prometheus has not scraped the coordinator {{ $labels.instance }} for %(coordinatorDownFor)s. The other coordinators of the job, if any is up, keep confirming outages; when none is, NoCoordinatorUp pages.' % c,
+              'Prometheus has not scraped the coordinator {{ $labels.instance }} for 2 minutes. The other coordinators of the job, if any is up, keep confirming outages; when none is, NoCoordinatorUp pages.' % c,
               fleetDashboard,
             ),
           },
@@ -239,12 +239,12 @@ local lib = import '../lib.libsonnet';
           {
             alert: 'NoCoordinatorUp',
             expr: 'max by (job) (up{%(coordinatorSelector)s}) == 0 or absent(up{%(coordinatorSelector)s})' % c,
-            'for': c.coordinatorDownFor,
+            'for': '2m',
             labels: { severity: sev.critical },
             annotations: ann(
               'NoCoordinatorUp',
               'No vantage coordinator is up: outages cannot page',
-              ('{{ if eq $value 0.0 }}Prometheus has scraped none of the coordinators of job {{ $labels.job }}{{ else }}Prometheus has no coordinator target{{ end }} for %(coordinatorDownFor)s. No outage is confirmed while no coordinator runs: TargetConfirmedDown cannot fire, and open pages resolve.' % c),
+              ('{{ if eq $value 0.0 }}Prometheus has scraped none of the coordinators of job {{ $labels.job }}{{ else }}Prometheus has no coordinator target{{ end }} for 2 minutes. No outage is confirmed while no coordinator runs: TargetConfirmedDown cannot fire, and open pages resolve.' % c),
               fleetDashboard,
             ),
           },
