@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,8 +28,11 @@ import (
 type Exporter struct {
 	opts    Options
 	logger  *slog.Logger
-	reg     *prometheus.Registry
-	metrics *metrics
+	// reg gathers /metrics; registerer is what the exporter's parts
+	// register with (labelling their series with the location).
+	reg        *prometheus.Registry
+	registerer prometheus.Registerer
+	metrics    *metrics
 	config  *configHolder
 	history *history
 	reloads chan chan error
@@ -63,17 +68,18 @@ func New(opts Options) (*Exporter, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	reg := newRegistry()
+	gatherer, reg := newRegistry(opts.Location)
 	e := &Exporter{
-		opts:    opts,
-		logger:  opts.Logger,
-		reg:     reg,
-		metrics: newMetrics(reg),
-		config:  newConfigHolder(opts.ConfigFile, reg, opts.Logger),
-		history: newHistory(opts.HistoryLimit),
-		reloads: make(chan chan error),
-		table:   collector.NewTable(reg),
-		run:     report.NewRunID(),
+		opts:       opts,
+		logger:     opts.Logger,
+		reg:        gatherer,
+		registerer: reg,
+		metrics:    newMetrics(reg),
+		config:     newConfigHolder(opts.ConfigFile, reg, opts.Logger),
+		history:    newHistory(opts.HistoryLimit),
+		reloads:    make(chan chan error),
+		table:      collector.NewTable(reg),
+		run:        report.NewRunID(),
 	}
 	e.canary = newCanary(newCanaryState(), e.canaryTarget, e.probeCanary)
 	reg.MustRegister(e.canary.state)
@@ -130,7 +136,7 @@ func (e *Exporter) reportOptions(client *http.Client) report.Options {
 	ro.HeartbeatInterval = e.opts.CoordinatorHeartbeatInterval
 	ro.SnapshotInterval = e.opts.CoordinatorSnapshotInterval
 	ro.BufferSize = e.opts.CoordinatorQueueCapacity
-	ro.Registerer, ro.Logger = e.reg, e.logger.With("component", "reporter")
+	ro.Registerer, ro.Logger = e.registerer, e.logger.With("component", "reporter")
 	if client != nil {
 		ro.Client = client
 	}
@@ -144,7 +150,7 @@ func (e *Exporter) schedulerOptions() scheduler.Options {
 		Settings:   schedulerSettings(e.config.get()),
 		Check:      e.check,
 		OnOutcome:  e.onOutcome,
-		Registerer: e.reg,
+		Registerer: e.registerer,
 		Logger:     e.logger.With("component", "scheduler"),
 	}
 	if e.tracer.enabled() {
@@ -283,17 +289,22 @@ func (e *Exporter) snapshot(withTargets bool) *api.Snapshot {
 }
 
 // tableRows describes the scheduled targets to the results table; the
-// canary has no series of its own.
-func tableRows(targets []scheduler.Target) []collector.Row {
+// canary has no series of its own. With a location (--location), every
+// target's series carry it as the label location, among its configured
+// labels in name order (configurations cannot use the name).
+func tableRows(targets []scheduler.Target, location string) []collector.Row {
 	rows := make([]collector.Row, 0, len(targets))
 	for i := range targets {
 		t := &targets[i]
 		if t.Canary {
 			continue
 		}
-		rw := collector.Row{Module: t.Module, Target: t.Target, Labels: make([]collector.Label, len(t.Labels))}
-		for j, l := range t.Labels {
-			rw.Labels[j] = collector.Label{Name: l.Name, Value: l.Value}
+		rw := collector.Row{Module: t.Module, Target: t.Target, Labels: make([]collector.Label, 0, len(t.Labels)+1)}
+		if location != "" {
+			rw.Labels = append(rw.Labels, collector.Label{Name: "location", Value: location})
+		}
+		for _, l := range t.Labels {
+			rw.Labels = append(rw.Labels, collector.Label{Name: l.Name, Value: l.Value})
 			if l.Name != config.FailureThresholdLabel {
 				continue
 			}
@@ -301,6 +312,7 @@ func tableRows(targets []scheduler.Target) []collector.Row {
 				rw.FailureThreshold = &v
 			}
 		}
+		slices.SortFunc(rw.Labels, func(a, b collector.Label) int { return strings.Compare(a.Name, b.Name) })
 		rows = append(rows, rw)
 	}
 	return rows
@@ -318,7 +330,7 @@ func tableCheck(o scheduler.Outcome) collector.Check {
 // results table and the scheduler.
 func (e *Exporter) applySchedule(ctx context.Context) {
 	st := e.config.get()
-	e.table.Sync(tableRows(st.targets))
+	e.table.Sync(tableRows(st.targets, e.opts.Location))
 	if e.trans != nil {
 		e.trans.retain(st.targets)
 	}

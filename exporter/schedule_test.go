@@ -100,19 +100,29 @@ targets:
 }
 
 // The results table gets every scheduled target but the canary, with its
-// labels and the failure threshold its failure_threshold label sets.
+// labels, the exporter's location among them in name order, and the
+// failure threshold its failure_threshold label sets.
 func TestTableRows(t *testing.T) {
-	got := tableRows([]scheduler.Target{
+	targets := []scheduler.Target{
 		{Module: "http_2xx", Target: "https://a.example", Labels: []scheduler.Label{{Name: "failure_threshold", Value: "3"}, {Name: "team", Value: "web"}}},
 		{Module: "http_2xx", Target: "https://b.example"},
 		{Module: "tcp_connect", Target: "127.0.0.1:1", Canary: true},
-	})
+	}
+	got := tableRows(targets, "")
 	want := []collector.Row{
 		{Module: "http_2xx", Target: "https://a.example", Labels: []collector.Label{{Name: "failure_threshold", Value: "3"}, {Name: "team", Value: "web"}}, FailureThreshold: new(3.0)},
 		{Module: "http_2xx", Target: "https://b.example", Labels: []collector.Label{}},
 	}
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("tableRows = %+v, want %+v", got, want)
+		t.Errorf("tableRows without a location = %+v, want %+v", got, want)
+	}
+	got = tableRows(targets, "ams")
+	want = []collector.Row{
+		{Module: "http_2xx", Target: "https://a.example", Labels: []collector.Label{{Name: "failure_threshold", Value: "3"}, {Name: "location", Value: "ams"}, {Name: "team", Value: "web"}}, FailureThreshold: new(3.0)},
+		{Module: "http_2xx", Target: "https://b.example", Labels: []collector.Label{{Name: "location", Value: "ams"}}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("tableRows in ams = %+v, want %+v", got, want)
 	}
 }
 
@@ -176,3 +186,47 @@ target_files: [targets/*.json]
 }
 
 func mkdirAll(dir string) error { return os.MkdirAll(dir, 0o755) }
+
+// With --location, every series of /metrics carries it: the results
+// table's, the phase histograms' and the exporter's own, so the scrape
+// configuration need not add it.
+func TestLocationOnEverySeries(t *testing.T) {
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer target.Close()
+	ts := mustStart(t, `
+modules:
+  http_2xx:
+    prober: http
+    timeout: 1s
+targets:
+  - module: http_2xx
+    interval: 1s
+    targets: [`+target.URL+`]
+    labels: {team: web}
+`, func(o *Options) { o.Location = "ams" })
+	var fams map[string]*familyView
+	testbin.WaitFor(t, "the scheduled target on /metrics", 10*time.Second, func() error {
+		_, body := mustGet(t, ts.url+"/metrics")
+		fams = mustParse(t, body)
+		if _, ok := fams["vantage_probe_phase_duration_seconds"]; !ok {
+			return errors.New("no check recorded yet")
+		}
+		return nil
+	})
+	if v := mustFamily(t, fams, "probe_success").value(t, "target", target.URL, "location", "ams", "team", "web"); v != 1 {
+		t.Errorf("probe_success = %v, want 1 with location ams", v)
+	}
+	checked := 0
+	for name, f := range fams {
+		for _, s := range f.samples {
+			checked++
+			if s.labels["location"] != "ams" {
+				t.Errorf("%s%v has no location=\"ams\"", name, s.labels)
+			}
+		}
+	}
+	for _, name := range []string{"vantage_exporter_build_info", "vantage_scheduler_targets", "process_resident_memory_bytes", "go_goroutines"} {
+		mustFamily(t, fams, name)
+	}
+	t.Logf("%d series checked", checked)
+}

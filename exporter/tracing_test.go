@@ -355,7 +355,7 @@ func parseOpenMetrics(t *testing.T, data []byte) map[string]*dto.MetricFamily {
 // exemplarTraceIDs finds the trace IDs of the phase histogram's exemplars of a
 // module in an OpenMetrics exposition.
 func exemplarTraceIDs(data []byte, module string) []string {
-	re := regexp.MustCompile(`(?m)^vantage_probe_phase_duration_seconds_bucket\{module="` + regexp.QuoteMeta(module) + `",[^}]*\} \S+ # \{trace_id="([0-9a-f]{32})"\}`)
+	re := regexp.MustCompile(`(?m)^vantage_probe_phase_duration_seconds_bucket\{(?:[^}]*,)?module="` + regexp.QuoteMeta(module) + `",[^}]*\} \S+ # \{trace_id="([0-9a-f]{32})"\}`)
 	var ids []string
 	for _, m := range re.FindAllSubmatch(data, -1) {
 		ids = append(ids, string(m[1]))
