@@ -93,6 +93,10 @@ type Report struct {
 	// Attempts is how many attempts the check took, local retries included.
 	Attempts int            `json:"attempts"`
 	Result   *result.Result `json:"result"`
+	// Labels are the target's configured labels (team, …): the
+	// coordinator's series of the target carry them, so that its alerts
+	// route like the exporters'. Names pass CheckLabelName.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Batch is the body of POST ReportsPath. An exporter sends one at least

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/collector"
 	"github.com/vantageprobe/vantage/coordinator/config"
 	"github.com/vantageprobe/vantage/coordinator/confirm"
@@ -50,6 +51,7 @@ type Coordinator struct {
 	verifier *verifier
 	health   *locationHealth
 	intake   *intake
+	labels   *targetLabels
 	reg      *prometheus.Registry
 	metrics  *metrics
 	reloads  chan chan error
@@ -136,6 +138,7 @@ func newCoordinator(opts Options, conf *config.CoordinatorConfig, reg *prometheu
 		verifier: newVerifier(nil),
 		health:   newLocationHealth(),
 		intake:   newIntake(),
+		labels:   newTargetLabels(),
 		reg:      reg,
 		reloads:  make(chan chan error),
 		runCtx:   context.Background(),
@@ -357,8 +360,11 @@ func (c *Coordinator) targetStates() []collector.TargetState {
 	views := c.machine.Targets()
 	c.mu.Unlock()
 	out := make([]collector.TargetState, len(views))
+	held := make(map[api.TargetKey]bool, len(views))
 	for i, v := range views {
-		ts := collector.TargetState{Target: v.Target, Module: v.Module, State: string(v.State), DownSince: v.DownSince}
+		k := api.TargetKey{Target: v.Target, Module: v.Module}
+		held[k] = true
+		ts := collector.TargetState{Target: v.Target, Module: v.Module, State: string(v.State), DownSince: v.DownSince, Labels: c.labels.get(k)}
 		for _, e := range v.Locations {
 			if e.Result != confirm.OutcomeUnknown {
 				ts.Locations = append(ts.Locations, collector.LocationVerdict{Location: e.Location, Success: e.Result == confirm.OutcomeSuccess})
@@ -366,6 +372,7 @@ func (c *Coordinator) targetStates() []collector.TargetState {
 		}
 		out[i] = ts
 	}
+	c.labels.retain(held)
 	return out
 }
 

@@ -134,6 +134,8 @@ func TestReportIntakeRejectsBadBatches(t *testing.T) {
 		{"bad state", "application/json", report(strings.Replace(ok, `"failing"`, `"down"`, 1)), 400, "invalid_report", `reports[0].state: unknown state \"down\" (want one of failing, recovered, unknown)`},
 		{"no time", "application/json", report(strings.Replace(ok, `"time": "2026-11-23T12:00:00Z", `, "", 1)), 400, "invalid_report", "reports[0].time must be set"},
 		{"no result", "application/json", report(strings.Replace(ok, `, "result": {"success": false}`, "", 1)), 400, "invalid_report", `reports[0].result must be set for state \"failing\"`},
+		{"reserved label", "application/json", report(ok + `, "labels": {"job": "x"}`), 400, "invalid_report", `reports[0].labels: label name \"job\" is reserved`},
+		{"invalid label", "application/json", report(ok + `, "labels": {"a-b": "x"}`), 400, "invalid_report", `reports[0].labels: invalid label name \"a-b\"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := testutil.ToFloat64(c.metrics.rejected.WithLabelValues(tc.reason))

@@ -95,6 +95,7 @@ func (c *Coordinator) handleReports(w http.ResponseWriter, r *http.Request) {
 		c.reject(w, r, http.StatusBadRequest, reason, err)
 		return
 	}
+	c.labels.observe(&b)
 	fresh, duplicates, wantSnapshot := c.intake.fresh(&b)
 	for _, rep := range fresh {
 		c.metrics.reportsReceived.WithLabelValues(b.Location, rep.State).Inc()
@@ -157,6 +158,11 @@ func validateBatch(b *api.Batch, conf *config.CoordinatorConfig) (reason string,
 			return rejectInvalidReport, fmt.Errorf("%s must be set", field("time"))
 		case rep.Result == nil && rep.State != api.StateUnknown:
 			return rejectInvalidReport, fmt.Errorf("%s must be set for state %q", field("result"), rep.State)
+		}
+		for name := range rep.Labels {
+			if err := api.CheckLabelName(name); err != nil {
+				return rejectInvalidReport, fmt.Errorf("%s: %w", field("labels"), err)
+			}
 		}
 	}
 	return "", nil

@@ -26,16 +26,16 @@ import (
 
 // Exporter is one running vantage-exporter.
 type Exporter struct {
-	opts    Options
-	logger  *slog.Logger
+	opts   Options
+	logger *slog.Logger
 	// reg gathers /metrics; registerer is what the exporter's parts
 	// register with (labelling their series with the location).
 	reg        *prometheus.Registry
 	registerer prometheus.Registerer
 	metrics    *metrics
-	config  *configHolder
-	history *history
-	reloads chan chan error
+	config     *configHolder
+	history    *history
+	reloads    chan chan error
 	// token, when set, is what check API requests must carry.
 	token *webserver.TokenFile
 	table *collector.Table
