@@ -204,7 +204,7 @@ func (e *Exporter) check(ctx context.Context, t *scheduler.Target) *result.Resul
 	if !e.tracer.enabled() {
 		return mod.Probe(ctx, t.Target, p)
 	}
-	p.Tracing = true
+	p.Tracing, p.Propagator = true, e.tracing.Propagator()
 	r := mod.Probe(ctx, t.Target, p)
 	checkSpanFrom(ctx).attempt(r)
 	return r

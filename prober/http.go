@@ -141,7 +141,7 @@ func (h *httpProber) probe(ctx context.Context, target string, p Params, r *resu
 		host = p.Hostname
 	}
 	st := h.client.newProbeState(ctx, u, ip, host, logger)
-	st.tracing = p.Tracing
+	st.tracing, st.propagator = p.Tracing, p.Propagator
 	defer st.close()
 
 	req, err := h.newRequest(ctx, st, u, host)

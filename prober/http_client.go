@@ -17,6 +17,7 @@ import (
 
 	promconfig "github.com/prometheus/common/config"
 	"github.com/prometheus/common/version"
+	"go.opentelemetry.io/otel/propagation"
 	"golang.org/x/net/idna"
 
 	"github.com/vantageprobe/vantage/config"
@@ -175,11 +176,12 @@ type probeState struct {
 	ctx        context.Context // the probe's context; bounds every dial
 	c          *httpClient
 	logger     *slog.Logger
-	tracing    bool   // send the trace context of the request's span
-	targetAddr string // host:port of the target as the transport dials it
-	dialAddr   string // ip:port resolved by resolveTarget, "" to let the dialer resolve
-	firstHost  string // URL host of the first request
-	serverName string // TLS server name for the first host, "" for the URL's host
+	tracing    bool                          // send the trace context of the request's span
+	propagator propagation.TextMapPropagator // writes it; nil: W3C trace context
+	targetAddr string                        // host:port of the target as the transport dials it
+	dialAddr   string                        // ip:port resolved by resolveTarget, "" to let the dialer resolve
+	firstHost  string                        // URL host of the first request
+	serverName string                        // TLS server name for the first host, "" for the URL's host
 
 	mu        sync.Mutex
 	traces    []*roundTripTrace
@@ -233,7 +235,7 @@ func (st *probeState) roundTrip(req *http.Request) (*http.Response, error) {
 	req = req.WithContext(ctx)
 	if st.tracing {
 		// Every round trip, redirects included, is a client span.
-		return tracedRoundTrip(req, tr, st.send)
+		return tracedRoundTrip(req, tr, st.propagator, st.send)
 	}
 	return st.send(req)
 }

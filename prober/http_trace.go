@@ -232,9 +232,10 @@ const tracerName = "github.com/vantageprobe/vantage/prober"
 // (network.peer.address and network.peer.port) and the answer's
 // http.response.status_code, or error.type when there was none. The
 // request carries the client span's traceparent, with the trace's own
-// sampling decision, so the target's spans are its children. Without a
-// span in the context, req is sent as it is.
-func tracedRoundTrip(req *http.Request, tr *roundTripTrace, send func(*http.Request) (*http.Response, error)) (*http.Response, error) {
+// sampling decision, so the target's spans are its children (prop writes
+// it; nil: W3C trace context). Without a span in the context, req is sent
+// as it is.
+func tracedRoundTrip(req *http.Request, tr *roundTripTrace, prop propagation.TextMapPropagator, send func(*http.Request) (*http.Response, error)) (*http.Response, error) {
 	parent := trace.SpanFromContext(req.Context())
 	if !parent.SpanContext().IsValid() {
 		return send(req)
@@ -247,7 +248,10 @@ func tracedRoundTrip(req *http.Request, tr *roundTripTrace, send func(*http.Requ
 	if out.Header == nil {
 		out.Header = http.Header{}
 	}
-	propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(out.Header))
+	if prop == nil {
+		prop = propagation.TraceContext{}
+	}
+	prop.Inject(ctx, propagation.HeaderCarrier(out.Header))
 	resp, err := send(out)
 	if host, port, perr := net.SplitHostPort(tr.peerAddr()); perr == nil {
 		span.SetAttributes(semconv.NetworkPeerAddress(host))

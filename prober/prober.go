@@ -15,6 +15,8 @@ import (
 
 	"github.com/vantageprobe/vantage/prober/result"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/vantageprobe/vantage/config"
 )
 
@@ -30,6 +32,9 @@ type Params struct {
 	// HTTP request. Off, the probe sends no such header, as
 	// blackbox_exporter, and records no timeline.
 	Tracing bool
+	// Propagator writes the trace context on HTTP requests when tracing
+	// (OTEL_PROPAGATORS); nil: W3C trace context.
+	Propagator propagation.TextMapPropagator
 }
 
 // probeFunc runs one probe and records what it found in r. It records a

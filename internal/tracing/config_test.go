@@ -9,6 +9,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -185,24 +186,39 @@ func TestDisabledProviderDoesNothing(t *testing.T) {
 	span.End()
 }
 
+// The traceparent a request carries is the span's, with the head
+// decision as its sampled flag: the sample ratio's choice, so a target
+// sampling by its parent records the traces the ratio keeps here.
 func TestTransportInjectsTraceparent(t *testing.T) {
-	m := newMemProvider(t, nil)
-	got := make(chan string, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { got <- r.Header.Get("Traceparent") }))
-	defer srv.Close()
-	ctx, span := m.Tracer("test").Start(context.Background(), "verify")
-	defer span.End()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
-	resp, err := (&http.Client{Transport: m.Transport(nil)}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	sc := span.SpanContext()
-	if want := "00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-01"; <-got != want {
-		t.Errorf("traceparent sent differs from %q", want)
-	}
-	if len(req.Header) != 0 {
-		t.Error("the caller's request was modified")
+	for _, tc := range []struct {
+		ratio float64
+		flags string
+	}{{1, "01"}, {0, "00"}} {
+		m := newMemProvider(t, func(c *Config) { c.SampleRatio = tc.ratio })
+		got := make(chan string, 1)
+		srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { got <- r.Header.Get("Traceparent") }))
+		ctx, span := m.Tracer("test").Start(context.Background(), "verify")
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+		resp, err := (&http.Client{Transport: m.Transport(nil)}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		srv.Close()
+		sc := span.SpanContext()
+		if want := "00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-" + tc.flags; <-got != want {
+			t.Errorf("ratio %g: traceparent sent differs from %q", tc.ratio, want)
+		}
+		if len(req.Header) != 0 {
+			t.Error("the caller's request was modified")
+		}
+		// Unsampled at the head, a failed trace is still kept, and
+		// exported flagged sampled.
+		span.SetStatus(codes.Error, "failed")
+		span.End()
+		spans := m.exported(t)
+		if len(spans) != 1 || !spans[0].SpanContext.IsSampled() {
+			t.Errorf("ratio %g: exported %d spans (sampled flag %v), want the failed root, flagged sampled", tc.ratio, len(spans), len(spans) > 0 && spans[0].SpanContext.IsSampled())
+		}
 	}
 }
