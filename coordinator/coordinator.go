@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -178,13 +179,25 @@ func loadConfig(path string) (*config.CoordinatorConfig, error) {
 }
 
 // newClient builds the client for the exporters from the configuration's
-// http_client section.
+// http_client section. With tracing on, each request is a CLIENT span
+// naming the location it asks (vantage.location).
 func newClient(conf *config.CoordinatorConfig, tp *tracing.Provider) (*http.Client, error) {
 	client, err := promconfig.NewClientFromConfig(conf.HTTPClient.HTTPClientConfig, "vantage-coordinator")
 	if err != nil {
 		return nil, fmt.Errorf("http_client: %w", err)
 	}
-	client.Transport = tp.Transport(client.Transport)
+	byHost := make(map[string]string, len(conf.Locations))
+	for _, l := range conf.Locations {
+		if u, err := url.Parse(l.URL); err == nil {
+			byHost[u.Host] = l.Name
+		}
+	}
+	client.Transport = tp.Transport(client.Transport, func(r *http.Request) []attribute.KeyValue {
+		if name, ok := byHost[r.URL.Host]; ok {
+			return []attribute.KeyValue{tracing.AttrLocation.String(name)}
+		}
+		return nil
+	})
 	return client, nil
 }
 

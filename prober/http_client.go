@@ -235,7 +235,7 @@ func (st *probeState) roundTrip(req *http.Request) (*http.Response, error) {
 	req = req.WithContext(ctx)
 	if st.tracing {
 		// Every round trip, redirects included, is a client span.
-		return tracedRoundTrip(req, tr, st.propagator, st.send)
+		return tracedRoundTrip(req, st.propagator, st.send)
 	}
 	return st.send(req)
 }

@@ -3,22 +3,17 @@ package prober
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"net"
 	"net/http"
 	"net/http/httptrace"
-	"net/url"
-	"strconv"
 	"sync"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
-	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/vantageprobe/vantage/internal/httpspan"
 	"github.com/vantageprobe/vantage/prober/result"
 )
 
@@ -29,9 +24,8 @@ import (
 type roundTripTrace struct {
 	mu sync.Mutex
 	traceTimes
-	connected bool   // a connection was established
-	tlsErr    error  // the handshake's error, if it failed
-	peer      string // the address the request went to (host:port), once connected
+	connected bool  // a connection was established
+	tlsErr    error // the handshake's error, if it failed
 }
 
 type traceTimes struct {
@@ -52,7 +46,7 @@ func withRoundTripTrace(ctx context.Context, tr *roundTripTrace) context.Context
 		ConnectDone:          tr.onConnectDone,
 		TLSHandshakeStart:    func() { tr.setFirst(&tr.tlsStart) },
 		TLSHandshakeDone:     tr.onTLSHandshakeDone,
-		GotConn:              tr.onGotConn,
+		GotConn:              func(httptrace.GotConnInfo) { tr.setFirst(&tr.gotConn) },
 		GotFirstResponseByte: func() { tr.setFirst(&tr.firstByte) },
 	})
 }
@@ -76,7 +70,7 @@ func (tr *roundTripTrace) setLast(t *time.Time) {
 // onConnectDone keeps the time of the first successful connection; failed
 // attempts count until one succeeds, so a failed connect still shows how
 // long it tried.
-func (tr *roundTripTrace) onConnectDone(_, addr string, err error) {
+func (tr *roundTripTrace) onConnectDone(_, _ string, err error) {
 	now := time.Now()
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
@@ -85,31 +79,6 @@ func (tr *roundTripTrace) onConnectDone(_, addr string, err error) {
 	}
 	tr.connectDone = now
 	tr.connected = err == nil
-	if tr.connected && tr.peer == "" {
-		tr.peer = addr
-	}
-}
-
-// onGotConn records when the request got its connection, and where the
-// connection goes (a reused one reports no dial).
-func (tr *roundTripTrace) onGotConn(info httptrace.GotConnInfo) {
-	now := time.Now()
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	if tr.gotConn.IsZero() {
-		tr.gotConn = now
-	}
-	if info.Conn != nil && info.Conn.RemoteAddr() != nil {
-		tr.peer = info.Conn.RemoteAddr().String()
-	}
-}
-
-// peerAddr returns the address the request went to, "" before it
-// connected.
-func (tr *roundTripTrace) peerAddr() string {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	return tr.peer
 }
 
 func (tr *roundTripTrace) onTLSHandshakeDone(_ tls.ConnectionState, err error) {
@@ -189,18 +158,7 @@ func (st *probeState) classify(ctx context.Context, err error) result.Reason {
 
 // isTLSError reports whether err is a TLS handshake or certificate
 // verification failure.
-func isTLSError(err error) bool {
-	var (
-		verifyErr    *tls.CertificateVerificationError
-		unknownAuth  x509.UnknownAuthorityError
-		hostnameErr  x509.HostnameError
-		invalidErr   x509.CertificateInvalidError
-		alertErr     tls.AlertError
-		recordHdrErr tls.RecordHeaderError
-	)
-	return errors.As(err, &verifyErr) || errors.As(err, &unknownAuth) || errors.As(err, &hostnameErr) ||
-		errors.As(err, &invalidErr) || errors.As(err, &alertErr) || errors.As(err, &recordHdrErr)
-}
+func isTLSError(err error) bool { return httpspan.IsTLSError(err) }
 
 func isTimeout(err error) bool {
 	var ne net.Error
@@ -226,107 +184,11 @@ func bodyReadReason(ctx context.Context, err error) result.Reason {
 const tracerName = "github.com/vantageprobe/vantage/prober"
 
 // tracedRoundTrip sends req with send inside a CLIENT span, a child of the
-// span in req's context, as OpenTelemetry's HTTP semantic conventions
-// describe an outgoing request: method, url.full (without credentials),
-// server.address and server.port, the address the request went to
-// (network.peer.address and network.peer.port) and the answer's
-// http.response.status_code, or error.type when there was none. The
-// request carries the client span's traceparent, with the trace's own
-// sampling decision, so the target's spans are its children (prop writes
-// it; nil: W3C trace context). Without a span in the context, req is sent
-// as it is.
-func tracedRoundTrip(req *http.Request, tr *roundTripTrace, prop propagation.TextMapPropagator, send func(*http.Request) (*http.Response, error)) (*http.Response, error) {
-	parent := trace.SpanFromContext(req.Context())
-	if !parent.SpanContext().IsValid() {
-		return send(req)
-	}
-	ctx, span := parent.TracerProvider().Tracer(tracerName).Start(req.Context(), req.Method,
-		trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(clientRequestAttributes(req)...))
-	defer span.End()
-	out := req.WithContext(ctx) // shallow: the caller's request stays as it was
-	out.Header = req.Header.Clone()
-	if out.Header == nil {
-		out.Header = http.Header{}
-	}
-	if prop == nil {
-		prop = propagation.TraceContext{}
-	}
-	prop.Inject(ctx, propagation.HeaderCarrier(out.Header))
-	resp, err := send(out)
-	if host, port, perr := net.SplitHostPort(tr.peerAddr()); perr == nil {
-		span.SetAttributes(semconv.NetworkPeerAddress(host))
-		if n, perr := strconv.Atoi(port); perr == nil {
-			span.SetAttributes(semconv.NetworkPeerPort(n))
-		}
-	}
-	switch {
-	case err != nil:
-		span.SetAttributes(semconv.ErrorTypeKey.String(errorType(err)))
-		span.SetStatus(codes.Error, err.Error())
-	default:
-		span.SetAttributes(semconv.HTTPResponseStatusCode(resp.StatusCode),
-			semconv.NetworkProtocolVersion(protocolVersion(resp)))
-		if resp.StatusCode >= 400 {
-			// A 4xx or 5xx answer is an error of a client span.
-			span.SetAttributes(semconv.ErrorTypeKey.String(strconv.Itoa(resp.StatusCode)))
-			span.SetStatus(codes.Error, "")
-		}
-	}
-	return resp, err
-}
-
-// clientRequestAttributes are the attributes of a client span known before
-// the request is sent.
-func clientRequestAttributes(req *http.Request) []attribute.KeyValue {
-	u := *req.URL
-	u.User = nil // url.full must not carry credentials
-	attrs := []attribute.KeyValue{
-		semconv.HTTPRequestMethodKey.String(req.Method),
-		semconv.URLFull(u.String()),
-		semconv.ServerAddress(u.Hostname()),
-	}
-	if port := urlPort(&u); port > 0 {
-		attrs = append(attrs, semconv.ServerPort(port))
-	}
-	return attrs
-}
-
-// urlPort is the port a URL names, or its scheme's default.
-func urlPort(u *url.URL) int {
-	if p, err := strconv.Atoi(u.Port()); err == nil {
-		return p
-	}
-	switch u.Scheme {
-	case "http":
-		return 80
-	case "https":
-		return 443
-	}
-	return 0
-}
-
-// protocolVersion is network.protocol.version of a response: 1.1, 2, 3.
-func protocolVersion(resp *http.Response) string {
-	if resp.ProtoMajor >= 2 {
-		return strconv.Itoa(resp.ProtoMajor)
-	}
-	return strconv.Itoa(resp.ProtoMajor) + "." + strconv.Itoa(resp.ProtoMinor)
-}
-
-// errorType is error.type of a request that got no answer: timeout,
-// a DNS, TLS or connection error, or the error's Go type.
-func errorType(err error) string {
-	var dnsErr *net.DNSError
-	var opErr *net.OpError
-	switch {
-	case isTimeout(err):
-		return "timeout"
-	case errors.As(err, &dnsErr):
-		return "dns_error"
-	case isTLSError(err):
-		return "tls_error"
-	case errors.As(err, &opErr):
-		return "connection_error"
-	}
-	return "_OTHER"
+// check's span in req's context, with the HTTP client semantic
+// conventions' attributes; the target gets the client span's trace context
+// (written by prop; nil: W3C trace context) with the trace's sampling
+// decision, so its spans are the client span's children.
+func tracedRoundTrip(req *http.Request, prop propagation.TextMapPropagator, send func(*http.Request) (*http.Response, error)) (*http.Response, error) {
+	tracer := trace.SpanFromContext(req.Context()).TracerProvider().Tracer(tracerName)
+	return httpspan.RoundTrip(tracer, prop, req, send)
 }

@@ -17,6 +17,8 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/vantageprobe/vantage/internal/httpspan"
 )
 
 // Provider is a program's tracing: an OpenTelemetry TracerProvider whose
@@ -172,30 +174,38 @@ func (p *Provider) Extract(ctx context.Context, h http.Header) context.Context {
 	return p.prop.Extract(ctx, propagation.HeaderCarrier(h))
 }
 
-// Transport returns a round tripper that injects the traceparent of each
-// request's context, then sends it with base (http.DefaultTransport when
+// Transport returns a round tripper that sends each request inside a
+// CLIENT span, a child of the span in the request's context, with the HTTP
+// client semantic conventions' attributes plus those attrs returns for the
+// request (nil: none), and the client span's trace context in its headers
+// (internal/httpspan). base sends the requests (http.DefaultTransport when
 // nil). When tracing is off it returns base itself.
-func (p *Provider) Transport(base http.RoundTripper) http.RoundTripper {
+func (p *Provider) Transport(base http.RoundTripper, attrs func(*http.Request) []attribute.KeyValue) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
 	}
 	if !p.Enabled() {
 		return base
 	}
-	return &injectingTransport{p: p, base: base}
+	return &clientSpanTransport{p: p, base: base, attrs: attrs}
 }
 
-type injectingTransport struct {
-	p    *Provider
-	base http.RoundTripper
+// clientTracerName is the instrumentation scope of the client spans of
+// Transport.
+const clientTracerName = "github.com/vantageprobe/vantage/internal/tracing"
+
+type clientSpanTransport struct {
+	p     *Provider
+	base  http.RoundTripper
+	attrs func(*http.Request) []attribute.KeyValue
 }
 
-func (t *injectingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if trace.SpanContextFromContext(req.Context()).IsValid() {
-		req = req.Clone(req.Context())
-		t.p.Inject(req.Context(), req.Header)
+func (t *clientSpanTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	var extra []attribute.KeyValue
+	if t.attrs != nil {
+		extra = t.attrs(req)
 	}
-	return t.base.RoundTrip(req)
+	return httpspan.RoundTrip(t.p.Tracer(clientTracerName), t.p.prop, req, t.base.RoundTrip, extra...)
 }
 
 // ForceFlush exports the spans of traces already kept.
