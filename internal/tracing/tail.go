@@ -292,7 +292,9 @@ func (h headSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.Sampli
 	return res
 }
 
-func (headSampler) Description() string { return "vantage head sampler (records all; ratio decides the flag)" }
+func (headSampler) Description() string {
+	return "vantage head sampler (records all; ratio decides the flag)"
+}
 
 // keptSpan is a span of a kept trace: exported with the sampled flag,
 // which the batch processor requires, whatever the head decision was.
