@@ -299,7 +299,7 @@ func tableRows(targets []scheduler.Target, location string) []collector.Row {
 		if t.Canary {
 			continue
 		}
-		rw := collector.Row{Module: t.Module, Target: t.Target, Labels: make([]collector.Label, 0, len(t.Labels)+1)}
+		rw := collector.Row{Module: t.Module, Target: t.Target, Interval: t.Interval, Labels: make([]collector.Label, 0, len(t.Labels)+1)}
 		if location != "" {
 			rw.Labels = append(rw.Labels, collector.Label{Name: "location", Value: location})
 		}

@@ -71,6 +71,9 @@ targets:
 	if v := mustFamily(t, fams, "vantage_probe_failure_threshold").value(t, "target", down.URL, "team", "web"); v != 3 {
 		t.Errorf("vantage_probe_failure_threshold = %v, want 3 from the failure_threshold label", v)
 	}
+	if v := mustFamily(t, fams, "vantage_probe_interval_seconds").value(t, "target", up.URL); v != 1 {
+		t.Errorf("vantage_probe_interval_seconds = %v, want the group's 1s", v)
+	}
 	if v := mustFamily(t, fams, "vantage_scheduler_targets").value(t); v != 2 {
 		t.Errorf("vantage_scheduler_targets = %v, want 2", v)
 	}
