@@ -94,7 +94,6 @@ local lib = import '../lib.libsonnet';
               unless
               sum without (result) (increase(vantage_probe_checks_total{%(exporterSelector)s, result="failure"}[%(failureRatioWindow)s])) <= vantage_probe_failure_threshold{%(exporterSelector)s}
             ||| % c,
-            'for': '5m',
             labels: { severity: sev.info },
             annotations: ann(
               'TargetFailureRatioHigh',
