@@ -42,7 +42,7 @@ var exprVariables = map[string]string{
 var knownSeries = func() map[string]bool {
 	m := map[string]bool{}
 	for _, s := range strings.Fields(`
-		up process_resident_memory_bytes go_memstats_heap_inuse_bytes
+		up ALERTS process_resident_memory_bytes go_memstats_heap_inuse_bytes
 		probe_success probe_duration_seconds probe_http_status_code probe_http_duration_seconds
 		probe_ssl_earliest_cert_expiry probe_failure_info
 		vantage_probe_checks_total vantage_probe_attempts vantage_probe_last_check_timestamp_seconds

@@ -260,6 +260,13 @@ func checkLocationTraces(t *testing.T, name, outageURL string, w *locationTraces
 		sl.TraceID(), sl.Duration().Round(time.Millisecond), processing.Round(time.Millisecond))
 }
 
+// checkFailed reports whether a check span says its check failed: status
+// Error (a scheduled check), or, for a server span that answered its
+// caller 200 about a failed check (status unset), vantage.check.success.
+func checkFailed(s otlptest.Span) bool {
+	return s.Failed() || s.Attr("vantage.check.success") == "false"
+}
+
 // checkAllTraces checks every check trace received: with
 // --tracing.sample-ratio=0 only failed and slow checks are kept, phase
 // spans lie within their check, and the one-location target fails from
@@ -278,11 +285,11 @@ func (s *stack) checkAllTraces(t *testing.T) {
 		if p := childProblem(tr); p != "" {
 			t.Errorf("trace %s (%s of %s from %s): %s", r.TraceID(), r.GetName(), r.Attr("vantage.target"), r.Attr("vantage.location"), p)
 		}
-		if !r.Failed() && r.Duration() < slowThreshold {
+		if !checkFailed(r) && r.Duration() < slowThreshold {
 			t.Errorf("trace %s of a check that neither failed nor was slow (%s of %s from %s, source %s, %s) was exported",
 				r.TraceID(), r.GetName(), r.Attr("vantage.target"), r.Attr("vantage.location"), r.Attr("vantage.check.source"), r.Duration())
 		}
-		if r.Attr("vantage.target") == s.urls.oneLocation && r.Failed() {
+		if r.Attr("vantage.target") == s.urls.oneLocation && checkFailed(r) {
 			oneLocation[r.Attr("vantage.location")]++
 		}
 	}
