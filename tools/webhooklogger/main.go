@@ -11,67 +11,26 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/prometheus/common/promslog"
-	promslogflag "github.com/prometheus/common/promslog/flag"
+
+	"github.com/vantageprobe/vantage/tools/internal/toolserver"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stderr, nil))
-}
+func main() { toolserver.Main(run) }
 
 // run serves until ctx ends; started, when set, gets the bound address.
 func run(ctx context.Context, args []string, stderr io.Writer, started func(net.Addr)) int {
 	app := kingpin.New("webhooklogger", "Logs the notifications Alertmanager posts to its webhook receivers.")
-	app.HelpFlag.Short('h')
-	listen := app.Flag("web.listen-address", "Address to listen on.").Default(":5001").String()
-	logConfig := &promslog.Config{}
-	promslogflag.AddFlags(app, logConfig)
-	if _, err := app.Parse(args); err != nil {
-		fmt.Fprintf(stderr, "webhooklogger: %s\n", err)
-		return 2
-	}
-	logConfig.Writer = stderr
-	logger := promslog.New(logConfig)
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		logger.Error("Cannot listen", "address", *listen, "err", err)
-		return 1
-	}
-	logger.Info("Listening", "address", ln.Addr().String())
-	if started != nil {
-		started(ln.Addr())
-	}
-	srv := &http.Server{Handler: handler(logger), ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	select {
-	case err := <-done:
-		logger.Error("Server stopped", "err", err)
-		return 1
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		logger.Error("Shutdown", "err", err)
-	}
-	return 0
+	return toolserver.Run(ctx, app, ":5001", args, stderr, started, handler)
 }
 
 // notification is the part of Alertmanager's webhook payload it logs.

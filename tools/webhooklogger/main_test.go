@@ -1,42 +1,26 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
-
-// syncBuffer is a bytes.Buffer the server may write while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // An Alertmanager notification is answered 200 and logged, one line per
 // alert with its receiver path, status, name, severity, labels and links.
 func TestLogsNotifications(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	var logs syncBuffer
+	var logs testbin.Output
 	addr := make(chan net.Addr, 1)
 	exited := make(chan int, 1)
-	go func() { exited <- run(ctx, []string{"--web.listen-address=127.0.0.1:0"}, &logs, func(a net.Addr) { addr <- a }) }()
+	go func() {
+		exited <- run(ctx, []string{"--web.listen-address=127.0.0.1:0"}, &logs, func(a net.Addr) { addr <- a })
+	}()
 	var base string
 	select {
 	case a := <-addr:
