@@ -493,7 +493,7 @@ func TestVerificationRoundIsTheParentOfTheLocationsChecks(t *testing.T) {
 	}
 	clientAttrs := map[string]string{}
 	for _, a := range toFra.Attributes {
-		clientAttrs[string(a.Key)] = a.Value.Emit()
+		clientAttrs[string(a.Key)] = a.Value.String()
 	}
 	if clientAttrs["http.request.method"] != "POST" || clientAttrs["url.full"] != fra+api.CheckPath || clientAttrs["http.response.status_code"] != "200" {
 		t.Errorf("client span to fra: attributes %v", clientAttrs)

@@ -109,7 +109,7 @@ func TestHTTPClientSpans(t *testing.T) {
 				}
 				for k, v := range want {
 					if got[k] != v {
-						t.Errorf("%s: %s = %v, want %v", path, k, got[k].Emit(), v.Emit())
+						t.Errorf("%s: %s = %v, want %v", path, k, got[k].String(), v.String())
 					}
 				}
 				// The target's parent is this client span, sampled as the

@@ -239,7 +239,7 @@ func TestTransportInjectsTraceparent(t *testing.T) {
 		}
 		a := map[attribute.Key]string{}
 		for _, kv := range clientSpan.Attributes {
-			a[kv.Key] = kv.Value.Emit()
+			a[kv.Key] = kv.Value.String()
 		}
 		if a["vantage.location"] != "fra" || a["http.request.method"] != "GET" || a["url.full"] != srv.URL+"/api/v1/check" || a["http.response.status_code"] != "200" || a["network.peer.address"] != "127.0.0.1" {
 			t.Errorf("ratio %g: client span attributes %v", tc.ratio, a)
