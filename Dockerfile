@@ -4,6 +4,7 @@
 #   /usr/local/bin/vantage-exporter     (default entrypoint, port 9715)
 #   /usr/local/bin/vantage-coordinator  (port 9716)
 #   /usr/local/bin/demotarget           (port 8080)
+#   /usr/local/bin/webhooklogger        (port 5001)
 # docker-compose.yml picks the program of each service with entrypoint.
 
 # Keep at least the go directive of go.mod (deploy_test.go checks it).
@@ -23,7 +24,7 @@ RUN --mount=type=cache,target=/go/pkg/mod \
       -X github.com/prometheus/common/version.Version=${VERSION} \
       -X github.com/prometheus/common/version.Revision=${REVISION}" \
       -o /out/bin/ \
-      ./cmd/vantage-exporter ./cmd/vantage-coordinator ./tools/demotarget \
+      ./cmd/vantage-exporter ./cmd/vantage-coordinator ./tools/demotarget ./tools/webhooklogger \
  && mkdir -p /out/state
 
 # distroless: no shell, no package manager; CA certificates and the

@@ -13,7 +13,7 @@ VERSION_PKG    := github.com/prometheus/common/version
 VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS        := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$(shell git rev-parse HEAD 2>/dev/null)
 
-.PHONY: all build run test vet unit soak-short e2e soak accuracy compat fuzz-short fuzz lint bench clean
+.PHONY: all build run mixin deps test vet unit soak-short e2e soak accuracy compat fuzz-short fuzz lint bench clean
 
 all: build
 
@@ -25,10 +25,22 @@ build:
 run:
 	$(GO) run ./cmd/vantage-exporter
 
-## test: what CI runs: vet, the race-enabled test suite (with the
-## blackbox_exporter compatibility, confirmation, fault and end-to-end
-## tests), a short soak and short fuzz runs
-test: vet unit soak-short fuzz-short
+## mixin: render mixin/ (jsonnet) into rules/*.rules.yml and dashboards/*.json;
+## the rendered files are checked in, and a test fails while they are stale
+mixin:
+	$(GO) run ./tools/mixin
+
+## deps: install the Debian packages the tests need (Prometheus,
+## Alertmanager, blackbox_exporter, gcc for -race) when missing: as root,
+## or with sudo that needs no password; otherwise print the command
+deps:
+	@./scripts/test-deps
+
+## test: what CI runs: the Debian packages it needs (deps), vet, the
+## race-enabled test suite (with the blackbox_exporter compatibility,
+## confirmation, fault and end-to-end tests), a short soak and short fuzz runs
+test: deps
+	@$(MAKE) --no-print-directory vet unit soak-short fuzz-short
 
 vet:
 	$(GO) vet ./...

@@ -137,6 +137,10 @@ type Report struct {
 	// Reason says why the location cannot tell, in state unknown (one of
 	// the Reason constants); empty in the other states.
 	Reason string `json:"reason,omitempty"`
+	// Labels are the target's configured labels (team, …): the
+	// coordinator's series of the target carry them, so that its alerts
+	// route like the exporters'. Names pass CheckLabelName.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Batch is the body of POST ReportsPath. An exporter sends one at least

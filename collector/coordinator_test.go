@@ -8,12 +8,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
+// A target's series carry its configured labels; targets without labels
+// render beside them in the same families.
 func TestCoordinatorRendersStatesAndHealth(t *testing.T) {
 	down := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	c := NewCoordinator([]string{"up", "seems_down", "down", "unknown"},
 		func() []TargetState {
 			return []TargetState{
 				{Target: "https://a.example", Module: "http_2xx", State: "down", DownSince: down,
+					Labels:    []Label{{Name: "env", Value: "prod"}, {Name: "team", Value: "web"}},
 					Locations: []LocationVerdict{{Location: "ams", Success: false}, {Location: "fra", Success: true}}},
 				{Target: "https://b.example", Module: "http_2xx", State: "up"},
 			}
@@ -28,21 +31,21 @@ vantage_location_healthy{location="ams"} 1
 vantage_location_healthy{location="sfo"} 0
 # HELP vantage_target_confirmed_down 1 while enough locations agree the target is down.
 # TYPE vantage_target_confirmed_down gauge
-vantage_target_confirmed_down{module="http_2xx",target="https://a.example"} 1
+vantage_target_confirmed_down{env="prod",module="http_2xx",target="https://a.example",team="web"} 1
 vantage_target_confirmed_down{module="http_2xx",target="https://b.example"} 0
 # HELP vantage_target_down_since_timestamp_seconds Start of the target's confirmed outage (its first failed check), while it lasts.
 # TYPE vantage_target_down_since_timestamp_seconds gauge
-vantage_target_down_since_timestamp_seconds{module="http_2xx",target="https://a.example"} 1.7954352e+09
+vantage_target_down_since_timestamp_seconds{env="prod",module="http_2xx",target="https://a.example",team="web"} 1.7954352e+09
 # HELP vantage_target_location_success Latest verdict of each location about the target: 1 success, 0 failure; absent while the location cannot tell.
 # TYPE vantage_target_location_success gauge
-vantage_target_location_success{location="ams",module="http_2xx",target="https://a.example"} 0
-vantage_target_location_success{location="fra",module="http_2xx",target="https://a.example"} 1
+vantage_target_location_success{env="prod",location="ams",module="http_2xx",target="https://a.example",team="web"} 0
+vantage_target_location_success{env="prod",location="fra",module="http_2xx",target="https://a.example",team="web"} 1
 # HELP vantage_target_state State of each target at the coordinator, one-hot: up, seems_down (a location reported a failure; the others are being asked), down (confirmed by enough locations), unknown (too few locations could tell).
 # TYPE vantage_target_state gauge
-vantage_target_state{module="http_2xx",state="down",target="https://a.example"} 1
-vantage_target_state{module="http_2xx",state="seems_down",target="https://a.example"} 0
-vantage_target_state{module="http_2xx",state="unknown",target="https://a.example"} 0
-vantage_target_state{module="http_2xx",state="up",target="https://a.example"} 0
+vantage_target_state{env="prod",module="http_2xx",state="down",target="https://a.example",team="web"} 1
+vantage_target_state{env="prod",module="http_2xx",state="seems_down",target="https://a.example",team="web"} 0
+vantage_target_state{env="prod",module="http_2xx",state="unknown",target="https://a.example",team="web"} 0
+vantage_target_state{env="prod",module="http_2xx",state="up",target="https://a.example",team="web"} 0
 vantage_target_state{module="http_2xx",state="down",target="https://b.example"} 0
 vantage_target_state{module="http_2xx",state="seems_down",target="https://b.example"} 0
 vantage_target_state{module="http_2xx",state="unknown",target="https://b.example"} 0

@@ -30,6 +30,9 @@ type Row struct {
 	// FailureThreshold, when set, is rendered as
 	// vantage_probe_failure_threshold.
 	FailureThreshold *float64
+	// Interval, when set, is rendered as vantage_probe_interval_seconds,
+	// so a dashboard can tell a late check from a target checked rarely.
+	Interval time.Duration
 }
 
 // Label is one configured label of a target.
@@ -76,6 +79,7 @@ type row struct {
 	// threshold is the target's failure threshold, when it has one.
 	threshold    float64
 	hasThreshold bool
+	interval     time.Duration
 	successes    atomic.Uint64
 	failures     atomic.Uint64
 	rendered     atomic.Pointer[rendering]
@@ -133,7 +137,7 @@ func (t *Table) Sync(rows []Row) {
 }
 
 func newRow(rw *Row) *row {
-	r := &row{key: rowKey{rw.Module, rw.Target}, labels: renderTargetLabels(rw)}
+	r := &row{key: rowKey{rw.Module, rw.Target}, labels: renderTargetLabels(rw), interval: rw.Interval}
 	if rw.FailureThreshold != nil {
 		r.threshold, r.hasThreshold = *rw.FailureThreshold, true
 	}
@@ -143,7 +147,7 @@ func newRow(rw *Row) *row {
 // sameAs reports whether r renders the same labels and threshold as o, so a
 // kept target keeps its row and counters.
 func (r *row) sameAs(o *row) bool {
-	return bytes.Equal(r.labels, o.labels) && r.hasThreshold == o.hasThreshold && r.threshold == o.threshold
+	return bytes.Equal(r.labels, o.labels) && r.hasThreshold == o.hasThreshold && r.threshold == o.threshold && r.interval == o.interval
 }
 
 // Record stores a check's outcome. Outcomes of targets the table does not
@@ -230,7 +234,10 @@ func (t *Table) render(r *row, c *Check) *rendering {
 	add(checks, checksHelp, "counter", []string{"result"}, []string{"success"}, float64(r.successes.Load()))
 	add(checks, checksHelp, "counter", []string{"result"}, []string{"failure"}, float64(r.failures.Load()))
 	if r.hasThreshold {
-		add("vantage_probe_failure_threshold", "Failed checks in five minutes this target tolerates before the failure-ratio alert, from its failure_threshold label.", "gauge", nil, nil, r.threshold)
+		add("vantage_probe_failure_threshold", "Failed checks in the failure-ratio alert's window this target tolerates, from its failure_threshold label.", "gauge", nil, nil, r.threshold)
+	}
+	if r.interval > 0 {
+		add("vantage_probe_interval_seconds", "Configured interval between the scheduled checks of the target.", "gauge", nil, nil, r.interval.Seconds())
 	}
 	// Segments in family-name order let a scrape merge all rows in one pass.
 	names := t.families.snapshot()

@@ -4,12 +4,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/internal/yamldoc"
 
 	"github.com/prometheus/common/model"
@@ -119,11 +119,6 @@ func ParseFailureThreshold(v string) (float64, error) {
 	return float64(n), nil
 }
 
-// reservedLabels are label names scheduled series already carry.
-var reservedLabels = []string{"target", "module", "phase", "reason", "result", "location"}
-
-var labelNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
-
 func (s *SchedulerConfig) validate(path []any) error {
 	switch {
 	case s.MaxInFlight < 1:
@@ -170,12 +165,10 @@ func (c *Config) resolveGroup(g TargetGroup, path []any, locateFn func([]any) st
 	}
 	slices.Sort(names)
 	for _, name := range names {
-		switch {
-		case !labelNameRE.MatchString(name) || strings.HasPrefix(name, "__"):
-			return nil, yamldoc.Fail(yamldoc.At(path, "labels", name), "invalid label name %q", name)
-		case slices.Contains(reservedLabels, name):
-			return nil, yamldoc.Fail(yamldoc.At(path, "labels", name), "label name %q is reserved (reserved: %s)", name, strings.Join(reservedLabels, ", "))
-		case name == FailureThresholdLabel:
+		if err := api.CheckLabelName(name); err != nil {
+			return nil, yamldoc.Fail(yamldoc.At(path, "labels", name), "%s", err)
+		}
+		if name == FailureThresholdLabel {
 			if _, err := ParseFailureThreshold(g.Labels[name]); err != nil {
 				return nil, yamldoc.Fail(yamldoc.At(path, "labels", name), "%s", err)
 			}

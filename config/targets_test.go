@@ -137,7 +137,22 @@ func TestScheduledTargetsInvalid(t *testing.T) {
 		{
 			name:   "reserved label",
 			config: "targets:\n  - module: http_2xx\n    targets: [https://a.example]\n    labels: {module: x}\n",
-			want:   `vantage.yml:11: targets[0].labels.module: label name "module" is reserved (reserved: target, module, phase, reason, result, location)`,
+			want:   `vantage.yml:11: targets[0].labels.module: label name "module" is reserved (reserved: target, module, phase, reason, result, location, state, job, instance, le, quantile)`,
+		},
+		{
+			name:   "label Prometheus gives every series",
+			config: "targets:\n  - module: http_2xx\n    targets: [https://a.example]\n    labels: {job: x}\n",
+			want:   `vantage.yml:11: targets[0].labels.job: label name "job" is reserved (reserved: target, module, phase, reason, result, location, state, job, instance, le, quantile)`,
+		},
+		{
+			name:   "instance label",
+			config: "targets:\n  - module: http_2xx\n    targets: [https://a.example]\n    labels: {instance: x}\n",
+			want:   `vantage.yml:11: targets[0].labels.instance: label name "instance" is reserved (reserved: target, module, phase, reason, result, location, state, job, instance, le, quantile)`,
+		},
+		{
+			name:   "histogram bucket label",
+			config: "targets:\n  - module: http_2xx\n    targets: [https://a.example]\n    labels: {le: x}\n",
+			want:   `vantage.yml:11: targets[0].labels.le: label name "le" is reserved (reserved: target, module, phase, reason, result, location, state, job, instance, le, quantile)`,
 		},
 		{
 			name:   "failure_threshold not a number",

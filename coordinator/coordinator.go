@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/collector"
 	"github.com/vantageprobe/vantage/coordinator/config"
 	"github.com/vantageprobe/vantage/coordinator/confirm"
@@ -52,6 +54,7 @@ type Coordinator struct {
 	health   *locationHealth
 	members  *members
 	intake   *intake
+	labels   *targetLabels
 	reg      *prometheus.Registry
 	metrics  *metrics
 	clocks   *clocks
@@ -154,6 +157,7 @@ func newCoordinator(opts Options, conf *config.CoordinatorConfig, reg *prometheu
 		health:   newLocationHealth(),
 		members:  newMembers(),
 		intake:   newIntake(),
+		labels:   newTargetLabels(),
 		reg:      reg,
 		reloads:  make(chan chan error),
 		runCtx:   context.Background(),
@@ -197,13 +201,25 @@ func loadConfig(path string) (*config.CoordinatorConfig, error) {
 }
 
 // newClient builds the client for the exporters from the configuration's
-// http_client section.
+// http_client section. With tracing on, each request is a CLIENT span
+// naming the location it asks (vantage.location).
 func newClient(conf *config.CoordinatorConfig, tp *tracing.Provider) (*http.Client, error) {
 	client, err := promconfig.NewClientFromConfig(conf.HTTPClient.HTTPClientConfig, "vantage-coordinator")
 	if err != nil {
 		return nil, fmt.Errorf("http_client: %w", err)
 	}
-	client.Transport = tp.Transport(client.Transport)
+	byHost := make(map[string]string, len(conf.Locations))
+	for _, l := range conf.Locations {
+		if u, err := url.Parse(l.URL); err == nil {
+			byHost[u.Host] = l.Name
+		}
+	}
+	client.Transport = tp.Transport(client.Transport, func(r *http.Request) []attribute.KeyValue {
+		if name, ok := byHost[r.URL.Host]; ok {
+			return []attribute.KeyValue{tracing.AttrLocation.String(name)}
+		}
+		return nil
+	})
 	return client, nil
 }
 
@@ -392,8 +408,11 @@ func (c *Coordinator) targetStates() []collector.TargetState {
 	views := c.machine.Targets()
 	c.mu.Unlock()
 	out := make([]collector.TargetState, len(views))
+	held := make(map[api.TargetKey]bool, len(views))
 	for i, v := range views {
-		ts := collector.TargetState{Target: v.Target, Module: v.Module, State: string(v.State), DownSince: v.DownSince, Flapping: v.Flapping}
+		k := api.TargetKey{Target: v.Target, Module: v.Module}
+		held[k] = true
+		ts := collector.TargetState{Target: v.Target, Module: v.Module, State: string(v.State), DownSince: v.DownSince, Labels: c.labels.get(k), Flapping: v.Flapping}
 		for _, e := range v.Locations {
 			if e.Result != confirm.OutcomeUnknown {
 				ts.Locations = append(ts.Locations, collector.LocationVerdict{Location: e.Location, Success: e.Result == confirm.OutcomeSuccess})
@@ -401,6 +420,7 @@ func (c *Coordinator) targetStates() []collector.TargetState {
 		}
 		out[i] = ts
 	}
+	c.labels.retain(held)
 	return out
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/coordinator/config"
@@ -151,6 +152,8 @@ func TestReportIntakeRejectsBadBatches(t *testing.T) {
 		{"bad state", "application/json", report(strings.Replace(ok, `"failing"`, `"down"`, 1)), 400, "invalid_report", `reports[0].state: unknown state \"down\" (want one of failing, recovered, unknown)`},
 		{"no time", "application/json", report(strings.Replace(ok, `"time": "`+ts(0)+`", `, "", 1)), 400, "invalid_report", "reports[0].time must be set"},
 		{"no result", "application/json", report(strings.Replace(ok, `, "result": {"success": false}`, "", 1)), 400, "invalid_report", `reports[0].result must be set for state \"failing\"`},
+		{"reserved label", "application/json", report(ok + `, "labels": {"job": "x"}`), 400, "invalid_report", `reports[0].labels: label name \"job\" is reserved`},
+		{"invalid label", "application/json", report(ok + `, "labels": {"a-b": "x"}`), 400, "invalid_report", `reports[0].labels: invalid label name \"a-b\"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := testutil.ToFloat64(c.metrics.rejected.WithLabelValues(tc.reason))
@@ -489,14 +492,37 @@ func TestVerificationRoundIsTheParentOfTheLocationsChecks(t *testing.T) {
 	if attrs["vantage.target"] != target.URL || attrs["vantage.verification.failure"] != "1" || round.Status.Code != codes.Error {
 		t.Errorf("round span attributes %v, status %v; want the target, one failure, status Error", attrs, round.Status)
 	}
+	// Each location asked is a CLIENT child of the round, naming it; the
+	// exporter's check span is that client span's child.
+	var toFra tracetest.SpanStub
+	for _, s := range roundSpans.GetSpans() {
+		if s.SpanKind != trace.SpanKindClient || s.Parent.SpanID() != round.SpanContext.SpanID() {
+			continue
+		}
+		for _, a := range s.Attributes {
+			if a.Key == "vantage.location" && a.Value.AsString() == "fra" {
+				toFra = s
+			}
+		}
+	}
+	if !toFra.SpanContext.IsValid() {
+		t.Fatalf("no client span to fra under the round's span among %d", len(roundSpans.GetSpans()))
+	}
+	clientAttrs := map[string]string{}
+	for _, a := range toFra.Attributes {
+		clientAttrs[string(a.Key)] = a.Value.String()
+	}
+	if clientAttrs["http.request.method"] != "POST" || clientAttrs["url.full"] != fra+api.CheckPath || clientAttrs["http.response.status_code"] != "200" {
+		t.Errorf("client span to fra: attributes %v", clientAttrs)
+	}
 	testbin.WaitFor(t, "fra's check span in the round's trace", 10*time.Second, func() error {
 		spans := exporterSpans.GetSpans()
 		for _, s := range spans {
-			if s.Parent.SpanID() == round.SpanContext.SpanID() && s.SpanContext.TraceID() == round.SpanContext.TraceID() {
+			if s.Parent.SpanID() == toFra.SpanContext.SpanID() && s.SpanContext.TraceID() == round.SpanContext.TraceID() {
 				return nil
 			}
 		}
-		return fmt.Errorf("none of fra's %d spans is a child of the round's span", len(spans))
+		return fmt.Errorf("none of fra's %d spans is a child of the round's client span to fra", len(spans))
 	})
 }
 

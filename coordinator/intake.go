@@ -97,6 +97,7 @@ func (c *Coordinator) handleReports(w http.ResponseWriter, r *http.Request) {
 		c.reject(w, r, http.StatusBadRequest, reason, err)
 		return
 	}
+	c.labels.observe(&b)
 	// Received once applied to the confirmation state; due from here.
 	c.clocks.received.Begin(time.Now())
 	fresh, duplicates, wantSnapshot := c.intake.fresh(&b)
@@ -164,6 +165,11 @@ func validateBatch(b *api.Batch, conf *config.CoordinatorConfig) (reason string,
 			return rejectInvalidReport, fmt.Errorf("%s must be set", field("time"))
 		case rep.Result == nil && rep.State != api.StateUnknown:
 			return rejectInvalidReport, fmt.Errorf("%s must be set for state %q", field("result"), rep.State)
+		}
+		for name := range rep.Labels {
+			if err := api.CheckLabelName(name); err != nil {
+				return rejectInvalidReport, fmt.Errorf("%s: %w", field("labels"), err)
+			}
 		}
 	}
 	return "", nil

@@ -25,6 +25,7 @@ var ourBinaries = map[string]string{
 	"vantage-exporter":    "./cmd/vantage-exporter",
 	"vantage-coordinator": "./cmd/vantage-coordinator",
 	"demotarget":          "./tools/demotarget",
+	"webhooklogger":       "./tools/webhooklogger",
 }
 
 // repoRoot is the repository's top directory (this package is deploy/).

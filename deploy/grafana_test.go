@@ -31,16 +31,18 @@ var wantDashboards = []string{"vantage-fleet.json", "vantage-overview.json", "va
 var exprVariables = map[string]string{
 	"__rate_interval": "1m",
 	"__interval":      "15s",
+	"__range":         "1h",
+	"job":             "vantage-exporter",
 	"location":        ".*",
 	"target":          "http://demotarget:8080/",
 }
 
-// knownSeries are the series vantage and Prometheus expose that panels may
-// query (dashboards/README.md lists them).
+// knownSeries are the series vantage, Prometheus and the recording rules
+// expose that panels may query (dashboards/README.md lists them).
 var knownSeries = func() map[string]bool {
 	m := map[string]bool{}
 	for _, s := range strings.Fields(`
-		up process_resident_memory_bytes go_memstats_heap_inuse_bytes
+		up ALERTS process_resident_memory_bytes go_memstats_heap_inuse_bytes
 		probe_success probe_duration_seconds probe_http_status_code probe_http_duration_seconds
 		probe_ssl_earliest_cert_expiry probe_failure_info
 		vantage_probe_checks_total vantage_probe_attempts vantage_probe_last_check_timestamp_seconds
@@ -51,7 +53,17 @@ var knownSeries = func() map[string]bool {
 		vantage_exporter_reports_dropped_total vantage_exporter_report_queue_length
 		vantage_target_state vantage_target_confirmed_down vantage_target_location_success
 		vantage_target_down_since_timestamp_seconds vantage_incidents_total vantage_location_healthy
-		vantage_coordinator_reports_received_total`) {
+		vantage_coordinator_reports_received_total
+		vantage_exporter_build_info vantage_probe_interval_seconds
+		probe_tls_version_info probe_http_version probe_http_redirects
+		vantage_exporter_degraded vantage_exporter_clock_stalled vantage_coordinator_clock_stalled
+		vantage_location_suspect vantage_exporter_last_scheduler_tick_timestamp_seconds
+		vantage_exporter_last_check_completed_timestamp_seconds vantage_exporter_last_report_delivered_timestamp_seconds
+		vantage_coordinator_last_report_received_timestamp_seconds vantage_coordinator_last_store_commit_timestamp_seconds
+		vantage_coordinator_last_verification_round_timestamp_seconds
+		location:vantage_targets_failing:sum location:vantage_targets:count location:vantage_probe_check_failures:rate5m
+		location_reason:probe_failure_info:count state:vantage_target_state:count
+		target:vantage_target_uptime:ratio vantage_target_maintenance vantage_target_flapping`) {
 		m[s] = true
 	}
 	for _, h := range []string{"vantage_probe_phase_duration_seconds", "vantage_scheduler_lag_seconds", "vantage_confirmation_duration_seconds"} {

@@ -46,7 +46,8 @@ func (e *Exporter) handleCheck(w http.ResponseWriter, r *http.Request) {
 	// carries the verdict of a canary check that began once the target's
 	// had begun.
 	canary := e.canary.await(time.Now())
-	result := mod.Probe(ctx, req.Target, prober.Params{Tracing: span != nil})
+	span.serving(r, api.CheckPath)
+	result := mod.Probe(ctx, req.Target, prober.Params{Tracing: span != nil, Propagator: e.tracing.Propagator()})
 	span.attempt(result)
 	span.end(result, 1)
 	e.metrics.checks.WithLabelValues(req.Module, resultLabel(result.Success)).Inc()

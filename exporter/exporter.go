@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -26,13 +27,16 @@ import (
 
 // Exporter is one running vantage-exporter.
 type Exporter struct {
-	opts    Options
-	logger  *slog.Logger
-	reg     *prometheus.Registry
-	metrics *metrics
-	config  *configHolder
-	history *history
-	reloads chan chan error
+	opts   Options
+	logger *slog.Logger
+	// reg gathers /metrics; registerer is what the exporter's parts
+	// register with (labelling their series with the location).
+	reg        *prometheus.Registry
+	registerer prometheus.Registerer
+	metrics    *metrics
+	config     *configHolder
+	history    *history
+	reloads    chan chan error
 	// token, when set, is what check API requests must carry.
 	token *webserver.TokenFile
 	table *collector.Table
@@ -71,17 +75,18 @@ func New(opts Options) (*Exporter, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	reg := newRegistry()
+	gatherer, reg := newRegistry(opts.Location)
 	e := &Exporter{
-		opts:    opts,
-		logger:  opts.Logger,
-		reg:     reg,
-		metrics: newMetrics(reg),
-		config:  newConfigHolder(opts.ConfigFile, reg, opts.Logger),
-		history: newHistory(opts.HistoryLimit),
-		reloads: make(chan chan error),
-		table:   collector.NewTable(reg),
-		run:     report.NewRunID(),
+		opts:       opts,
+		logger:     opts.Logger,
+		reg:        gatherer,
+		registerer: reg,
+		metrics:    newMetrics(reg),
+		config:     newConfigHolder(opts.ConfigFile, reg, opts.Logger),
+		history:    newHistory(opts.HistoryLimit),
+		reloads:    make(chan chan error),
+		table:      collector.NewTable(reg),
+		run:        report.NewRunID(),
 	}
 	e.canary = newCanary(newCanaryState(), e.canaryTarget, e.probeCanary)
 	reg.MustRegister(e.canary.state)
@@ -157,7 +162,7 @@ func (e *Exporter) reportOptions(client *http.Client) report.Options {
 	ro.HeartbeatInterval = e.opts.CoordinatorHeartbeatInterval
 	ro.SnapshotInterval = e.opts.CoordinatorSnapshotInterval
 	ro.BufferSize = e.opts.CoordinatorQueueCapacity
-	ro.Registerer, ro.Logger = e.reg, e.logger.With("component", "reporter")
+	ro.Registerer, ro.Logger = e.registerer, e.logger.With("component", "reporter")
 	if client != nil {
 		ro.Client = client
 	}
@@ -174,7 +179,7 @@ func (e *Exporter) schedulerOptions() scheduler.Options {
 		Bounds:     e.opts.SchedulerBounds,
 		Tick:       e.live.tick,
 		Checks:     e.live.checks,
-		Registerer: e.reg,
+		Registerer: e.registerer,
 		Logger:     e.logger.With("component", "scheduler"),
 	}
 	if e.tracer.enabled() {
@@ -228,7 +233,7 @@ func (e *Exporter) check(ctx context.Context, t *scheduler.Target) *result.Resul
 	if !e.tracer.enabled() {
 		return mod.Probe(ctx, t.Target, p)
 	}
-	p.Tracing = true
+	p.Tracing, p.Propagator = true, e.tracing.Propagator()
 	r := mod.Probe(ctx, t.Target, p)
 	checkSpanFrom(ctx).attempt(r)
 	return r
@@ -313,17 +318,22 @@ func (e *Exporter) snapshot(withTargets bool) *api.Snapshot {
 }
 
 // tableRows describes the scheduled targets to the results table; the
-// canary has no series of its own.
-func tableRows(targets []scheduler.Target) []collector.Row {
+// canary has no series of its own. With a location (--location), every
+// target's series carry it as the label location, among its configured
+// labels in name order (configurations cannot use the name).
+func tableRows(targets []scheduler.Target, location string) []collector.Row {
 	rows := make([]collector.Row, 0, len(targets))
 	for i := range targets {
 		t := &targets[i]
 		if t.Canary {
 			continue
 		}
-		rw := collector.Row{Module: t.Module, Target: t.Target, Labels: make([]collector.Label, len(t.Labels))}
-		for j, l := range t.Labels {
-			rw.Labels[j] = collector.Label{Name: l.Name, Value: l.Value}
+		rw := collector.Row{Module: t.Module, Target: t.Target, Interval: t.Interval, Labels: make([]collector.Label, 0, len(t.Labels)+1)}
+		if location != "" {
+			rw.Labels = append(rw.Labels, collector.Label{Name: "location", Value: location})
+		}
+		for _, l := range t.Labels {
+			rw.Labels = append(rw.Labels, collector.Label{Name: l.Name, Value: l.Value})
 			if l.Name != config.FailureThresholdLabel {
 				continue
 			}
@@ -331,6 +341,7 @@ func tableRows(targets []scheduler.Target) []collector.Row {
 				rw.FailureThreshold = &v
 			}
 		}
+		slices.SortFunc(rw.Labels, func(a, b collector.Label) int { return strings.Compare(a.Name, b.Name) })
 		rows = append(rows, rw)
 	}
 	return rows
@@ -350,7 +361,7 @@ func tableCheck(o scheduler.Outcome) collector.Check {
 func (e *Exporter) applySchedule(ctx context.Context) {
 	st := e.config.get()
 	owned := e.ownedTargets(st)
-	e.table.Sync(tableRows(owned))
+	e.table.Sync(tableRows(owned, e.opts.Location))
 	e.live.configure(owned)
 	if e.trans != nil {
 		e.trans.retain(st.targets)

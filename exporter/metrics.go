@@ -8,15 +8,22 @@ import (
 )
 
 // newRegistry returns the registry of the exporter's /metrics with the Go
-// runtime, process and build information collectors.
-func newRegistry() *prometheus.Registry {
+// runtime, process and build information collectors, and the registerer
+// every part of the exporter registers with: with a location (its
+// --location), it labels every series location, so the scrape
+// configuration need not.
+func newRegistry(location string) (*prometheus.Registry, prometheus.Registerer) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(
+	var registerer prometheus.Registerer = reg
+	if location != "" {
+		registerer = prometheus.WrapRegistererWith(prometheus.Labels{"location": location}, reg)
+	}
+	registerer.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		versioncollector.NewCollector("vantage_exporter"),
 	)
-	return reg
+	return reg, registerer
 }
 
 // metrics are the exporter's counters of its HTTP surface. The parts it is

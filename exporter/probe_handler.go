@@ -97,7 +97,8 @@ func (e *Exporter) handleProbe(w http.ResponseWriter, r *http.Request) {
 	logger.Info("Beginning probe", "probe", mod.Config.Prober, "timeout_seconds", timeout.Seconds())
 
 	ctx, span := e.tracer.start(ctx, sourceProbe, moduleName, target, trace.SpanKindServer)
-	result := mod.Probe(ctx, target, prober.Params{Hostname: q.Get("hostname"), Logger: logger, Tracing: span != nil, Timeout: timeout})
+	span.serving(r, "/probe")
+	result := mod.Probe(ctx, target, prober.Params{Hostname: q.Get("hostname"), Logger: logger, Tracing: span != nil, Timeout: timeout, Propagator: e.tracing.Propagator()})
 	span.attempt(result)
 	span.end(result, 1)
 	e.metrics.probes.WithLabelValues(moduleName, resultLabel(result.Success)).Inc()

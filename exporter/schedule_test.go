@@ -39,7 +39,7 @@ targets:
     interval: 1s
     targets: [`+up.URL+`, `+down.URL+`]
     labels: {team: web, failure_threshold: "3"}
-`)
+`, func(o *Options) { o.Location = "ams" })
 	var fams map[string]*familyView
 	testbin.WaitFor(t, "both scheduled targets on /metrics", 10*time.Second, func() error {
 		_, body := mustGet(t, ts.url+"/metrics")
@@ -71,6 +71,22 @@ targets:
 	if v := mustFamily(t, fams, "vantage_probe_failure_threshold").value(t, "target", down.URL, "team", "web"); v != 3 {
 		t.Errorf("vantage_probe_failure_threshold = %v, want 3 from the failure_threshold label", v)
 	}
+	if v := mustFamily(t, fams, "vantage_probe_interval_seconds").value(t, "target", up.URL); v != 1 {
+		t.Errorf("vantage_probe_interval_seconds = %v, want the group's 1s", v)
+	}
+	// With --location, every series of /metrics carries it: the results
+	// table's, the phase histograms' and the exporter's own, so the scrape
+	// configuration need not add it.
+	for name, f := range fams {
+		for _, s := range f.samples {
+			if s.labels["location"] != "ams" {
+				t.Errorf("%s%v has no location=\"ams\"", name, s.labels)
+			}
+		}
+	}
+	for _, name := range []string{"vantage_exporter_build_info", "process_resident_memory_bytes", "go_goroutines"} {
+		mustFamily(t, fams, name)
+	}
 	if v := mustFamily(t, fams, "vantage_scheduler_targets").value(t); v != 2 {
 		t.Errorf("vantage_scheduler_targets = %v, want 2", v)
 	}
@@ -100,19 +116,29 @@ targets:
 }
 
 // The results table gets every scheduled target but the canary, with its
-// labels and the failure threshold its failure_threshold label sets.
+// labels, the exporter's location among them in name order, and the
+// failure threshold its failure_threshold label sets.
 func TestTableRows(t *testing.T) {
-	got := tableRows([]scheduler.Target{
+	targets := []scheduler.Target{
 		{Module: "http_2xx", Target: "https://a.example", Labels: []scheduler.Label{{Name: "failure_threshold", Value: "3"}, {Name: "team", Value: "web"}}},
 		{Module: "http_2xx", Target: "https://b.example"},
 		{Module: "tcp_connect", Target: "127.0.0.1:1", Canary: true},
-	})
+	}
+	got := tableRows(targets, "")
 	want := []collector.Row{
 		{Module: "http_2xx", Target: "https://a.example", Labels: []collector.Label{{Name: "failure_threshold", Value: "3"}, {Name: "team", Value: "web"}}, FailureThreshold: new(3.0)},
 		{Module: "http_2xx", Target: "https://b.example", Labels: []collector.Label{}},
 	}
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("tableRows = %+v, want %+v", got, want)
+		t.Errorf("tableRows without a location = %+v, want %+v", got, want)
+	}
+	got = tableRows(targets, "ams")
+	want = []collector.Row{
+		{Module: "http_2xx", Target: "https://a.example", Labels: []collector.Label{{Name: "failure_threshold", Value: "3"}, {Name: "location", Value: "ams"}, {Name: "team", Value: "web"}}, FailureThreshold: new(3.0)},
+		{Module: "http_2xx", Target: "https://b.example", Labels: []collector.Label{{Name: "location", Value: "ams"}}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("tableRows in ams = %+v, want %+v", got, want)
 	}
 }
 

@@ -2,6 +2,11 @@ package exporter
 
 import (
 	"context"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -44,7 +49,9 @@ func (ct *checkTracer) enabled() bool { return ct != nil && ct.p.Enabled() }
 type checkSpan struct {
 	ct       *checkTracer
 	span     trace.Span
-	attempts int // attempts recorded; they run one after the other
+	target   string
+	server   bool // a SERVER span: the check answers an HTTP request
+	attempts int  // attempts recorded; they run one after the other
 }
 
 type checkSpanKey struct{}
@@ -64,8 +71,77 @@ func (ct *checkTracer) start(ctx context.Context, source, module, target string,
 		attrs = append(attrs, tracing.AttrLocation.String(ct.location))
 	}
 	ctx, span := ct.tracer.Start(ctx, "check "+module, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
-	cs := &checkSpan{ct: ct, span: span}
+	cs := &checkSpan{ct: ct, span: span, target: target, server: kind == trace.SpanKindServer}
 	return context.WithValue(ctx, checkSpanKey{}, cs), cs
+}
+
+// serving records on a server span the request it answers, as the HTTP
+// server semantic conventions name it: method, route, path, scheme,
+// server address and port, client address, user agent.
+func (cs *checkSpan) serving(r *http.Request, route string) {
+	if cs == nil {
+		return
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	attrs := []attribute.KeyValue{
+		semconv.HTTPRequestMethodKey.String(r.Method),
+		semconv.HTTPRoute(route),
+		semconv.URLPath(r.URL.Path),
+		semconv.URLScheme(scheme),
+	}
+	if host, port, err := net.SplitHostPort(r.Host); err == nil {
+		attrs = append(attrs, semconv.ServerAddress(host))
+		if n, err := strconv.Atoi(port); err == nil {
+			attrs = append(attrs, semconv.ServerPort(n))
+		}
+	} else if r.Host != "" {
+		attrs = append(attrs, semconv.ServerAddress(r.Host))
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		attrs = append(attrs, semconv.ClientAddress(host))
+	}
+	if ua := r.UserAgent(); ua != "" {
+		attrs = append(attrs, semconv.UserAgentOriginal(ua))
+	}
+	cs.span.SetAttributes(attrs...)
+}
+
+// phaseAttributes are the semantic conventions' attributes of a phase
+// span: the name looked up (dns.question.name) in the resolve phase, the
+// negotiated TLS version in the tls phase.
+func phaseAttributes(phase, target string, r *result.Result) []attribute.KeyValue {
+	switch phase {
+	case "resolve":
+		if host := targetHost(target); host != "" && net.ParseIP(host) == nil {
+			return []attribute.KeyValue{semconv.DNSQuestionName(host)}
+		}
+	case "tls":
+		if r.TLS != nil {
+			if name, v, ok := strings.Cut(r.TLS.Version, " "); ok {
+				// "TLS 1.3" → tls.protocol.name tls, version 1.3
+				return []attribute.KeyValue{semconv.TLSProtocolNameKey.String(strings.ToLower(name)), semconv.TLSProtocolVersion(v)}
+			}
+		}
+	}
+	return nil
+}
+
+// targetHost is the host name of a target: a URL's host, a host:port's
+// host, or the target itself.
+func targetHost(target string) string {
+	if strings.Contains(target, "://") {
+		if u, err := url.Parse(target); err == nil {
+			return u.Hostname()
+		}
+		return ""
+	}
+	if host, _, err := net.SplitHostPort(target); err == nil {
+		return host
+	}
+	return target
 }
 
 // checkSpanFrom returns the span of the check ctx belongs to, nil for none.
@@ -87,9 +163,10 @@ func (cs *checkSpan) attempt(r *result.Result) {
 	for _, pt := range r.Timeline {
 		start := r.Start.Add(pt.Start)
 		_, s := cs.ct.tracer.Start(parent, pt.Name, trace.WithTimestamp(start), trace.WithAttributes(
-			tracing.AttrPhase.String(pt.Name),
-			tracing.AttrAttempt.Int(n),
-		))
+			append(phaseAttributes(pt.Name, cs.target, r),
+				tracing.AttrPhase.String(pt.Name),
+				tracing.AttrAttempt.Int(n),
+			)...))
 		s.End(trace.WithTimestamp(start.Add(pt.Duration)))
 	}
 	attrs := []attribute.KeyValue{tracing.AttrAttempt.Int(n), tracing.AttrSuccess.Bool(r.Success)}
@@ -108,16 +185,21 @@ func (cs *checkSpan) end(r *result.Result, attempts int) string {
 	}
 	cs.span.SetAttributes(tracing.AttrAttempts.Int(attempts))
 	if r != nil {
+		// The target's HTTP status is on the probe's client spans. A
+		// server span reports its own answer: the check ran and its
+		// result was returned (200), so a target that failed the check
+		// leaves the span's status unset; the tail sampler keeps the
+		// trace by vantage.check.success.
 		attrs := []attribute.KeyValue{tracing.AttrProber.String(r.Prober), tracing.AttrSuccess.Bool(r.Success)}
-		if r.HTTP != nil && r.HTTP.StatusCode != 0 {
-			attrs = append(attrs, semconv.HTTPResponseStatusCode(r.HTTP.StatusCode))
+		if cs.server {
+			attrs = append(attrs, semconv.HTTPResponseStatusCode(http.StatusOK))
 		}
 		if !r.Success {
-			attrs = append(attrs,
-				tracing.AttrFailureReason.String(string(r.Reason)),
-				semconv.ErrorTypeKey.String(string(r.Reason)),
-			)
-			cs.span.SetStatus(codes.Error, string(r.Reason)+": "+r.Error)
+			attrs = append(attrs, tracing.AttrFailureReason.String(string(r.Reason)))
+			if !cs.server {
+				attrs = append(attrs, semconv.ErrorTypeKey.String(string(r.Reason)))
+				cs.span.SetStatus(codes.Error, string(r.Reason)+": "+r.Error)
+			}
 		}
 		cs.span.SetAttributes(attrs...)
 	}

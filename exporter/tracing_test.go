@@ -140,8 +140,10 @@ func childrenOf(spans tracetest.SpanStubs, root tracetest.SpanStub) map[string][
 }
 
 // A failed check made through the check API: one server span joined to the
-// coordinator's trace, with the check's attributes and a child span per
-// phase, and the target got the check's traceparent.
+// coordinator's trace, with the check's attributes, status unset (the API
+// answered 200 with the failed result) and a child span per phase and a
+// CLIENT child for the request to the target, whose traceparent the target
+// got.
 func TestCheckAPITraceOfFailedCheck(t *testing.T) {
 	clearOTelEnv(t)
 	target, rec := newTraceparentTarget(t, http.StatusServiceUnavailable)
@@ -165,19 +167,23 @@ func TestCheckAPITraceOfFailedCheck(t *testing.T) {
 	if root.SpanKind != trace.SpanKindServer {
 		t.Errorf("span kind %v, want server", root.SpanKind)
 	}
-	if root.Status.Code != codes.Error || !strings.HasPrefix(root.Status.Description, "status_code: status code 503") {
-		t.Errorf("status %+v, want Error with the reason", root.Status)
+	if root.Status.Code != codes.Unset {
+		t.Errorf("status %+v, want unset: the check API answered 200", root.Status)
 	}
 	want := map[string]string{
 		"vantage.target": target.URL, "vantage.module": "http_2xx", "vantage.location": "ams", "vantage.prober": "http",
 		"vantage.check.source": "api", "vantage.check.success": "false", "vantage.check.failure_reason": "status_code",
-		"http.response.status_code": "503", "vantage.check.attempts": "1", "error.type": "status_code",
+		"http.response.status_code": "200", "vantage.check.attempts": "1",
+		"http.request.method": "POST", "http.route": "/api/v1/check", "url.path": "/api/v1/check", "client.address": "127.0.0.1",
 	}
 	got := attrs(root.Attributes)
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("attribute %s = %q, want %q", k, got[k], v)
 		}
+	}
+	if _, ok := got["error.type"]; ok {
+		t.Errorf("server span has error.type %q; the request did not fail", got["error.type"])
 	}
 	if res := attrs(root.Resource.Attributes()); res["service.name"] != "vantage-exporter" || res["vantage.location"] != "ams" {
 		t.Errorf("resource %v", res)
@@ -205,9 +211,21 @@ func TestCheckAPITraceOfFailedCheck(t *testing.T) {
 		t.Error("processing starts before connect ends")
 	}
 
-	wantHeader := "00-" + coordTraceID + "-" + root.SpanContext.SpanID().String() + "-01"
+	clients := phases["GET"]
+	if len(clients) != 1 || clients[0].SpanKind != trace.SpanKindClient {
+		t.Fatalf("client spans under the check span: %+v, want one GET of kind client", clients)
+	}
+	client := clients[0]
+	ca := attrs(client.Attributes)
+	for k, v := range map[string]string{"http.response.status_code": "503", "url.full": target.URL, "http.request.method": "GET", "network.peer.address": "127.0.0.1", "error.type": "503"} {
+		if ca[k] != v {
+			t.Errorf("client span attribute %s = %q, want %q", k, ca[k], v)
+		}
+	}
+	// The coordinator's traceparent was sampled: so is the target's.
+	wantHeader := "00-" + coordTraceID + "-" + client.SpanContext.SpanID().String() + "-01"
 	if seen := rec.all(); len(seen) != 1 || seen[0] != wantHeader {
-		t.Errorf("target got traceparent %q, want %q (the check span's)", seen, wantHeader)
+		t.Errorf("target got traceparent %q, want %q (the client span's)", seen, wantHeader)
 	}
 }
 
@@ -254,9 +272,17 @@ func TestProbeTraceparentOnlyWhenTracing(t *testing.T) {
 	if a := attrs(root.Attributes); a["vantage.check.source"] != "probe" || a["vantage.check.success"] != "true" || root.Parent.IsValid() {
 		t.Errorf("probe span attributes %v, parent %v", a, root.Parent)
 	}
+	// The target's parent is the probe's client span, sampled (ratio 1).
+	clients := childrenOf(spans, root)["GET"]
+	if len(clients) != 1 {
+		t.Fatalf("%d client spans under the probe's span, want 1", len(clients))
+	}
 	seen := rec.all()
-	if want := "00-" + root.SpanContext.TraceID().String() + "-" + root.SpanContext.SpanID().String() + "-01"; len(seen) != 2 || seen[1] != want {
-		t.Errorf("with tracing on the target got traceparent %q, want %q", seen, want)
+	if want := "00-" + root.SpanContext.TraceID().String() + "-" + clients[0].SpanContext.SpanID().String() + "-01"; len(seen) != 2 || seen[1] != want {
+		t.Errorf("with tracing on the target got traceparent %q, want %q (the client span's)", seen, want)
+	}
+	if a := attrs(root.Attributes); a["http.route"] != "/probe" || a["http.response.status_code"] != "200" {
+		t.Errorf("probe server span attributes %v, want http.route /probe and status 200", a)
 	}
 
 	// Without tracing, /metrics stays in the text format even when
@@ -355,7 +381,7 @@ func parseOpenMetrics(t *testing.T, data []byte) map[string]*dto.MetricFamily {
 // exemplarTraceIDs finds the trace IDs of the phase histogram's exemplars of a
 // module in an OpenMetrics exposition.
 func exemplarTraceIDs(data []byte, module string) []string {
-	re := regexp.MustCompile(`(?m)^vantage_probe_phase_duration_seconds_bucket\{module="` + regexp.QuoteMeta(module) + `",[^}]*\} \S+ # \{trace_id="([0-9a-f]{32})"\}`)
+	re := regexp.MustCompile(`(?m)^vantage_probe_phase_duration_seconds_bucket\{(?:[^}]*,)?module="` + regexp.QuoteMeta(module) + `",[^}]*\} \S+ # \{trace_id="([0-9a-f]{32})"\}`)
 	var ids []string
 	for _, m := range re.FindAllSubmatch(data, -1) {
 		ids = append(ids, string(m[1]))
@@ -525,7 +551,7 @@ func TestFailedCheckSpansReachOTLPReceiver(t *testing.T) {
 					root = s
 				}
 			}
-			if root.Attr("vantage.check.failure_reason") != "status_code" || root.Attr("http.response.status_code") != "500" ||
+			if root.Attr("vantage.check.failure_reason") != "status_code" || root.Attr("http.response.status_code") != "200" ||
 				root.Attr("vantage.location") != "fra" || root.Resource["service.name"] != "vantage-exporter" {
 				t.Errorf("root span attributes %v, resource %v", root.GetAttributes(), root.Resource)
 			}

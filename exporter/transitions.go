@@ -47,10 +47,11 @@ type transitions struct {
 // streak is a run of failed checks of one target.
 type streak struct {
 	target, module string
-	first          time.Time // planned time of the first failed check
-	last           time.Time // planned time of the latest failed check
-	state          string    // the state last reported: failing, unknown, or "" before the first report
-	reason         string    // why the state last reported is unknown
+	labels         map[string]string // the target's configured labels, for its reports
+	first          time.Time         // planned time of the first failed check
+	last           time.Time         // planned time of the latest failed check
+	state          string            // the state last reported: failing, unknown, or "" before the first report
+	reason         string            // why the state last reported is unknown
 	// pending is the latest failed outcome waiting for the canary's
 	// verdict; waiting says a verdict is being awaited for it.
 	pending      *scheduler.Outcome
@@ -101,13 +102,14 @@ func (tr *transitions) record(o scheduler.Outcome, since time.Time) *blame {
 			tr.send(api.Report{
 				Target: o.Target.Target, Module: o.Target.Module, State: api.StateRecovered,
 				Time: o.Planned, FirstFailure: s.failingSince(), Attempts: o.Attempts, Result: o.Result,
+				Labels: s.labels,
 			})
 		}
 		return nil
 	case o.Result.Success:
 		return nil
 	case s == nil:
-		s = &streak{target: o.Target.Target, module: o.Target.Module, first: o.Planned}
+		s = &streak{target: o.Target.Target, module: o.Target.Module, labels: reportLabels(o.Target.Labels), first: o.Planned}
 		tr.failing[key] = s
 	}
 	s.last = o.Planned
@@ -153,6 +155,7 @@ func (tr *transitions) resolve(b *blame, v canaryVerdict) *blame {
 		tr.send(api.Report{
 			Target: o.Target.Target, Module: o.Target.Module, State: state,
 			Time: o.Planned, FirstFailure: s.first, Attempts: o.Attempts, Result: o.Result, Reason: reason,
+			Labels: s.labels,
 		})
 	}
 	if !v.ok && s.pendingSince.After(v.began) {
@@ -179,7 +182,7 @@ func (tr *transitions) checked(module, target string, r *result.Result) {
 	delete(tr.failing, key)
 	if wasFailing && s.state != "" {
 		tr.ended(s)
-		tr.send(api.Report{Target: target, Module: module, State: api.StateRecovered, Time: r.Start, FirstFailure: s.failingSince(), Attempts: 1, Result: r})
+		tr.send(api.Report{Target: target, Module: module, State: api.StateRecovered, Time: r.Start, FirstFailure: s.failingSince(), Attempts: 1, Result: r, Labels: s.labels})
 	}
 }
 
@@ -234,7 +237,7 @@ func (tr *transitions) snapshot(targets []scheduler.Target, withTargets bool, se
 			if state == "" {
 				state, reason = api.StateUnknown, api.ReasonVerdictPending
 			}
-			snap.NotUp = append(snap.NotUp, api.Report{Target: s.target, Module: s.module, State: state, Time: s.last, FirstFailure: s.first, Reason: reason})
+			snap.NotUp = append(snap.NotUp, api.Report{Target: s.target, Module: s.module, State: state, Time: s.last, FirstFailure: s.first, Reason: reason, Labels: s.labels})
 			continue
 		}
 		k := api.TargetKey{Target: t.Target, Module: t.Module}
@@ -249,4 +252,17 @@ func (tr *transitions) snapshot(targets []scheduler.Target, withTargets bool, se
 	})
 	snap.UpDigest = up.String()
 	return snap
+}
+
+// reportLabels are a target's configured labels as reports carry them;
+// nil for none.
+func reportLabels(labels []scheduler.Label) map[string]string {
+	if len(labels) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(labels))
+	for _, l := range labels {
+		m[l.Name] = l.Value
+	}
+	return m
 }

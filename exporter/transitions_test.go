@@ -174,3 +174,26 @@ func TestADegradedExporterReportsFailuresUnknownWithItsReason(t *testing.T) {
 		t.Errorf("snapshot not up: %+v, want a stale_results and a verdict_pending unknown", snap.NotUp)
 	}
 }
+
+// Reports and snapshots carry the target's configured labels, so the
+// coordinator's series of the target carry them too.
+func TestTransitionsCarryTargetLabels(t *testing.T) {
+	var sent []api.Report
+	tr := newTransitions(func(r api.Report) { sent = append(sent, r) })
+	target := scheduler.Target{Module: "http_2xx", Target: "https://a.example", Labels: []scheduler.Label{{Name: "team", Value: "web"}}}
+	failed := &result.Result{Reason: result.ReasonConnectTimeout}
+	recordWithCanary(tr, scheduler.Outcome{Target: &target, Result: failed, Attempts: 1, Planned: time.Unix(1000, 0)}, true)
+	snap := tr.snapshot([]scheduler.Target{target}, false, func() uint64 { return 1 }, time.Unix(1001, 0))
+	recordWithCanary(tr, scheduler.Outcome{Target: &target, Result: &result.Result{Success: true}, Attempts: 1, Planned: time.Unix(1010, 0)}, true)
+	if len(sent) != 2 {
+		t.Fatalf("%d reports, want failing and recovered", len(sent))
+	}
+	for _, r := range append(sent, snap.NotUp...) {
+		if r.Labels["team"] != "web" || len(r.Labels) != 1 {
+			t.Errorf("%s report of %s: labels %v, want team=web", r.State, r.Target, r.Labels)
+		}
+	}
+	if len(snap.NotUp) != 1 {
+		t.Errorf("snapshot lists %d targets not up, want 1", len(snap.NotUp))
+	}
+}

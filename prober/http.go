@@ -160,7 +160,7 @@ func (h *httpProber) probe(ctx context.Context, target string, p Params, r *resu
 		host = p.Hostname
 	}
 	st := h.client.newProbeState(ctx, u, ip, host, logger)
-	st.tracing = p.Tracing
+	st.tracing, st.propagator = p.Tracing, p.Propagator
 	st.skipResolve = h.skipResolve
 	defer st.close()
 

@@ -18,7 +18,6 @@ import (
 	promconfig "github.com/prometheus/common/config"
 	"github.com/prometheus/common/version"
 	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/idna"
 
 	"github.com/vantageprobe/vantage/config"
@@ -174,10 +173,11 @@ func (probeRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 // keep-alives), the resolved address of the target and the per round trip
 // traces.
 type probeState struct {
-	ctx     context.Context // the probe's context; bounds every dial
-	c       *httpClient
-	logger  *slog.Logger
-	tracing bool // send the trace context of the request's span
+	ctx        context.Context // the probe's context; bounds every dial
+	c          *httpClient
+	logger     *slog.Logger
+	tracing    bool                          // send the trace context of the request's span
+	propagator propagation.TextMapPropagator // writes it; nil: W3C trace context
 	// skipResolve: a proxy resolves the target, so the first request's
 	// lookups (of the proxy's name) are no resolve phase.
 	skipResolve bool
@@ -227,9 +227,6 @@ func (c *httpClient) newProbeState(ctx context.Context, u *url.URL, ip net.IP, h
 // roundTrip runs one round trip of the probe with its own trace.
 func (st *probeState) roundTrip(req *http.Request) (*http.Response, error) {
 	st.logger.Debug("Making HTTP request", "url", req.URL.String(), "host", req.Host)
-	if st.tracing {
-		req = withTraceContext(req)
-	}
 	tr := &roundTripTrace{}
 	st.mu.Lock()
 	st.traces = append(st.traces, tr)
@@ -239,23 +236,19 @@ func (st *probeState) roundTrip(req *http.Request) (*http.Response, error) {
 		ctx = context.WithValue(ctx, viaProxyKey{}, true)
 	}
 	req = req.WithContext(ctx)
+	if st.tracing {
+		// Every round trip, redirects included, is a client span.
+		return tracedRoundTrip(req, st.propagator, st.send)
+	}
+	return st.send(req)
+}
+
+// send sends one round trip's request.
+func (st *probeState) send(req *http.Request) (*http.Response, error) {
 	if st.directEligible(req) {
 		return st.directRoundTrip(req)
 	}
 	return st.transportFor(req.URL.Host).RoundTrip(req)
-}
-
-// withTraceContext returns req with the W3C traceparent (and tracestate)
-// of the span in its context, so the target's own traces join the check's.
-// Every round trip gets it, redirects included.
-func withTraceContext(req *http.Request) *http.Request {
-	if !trace.SpanContextFromContext(req.Context()).IsValid() {
-		return req
-	}
-	out := *req // shallow: the caller's request stays as it was
-	out.Header = req.Header.Clone()
-	propagation.TraceContext{}.Inject(req.Context(), propagation.HeaderCarrier(out.Header))
-	return &out
 }
 
 // transportFor returns the transport for a request to urlHost, creating it

@@ -3,7 +3,6 @@ package prober
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"net"
 	"net/http"
@@ -11,6 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vantageprobe/vantage/internal/httpspan"
 	"github.com/vantageprobe/vantage/prober/result"
 )
 
@@ -155,18 +158,7 @@ func (st *probeState) classify(ctx context.Context, err error) result.Reason {
 
 // isTLSError reports whether err is a TLS handshake or certificate
 // verification failure.
-func isTLSError(err error) bool {
-	var (
-		verifyErr    *tls.CertificateVerificationError
-		unknownAuth  x509.UnknownAuthorityError
-		hostnameErr  x509.HostnameError
-		invalidErr   x509.CertificateInvalidError
-		alertErr     tls.AlertError
-		recordHdrErr tls.RecordHeaderError
-	)
-	return errors.As(err, &verifyErr) || errors.As(err, &unknownAuth) || errors.As(err, &hostnameErr) ||
-		errors.As(err, &invalidErr) || errors.As(err, &alertErr) || errors.As(err, &recordHdrErr)
-}
+func isTLSError(err error) bool { return httpspan.IsTLSError(err) }
 
 func isTimeout(err error) bool {
 	var ne net.Error
@@ -186,4 +178,17 @@ func bodyReadReason(ctx context.Context, err error) result.Reason {
 		return result.ReasonTimeout
 	}
 	return result.ReasonProtocolError
+}
+
+// tracerName is the instrumentation scope of the probes' client spans.
+const tracerName = "github.com/vantageprobe/vantage/prober"
+
+// tracedRoundTrip sends req with send inside a CLIENT span, a child of the
+// check's span in req's context, with the HTTP client semantic
+// conventions' attributes; the target gets the client span's trace context
+// (written by prop; nil: W3C trace context) with the trace's sampling
+// decision, so its spans are the client span's children.
+func tracedRoundTrip(req *http.Request, prop propagation.TextMapPropagator, send func(*http.Request) (*http.Response, error)) (*http.Response, error) {
+	tracer := trace.SpanFromContext(req.Context()).TracerProvider().Tracer(tracerName)
+	return httpspan.RoundTrip(tracer, prop, req, send)
 }

@@ -16,6 +16,8 @@ import (
 
 	"github.com/vantageprobe/vantage/prober/result"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/vantageprobe/vantage/config"
 )
 
@@ -35,6 +37,9 @@ type Params struct {
 	// Timeout is the time the caller gave the probe, exported as
 	// probe_timeout_seconds; 0 takes it from the context's deadline.
 	Timeout time.Duration
+	// Propagator writes the trace context on HTTP requests when tracing
+	// (OTEL_PROPAGATORS); nil: W3C trace context.
+	Propagator propagation.TextMapPropagator
 }
 
 // probeFunc runs one probe and records what it found in r. It records a

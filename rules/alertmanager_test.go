@@ -23,7 +23,8 @@ import (
 
 // TestAlertmanagerRoutes asks amtool where deploy/alertmanager.yml sends
 // each alert of the rule files: TargetConfirmedDown and NoCoordinatorUp to
-// the pager, every other alert to tickets.
+// the pager, info alerts to the info receiver, every other alert to
+// tickets.
 func TestAlertmanagerRoutes(t *testing.T) {
 	amtool := mustTool(t, "amtool", "prometheus-alertmanager")
 	type routeCase struct {
@@ -32,9 +33,10 @@ func TestAlertmanagerRoutes(t *testing.T) {
 		want   string
 	}
 	cases := []routeCase{
-		{"any severity=page", map[string]string{"alertname": "SomethingElse", "severity": "page"}, "pager"},
+		{"any severity=critical", map[string]string{"alertname": "SomethingElse", "severity": "critical"}, "pager"},
+		{"any severity=info", map[string]string{"alertname": "SomethingElse", "severity": "info"}, "info"},
 		{"no severity", map[string]string{"alertname": "SomethingElse"}, "ticket"},
-		{"unknown severity", map[string]string{"alertname": "SomethingElse", "severity": "warning"}, "ticket"},
+		{"unknown severity", map[string]string{"alertname": "SomethingElse", "severity": "page"}, "ticket"},
 	}
 	for _, rules := range alertingRules(t) {
 		for _, r := range rules {
@@ -43,8 +45,11 @@ func TestAlertmanagerRoutes(t *testing.T) {
 			}
 			maps.Copy(labels, r.Labels)
 			want := "ticket"
-			if slices.Contains(pagingAlerts, r.Alert) {
+			switch {
+			case slices.Contains(pagingAlerts, r.Alert), r.Labels["severity"] == severityCritical:
 				want = "pager"
+			case r.Labels["severity"] == severityInfo:
+				want = "info"
 			}
 			cases = append(cases, routeCase{r.Alert + " " + fmt.Sprint(r.Labels), labels, want})
 		}
@@ -144,28 +149,32 @@ func TestAlertmanagerInhibitions(t *testing.T) {
 	const shop, api = "https://shop.example/", "https://api.example/"
 	cases := []alertCase{
 		// sources
-		{map[string]string{"alertname": "LocationDown", "severity": "ticket", "location": "ams", "cause": "canary_failing"}, false, "ticket"},
-		{map[string]string{"alertname": "TargetConfirmedDown", "severity": "page", "target": shop, "module": "http_2xx"}, false, "pager"},
+		{map[string]string{"alertname": "LocationDown", "severity": "warning", "location": "ams", "cause": "canary_failing"}, false, "ticket"},
+		{map[string]string{"alertname": "TargetConfirmedDown", "severity": "critical", "target": shop, "module": "http_2xx"}, false, "pager"},
 		// ams is down: its per-target alerts are silenced, fra's are not
-		{map[string]string{"alertname": "TargetFailingFromLocation", "severity": "ticket", "location": "ams", "target": api, "module": "http_2xx"}, true, "ticket"},
-		{map[string]string{"alertname": "TargetFailureRatioHigh", "severity": "ticket", "location": "ams", "target": api, "module": "http_2xx"}, true, "ticket"},
-		{map[string]string{"alertname": "SlowTimeToFirstByte", "severity": "ticket", "location": "ams", "target": api, "module": "http_2xx"}, true, "ticket"},
-		{map[string]string{"alertname": "TargetFailingFromLocation", "severity": "ticket", "location": "fra", "target": api, "module": "http_2xx"}, false, "ticket"},
+		{map[string]string{"alertname": "TargetFailingFromLocation", "severity": "warning", "location": "ams", "target": api, "module": "http_2xx"}, true, "ticket"},
+		{map[string]string{"alertname": "TargetFailureRatioHigh", "severity": "warning", "location": "ams", "target": api, "module": "http_2xx"}, true, "ticket"},
+		{map[string]string{"alertname": "SlowTimeToFirstByte", "severity": "warning", "location": "ams", "target": api, "module": "http_2xx"}, true, "ticket"},
+		{map[string]string{"alertname": "TargetFailingFromLocation", "severity": "warning", "location": "fra", "target": api, "module": "http_2xx"}, false, "ticket"},
 		// the exporter's own trouble in ams stays visible
-		{map[string]string{"alertname": "SchedulerMissingChecks", "severity": "ticket", "location": "ams", "reason": "late"}, false, "ticket"},
+		{map[string]string{"alertname": "SchedulerMissingChecks", "severity": "warning", "location": "ams", "reason": "late"}, false, "ticket"},
+		// sfo's exporter distrusts its own results: its per-target alerts are silenced
+		{map[string]string{"alertname": "ExporterDegraded", "severity": "warning", "location": "sfo", "reason": "scheduler_lag"}, false, "ticket"},
+		{map[string]string{"alertname": "TargetFailingFromLocation", "severity": "warning", "location": "sfo", "target": api, "module": "http_2xx"}, true, "ticket"},
+		{map[string]string{"alertname": "SlowTimeToFirstByte", "severity": "info", "location": "sfo", "target": api, "module": "http_2xx"}, true, "info"},
 		// shop/http_2xx is confirmed down: its tickets are silenced, other modules' are not
-		{map[string]string{"alertname": "TargetSeemsDown", "severity": "ticket", "target": shop, "module": "http_2xx", "state": "seems_down"}, true, "ticket"},
-		{map[string]string{"alertname": "TargetFailingFromLocation", "severity": "ticket", "location": "fra", "target": shop, "module": "http_2xx"}, true, "ticket"},
-		{map[string]string{"alertname": "TargetFailureRatioHigh", "severity": "ticket", "location": "fra", "target": shop, "module": "http_2xx"}, true, "ticket"},
-		{map[string]string{"alertname": "TargetSeemsDown", "severity": "ticket", "target": shop, "module": "tcp_connect", "state": "seems_down"}, false, "ticket"},
+		{map[string]string{"alertname": "TargetSeemsDown", "severity": "warning", "target": shop, "module": "http_2xx", "state": "seems_down"}, true, "ticket"},
+		{map[string]string{"alertname": "TargetFailingFromLocation", "severity": "warning", "location": "fra", "target": shop, "module": "http_2xx"}, true, "ticket"},
+		{map[string]string{"alertname": "TargetFailureRatioHigh", "severity": "warning", "location": "fra", "target": shop, "module": "http_2xx"}, true, "ticket"},
+		{map[string]string{"alertname": "TargetSeemsDown", "severity": "warning", "target": shop, "module": "tcp_connect", "state": "seems_down"}, false, "ticket"},
 		// certificates are not silenced by an outage
-		{map[string]string{"alertname": "CertificateExpiresIn7Days", "severity": "ticket", "target": shop, "module": "http_2xx"}, false, "ticket"},
+		{map[string]string{"alertname": "CertificateExpiresIn7Days", "severity": "warning", "target": shop, "module": "http_2xx"}, false, "ticket"},
 		// no coordinator of the job is up: one page, its instances' tickets silenced
-		{map[string]string{"alertname": "NoCoordinatorUp", "severity": "page", "job": "vantage-coordinator"}, false, "pager"},
-		{map[string]string{"alertname": "CoordinatorDown", "severity": "ticket", "job": "vantage-coordinator", "instance": "coordinator-a:9716"}, true, "ticket"},
-		{map[string]string{"alertname": "CoordinatorDown", "severity": "ticket", "job": "vantage-coordinator", "instance": "coordinator-b:9716"}, true, "ticket"},
+		{map[string]string{"alertname": "NoCoordinatorUp", "severity": "critical", "job": "vantage-coordinator"}, false, "pager"},
+		{map[string]string{"alertname": "CoordinatorDown", "severity": "warning", "job": "vantage-coordinator", "instance": "coordinator-a:9716"}, true, "ticket"},
+		{map[string]string{"alertname": "CoordinatorDown", "severity": "warning", "job": "vantage-coordinator", "instance": "coordinator-b:9716"}, true, "ticket"},
 		// another job's coordinator is not explained by it
-		{map[string]string{"alertname": "CoordinatorDown", "severity": "ticket", "job": "vantage-coordinator-eu", "instance": "coordinator-eu:9716"}, false, "ticket"},
+		{map[string]string{"alertname": "CoordinatorDown", "severity": "warning", "job": "vantage-coordinator-eu", "instance": "coordinator-eu:9716"}, false, "ticket"},
 	}
 
 	type postable struct {
@@ -259,7 +268,8 @@ func TestAlertmanagerInhibitions(t *testing.T) {
 
 // startAlertmanager runs bin with deploy/alertmanager.yml on a free
 // loopback port, clustering off, and returns its base URL once it is ready.
-// The webhooks point at a sink in the test, never at 127.0.0.1:5001.
+// The webhooks point at a sink in the test, not at the demo stack's
+// webhook logger.
 func startAlertmanager(t *testing.T, bin string) string {
 	t.Helper()
 	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -270,7 +280,7 @@ func startAlertmanager(t *testing.T, bin string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const webhookBase = "http://127.0.0.1:5001"
+	const webhookBase = "http://webhook-logger:5001"
 	if !bytes.Contains(raw, []byte(webhookBase)) {
 		t.Fatalf("%s: no webhook URL under %s to redirect", alertmanagerConfig, webhookBase)
 	}

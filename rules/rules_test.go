@@ -18,14 +18,21 @@ import (
 const (
 	// alertmanagerConfig is deploy/alertmanager.yml, seen from this package.
 	alertmanagerConfig = "../deploy/alertmanager.yml"
-	// runbookBase is where every alert's runbook annotation points: a
+	// runbookBase is where every alert's runbook_url annotation points: a
 	// section of rules/README.md.
 	runbookBase = "https://github.com/vantageprobe/vantage/blob/main/rules/README.md#"
 )
 
-// pagingAlerts are the only alerts allowed to page: a confirmed outage, and
-// no coordinator up to confirm one.
+// pagingAlerts are the only alerts allowed to page (severity critical): a
+// confirmed outage, and no coordinator up to confirm one.
 var pagingAlerts = []string{"TargetConfirmedDown", "NoCoordinatorUp"}
+
+// Severities of the alerts, as common Alertmanager trees route them.
+const (
+	severityCritical = "critical"
+	severityWarning  = "warning"
+	severityInfo     = "info"
+)
 
 // requiredAlerts are the alerts others rely on (dashboards, runbooks, the
 // inhibitions of deploy/alertmanager.yml).
@@ -34,6 +41,7 @@ var requiredAlerts = []string{
 	"TargetFailureRatioHigh", "SlowTimeToFirstByte",
 	"CertificateExpiresIn30Days", "CertificateExpiresIn14Days", "CertificateExpiresIn7Days",
 	"LocationDown", "CoordinatorDown", "NoCoordinatorUp", "SchedulerMissingChecks",
+	"LocationSuspect", "TargetFlapping", "CoordinatorStalled", "ExporterDegraded", "ExporterStalled",
 }
 
 // Rule files in Prometheus's format, as much of it as the tests read.
@@ -154,7 +162,7 @@ func alertNames(tb testing.TB) []string {
 func TestPromtoolCheckRules(t *testing.T) {
 	promtool := mustTool(t, "promtool", "prometheus")
 	files := ruleFiles(t)
-	stdout, stderr, err := runTool(t, promtool, append([]string{"check", "rules"}, files...)...)
+	stdout, stderr, err := runTool(t, promtool, append([]string{"check", "rules", "--lint=all", "--lint-fatal"}, files...)...)
 	if err != nil {
 		t.Fatalf("promtool check rules %s: %v\n%s%s", strings.Join(files, " "), err, stdout, stderr)
 	}
@@ -216,7 +224,7 @@ func TestUnitTestsCoverEveryAlert(t *testing.T) {
 
 // TestAlertingRulesRoutingContract guards what deploy/alertmanager.yml
 // routes on: every alert has a known severity, the annotations the
-// notifications show, and only pagingAlerts page.
+// notifications show (and no query in them), and only pagingAlerts page.
 func TestAlertingRulesRoutingContract(t *testing.T) {
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
@@ -228,22 +236,31 @@ func TestAlertingRulesRoutingContract(t *testing.T) {
 			where := file + ": alert " + r.Alert
 			sev := r.Labels["severity"]
 			switch {
-			case sev != "page" && sev != "ticket":
-				t.Errorf("%s: severity %q, want page or ticket", where, sev)
-			case sev == "page" && !slices.Contains(pagingAlerts, r.Alert):
-				t.Errorf("%s: severity page, but only %v may page", where, pagingAlerts)
-			case slices.Contains(pagingAlerts, r.Alert) && sev != "page":
-				t.Errorf("%s: severity %q, want page", where, sev)
+			case sev != severityCritical && sev != severityWarning && sev != severityInfo:
+				t.Errorf("%s: severity %q, want critical, warning or info", where, sev)
+			case sev == severityCritical && r.Alert == "EventRaised" && strings.Contains(r.Expr, `severity="critical"`):
+				// A pushed event pages when it says so itself.
+			case sev == severityCritical && !slices.Contains(pagingAlerts, r.Alert):
+				t.Errorf("%s: severity critical, but only %v may page", where, pagingAlerts)
+			case slices.Contains(pagingAlerts, r.Alert) && sev != severityCritical:
+				t.Errorf("%s: severity %q, want critical", where, sev)
 			}
-			for _, a := range []string{"summary", "description", "runbook"} {
+			for _, a := range []string{"summary", "description", "runbook_url", "dashboard_url"} {
 				if strings.TrimSpace(r.Annotations[a]) == "" {
 					t.Errorf("%s: annotation %s is missing or empty", where, a)
 				}
 			}
-			if rb := r.Annotations["runbook"]; rb != "" {
+			for name, text := range r.Annotations {
+				// One query per firing alert and evaluation does not
+				// scale: 300k of them in a location outage at 100k targets.
+				if queryInTemplateRE.MatchString(text) {
+					t.Errorf("%s: annotation %s runs a query; link a dashboard instead", where, name)
+				}
+			}
+			if rb := r.Annotations["runbook_url"]; rb != "" {
 				anchor, ok := strings.CutPrefix(rb, runbookBase)
 				if !ok || !anchors[anchor] {
-					t.Errorf("%s: runbook %q is not a section of rules/README.md (%s<anchor>)", where, rb, runbookBase)
+					t.Errorf("%s: runbook_url %q is not a section of rules/README.md (%s<anchor>)", where, rb, runbookBase)
 				}
 			}
 		}
@@ -252,6 +269,78 @@ func TestAlertingRulesRoutingContract(t *testing.T) {
 	for _, want := range requiredAlerts {
 		if !slices.Contains(names, want) {
 			t.Errorf("alert %s is missing from the rule files", want)
+		}
+	}
+}
+
+// queryInTemplateRE matches the template function query.
+var queryInTemplateRE = regexp.MustCompile(`\|\s*query\b|\{\{-?\s*query\b|\(\s*query\b`)
+
+// recordNameRE is level:metric:operations.
+var recordNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*:[a-z][a-z0-9_]*$`)
+
+// counterRE finds the counters an expression reads, with what precedes
+// them.
+var counterRE = regexp.MustCompile(`([a-z_]*\(\s*)?\b([a-z_][a-z0-9_]*_total)\b`)
+
+// allRules returns every rule of the rule files.
+func allRules(tb testing.TB) []rule {
+	tb.Helper()
+	var out []rule
+	for _, f := range ruleFiles(tb) {
+		var rf ruleFile
+		mustDecodeYAML(tb, f, &rf)
+		for _, g := range rf.Groups {
+			out = append(out, g.Rules...)
+		}
+	}
+	return out
+}
+
+// TestRulesReadCountersThroughRate asserts that every counter an
+// expression reads goes straight into rate, irate or increase: a counter's
+// raw value means nothing across restarts.
+func TestRulesReadCountersThroughRate(t *testing.T) {
+	for _, r := range allRules(t) {
+		for _, m := range counterRE.FindAllStringSubmatch(r.Expr, -1) {
+			fn := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(m[1]), "("))
+			if fn != "rate" && fn != "irate" && fn != "increase" {
+				t.Errorf("rule %s%s reads the counter %s outside rate/increase: %s", r.Alert, r.Record, m[2], r.Expr)
+			}
+		}
+	}
+	if got := counterRE.FindAllStringSubmatch(`0 * sum without (result) (vantage_probe_checks_total{a="b"}) + rate(x_total[5m])`, -1); len(got) != 2 || got[0][1] == "rate(" || got[1][1] != "rate(" {
+		t.Errorf("counterRE does not tell a bare counter from a rate: %q", got)
+	}
+}
+
+// TestRecordingRulesAreNamedAndRead asserts that recording rules are named
+// level:metric:operations and that each one is read by an alert or a
+// dashboard: a recorded series nobody reads costs one series per target
+// for nothing.
+func TestRecordingRulesAreNamedAndRead(t *testing.T) {
+	var readers strings.Builder
+	for _, r := range allRules(t) {
+		// Alerts read recorded series, and so do recordings built on
+		// others (which are read in turn).
+		readers.WriteString(r.Expr + "\n")
+	}
+	for _, f := range mustGlob(t, filepath.Join("..", "dashboards", "*.json")) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readers.Write(b)
+	}
+	for _, r := range allRules(t) {
+		if r.Record == "" {
+			continue
+		}
+		if !recordNameRE.MatchString(r.Record) {
+			t.Errorf("recording rule %s is not named level:metric:operations", r.Record)
+		}
+		if !strings.Contains(readers.String(), r.Record) {
+			t.Errorf("recording rule %s is read by no alert and no dashboard", r.Record)
 		}
 	}
 }

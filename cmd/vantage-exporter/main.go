@@ -29,7 +29,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app.Version(version.Print("vantage-exporter"))
 	app.HelpFlag.Short('h')
 
-	app.Flag("location", "Name of the place this exporter probes from, as the coordinator's locations list it.").StringVar(&opts.Location)
+	app.Flag("location", "Name of the place this exporter probes from, as the coordinator's locations list it. Every series of /metrics carries it as the label location.").StringVar(&opts.Location)
 	app.Flag("coordinator.url", "Coordinator to report state changes of scheduled targets to; repeatable (HA pair). Needs --location.").StringsVar(&opts.CoordinatorURLs)
 	app.Flag("coordinator.heartbeat-interval", "Longest a coordinator goes without a batch: with nothing to report, an empty one carries the canary's verdict.").Default("10s").DurationVar(&opts.CoordinatorHeartbeatInterval)
 	app.Flag("coordinator.queue-capacity", "Reports waiting for each coordinator while a delivery is under way or failing; on overflow a target's older report gives way to its newer one first, then the oldest is dropped, and a snapshot follows.").Default("10000").IntVar(&opts.CoordinatorQueueCapacity)

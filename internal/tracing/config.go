@@ -109,8 +109,10 @@ func AddFlags(app *kingpin.Application) *Config {
 }
 
 // Enabled reports whether tracing is on: an endpoint flag or a span
-// exporter is given, or an OTLP endpoint variable is set (and
-// OTEL_SDK_DISABLED is not true).
+// exporter is given; or, unless OTEL_SDK_DISABLED is true or
+// OTEL_TRACES_EXPORTER is none, OTEL_TRACES_EXPORTER is otlp (to the
+// OTLP endpoint the variables name, else the SDK's default) or an OTLP
+// endpoint variable is set.
 func (c *Config) Enabled() bool {
 	if c == nil {
 		return false
@@ -121,6 +123,13 @@ func (c *Config) Enabled() bool {
 	if strings.EqualFold(strings.TrimSpace(os.Getenv("OTEL_SDK_DISABLED")), "true") {
 		return false
 	}
+	// An unsupported exporter turns tracing on, for Validate to refuse it.
+	switch kind, err := tracesExporter(); {
+	case err != nil, kind == "otlp":
+		return true
+	case kind == "none":
+		return false
+	}
 	return os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
 }
 
@@ -128,6 +137,12 @@ func (c *Config) Enabled() bool {
 // the user's way to fix them.
 func (c *Config) Validate() error {
 	if _, err := c.protocol(); err != nil {
+		return err
+	}
+	if _, err := tracesExporter(); err != nil {
+		return err
+	}
+	if _, err := propagatorFromEnv(); err != nil {
 		return err
 	}
 	switch {

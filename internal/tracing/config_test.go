@@ -9,6 +9,9 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -171,7 +174,7 @@ func TestDisabledProviderDoesNothing(t *testing.T) {
 	if got := p.Extract(context.Background(), in); trace.SpanContextFromContext(got).IsValid() {
 		t.Error("Extract read a traceparent while off")
 	}
-	if p.Transport(http.DefaultTransport) != http.DefaultTransport {
+	if p.Transport(http.DefaultTransport, nil) != http.DefaultTransport {
 		t.Error("Transport wrapped the base while off")
 	}
 	if p.Kept(sc) {
@@ -185,24 +188,61 @@ func TestDisabledProviderDoesNothing(t *testing.T) {
 	span.End()
 }
 
+// A request through Transport is a CLIENT span under the caller's span,
+// with the attributes the caller adds; the request carries the client
+// span's traceparent, with the head decision as its sampled flag: the
+// sample ratio's choice, so a server sampling by its parent records the
+// traces the ratio keeps here.
 func TestTransportInjectsTraceparent(t *testing.T) {
-	m := newMemProvider(t, nil)
-	got := make(chan string, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { got <- r.Header.Get("Traceparent") }))
-	defer srv.Close()
-	ctx, span := m.Tracer("test").Start(context.Background(), "verify")
-	defer span.End()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
-	resp, err := (&http.Client{Transport: m.Transport(nil)}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	sc := span.SpanContext()
-	if want := "00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-01"; <-got != want {
-		t.Errorf("traceparent sent differs from %q", want)
-	}
-	if len(req.Header) != 0 {
-		t.Error("the caller's request was modified")
+	for _, tc := range []struct {
+		ratio float64
+		flags string
+	}{{1, "01"}, {0, "00"}} {
+		m := newMemProvider(t, func(c *Config) { c.SampleRatio = tc.ratio })
+		got := make(chan string, 1)
+		srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { got <- r.Header.Get("Traceparent") }))
+		ctx, span := m.Tracer("test").Start(context.Background(), "verify")
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/api/v1/check", nil)
+		client := &http.Client{Transport: m.Transport(nil, func(*http.Request) []attribute.KeyValue {
+			return []attribute.KeyValue{AttrLocation.String("fra")}
+		})}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		srv.Close()
+		sent := <-got
+		if len(req.Header) != 0 {
+			t.Error("the caller's request was modified")
+		}
+		// Unsampled at the head, a failed trace is still kept, and
+		// exported flagged sampled.
+		span.SetStatus(codes.Error, "failed")
+		span.End()
+		spans := m.exported(t)
+		var clientSpan *tracetest.SpanStub
+		for i := range spans {
+			if spans[i].SpanKind == trace.SpanKindClient {
+				clientSpan = &spans[i]
+			}
+		}
+		if clientSpan == nil {
+			t.Fatalf("ratio %g: no client span among %d exported", tc.ratio, len(spans))
+		}
+		sc := clientSpan.SpanContext
+		if want := "00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-" + tc.flags; sent != want {
+			t.Errorf("ratio %g: traceparent sent %q, want %q (the client span's)", tc.ratio, sent, want)
+		}
+		if clientSpan.Parent.SpanID() != span.SpanContext().SpanID() || !sc.IsSampled() {
+			t.Errorf("ratio %g: client span under %s (sampled %t), want under the caller's span, exported sampled", tc.ratio, clientSpan.Parent.SpanID(), sc.IsSampled())
+		}
+		a := map[attribute.Key]string{}
+		for _, kv := range clientSpan.Attributes {
+			a[kv.Key] = kv.Value.String()
+		}
+		if a["vantage.location"] != "fra" || a["http.request.method"] != "GET" || a["url.full"] != srv.URL+"/api/v1/check" || a["http.response.status_code"] != "200" || a["network.peer.address"] != "127.0.0.1" {
+			t.Errorf("ratio %g: client span attributes %v", tc.ratio, a)
+		}
 	}
 }

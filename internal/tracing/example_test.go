@@ -29,7 +29,7 @@ func Example() {
 	}
 	defer tp.Shutdown(context.Background()) // exports what was kept
 
-	client := &http.Client{Transport: tp.Transport(nil)} // adds traceparent
+	client := &http.Client{Transport: tp.Transport(nil, nil)} // a client span per request, its traceparent sent
 	tracer := tp.Tracer("github.com/vantageprobe/vantage/coordinator")
 
 	ctx, span := tracer.Start(context.Background(), "verify http_2xx",

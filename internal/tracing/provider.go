@@ -17,6 +17,8 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/vantageprobe/vantage/internal/httpspan"
 )
 
 // Provider is a program's tracing: an OpenTelemetry TracerProvider whose
@@ -26,14 +28,14 @@ type Provider struct {
 	tp   trace.TracerProvider
 	sdk  *sdktrace.TracerProvider // nil when off
 	tail *tailSampler
+	// prop writes and reads the trace context on HTTP requests
+	// (OTEL_PROPAGATORS).
+	prop propagation.TextMapPropagator
 }
 
 // defaultQueueSize is how many kept spans may wait for export; more are
 // dropped by the batch span processor.
 const defaultQueueSize = 16384
-
-// propagator reads and writes W3C traceparent and tracestate headers.
-var propagator = propagation.TraceContext{}
 
 // Disabled returns a Provider that is off.
 func Disabled() *Provider { return &Provider{tp: noop.NewTracerProvider()} }
@@ -52,6 +54,10 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, logger *slo
 		logger = slog.New(slog.DiscardHandler)
 	}
 	cfg = cfg.withDefaults()
+	prop, err := propagatorFromEnv()
+	if err != nil {
+		return nil, err
+	}
 	res, err := newResource(ctx, &cfg)
 	if err != nil {
 		return nil, err
@@ -77,22 +83,24 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, logger *slo
 	tail := newTailSampler(batch, cfg, m)
 	sdk := sdktrace.NewTracerProvider(
 		// Every span is recorded; the tail sampler decides what is kept.
-		sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		// The sampled flag that requests carry is the head decision.
+		sdktrace.WithSampler(headSampler{tail}),
 		sdktrace.WithResource(res),
 		sdktrace.WithSpanProcessor(tail),
 	)
-	return &Provider{tp: sdk, sdk: sdk, tail: tail}, nil
+	return &Provider{tp: sdk, sdk: sdk, tail: tail, prop: prop}, nil
 }
 
 // newResource describes the program: service.name (OTEL_SERVICE_NAME, else
 // cfg.ServiceName, else the executable's name), service.version,
-// vantage.location when known, OTEL_RESOURCE_ATTRIBUTES and the SDK's own.
+// service.instance.id (a random UUID per process), vantage.location when
+// known, OTEL_RESOURCE_ATTRIBUTES and the SDK's own.
 func newResource(ctx context.Context, cfg *Config) (*resource.Resource, error) {
 	name := cfg.ServiceName
 	if name == "" {
 		name = filepath.Base(os.Args[0])
 	}
-	attrs := []attribute.KeyValue{semconv.ServiceName(name), semconv.ServiceVersion(cfg.ServiceVersion)}
+	attrs := []attribute.KeyValue{semconv.ServiceName(name), semconv.ServiceVersion(cfg.ServiceVersion), semconv.ServiceInstanceID(newInstanceID())}
 	if cfg.Location != "" {
 		attrs = append(attrs, AttrLocation.String(cfg.Location))
 	}
@@ -137,13 +145,23 @@ func (p *Provider) Kept(sc trace.SpanContext) bool {
 	return p.tail.wasKept(sc.SpanID())
 }
 
-// Inject writes the W3C traceparent (and tracestate) of the span in ctx
-// into h. It writes nothing when tracing is off or ctx has no span.
+// Propagator returns the propagators of OTEL_PROPAGATORS (by default W3C
+// trace context and baggage); nil when tracing is off.
+func (p *Provider) Propagator() propagation.TextMapPropagator {
+	if !p.Enabled() {
+		return nil
+	}
+	return p.prop
+}
+
+// Inject writes the trace context of the span in ctx into h (W3C
+// traceparent and tracestate, as OTEL_PROPAGATORS says). It writes nothing
+// when tracing is off or ctx has no span.
 func (p *Provider) Inject(ctx context.Context, h http.Header) {
 	if !p.Enabled() || !trace.SpanContextFromContext(ctx).IsValid() {
 		return
 	}
-	propagator.Inject(ctx, propagation.HeaderCarrier(h))
+	p.prop.Inject(ctx, propagation.HeaderCarrier(h))
 }
 
 // Extract returns ctx carrying the remote span context of h's traceparent
@@ -153,33 +171,41 @@ func (p *Provider) Extract(ctx context.Context, h http.Header) context.Context {
 	if !p.Enabled() {
 		return ctx
 	}
-	return propagator.Extract(ctx, propagation.HeaderCarrier(h))
+	return p.prop.Extract(ctx, propagation.HeaderCarrier(h))
 }
 
-// Transport returns a round tripper that injects the traceparent of each
-// request's context, then sends it with base (http.DefaultTransport when
+// Transport returns a round tripper that sends each request inside a
+// CLIENT span, a child of the span in the request's context, with the HTTP
+// client semantic conventions' attributes plus those attrs returns for the
+// request (nil: none), and the client span's trace context in its headers
+// (internal/httpspan). base sends the requests (http.DefaultTransport when
 // nil). When tracing is off it returns base itself.
-func (p *Provider) Transport(base http.RoundTripper) http.RoundTripper {
+func (p *Provider) Transport(base http.RoundTripper, attrs func(*http.Request) []attribute.KeyValue) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
 	}
 	if !p.Enabled() {
 		return base
 	}
-	return &injectingTransport{p: p, base: base}
+	return &clientSpanTransport{p: p, base: base, attrs: attrs}
 }
 
-type injectingTransport struct {
-	p    *Provider
-	base http.RoundTripper
+// clientTracerName is the instrumentation scope of the client spans of
+// Transport.
+const clientTracerName = "github.com/vantageprobe/vantage/internal/tracing"
+
+type clientSpanTransport struct {
+	p     *Provider
+	base  http.RoundTripper
+	attrs func(*http.Request) []attribute.KeyValue
 }
 
-func (t *injectingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if trace.SpanContextFromContext(req.Context()).IsValid() {
-		req = req.Clone(req.Context())
-		t.p.Inject(req.Context(), req.Header)
+func (t *clientSpanTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	var extra []attribute.KeyValue
+	if t.attrs != nil {
+		extra = t.attrs(req)
 	}
-	return t.base.RoundTrip(req)
+	return httpspan.RoundTrip(t.p.Tracer(clientTracerName), t.p.prop, req, t.base.RoundTrip, extra...)
 }
 
 // ForceFlush exports the spans of traces already kept.

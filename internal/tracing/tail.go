@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -138,7 +139,7 @@ func (t *tailSampler) OnEnd(s sdktrace.ReadOnlySpan) {
 		t.mu.Unlock()
 		if keep {
 			t.m.kept.Inc()
-			t.next.OnEnd(s)
+			t.next.OnEnd(keptSpan{s})
 		} else {
 			t.m.spansDropped[dropUnsampled].Inc()
 		}
@@ -170,9 +171,9 @@ func (t *tailSampler) OnEnd(s sdktrace.ReadOnlySpan) {
 	}
 	t.m.kept.Add(float64(len(held) + 1))
 	for _, h := range held {
-		t.next.OnEnd(h)
+		t.next.OnEnd(keptSpan{h})
 	}
-	t.next.OnEnd(s)
+	t.next.OnEnd(keptSpan{s})
 }
 
 // release forgets a decided trace once none of its spans is open.
@@ -188,10 +189,13 @@ func (t *tailSampler) release(pt *pendingTrace) {
 	t.pending--
 }
 
-// decide applies the policy to a local root span.
+// decide applies the policy to a local root span. A check that failed is
+// a root whose status is Error, or, for a server span that answered its
+// caller normally about a failed check (status unset), one whose
+// vantage.check.success attribute is false.
 func (t *tailSampler) decide(root sdktrace.ReadOnlySpan) string {
 	switch {
-	case root.Status().Code == codes.Error:
+	case root.Status().Code == codes.Error, checkFailed(root):
 		return DecisionFailed
 	case root.EndTime().Sub(root.StartTime()) >= t.slow:
 		return DecisionSlow
@@ -260,4 +264,43 @@ func (k *keptLog) add(id trace.SpanID) {
 	k.ring[k.next] = id
 	k.ids[id] = struct{}{}
 	k.next = (k.next + 1) % keptLogSize
+}
+
+// checkFailed reports whether a span says its check failed.
+func checkFailed(s sdktrace.ReadOnlySpan) bool {
+	for _, kv := range s.Attributes() {
+		if kv.Key == AttrSuccess && kv.Value.Type() == attribute.BOOL {
+			return !kv.Value.AsBool()
+		}
+	}
+	return false
+}
+
+// headSampler records every span (the tail sampler decides what is kept)
+// and flags as sampled the traces the sample ratio chooses, by trace ID, or
+// whose remote parent was sampled: the flag is the decision known when a
+// request leaves, which a target's parent-based sampler follows. Traces
+// kept later (failed, slow) are exported flagged sampled (keptSpan).
+type headSampler struct{ tail *tailSampler }
+
+func (h headSampler) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	psc := trace.SpanContextFromContext(p.ParentContext)
+	res := sdktrace.SamplingResult{Decision: sdktrace.RecordOnly, Tracestate: psc.TraceState()}
+	if psc.IsValid() && psc.IsSampled() || !psc.IsValid() && h.tail.sampled(p.TraceID) {
+		res.Decision = sdktrace.RecordAndSample
+	}
+	return res
+}
+
+func (headSampler) Description() string {
+	return "vantage head sampler (records all; ratio decides the flag)"
+}
+
+// keptSpan is a span of a kept trace: exported with the sampled flag,
+// which the batch processor requires, whatever the head decision was.
+type keptSpan struct{ sdktrace.ReadOnlySpan }
+
+func (k keptSpan) SpanContext() trace.SpanContext {
+	sc := k.ReadOnlySpan.SpanContext()
+	return sc.WithTraceFlags(sc.TraceFlags().WithSampled(true))
 }

@@ -90,7 +90,8 @@ func TestMutualAuthentication(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if !strings.Contains(readAll(t, resp), "vantage_exporter_api_requests_unauthorized_total 1") {
+	// The exporter labels its own series with its --location.
+	if !strings.Contains(readAll(t, resp), `vantage_exporter_api_requests_unauthorized_total{location="ams"} 1`) {
 		t.Error("the exporter did not count the refused check request")
 	}
 }

@@ -141,7 +141,19 @@ var transient = []struct{ match, why string }{
 	{`state="seems_down"} == 1`,
 		"seems_down lasts one verification round (milliseconds here: the other locations answer at once), " +
 			"so only a scrape that happens to fall inside the round records it; the panel shows rounds that outlast a scrape interval"},
+	// The programs' self-judgement series: the rules and panels use the
+	// names the programs expose them with; no data is allowed until they
+	// do, and while none is degraded, stalled or suspect (== 1).
+	{`vantage_exporter_last_`, selfJudgement},
+	{`vantage_coordinator_last_`, selfJudgement},
+	{`vantage_exporter_degraded{`, selfJudgement},
+	{`vantage_exporter_clock_stalled{`, selfJudgement},
+	{`vantage_coordinator_clock_stalled{`, selfJudgement},
+	{`vantage_location_suspect{`, selfJudgement},
 }
+
+const selfJudgement = "a series of the programs' self-judgement (liveness clocks, degraded, stalled, suspect): " +
+	"the panel shows it once the programs expose it, and a healthy stack has none at 1"
 
 func transientReason(expr string) string {
 	for _, tr := range transient {
@@ -254,7 +266,7 @@ func (env dashboardEnv) exemplars(q panelQuery, expr string) queryOutcome {
 // limit passes: rate windows need a few samples), then reports each.
 func (s *stack) checkDashboards(t *testing.T) {
 	queries := dashboardQueries(t, s.root)
-	common := map[string]string{"__rate_interval": "1m", "__interval": "15s", "location": ".*"}
+	common := map[string]string{"__rate_interval": "1m", "__interval": "15s", "__range": "5m", "location": ".*", "job": "vantage-exporter"}
 	with := func(k, v string) map[string]string {
 		m := map[string]string{k: v}
 		for ck, cv := range common {
@@ -313,6 +325,49 @@ func (s *stack) checkDashboards(t *testing.T) {
 	t.Logf("%d queries of %d panels and annotations:%s", len(outcomes), len(queries), report.String())
 
 	s.checkCertificatePanel(t, queries, env)
+	s.checkQueryCost(t, queries, env)
+}
+
+// Query cost at scale (dashboards/README.md): a range query loads one
+// sample per series it selects and step, so one over every target's series
+// (300,000 at 100k targets from 3 locations, ~1,000 steps per panel)
+// loads 300M samples, beyond Prometheus' default query.max-samples of 50M.
+// Range queries may therefore select per-target series (those with a
+// target label) only for the one target a dashboard shows (target="…");
+// the fleet-wide panels read recordings. An instant query loads one sample
+// per series: at most a few per target, under 1M at that scale.
+var metricNameRE = regexp.MustCompile(`([A-Za-z_:][A-Za-z0-9_:]*)\s*\{|__name__=~"([^"]+)"`)
+
+func (s *stack) checkQueryCost(t *testing.T, queries []panelQuery, env dashboardEnv) {
+	perTarget := map[string]bool{}
+	isPerTarget := func(name string) bool {
+		v, ok := perTarget[name]
+		if !ok {
+			ss, err := s.prom.instant(fmt.Sprintf(`count({__name__=~%q, target!=""})`, name), env.now)
+			if err != nil {
+				t.Fatalf("asking whether %s has a target label: %v", name, err)
+			}
+			v = len(ss) > 0
+			perTarget[name] = v
+		}
+		return v
+	}
+	checked := 0
+	for _, q := range queries {
+		if !q.rangeQ {
+			continue
+		}
+		checked++
+		for _, m := range metricNameRE.FindAllStringSubmatch(q.expr, -1) {
+			name := m[1] + m[2]
+			// ALERTS holds the alerts firing or pending: bounded by the
+			// outages, not by the targets.
+			if name != "ALERTS" && isPerTarget(name) && !strings.Contains(q.expr, `target="$target"`) {
+				t.Errorf("%s: a range query over every target's %s: at 100k targets it would load more than query.max-samples; read a recording, or select target=\"$target\"", q, name)
+			}
+		}
+	}
+	t.Logf("%d range queries checked: none selects every target's series", checked)
 }
 
 // checkCertificatePanel checks the value the Target dashboard's certificate

@@ -14,9 +14,10 @@
 // The scenario: a real outage (an HTTPS target failing for everyone), a
 // target failing for fra only, a target failing for fra that another
 // location cannot check (unknown), and a slow target. Then:
-//  1. TargetConfirmedDown pages (receiver pager, severity page) for the
-//     outage, and nothing pages for the others; the fra-only failure
-//     becomes a ticket; the outage's own tickets are inhibited;
+//  1. TargetConfirmedDown pages (receiver pager, severity critical) for
+//     the outage, with the target's own labels (team) to route by, and
+//     nothing pages for the others; the fra-only failure becomes an info
+//     notification; the outage's own alerts are inhibited;
 //  2. every query of every dashboard returns data from Prometheus
 //     (dashboards/README.md's substitutions), except the few a short run
 //     cannot produce, which are listed with the reason;
@@ -41,6 +42,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -88,7 +90,8 @@ func TestEndToEnd(t *testing.T) {
 // checkOutagePages waits for the outage's page and checks its content; it
 // returns how long the page took from the start of the outage.
 func (s *stack) checkOutagePages(t *testing.T, failed time.Time) time.Duration {
-	want := map[string]string{"alertname": "TargetConfirmedDown", "severity": "page", "target": s.urls.outage, "module": "http_2xx"}
+	// The target's labels (team) are on the page: pages route by team.
+	want := map[string]string{"alertname": "TargetConfirmedDown", "severity": "critical", "target": s.urls.outage, "module": "http_2xx", "team": "e2e"}
 	var n notification
 	var a alert
 	s.procs.waitFor(t, "TargetConfirmedDown for the outage at the webhook", 90*time.Second, func() (bool, string) {
@@ -102,21 +105,15 @@ func (s *stack) checkOutagePages(t *testing.T, failed time.Time) time.Duration {
 	if n.path != "/pager" || n.Receiver != "pager" || a.Status != "firing" {
 		t.Errorf("the page came to %s (receiver %q), alert %s; want /pager, receiver pager, firing", n.path, n.Receiver, a.Status)
 	}
-	// The description queries Prometheus for the start of the outage and
-	// the failing locations: at least min_failing_locations (2) of them.
-	desc := a.Annotations["description"]
-	_, failing, _ := strings.Cut(desc, "Locations failing it:")
-	named := 0
-	for _, l := range locations {
-		if strings.Contains(failing, l.name) {
-			named++
+	// No annotation runs a query: the page links its runbook and the
+	// target's dashboard instead.
+	for _, k := range []string{"summary", "description", "runbook_url", "dashboard_url"} {
+		if a.Annotations[k] == "" {
+			t.Errorf("annotations %v: want %s", a.Annotations, k)
 		}
 	}
-	if !strings.Contains(desc, " since ") || named < 2 {
-		t.Errorf("description %q: want the outage's start (\"since …\") and at least two failing locations", desc)
-	}
-	if a.Annotations["summary"] == "" || a.Annotations["runbook"] == "" {
-		t.Errorf("annotations %v: want summary and runbook", a.Annotations)
+	if u := a.Annotations["dashboard_url"]; !strings.Contains(u, "/d/vantage-target/") || !strings.Contains(u, url.QueryEscape(s.urls.outage)) {
+		t.Errorf("dashboard_url %q: want the target dashboard of %s", u, s.urls.outage)
 	}
 	return took
 }
@@ -150,7 +147,7 @@ func (s *stack) checkOneLocation(t *testing.T, failed time.Time) {
 		}
 	}
 
-	want := map[string]string{"alertname": "TargetFailureRatioHigh", "severity": "ticket", "target": s.urls.oneLocation, "location": "fra"}
+	want := map[string]string{"alertname": "TargetFailureRatioHigh", "severity": "info", "target": s.urls.oneLocation, "location": "fra"}
 	var n notification
 	s.procs.waitFor(t, "TargetFailureRatioHigh for the one-location target from fra at the webhook", 90*time.Second, func() (bool, string) {
 		var ok bool
@@ -158,9 +155,9 @@ func (s *stack) checkOneLocation(t *testing.T, failed time.Time) {
 		msgs, _ := s.hook.received()
 		return ok, fmt.Sprintf("%d notifications", len(msgs))
 	})
-	t.Logf("fra-only failure start → ticket at %s: %s", n.path, n.at.Sub(failed).Round(100*time.Millisecond))
-	if n.path != "/ticket" || n.Receiver != "ticket" {
-		t.Errorf("the ticket came to %s (receiver %q), want /ticket, receiver ticket", n.path, n.Receiver)
+	t.Logf("fra-only failure start → info notification at %s: %s", n.path, n.at.Sub(failed).Round(100*time.Millisecond))
+	if n.path != "/info" || n.Receiver != "info" {
+		t.Errorf("the info notification came to %s (receiver %q), want /info, receiver info", n.path, n.Receiver)
 	}
 }
 
@@ -192,7 +189,7 @@ func (s *stack) checkNothingElsePages(t *testing.T, failed time.Time, pageLatenc
 	pages, tickets := 0, 0
 	for _, n := range msgs {
 		for _, a := range n.Alerts {
-			page := a.Labels["severity"] == "page"
+			page := a.Labels["severity"] == "critical"
 			switch {
 			case page && (a.Labels["alertname"] != "TargetConfirmedDown" || a.Labels["target"] != s.urls.outage):
 				t.Errorf("page for something other than the outage, at %s: %v", n.path, a.Labels)
@@ -215,7 +212,7 @@ func (s *stack) checkNothingElsePages(t *testing.T, failed time.Time, pageLatenc
 	// Firing only: NoCoordinatorUp is pending (absent(up)) from Prometheus'
 	// first evaluation to its first scrape of the coordinator, which its
 	// 2 minutes' for: is there to absorb.
-	ss, err := s.prom.rangeQuery(`count by (alertname, target) (ALERTS{severity="page", alertstate="firing"})`, s.started, time.Now(), scrapeInterval)
+	ss, err := s.prom.rangeQuery(`count by (alertname, target) (ALERTS{severity="critical", alertstate="firing"})`, s.started, time.Now(), scrapeInterval)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,7 +64,7 @@ func TestHAPairPagesOnce(t *testing.T) {
 	s.waitAllUp(t)
 	t.Logf("stack with %d coordinators up, every check succeeding, in %s", len(s.coordinators), time.Since(began).Round(100*time.Millisecond))
 
-	page := map[string]string{"alertname": "TargetConfirmedDown", "severity": "page", "target": s.urls.demo, "module": "http_demo"}
+	page := map[string]string{"alertname": "TargetConfirmedDown", "severity": "critical", "target": s.urls.demo, "module": "http_demo"}
 	failed := time.Now()
 	s.target.set(pathDemo, "*")
 

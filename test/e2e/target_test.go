@@ -46,7 +46,7 @@ type targetServer struct {
 
 	mu      sync.Mutex
 	down    map[string]string          // path → "*" or the one client address it fails for
-	traceIn map[string]map[string]bool // path → trace IDs seen in traceparent headers
+	traceIn map[string]map[string]bool // path → trace IDs (and trace/span IDs) seen in traceparent headers
 }
 
 func startTargetServer(t *testing.T, dir string) *targetServer {
@@ -81,7 +81,8 @@ func (ts *targetServer) set(path, failFor string) {
 	ts.down[path] = failFor
 }
 
-// tracesSeen returns the trace IDs that requests for path carried.
+// tracesSeen returns the trace IDs that requests for path carried, and
+// each trace ID/parent span ID pair.
 func (ts *targetServer) tracesSeen(path string) map[string]bool {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
@@ -100,7 +101,9 @@ func (ts *targetServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if ts.traceIn[r.URL.Path] == nil {
 			ts.traceIn[r.URL.Path] = map[string]bool{}
 		}
+		// The trace, and the span the request carried as its parent.
 		ts.traceIn[r.URL.Path][parts[1]] = true
+		ts.traceIn[r.URL.Path][parts[1]+"/"+parts[2]] = true
 	}
 	failFor, isDown := ts.down[r.URL.Path]
 	ts.mu.Unlock()

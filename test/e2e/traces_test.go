@@ -3,13 +3,16 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/vantageprobe/vantage/internal/tracing/otlptest"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/vantageprobe/vantage/internal/tracing/otlptest"
 )
 
 // Phase spans the checks of each target must have, per attempt: the
@@ -67,6 +70,9 @@ func phaseProblem(tr traceOf, phases []string, attempts int) string {
 // within the check span and name its phase.
 func childProblem(tr traceOf) string {
 	for _, c := range tr.children {
+		if c.GetKind() == tracepb.Span_SPAN_KIND_CLIENT {
+			continue // a request of the probe, not a phase
+		}
 		if c.GetStartTimeUnixNano() < tr.root.GetStartTimeUnixNano() || c.GetEndTimeUnixNano() > tr.root.GetEndTimeUnixNano() {
 			return fmt.Sprintf("phase span %s lies outside its check span", c.GetName())
 		}
@@ -88,8 +94,10 @@ func spanNames(ss []otlptest.Span) []string {
 
 // verificationProblem says what is missing from the traces of the
 // coordinator's verification rounds of target: a "verify <module>" span
-// with status Error whose children are the failed check spans (source api)
-// of at least two locations, "" when all is there.
+// with status Error, a CLIENT child per location asked (naming it), and
+// under those the exporters' check spans (source api) of at least two
+// locations, which found the target failing and, having answered the
+// coordinator 200, have their status unset; "" when all is there.
 func verificationProblem(spans []otlptest.Span, target string) string {
 	rounds := map[string]bool{} // trace/span ID of the coordinator's rounds of target
 	for _, sp := range spans {
@@ -101,15 +109,30 @@ func verificationProblem(spans []otlptest.Span, target string) string {
 	if len(rounds) == 0 {
 		return "no failed verification round span from the coordinator"
 	}
-	answered := map[string]bool{}
+	calls := map[string]string{} // trace/span ID of a round's client span → location asked
 	for _, sp := range spans {
-		if sp.Resource["service.name"] == "vantage-exporter" && sp.Attr("vantage.check.source") == "api" && sp.Failed() &&
-			rounds[sp.TraceID()+"/"+sp.ParentSpanID()] {
-			answered[sp.Attr("vantage.location")] = true
+		if sp.Resource["service.name"] == "vantage-coordinator" && sp.GetKind() == tracepb.Span_SPAN_KIND_CLIENT &&
+			rounds[sp.TraceID()+"/"+sp.ParentSpanID()] && sp.Attr("http.request.method") == "POST" {
+			calls[sp.TraceID()+"/"+sp.SpanID()] = sp.Attr("vantage.location")
 		}
 	}
+	answered := map[string]bool{}
+	for _, sp := range spans {
+		loc, ok := calls[sp.TraceID()+"/"+sp.ParentSpanID()]
+		if !ok || sp.Resource["service.name"] != "vantage-exporter" || sp.Attr("vantage.check.source") != "api" || sp.Attr("vantage.check.success") != "false" {
+			continue
+		}
+		if sp.Failed() || sp.GetKind() != tracepb.Span_SPAN_KIND_SERVER || sp.Attr("http.response.status_code") != "200" {
+			return fmt.Sprintf("check span of %s: kind %v, status %v, http.response.status_code %q; want a server span with status unset that answered 200",
+				loc, sp.GetKind(), sp.GetStatus().GetCode(), sp.Attr("http.response.status_code"))
+		}
+		if sp.Attr("vantage.location") != loc {
+			return fmt.Sprintf("the coordinator's client span names location %q, the check span under it %q", loc, sp.Attr("vantage.location"))
+		}
+		answered[loc] = true
+	}
 	if len(answered) < 2 {
-		return fmt.Sprintf("%d verification rounds, with failed check spans of %v as children; want two locations or more", len(rounds), answered)
+		return fmt.Sprintf("%d verification rounds with %d client spans, with failed checks of %v under them; want two locations or more", len(rounds), len(calls), answered)
 	}
 	return ""
 }
@@ -141,7 +164,7 @@ func (s *stack) checkTraces(t *testing.T) {
 	})
 	seen := s.target.tracesSeen(pathOutage)
 	for _, l := range locations {
-		checkLocationTraces(t, l.name, found[l.name], seen)
+		checkLocationTraces(t, l.name, s.urls.outage, found[l.name], seen)
 	}
 	s.checkAllTraces(t)
 }
@@ -181,18 +204,46 @@ func (s *stack) findTraces(traces []traceOf) (map[string]*locationTraces, []stri
 }
 
 // checkLocationTraces checks the failed and the slow check trace of one
-// location; seen holds the trace IDs the outage target got in traceparent.
-func checkLocationTraces(t *testing.T, name string, w *locationTraces, seen map[string]bool) {
+// location (outageURL is the outage target); seen holds the trace IDs,
+// and trace/parent span IDs, the outage target got in traceparent.
+func checkLocationTraces(t *testing.T, name, outageURL string, w *locationTraces, seen map[string]bool) {
 	f, sl := w.failedOutage.root, w.slow.root
 	if f.Resource["vantage.location"] != name || sl.Resource["vantage.location"] != name {
 		t.Errorf("%s: resource vantage.location %q and %q, want %s", name, f.Resource["vantage.location"], sl.Resource["vantage.location"], name)
 	}
-	if f.GetName() != "check http_2xx" || f.Attr("vantage.check.failure_reason") != "status_code" || f.Attr("http.response.status_code") != "503" {
-		t.Errorf("%s: failed outage check span %s with reason %q and status %q, want check http_2xx, status_code, 503",
-			name, f.GetName(), f.Attr("vantage.check.failure_reason"), f.Attr("http.response.status_code"))
+	if f.GetName() != "check http_2xx" || f.Attr("vantage.check.failure_reason") != "status_code" {
+		t.Errorf("%s: failed outage check span %s with reason %q, want check http_2xx, status_code",
+			name, f.GetName(), f.Attr("vantage.check.failure_reason"))
 	}
 	if !seen[f.TraceID()] {
 		t.Errorf("%s: trace %s of a failed outage check was not in any traceparent header the target received", name, f.TraceID())
+	}
+	// Each request is a CLIENT span with the HTTP client conventions'
+	// attributes, and the target got it as its parent.
+	clients := 0
+	for _, c := range w.failedOutage.children {
+		if c.GetKind() != tracepb.Span_SPAN_KIND_CLIENT {
+			continue
+		}
+		clients++
+		want := map[string]string{
+			"http.request.method": "GET", "url.full": outageURL, "http.response.status_code": "503",
+			"server.address": "127.0.0.1", "network.peer.address": "127.0.0.1", "error.type": "503",
+		}
+		for k, v := range want {
+			if got := c.Attr(k); got != v {
+				t.Errorf("%s: client span %s: %s = %q, want %q", name, c.GetName(), k, got, v)
+			}
+		}
+		if c.Attr("server.port") == "" || c.Attr("network.peer.port") == "" {
+			t.Errorf("%s: client span without server.port or network.peer.port", name)
+		}
+		if !seen[c.TraceID()+"/"+c.SpanID()] {
+			t.Errorf("%s: the target never got client span %s as its parent", name, c.SpanID())
+		}
+	}
+	if clients == 0 {
+		t.Errorf("%s: the failed check has no client span (children %v)", name, spanNames(w.failedOutage.children))
 	}
 	var processing time.Duration
 	for _, c := range w.slow.children {
@@ -207,6 +258,13 @@ func checkLocationTraces(t *testing.T, name string, w *locationTraces, seen map[
 	t.Logf("%s: failed check trace %s (%s, phases %v); slow check trace %s (%s, processing %s)", name,
 		f.TraceID(), f.Duration().Round(time.Millisecond), spanNames(w.failedOutage.children),
 		sl.TraceID(), sl.Duration().Round(time.Millisecond), processing.Round(time.Millisecond))
+}
+
+// checkFailed reports whether a check span says its check failed: status
+// Error (a scheduled check), or, for a server span that answered its
+// caller 200 about a failed check (status unset), vantage.check.success.
+func checkFailed(s otlptest.Span) bool {
+	return s.Failed() || s.Attr("vantage.check.success") == "false"
 }
 
 // checkAllTraces checks every check trace received: with
@@ -227,11 +285,11 @@ func (s *stack) checkAllTraces(t *testing.T) {
 		if p := childProblem(tr); p != "" {
 			t.Errorf("trace %s (%s of %s from %s): %s", r.TraceID(), r.GetName(), r.Attr("vantage.target"), r.Attr("vantage.location"), p)
 		}
-		if !r.Failed() && r.Duration() < slowThreshold {
+		if !checkFailed(r) && r.Duration() < slowThreshold {
 			t.Errorf("trace %s of a check that neither failed nor was slow (%s of %s from %s, source %s, %s) was exported",
 				r.TraceID(), r.GetName(), r.Attr("vantage.target"), r.Attr("vantage.location"), r.Attr("vantage.check.source"), r.Duration())
 		}
-		if r.Attr("vantage.target") == s.urls.oneLocation && r.Failed() {
+		if r.Attr("vantage.target") == s.urls.oneLocation && checkFailed(r) {
 			oneLocation[r.Attr("vantage.location")]++
 		}
 	}

@@ -247,7 +247,8 @@ func TestQueueOverflowStillConfirms(t *testing.T) {
 	}
 	dropped := 0
 	for _, l := range s.locations {
-		v := exporterMetric(t, l, fmt.Sprintf(`vantage_exporter_reports_dropped_total{coordinator=%q,reason="overflow"}`, frozen.url()))
+		// The exporter labels its own series with its --location.
+		v := exporterMetric(t, l, fmt.Sprintf(`vantage_exporter_reports_dropped_total{coordinator=%q,location=%q,reason="overflow"}`, frozen.url(), l.name))
 		if v != "" && v != "0" {
 			dropped++
 		}
