@@ -200,9 +200,11 @@ func (m *Machine) judgeOpen(t *target, ep *episode, now time.Time, eff *Effects)
 	case ep.ongoing && inc.Confirmed() && t.state != StateDown:
 		m.setState(t, StateDown, now)
 		return true
-	case !ep.confirmed && !inc.Confirmed() && t.round == nil && !m.failingTrusted(t):
-		// Every interval closed and no round pending: too few
-		// locations ever failed at once.
+	case !ep.confirmed && !inc.Confirmed() && t.round == nil && !m.failingTrusted(t) && m.contested(t, inc.StartedAt):
+		// Every interval closed, no round pending, and a location saw
+		// the target succeed: too few locations ever failed at once.
+		// Intervals that ended because their locations could no longer
+		// tell (unknown) prove nothing: the rounds go on.
 		eff.Merge(m.resolve(t, ResolutionFalseAlarm, ep.end, now))
 		return false
 	}

@@ -415,3 +415,26 @@ func TestSelfReportedDegradationMakesALocationSuspect(t *testing.T) {
 		t.Errorf("state %s after ams is trusted again with ams and fra failing, want a verdict under way or down", v.State)
 	}
 }
+
+// An incident whose only failing location can no longer tell (its canary
+// fails), while the others could not answer, is not a false alarm: nobody
+// saw the target succeed. It stays open, unknown, and is verified again.
+func TestFailureThatTurnsUnknownIsNoFalseAlarm(t *testing.T) {
+	m := NewMachine(testConfig("ams", "fra", "sfo"), 0)
+	r := mustOneRound(t, m.Report("ams", failing(t0, t0), t0))
+	m.RoundDone(key, r.ID, []Evidence{answer("fra", OutcomeUnknown, t0), answer("sfo", OutcomeUnknown, t0)}, t0)
+	at := t0.Add(time.Second)
+	if eff := m.Report("ams", unknownReport(at), at); len(eff.Resolved) != 0 {
+		t.Fatalf("resolved %v when the failing location turned unknown and nobody saw a success", eff.Resolved)
+	}
+	if v := stateOf(t, m); v.State != StateUnknown || v.IncidentID == 0 {
+		t.Errorf("state %s (incident %d), want unknown with the incident open", v.State, v.IncidentID)
+	}
+	// A success seen afterwards ends it as a false alarm.
+	at = t0.Add(40 * time.Second)
+	r = mustOneRound(t, m.Due(at))
+	eff := m.RoundDone(key, r.ID, []Evidence{answer("ams", OutcomeUnknown, at), answer("fra", OutcomeSuccess, at), answer("sfo", OutcomeSuccess, at)}, at)
+	if !slices.Equal(eff.Resolved, []string{ResolutionFalseAlarm}) {
+		t.Errorf("resolutions %v once two locations see it up, want false_alarm", eff.Resolved)
+	}
+}
