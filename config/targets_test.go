@@ -137,7 +137,7 @@ func TestScheduledTargetsInvalid(t *testing.T) {
 		{
 			name:   "reserved label",
 			config: "targets:\n  - module: http_2xx\n    targets: [https://a.example]\n    labels: {module: x}\n",
-			want:   `vantage.yml:11: targets[0].labels.module: label name "module" is reserved (reserved: target, module, phase, reason, result, location)`,
+			want:   `vantage.yml:11: targets[0].labels.module: label name "module" is reserved (reserved: target, module, phase, reason, result, location, job, instance, le)`,
 		},
 		{
 			name:   "failure_threshold not a number",

@@ -47,6 +47,8 @@ type Exporter struct {
 	reporter *report.Reporter
 	trans    *transitions
 	sched    *scheduler.Scheduler
+	// discovery finds the targets of the groups with discovery blocks.
+	discovery *targetDiscovery
 	// ctx is Serve's: failures waiting for the canary's verdict (blames)
 	// end with it.
 	ctx    context.Context
@@ -84,6 +86,11 @@ func New(opts Options) (*Exporter, error) {
 		}
 		e.token = token
 	}
+	disc, err := newTargetDiscovery(reg, e.logger.With("component", "discovery"), opts.DiscoveryUpdateInterval)
+	if err != nil {
+		return nil, err
+	}
+	e.discovery, e.config.discover = disc, disc.retarget
 	if err := e.config.reload(); err != nil {
 		return nil, err
 	}
@@ -191,7 +198,7 @@ func (e *Exporter) check(ctx context.Context, t *scheduler.Target) *result.Resul
 	if mod == nil {
 		return failed
 	}
-	var p prober.Params
+	p := prober.Params{Hostname: t.Hostname}
 	if e.logger.Enabled(ctx, slog.LevelDebug) {
 		p.Logger = e.logger.With("component", "check", "module", t.Module, "target", t.Target)
 	}
@@ -383,6 +390,7 @@ func (e *Exporter) Serve(ctx context.Context) error {
 	}
 	var checks sync.WaitGroup
 	checks.Go(func() { _ = e.sched.Run(ctx) })
+	e.discovery.start()
 	e.applySchedule(ctx)
 	checks.Go(func() { e.reloader(ctx) })
 
@@ -394,6 +402,7 @@ func (e *Exporter) Serve(ctx context.Context) error {
 	// The server may also have failed: ending ctx stops the scheduler and
 	// the reloader either way.
 	cancel()
+	e.discovery.shutdown()
 	checks.Wait()
 	e.blames.Wait()
 	e.canary.wait()
@@ -414,7 +423,8 @@ func (e *Exporter) shutdownTracing() {
 
 // reloader is the one goroutine that reloads the configuration, fed by
 // external signals (SIGHUP) and by POST /-/reload.
-// It also polls the target files for changes.
+// It also polls the target files for changes and takes the changes of
+// the discovered targets.
 func (e *Exporter) reloader(ctx context.Context) {
 	refresh := e.config.get().config.Scheduler.FileRefreshInterval
 	ticker := time.NewTicker(refresh)
@@ -431,6 +441,11 @@ func (e *Exporter) reloader(ctx context.Context) {
 			errc <- err
 		case <-ticker.C:
 			if e.config.refreshTargets() {
+				e.applySchedule(ctx)
+			}
+			continue
+		case <-e.discovery.updated:
+			if e.config.setDiscovered(e.discovery.targets()) {
 				e.applySchedule(ctx)
 			}
 			continue

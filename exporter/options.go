@@ -61,6 +61,9 @@ type Options struct {
 	// Tracing configures OpenTelemetry traces of checks (--tracing.*); off
 	// unless an endpoint is set (see tracing.Config.Enabled).
 	Tracing tracing.Config
+	// DiscoveryUpdateInterval is how often, at most, changes found by the
+	// targets groups' service discovery reach the scheduler. 0: 5s.
+	DiscoveryUpdateInterval time.Duration
 	// Logger receives the program's logs.
 	Logger *slog.Logger
 	// Reload receives a value for each external reload request (SIGHUP).
