@@ -2,6 +2,8 @@ package config
 
 import (
 	"maps"
+	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+	yaml "go.yaml.in/yaml/v3"
 )
 
 // The scrape configurations of blackbox_exporter's README, each as a
@@ -251,5 +254,60 @@ func TestDiscoveryFilesRelativeToTheConfig(t *testing.T) {
 	}
 	if want := strings.TrimSuffix(path, "vantage.yml") + "sd/*.json"; !strings.Contains(string(out), want) {
 		t.Errorf("file_sd_configs files not made relative to the configuration's directory (want %s):\n%s", want, out)
+	}
+}
+
+// TestREADMEBlackboxWalkthrough checks the README's walkthrough: its
+// targets group has the blackbox job's discovery and relabeling blocks
+// unchanged, and checks the job's targets with its module and interval.
+func TestREADMEBlackboxWalkthrough(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "### From a blackbox scrape config to vantage")
+	if !ok {
+		t.Fatal("README.md has no walkthrough from a blackbox scrape config")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	var blocks []string
+	for _, part := range strings.Split(section, "```yaml\n")[1:] {
+		block, _, _ := strings.Cut(part, "```")
+		blocks = append(blocks, block)
+	}
+	if len(blocks) != 2 {
+		t.Fatalf("want the scrape config and the targets group, found %d YAML blocks", len(blocks))
+	}
+	var prom struct {
+		ScrapeConfigs []map[string]any `yaml:"scrape_configs"`
+	}
+	var vantage struct {
+		Targets []map[string]any `yaml:"targets"`
+	}
+	if err := yaml.Unmarshal([]byte(blocks[0]), &prom); err != nil || len(prom.ScrapeConfigs) != 1 {
+		t.Fatalf("the scrape config: %v", err)
+	}
+	if err := yaml.Unmarshal([]byte(blocks[1]), &vantage); err != nil || len(vantage.Targets) != 1 {
+		t.Fatalf("the targets group: %v", err)
+	}
+	job, group := prom.ScrapeConfigs[0], vantage.Targets[0]
+	for _, key := range []string{"static_configs", "relabel_configs"} {
+		if !reflect.DeepEqual(job[key], group[key]) {
+			t.Errorf("%s differs:\n  job:   %v\n  group: %v", key, job[key], group[key])
+		}
+	}
+
+	c := mustParseConfig(t, blocks[1])
+	got, err := c.ResolveDiscovered("blackbox", c.DiscoveryConfigs()["blackbox"][0].(discovery.StaticConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("resolved %+v", got)
+	}
+	for i, want := range []string{"https://a.example", "https://b.example"} {
+		if g := got[i]; g.Target != want || g.Module != "http_2xx" || g.Interval != 30*time.Second || len(g.Labels) != 0 {
+			t.Errorf("target %d = %+v, want %s, http_2xx, 30s, no labels", i, g, want)
+		}
 	}
 }
