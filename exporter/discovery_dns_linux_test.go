@@ -148,7 +148,9 @@ func (z *srvZone) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	m.SetReply(req)
 	m.Authoritative = true
 	q := req.Question[0]
-	hdr := func(t uint16) dns.RR_Header { return dns.RR_Header{Name: q.Name, Rrtype: t, Class: dns.ClassINET, Ttl: 1} }
+	hdr := func(t uint16) dns.RR_Header {
+		return dns.RR_Header{Name: q.Name, Rrtype: t, Class: dns.ClassINET, Ttl: 1}
+	}
 	switch {
 	case q.Qtype == dns.TypeSRV && q.Name == "_http._tcp.vantage.test.":
 		for name, port := range z.records {
