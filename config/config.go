@@ -51,6 +51,10 @@ type Config struct {
 	// inline and canary are resolved (and located) during validation.
 	inline []ScheduledTarget
 	canary *ScheduledTarget
+	// discovery holds the groups with discovery by name; discoveryNames
+	// lists them in file order.
+	discovery      map[string]*discoveryGroup
+	discoveryNames []string
 }
 
 // Module is one named way of probing a target.

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/vantageprobe/vantage/internal/yamldoc"
 
@@ -40,7 +41,12 @@ func LoadFile(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading config file: %w", err)
 	}
-	return Parse(data, path)
+	c, err := Parse(data, path)
+	if err != nil {
+		return nil, err
+	}
+	c.setDirectory(filepath.Dir(path))
+	return c, nil
 }
 
 // Parse decodes and validates a configuration document. source names the

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,8 @@ import (
 	"github.com/vantageprobe/vantage/internal/yamldoc"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery"
+	"github.com/prometheus/prometheus/model/relabel"
 	yaml "go.yaml.in/yaml/v3"
 )
 
@@ -81,12 +84,32 @@ func (c *Config) resolveCanary(path []any, locateFn func([]any) string) error {
 // CanaryTarget returns the canary as a scheduled target, or nil.
 func (c *Config) CanaryTarget() *ScheduledTarget { return c.canary }
 
-// TargetGroup is a list of targets checked with one module on one interval.
+// TargetGroup is a list of targets checked with one module on one
+// interval: listed in Targets, or discovered with Prometheus's service
+// discovery and relabeling (see discovery.go).
 type TargetGroup struct {
+	// Name names a group with discovery in logs and metrics; by default
+	// "targets[i]" after its place in the file.
+	Name     string            `yaml:"name,omitempty"`
 	Module   string            `yaml:"module,omitempty"`
 	Interval time.Duration     `yaml:"interval,omitempty"`
-	Targets  []string          `yaml:"targets"`
+	Targets  []string          `yaml:"targets,omitempty"`
 	Labels   map[string]string `yaml:"labels,omitempty"`
+	// ServiceDiscoveryConfigs are the discovery blocks, written inline as
+	// in a Prometheus scrape_config (static_configs, file_sd_configs, …).
+	ServiceDiscoveryConfigs discovery.Configs `yaml:"-"`
+	// RelabelConfigs rewrite the discovered targets' labels.
+	RelabelConfigs []*relabel.Config `yaml:"relabel_configs,omitempty"`
+}
+
+// UnmarshalYAML decodes a group with its inline discovery blocks.
+func (g *TargetGroup) UnmarshalYAML(unmarshal func(any) error) error {
+	return discovery.UnmarshalYAMLWithInlineConfigs(g, unmarshal)
+}
+
+// MarshalYAML renders a group with its inline discovery blocks.
+func (g TargetGroup) MarshalYAML() (any, error) {
+	return discovery.MarshalYAMLWithInlineConfigs(&g)
 }
 
 // ScheduledTarget is one target to check continuously, resolved from the
@@ -100,6 +123,9 @@ type ScheduledTarget struct {
 	Timeout time.Duration
 	// Labels are added to the target's series.
 	Labels map[string]string
+	// Hostname is the probe's hostname parameter, from a discovered
+	// target's __param_hostname label; empty otherwise.
+	Hostname string
 	// Source is where the target was configured ("file:line").
 	Source string
 }
@@ -141,38 +167,12 @@ func (c *Config) resolveGroup(g TargetGroup, path []any, locateFn func([]any) st
 	if g.Module == "" {
 		return nil, yamldoc.Fail(path, "module must be set (in a file_sd entry: the __param_module label)")
 	}
-	mod, ok := c.Modules[g.Module]
-	if !ok {
-		return nil, yamldoc.Fail(yamldoc.At(path, "module"), "unknown module %q", g.Module)
+	interval, timeout, err := c.schedule(g.Module, g.Interval, path)
+	if err != nil {
+		return nil, err
 	}
-	interval := g.Interval
-	if interval == 0 {
-		interval = c.Scheduler.Interval
-	}
-	if interval < time.Second {
-		return nil, yamldoc.Fail(yamldoc.At(path, "interval"), "interval must be at least 1s, got %s", interval)
-	}
-	if mod.Timeout > 0 && interval < mod.Timeout {
-		return nil, yamldoc.Fail(yamldoc.At(path, "interval"), "interval %s is shorter than the timeout %s of module %q", interval, mod.Timeout, g.Module)
-	}
-	timeout := mod.Timeout
-	if timeout == 0 {
-		timeout = min(interval, DefaultCheckTimeout)
-	}
-	names := make([]string, 0, len(g.Labels))
-	for name := range g.Labels {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		if err := api.CheckLabelName(name); err != nil {
-			return nil, yamldoc.Fail(yamldoc.At(path, "labels", name), "%s", err)
-		}
-		if name == FailureThresholdLabel {
-			if _, err := ParseFailureThreshold(g.Labels[name]); err != nil {
-				return nil, yamldoc.Fail(yamldoc.At(path, "labels", name), "%s", err)
-			}
-		}
+	if err := checkLabels(g.Labels, yamldoc.At(path, "labels")); err != nil {
+		return nil, err
 	}
 	if len(g.Targets) == 0 {
 		return nil, yamldoc.Fail(yamldoc.At(path, "targets"), "targets must list at least one target")
@@ -188,6 +188,45 @@ func (c *Config) resolveGroup(g TargetGroup, path []any, locateFn func([]any) st
 		})
 	}
 	return out, nil
+}
+
+// schedule validates a target's module and interval, and returns its
+// interval (the scheduler's when unset) and the timeout of one attempt;
+// path locates the module and interval.
+func (c *Config) schedule(module string, interval time.Duration, path []any) (time.Duration, time.Duration, error) {
+	mod, ok := c.Modules[module]
+	if !ok {
+		return 0, 0, yamldoc.Fail(yamldoc.At(path, "module"), "unknown module %q", module)
+	}
+	if interval == 0 {
+		interval = c.Scheduler.Interval
+	}
+	if interval < time.Second {
+		return 0, 0, yamldoc.Fail(yamldoc.At(path, "interval"), "interval must be at least 1s, got %s", interval)
+	}
+	if mod.Timeout > 0 && interval < mod.Timeout {
+		return 0, 0, yamldoc.Fail(yamldoc.At(path, "interval"), "interval %s is shorter than the timeout %s of module %q", interval, mod.Timeout, module)
+	}
+	timeout := mod.Timeout
+	if timeout == 0 {
+		timeout = min(interval, DefaultCheckTimeout)
+	}
+	return interval, timeout, nil
+}
+
+// checkLabels validates the labels of a target; path locates them.
+func checkLabels(labels map[string]string, path []any) error {
+	for _, name := range slices.Sorted(maps.Keys(labels)) {
+		if err := api.CheckLabelName(name); err != nil {
+			return yamldoc.Fail(yamldoc.At(path, name), "%s", err)
+		}
+		if name == FailureThresholdLabel {
+			if _, err := ParseFailureThreshold(labels[name]); err != nil {
+				return yamldoc.Fail(yamldoc.At(path, name), "%s", err)
+			}
+		}
+	}
+	return nil
 }
 
 // ScheduledTargets returns every target to check continuously: the groups

@@ -40,13 +40,8 @@ func (c *Config) validate(locateFn func([]any) string) error {
 	if err := c.resolveCanary([]any{"canary"}, locateFn); err != nil {
 		return err
 	}
-	c.inline = nil
-	for i, g := range c.Targets {
-		ts, err := c.resolveGroup(g, []any{"targets", i}, locateFn)
-		if err != nil {
-			return err
-		}
-		c.inline = append(c.inline, ts...)
+	if err := c.validateGroups(locateFn); err != nil {
+		return err
 	}
 	for i, p := range c.TargetFiles {
 		if _, err := filepath.Match(p, ""); err != nil {

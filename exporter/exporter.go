@@ -59,6 +59,8 @@ type Exporter struct {
 	// nil without one; clusterSet the target set it gossips.
 	cluster    *cluster.Cluster
 	clusterSet *clusterSet
+	// discovery finds the targets of the groups with discovery blocks.
+	discovery *targetDiscovery
 	// ctx is Serve's: failures waiting for the canary's verdict (blames)
 	// end with it.
 	ctx    context.Context
@@ -97,6 +99,11 @@ func New(opts Options) (*Exporter, error) {
 		}
 		e.token = token
 	}
+	disc, err := newTargetDiscovery(reg, e.logger.With("component", "discovery"), opts.DiscoveryUpdateInterval)
+	if err != nil {
+		return nil, err
+	}
+	e.discovery, e.config.discover = disc, disc.retarget
 	if err := e.config.reload(); err != nil {
 		return nil, err
 	}
@@ -226,7 +233,7 @@ func (e *Exporter) check(ctx context.Context, t *scheduler.Target) *result.Resul
 	if mod == nil {
 		return failed
 	}
-	var p prober.Params
+	p := prober.Params{Hostname: t.Hostname}
 	if e.logger.Enabled(ctx, slog.LevelDebug) {
 		p.Logger = e.logger.With("component", "check", "module", t.Module, "target", t.Target)
 	}
@@ -449,6 +456,7 @@ func (e *Exporter) Serve(ctx context.Context) error {
 	}
 	var checks sync.WaitGroup
 	checks.Go(func() { _ = e.sched.Run(ctx) })
+	e.discovery.start()
 	e.applySchedule(ctx)
 	checks.Go(func() { e.reloader(ctx) })
 
@@ -464,6 +472,7 @@ func (e *Exporter) Serve(ctx context.Context) error {
 	if e.cluster != nil {
 		e.cluster.Close(clusterLeaveGrace)
 	}
+	e.discovery.shutdown()
 	checks.Wait()
 	e.blames.Wait()
 	e.canary.wait()
@@ -484,7 +493,8 @@ func (e *Exporter) shutdownTracing() {
 
 // reloader is the one goroutine that reloads the configuration, fed by
 // external signals (SIGHUP) and by POST /-/reload.
-// It also polls the target files for changes.
+// It also polls the target files for changes and takes the changes of
+// the discovered targets.
 func (e *Exporter) reloader(ctx context.Context) {
 	refresh := e.config.get().config.Scheduler.FileRefreshInterval
 	ticker := time.NewTicker(refresh)
@@ -516,6 +526,11 @@ func (e *Exporter) reloader(ctx context.Context) {
 			continue
 		case <-e.clusterChanged():
 			e.applySchedule(ctx) // members or target sets changed
+			continue
+		case <-e.discovery.updated:
+			if e.config.setDiscovered(e.discovery.targets()) {
+				e.applySchedule(ctx)
+			}
 			continue
 		}
 		if err != nil {

@@ -86,6 +86,9 @@ type Options struct {
 	// cluster (--cluster.*): the members share the targets. Without a
 	// listen address there is no cluster.
 	Cluster cluster.Options
+	// DiscoveryUpdateInterval is how often, at most, changes found by the
+	// targets groups' service discovery reach the scheduler. 0: 5s.
+	DiscoveryUpdateInterval time.Duration
 	// Logger receives the program's logs.
 	Logger *slog.Logger
 	// Reload receives a value for each external reload request (SIGHUP).

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -161,22 +162,7 @@ target_files: [targets/*.json]
 	// A Prometheus file_sd file: module and interval from reserved labels.
 	mustWriteFile(t, filepath.Join(dir, "sd.json"), `[{"targets": ["`+target.URL+`/a", "`+target.URL+`/b"],
 	  "labels": {"__param_module": "http_2xx", "__scrape_interval__": "1s", "env": "prod"}}]`)
-	scheduled := func() map[string]bool {
-		_, body := mustGet(t, ts.url+"/metrics")
-		out := map[string]bool{}
-		if f, ok := mustParse(t, body)["probe_success"]; ok {
-			for _, s := range f.samples {
-				out[s.labels["target"]+" env="+s.labels["env"]] = true
-			}
-		}
-		return out
-	}
-	testbin.WaitFor(t, "targets from the new file", 10*time.Second, func() error {
-		if s := scheduled(); !s[target.URL+"/a env=prod"] || !s[target.URL+"/b env=prod"] {
-			return fmt.Errorf("scheduled targets %v", s)
-		}
-		return nil
-	})
+	waitSeries(t, ts.url, "env", "targets from the new file", target.URL+"/a env=prod", target.URL+"/b env=prod")
 
 	// A broken file keeps the running targets.
 	mustWriteFile(t, filepath.Join(dir, "sd.json"), `[{"targets": ["`+target.URL+`/a"], "labels": {"__param_module": "nope"}}]`)
@@ -187,18 +173,13 @@ target_files: [targets/*.json]
 		}
 		return nil
 	})
-	if s := scheduled(); !s[target.URL+"/b env=prod"] {
+	if s := scheduledSeries(t, ts.url, "env"); !slices.Contains(s, target.URL+"/b env=prod") {
 		t.Errorf("a broken target file dropped the running targets: %v", s)
 	}
 
 	// Removing a target removes its series.
 	mustWriteFile(t, filepath.Join(dir, "sd.json"), `[{"targets": ["`+target.URL+`/a"], "labels": {"__param_module": "http_2xx", "__scrape_interval__": "1s", "env": "prod"}}]`)
-	testbin.WaitFor(t, "the removed target to disappear", 10*time.Second, func() error {
-		if s := scheduled(); !s[target.URL+"/a env=prod"] || s[target.URL+"/b env=prod"] {
-			return fmt.Errorf("scheduled targets %v", s)
-		}
-		return nil
-	})
+	waitSeries(t, ts.url, "env", "the removed target to disappear", target.URL+"/a env=prod")
 }
 
 func mkdirAll(dir string) error { return os.MkdirAll(dir, 0o755) }

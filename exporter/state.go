@@ -25,8 +25,12 @@ import (
 type state struct {
 	config  *config.Config
 	modules map[string]*prober.Module
-	// targets are the scheduled targets, from the file and target_files.
+	// targets are the scheduled targets: static, then those discovered
+	// that no static one already names, then the canary.
 	targets []scheduler.Target
+	// static are the targets of the file and target_files, with the
+	// canary last; discovered those of the groups with discovery.
+	static, discovered []scheduler.Target
 	// files is the signature of the target files the targets came from.
 	files string
 }
@@ -66,20 +70,53 @@ func (st *state) loadTargets(path string) error {
 	if err != nil {
 		return err
 	}
-	st.targets = make([]scheduler.Target, len(resolved))
+	st.static = scheduledTargets(resolved)
+	if ct := st.config.CanaryTarget(); ct != nil {
+		st.static = append(st.static, scheduler.Target{Module: ct.Module, Target: ct.Target, Interval: ct.Interval, Timeout: ct.Timeout, Canary: true})
+	}
+	st.files = sig
+	st.compose()
+	return nil
+}
+
+// scheduledTargets are resolved targets as the scheduler takes them.
+func scheduledTargets(resolved []config.ScheduledTarget) []scheduler.Target {
+	out := make([]scheduler.Target, len(resolved))
 	for i, t := range resolved {
 		labels := make([]scheduler.Label, 0, len(t.Labels))
 		for name, value := range t.Labels {
 			labels = append(labels, scheduler.Label{Name: name, Value: value})
 		}
 		slices.SortFunc(labels, func(a, b scheduler.Label) int { return strings.Compare(a.Name, b.Name) })
-		st.targets[i] = scheduler.Target{Module: t.Module, Target: t.Target, Interval: t.Interval, Timeout: t.Timeout, Labels: labels}
+		out[i] = scheduler.Target{Module: t.Module, Target: t.Target, Interval: t.Interval, Timeout: t.Timeout, Labels: labels, Hostname: t.Hostname}
 	}
-	if ct := st.config.CanaryTarget(); ct != nil {
-		st.targets = append(st.targets, scheduler.Target{Module: ct.Module, Target: ct.Target, Interval: ct.Interval, Timeout: ct.Timeout, Canary: true})
+	return out
+}
+
+// compose sets the scheduled targets from the static and discovered ones.
+// A discovered target that a static one, or an earlier group, already
+// names is left out: the first place that names a target configures it.
+func (st *state) compose() {
+	n := len(st.static)
+	canary := n > 0 && st.static[n-1].Canary
+	if canary {
+		n--
 	}
-	st.files = sig
-	return nil
+	st.targets = make([]scheduler.Target, 0, len(st.static)+len(st.discovered))
+	st.targets = append(st.targets, st.static[:n]...)
+	seen := make(map[string]bool, len(st.targets))
+	for i := range st.targets {
+		seen[st.targets[i].Key()] = true
+	}
+	for _, t := range st.discovered {
+		if !seen[t.Key()] {
+			seen[t.Key()] = true
+			st.targets = append(st.targets, t)
+		}
+	}
+	if canary {
+		st.targets = append(st.targets, st.static[n])
+	}
 }
 
 // configDir is the directory relative target_files patterns start from:
@@ -128,6 +165,9 @@ type configHolder struct {
 	// seen is the checksum auto-reload saw last: a change is loaded once
 	// two checks in a row see the same content, not while it is written.
 	seen [sha256.Size]byte
+	// discover, when set, gets each configuration loaded and returns the
+	// targets discovered for it.
+	discover func(*config.Config) []scheduler.Target
 
 	lastReloadSuccessful prometheus.Gauge
 	lastReloadSuccess    prometheus.Gauge
@@ -171,6 +211,10 @@ func (h *configHolder) reloadLocked() error {
 		h.logger.Error("Error loading config; keeping the running configuration", "err", err)
 		return err
 	}
+	if h.discover != nil {
+		s.discovered = h.discover(s.config)
+		s.compose()
+	}
 	h.current.Store(s)
 	h.lastReloadSuccessful.Set(1)
 	h.lastReloadSuccess.SetToCurrentTime()
@@ -190,7 +234,7 @@ func (h *configHolder) refreshTargets() bool {
 	if err == nil && sig == cur.files {
 		return false
 	}
-	next := &state{config: cur.config, modules: cur.modules}
+	next := &state{config: cur.config, modules: cur.modules, discovered: cur.discovered}
 	if err == nil {
 		err = next.loadTargets(h.path)
 	}
@@ -236,6 +280,22 @@ func (h *configHolder) fileSum() (sum [sha256.Size]byte, ok bool) {
 		return sum, false
 	}
 	return sha256.Sum256(b), true
+}
+
+// setDiscovered swaps in the running state with the given discovered
+// targets. It reports whether the scheduled targets changed.
+func (h *configHolder) setDiscovered(discovered []scheduler.Target) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cur := h.get()
+	next := *cur
+	next.discovered = discovered
+	next.compose()
+	if slices.EqualFunc(next.targets, cur.targets, sameTarget) {
+		return false
+	}
+	h.current.Store(&next)
+	return true
 }
 
 func (h *configHolder) get() *state { return h.current.Load() }

@@ -28,6 +28,9 @@ type Target struct {
 	Timeout time.Duration
 	// Labels are added to the target's series; sorted by name.
 	Labels []Label
+	// Hostname, when set, is the probe's hostname parameter (HTTP Host
+	// header and TLS server name), as /probe?hostname= gives it.
+	Hostname string
 	// Canary marks the location's connectivity canary: checked like any
 	// target, but its result judges the location, not a target.
 	Canary bool
