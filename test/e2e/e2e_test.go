@@ -42,6 +42,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -70,6 +71,9 @@ func TestEndToEnd(t *testing.T) {
 	})
 	t.Run("one location failing is a ticket, unknown is not down", func(t *testing.T) {
 		s.checkOneLocation(t, failed)
+	})
+	t.Run("a stopped heartbeat is a ticket, a critical one pages", func(t *testing.T) {
+		s.checkEvents(t)
 	})
 	t.Run("traces of failed and slow checks", func(t *testing.T) {
 		s.checkTraces(t)
@@ -191,6 +195,8 @@ func (s *stack) checkNothingElsePages(t *testing.T, failed time.Time, pageLatenc
 		for _, a := range n.Alerts {
 			page := a.Labels["severity"] == "critical"
 			switch {
+			case page && a.Labels["alertname"] == "EventRaised" && a.Labels["id"] == criticalEvent:
+				// The heartbeat that pages when it stops.
 			case page && (a.Labels["alertname"] != "TargetConfirmedDown" || a.Labels["target"] != s.urls.outage):
 				t.Errorf("page for something other than the outage, at %s: %v", n.path, a.Labels)
 			case page != (n.path == "/pager"):
@@ -212,7 +218,7 @@ func (s *stack) checkNothingElsePages(t *testing.T, failed time.Time, pageLatenc
 	// Firing only: NoCoordinatorUp is pending (absent(up)) from Prometheus'
 	// first evaluation to its first scrape of the coordinator, which its
 	// 2 minutes' for: is there to absorb.
-	ss, err := s.prom.rangeQuery(`count by (alertname, target) (ALERTS{severity="critical", alertstate="firing"})`, s.started, time.Now(), scrapeInterval)
+	ss, err := s.prom.rangeQuery(`count by (alertname, target) (ALERTS{severity="critical", alertstate="firing", alertname!="EventRaised"})`, s.started, time.Now(), scrapeInterval)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,4 +241,48 @@ func (s *stack) checkNothingElsePages(t *testing.T, failed time.Time, pageLatenc
 	}
 	slices.Sort(lines)
 	t.Logf("alerts Prometheus raised during the run (alertname severity state location):\n  %s", strings.Join(lines, "\n  "))
+}
+
+// The pushed events of the end-to-end run: a heartbeat without severity
+// (a ticket when it stops) and one labelled severity=critical (a page).
+const (
+	ticketEvent   = "nightly-backup"
+	criticalEvent = "billing-run"
+)
+
+// checkEvents sends two heartbeats that stop: each is raised by the
+// coordinator, fires EventRaised in Prometheus and reaches its receiver
+// through deploy/alertmanager.yml.
+func (s *stack) checkEvents(t *testing.T) {
+	send := func(id string, labels ...string) {
+		form := url.Values{"id": {id}, "raise": {"+2s"}, "label": labels}
+		resp, err := http.PostForm(s.coordinator+"/api/v1/events", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("heartbeat %s: %s, want 201", id, resp.Status)
+		}
+	}
+	sent := time.Now()
+	send(ticketEvent, "team=e2e")
+	send(criticalEvent, "team=e2e", "severity=critical")
+	for _, c := range []struct{ id, path, severity string }{
+		{ticketEvent, "/ticket", "warning"},
+		{criticalEvent, "/pager", "critical"},
+	} {
+		want := map[string]string{"alertname": "EventRaised", "id": c.id, "severity": c.severity, "team": "e2e"}
+		var n notification
+		s.procs.waitFor(t, "EventRaised for "+c.id+" at the webhook", 90*time.Second, func() (bool, string) {
+			var ok bool
+			n, _, ok = s.hook.find(want)
+			msgs, _ := s.hook.received()
+			return ok, fmt.Sprintf("%d notifications", len(msgs))
+		})
+		t.Logf("heartbeat %s stopped (raise=+2s) → notification at %s after %s", c.id, n.path, n.at.Sub(sent).Round(100*time.Millisecond))
+		if n.path != c.path {
+			t.Errorf("EventRaised for %s came to %s, want %s", c.id, n.path, c.path)
+		}
+	}
 }
