@@ -30,6 +30,8 @@ type Row struct {
 	// FailureThreshold, when set, is rendered as
 	// vantage_probe_failure_threshold.
 	FailureThreshold *float64
+	// Interval is how often the target is checked.
+	Interval time.Duration
 }
 
 // Label is one configured label of a target.
@@ -76,6 +78,8 @@ type row struct {
 	// threshold is the target's failure threshold, when it has one.
 	threshold    float64
 	hasThreshold bool
+	interval     time.Duration
+	latest       atomic.Pointer[Check]
 	successes    atomic.Uint64
 	failures     atomic.Uint64
 	rendered     atomic.Pointer[rendering]
@@ -133,7 +137,7 @@ func (t *Table) Sync(rows []Row) {
 }
 
 func newRow(rw *Row) *row {
-	r := &row{key: rowKey{rw.Module, rw.Target}, labels: renderTargetLabels(rw)}
+	r := &row{key: rowKey{rw.Module, rw.Target}, labels: renderTargetLabels(rw), interval: rw.Interval}
 	if rw.FailureThreshold != nil {
 		r.threshold, r.hasThreshold = *rw.FailureThreshold, true
 	}
@@ -143,7 +147,24 @@ func newRow(rw *Row) *row {
 // sameAs reports whether r renders the same labels and threshold as o, so a
 // kept target keeps its row and counters.
 func (r *row) sameAs(o *row) bool {
-	return bytes.Equal(r.labels, o.labels) && r.hasThreshold == o.hasThreshold && r.threshold == o.threshold
+	return bytes.Equal(r.labels, o.labels) && r.hasThreshold == o.hasThreshold && r.threshold == o.threshold && r.interval == o.interval
+}
+
+// Latest returns the latest check recorded of a target and the target's
+// interval; ok is false when the table does not hold the target or holds
+// no check of it yet.
+func (t *Table) Latest(module, target string) (c Check, interval time.Duration, ok bool) {
+	t.mu.RLock()
+	r := t.rows[rowKey{module, target}]
+	t.mu.RUnlock()
+	if r == nil {
+		return Check{}, 0, false
+	}
+	p := r.latest.Load()
+	if p == nil {
+		return Check{}, 0, false
+	}
+	return *p, r.interval, true
 }
 
 // Record stores a check's outcome. Outcomes of targets the table does not
@@ -173,6 +194,7 @@ func (t *Table) Record(c Check) {
 		obs.Observe(p.Duration.Seconds())
 	}
 	r.rendered.Store(t.render(r, &c))
+	r.latest.Store(&c)
 }
 
 func (t *Table) render(r *row, c *Check) *rendering {

@@ -291,7 +291,7 @@ func tableRows(targets []scheduler.Target) []collector.Row {
 		if t.Canary {
 			continue
 		}
-		rw := collector.Row{Module: t.Module, Target: t.Target, Labels: make([]collector.Label, len(t.Labels))}
+		rw := collector.Row{Module: t.Module, Target: t.Target, Interval: t.Interval, Labels: make([]collector.Label, len(t.Labels))}
 		for j, l := range t.Labels {
 			rw.Labels[j] = collector.Label{Name: l.Name, Value: l.Value}
 			if l.Name != config.FailureThresholdLabel {
@@ -351,6 +351,11 @@ func (e *Exporter) Handler() http.Handler {
 		check = webserver.RequireToken(check, e.token, e.metrics.unauthorized, e.logger)
 	}
 	mux.Handle("POST "+api.CheckPath, check)
+	var batch http.Handler = http.HandlerFunc(e.handleCheckBatch)
+	if e.token != nil {
+		batch = webserver.RequireToken(batch, e.token, e.metrics.unauthorized, e.logger)
+	}
+	mux.Handle("POST "+api.CheckBatchPath, batch)
 	var status http.Handler = http.HandlerFunc(e.handleStatus)
 	if e.token != nil {
 		status = webserver.RequireToken(status, e.token, e.metrics.unauthorized, e.logger)

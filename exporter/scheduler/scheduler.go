@@ -70,6 +70,16 @@ type Settings struct {
 	RetryInterval time.Duration
 }
 
+// Retry is the retry policy: whether a check whose attempt number attempt
+// just failed makes another attempt. It does while it has retries left and
+// the next attempt, started RetryInterval from now and lasting up to
+// timeout, would end by deadline (for a scheduled check, the target's
+// next planned check). The check API applies it too, so checks made on
+// request and scheduled ones weigh failures alike.
+func (st *Settings) Retry(attempt int, now time.Time, timeout time.Duration, deadline time.Time) bool {
+	return attempt <= st.Retries && !now.Add(st.RetryInterval+timeout).After(deadline)
+}
+
 // Options configure a Scheduler.
 type Options struct {
 	Settings
@@ -307,8 +317,7 @@ func (s *Scheduler) run(ctx context.Context, e *entry, t *Target, slot *limiter,
 	for attempt := 1; ; attempt++ {
 		r := s.attempt(ctx, t, slot)
 		st := s.settings.Load()
-		if r.Success || attempt > st.Retries || e.removed.Load() ||
-			time.Now().Add(st.RetryInterval+t.Timeout).After(next) {
+		if r.Success || e.removed.Load() || !st.Retry(attempt, time.Now(), t.Timeout, next) {
 			return r, attempt
 		}
 		wait := time.NewTimer(st.RetryInterval)
