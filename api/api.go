@@ -90,9 +90,9 @@ type CheckResponse struct {
 	// target's check had begun, when the target's check failed; the
 	// latest verdict otherwise. Absent without a canary. A location whose
 	// canary fails cannot tell whether a target is down.
-	CanaryOK *bool          `json:"canary_ok,omitempty"`
-	Target   string         `json:"target"`
-	Module   string         `json:"module"`
+	CanaryOK *bool  `json:"canary_ok,omitempty"`
+	Target   string `json:"target"`
+	Module   string `json:"module"`
 	// Result is what the check found; nil when Error is set.
 	Result *result.Result `json:"result"`
 	// Attempts is how many attempts the check took, retries included
