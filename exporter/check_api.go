@@ -45,7 +45,7 @@ func (e *Exporter) handleCheck(w http.ResponseWriter, r *http.Request) {
 		jsonapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("unknown module %q", req.Module))
 		return
 	}
-	c := e.newCheck(e.tracing.Extract(r.Context(), r.Header), req, 0, mod, st)
+	c := e.newCheck(e.traceParent(r, req), req, 0, mod, st)
 	c.run()
 	jsonapi.Write(w, http.StatusOK, c.answer(r.Context()))
 }
@@ -68,7 +68,6 @@ func (e *Exporter) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := e.config.get()
-	base := e.tracing.Extract(r.Context(), r.Header)
 	checks := make([]*check, len(req.Checks))
 	out := api.CheckBatchResponse{Location: e.opts.Location, Results: make([]api.CheckResponse, len(req.Checks))}
 	for i := range req.Checks {
@@ -82,11 +81,7 @@ func (e *Exporter) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 			out.Results[i] = api.CheckResponse{Target: cr.Target, Module: cr.Module, Error: fmt.Sprintf("checks[%d]: unknown module %q", i, cr.Module)}
 			continue
 		}
-		ctx := base
-		if cr.Traceparent != "" {
-			ctx = e.tracing.Extract(r.Context(), http.Header{"Traceparent": {cr.Traceparent}})
-		}
-		checks[i] = e.newCheck(ctx, cr, req.TimeoutSeconds, mod, st)
+		checks[i] = e.newCheck(e.traceParent(r, cr), cr, req.TimeoutSeconds, mod, st)
 	}
 	work := make(chan *check)
 	var wg sync.WaitGroup
@@ -113,6 +108,16 @@ func (e *Exporter) handleCheckBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	out.CanaryOK = e.canary.state.known()
 	jsonapi.Write(w, http.StatusOK, out)
+}
+
+// traceParent is the request's context carrying the span a check's span
+// becomes the child of: the check's own traceparent when it names one
+// (its verification round), the request's traceparent header otherwise.
+func (e *Exporter) traceParent(r *http.Request, cr *api.CheckRequest) context.Context {
+	if cr.Traceparent != "" {
+		return e.tracing.Extract(r.Context(), http.Header{"Traceparent": {cr.Traceparent}})
+	}
+	return e.tracing.Extract(r.Context(), r.Header)
 }
 
 // check is one check asked for through the API.

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/internal/testbin"
 	"github.com/vantageprobe/vantage/prober/result"
@@ -247,5 +249,43 @@ canary:
 	}
 	if resp.CanaryOK == nil || *resp.CanaryOK {
 		t.Errorf("the batch's canary verdict %v, want false", resp.CanaryOK)
+	}
+}
+
+// In a batch, a check's own traceparent (its verification round's) is its
+// span's parent; a check without one is the child of the request's.
+func TestCheckBatchAPITraceParents(t *testing.T) {
+	clearOTelEnv(t)
+	target, _ := newTraceparentTarget(t, http.StatusServiceUnavailable)
+	mem := tracetest.NewInMemoryExporter()
+	ts := mustStart(t, httpConfig, traced(mem, 0))
+	const roundSpanID = "00f067aa0ba902b7"
+	roundTraceID := strings.Repeat("4b", 16)
+	code, body := postBatch(t, ts.url, `{"checks": [
+		{"target": "`+target.URL+`/round", "module": "http_2xx", "traceparent": "00-`+roundTraceID+`-`+roundSpanID+`-01"},
+		{"target": "`+target.URL+`/batch", "module": "http_2xx"}]}`, "Traceparent", coordTraceparent)
+	if code != http.StatusOK {
+		t.Fatalf("batch answered %d: %s", code, body)
+	}
+	spans := waitForSpans(t, mem, "both checks' spans", func(s tracetest.SpanStubs) bool {
+		n := 0
+		for _, sp := range s {
+			if sp.Name == "check http_2xx" {
+				n++
+			}
+		}
+		return n == 2
+	})
+	parents := map[string]string{}
+	for _, sp := range spans {
+		if sp.Name == "check http_2xx" {
+			parents[attrs(sp.Attributes)["vantage.target"]] = sp.Parent.TraceID().String() + "/" + sp.Parent.SpanID().String()
+		}
+	}
+	if got, want := parents[target.URL+"/round"], roundTraceID+"/"+roundSpanID; got != want {
+		t.Errorf("the check with its own traceparent has parent %s, want its round's %s", got, want)
+	}
+	if got, want := parents[target.URL+"/batch"], coordTraceID+"/"+coordSpanID; got != want {
+		t.Errorf("the check without one has parent %s, want the request's %s", got, want)
 	}
 }
