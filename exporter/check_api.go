@@ -197,26 +197,17 @@ func (e *Exporter) probeWithRetries(ctx context.Context, mod *prober.Module, tar
 	if timeout <= 0 {
 		timeout = defaultCheckTimeout
 	}
-	for attempt := 1; ; attempt++ {
+	return settings.Attempts(ctx, timeout, deadline, func(int) *result.Result {
 		end := time.Now().Add(timeout)
 		if end.After(deadline) {
 			end = deadline
 		}
 		actx, cancel := context.WithDeadline(ctx, end)
+		defer cancel()
 		r := mod.Probe(actx, target, prober.Params{Tracing: span != nil})
-		cancel()
 		span.attempt(r)
-		if r.Success || !settings.Retry(attempt, time.Now(), timeout, deadline) {
-			return r, attempt
-		}
-		wait := time.NewTimer(settings.RetryInterval)
-		select {
-		case <-ctx.Done():
-			wait.Stop()
-			return r, attempt
-		case <-wait.C:
-		}
-	}
+		return r
+	})
 }
 
 // scheduledResult returns the target's latest scheduled check when it is
