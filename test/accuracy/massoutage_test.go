@@ -120,7 +120,10 @@ func (sc massOutage) run(tb testing.TB) massOutageFigures {
 	}
 	f.watched = time.Since(start)
 	peaks.end()
-	f.goroutines, f.rss, f.leftDown = peaks.goroutines.Load(), peaks.rss.Load(), len(left)
+	f.goroutines, f.leftDown = peaks.goroutines.Load(), len(left)
+	if f.rss, err = s.peakRSS(); err != nil {
+		tb.Fatal(err)
+	}
 	after, err := s.coordinatorMetrics()
 	if err != nil {
 		tb.Fatal(err)
@@ -171,7 +174,7 @@ func TestMassOutage(t *testing.T) {
 func BenchmarkMassOutage(b *testing.B) {
 	sc := massOutage{
 		targets: *massOutageTargets, timeout: 5 * time.Second, interval: 30 * time.Second, retries: 2, retryInterval: 5 * time.Second,
-		verifyTimeout: 10 * time.Second, reverifyInterval: 30 * time.Second, hold: 90 * time.Second, poll: 3 * time.Second,
+		verifyTimeout: 10 * time.Second, reverifyInterval: 30 * time.Second, hold: 90 * time.Second, poll: 5 * time.Second,
 		targetsPerListener: 500,
 	}
 	f := sc.run(b)

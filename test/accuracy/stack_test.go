@@ -66,7 +66,8 @@ func newStack(tb testing.TB, c stackConfig) *stack {
 	coordConfig := filepath.Join(s.dir, "coordinator.yml")
 	s.write(coordConfig, "locations:\n"+locs.String()+"confirmation: "+c.confirmationYAML+"\n")
 	cmd := exec.Command(bins[0], "--config.file="+coordConfig, "--storage.path="+filepath.Join(s.dir, "data"),
-		"--web.listen-address="+coordAddr, "--log.level=warn")
+		"--web.listen-address="+coordAddr, "--log.level=warn",
+		"--web.enable-pprof") // for the goroutine count
 	s.proc = testbin.StartReady(tb, "vantage-coordinator", cmd, s.coordinator+"/-/ready")
 	for i, name := range locationNames {
 		path := filepath.Join(s.dir, "exporter-"+name+".yml")
@@ -158,12 +159,15 @@ func getJSON(url string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-// peaks samples the coordinator's goroutines and resident memory every
-// interval until stopped, keeping the highest values.
+// peaks samples the coordinator's goroutines every interval until
+// stopped, keeping the highest count; its peak resident memory is the
+// kernel's high-water mark (VmHWM). Neither reads /metrics, whose
+// rendering of every target's series would be most of the coordinator's
+// work.
 type peaks struct {
-	goroutines, rss atomic.Int64
-	stop            chan struct{}
-	wg              sync.WaitGroup
+	goroutines atomic.Int64
+	stop       chan struct{}
+	wg         sync.WaitGroup
 }
 
 func (s *stack) samplePeaks(interval time.Duration) *peaks {
@@ -172,9 +176,8 @@ func (s *stack) samplePeaks(interval time.Duration) *peaks {
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
-			if m, err := s.coordinatorMetrics(); err == nil {
-				storeMax(&p.goroutines, int64(m.sum("go_goroutines")))
-				storeMax(&p.rss, int64(m.sum("process_resident_memory_bytes")))
+			if n, err := s.goroutines(); err == nil {
+				storeMax(&p.goroutines, n)
 			}
 			select {
 			case <-p.stop:
@@ -189,6 +192,41 @@ func (s *stack) samplePeaks(interval time.Duration) *peaks {
 func (p *peaks) end() {
 	close(p.stop)
 	p.wg.Wait()
+}
+
+// goroutines counts the coordinator's goroutines, from the first line of
+// its goroutine profile ("goroutine profile: total N").
+func (s *stack) goroutines() (int64, error) {
+	resp, err := http.Get(s.coordinator + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil {
+		return 0, err
+	}
+	n, ok := strings.CutPrefix(strings.TrimSpace(line), "goroutine profile: total ")
+	if !ok {
+		return 0, fmt.Errorf("unexpected goroutine profile: %q", line)
+	}
+	return strconv.ParseInt(n, 10, 64)
+}
+
+// peakRSS is the coordinator process's resident memory high-water mark,
+// in bytes.
+func (s *stack) peakRSS() (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.proc.Pid()))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", s.proc.Pid())
 }
 
 func storeMax(a *atomic.Int64, v int64) {
