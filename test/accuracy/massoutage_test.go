@@ -35,11 +35,14 @@ type massOutageFigures struct {
 	// maxConfirmation: the longest time from an incident's start (its
 	// first failed check) to its confirmation.
 	maxConfirmation time.Duration
+	// confirmedEver: targets confirmed down at some point.
+	confirmedEver int
 	// leftDown: targets that left down (to unknown or up) during the
 	// outage after being confirmed.
 	leftDown int
-	// Peaks of the coordinator process.
-	goroutines, rss int64
+	// Peaks of the coordinator process: goroutines, resident memory
+	// (VmHWM), and its anonymous and file-backed parts (sampled).
+	goroutines, rss, rssAnon, rssFile int64
 	// Verification over the watched time.
 	rounds, roundsPerSecond float64
 	// checksUnknown: location answers that were unknown (timeouts, mostly);
@@ -49,9 +52,13 @@ type massOutageFigures struct {
 }
 
 func (f massOutageFigures) String() string {
-	return fmt.Sprintf("all confirmed after %s (longest first failure to confirmation %s), %d left down; coordinator peak %d goroutines, %.0f MiB RSS; "+
+	all := "not all confirmed"
+	if f.confirmAll > 0 {
+		all = "all confirmed after " + f.confirmAll.Round(time.Second).String()
+	}
+	return fmt.Sprintf("%s, %d confirmed at some point (longest first failure to confirmation %s), %d left down; coordinator peak %d goroutines, %.0f MiB RSS (anonymous %.0f MiB, file %.0f MiB); "+
 		"%.0f rounds (%.1f/s), %.0f unknown location answers, %.0f overload answers over %s",
-		f.confirmAll.Round(time.Second), f.maxConfirmation.Round(time.Second), f.leftDown, f.goroutines, float64(f.rss)/(1<<20),
+		all, f.confirmedEver, f.maxConfirmation.Round(time.Second), f.leftDown, f.goroutines, float64(f.rss)/(1<<20), float64(f.rssAnon)/(1<<20), float64(f.rssFile)/(1<<20),
 		f.rounds, f.roundsPerSecond, f.checksUnknown, f.overload, f.watched.Round(time.Second))
 }
 
@@ -112,18 +119,20 @@ func (sc massOutage) run(tb testing.TB) massOutageFigures {
 			break
 		}
 		if now.After(deadline) {
-			peaks.end()
-			tb.Fatalf("%d of %d targets confirmed down %s after the outage began (%d confirmed at some point, %d left down)",
-				len(down), sc.targets, now.Sub(start).Round(time.Second), len(everDown), len(left))
+			tb.Errorf("%d of %d targets confirmed down %s after the outage began (%d confirmed at some point, %d left down); %s",
+				len(down), sc.targets, now.Sub(start).Round(time.Second), len(everDown), len(left), s.describeNotDown(left))
+			break
 		}
 		time.Sleep(sc.poll)
 	}
 	f.watched = time.Since(start)
 	peaks.end()
 	f.goroutines, f.leftDown = peaks.goroutines.Load(), len(left)
-	if f.rss, err = s.peakRSS(); err != nil {
+	st, err := s.procStatus("VmHWM")
+	if err != nil {
 		tb.Fatal(err)
 	}
+	f.rss, f.rssAnon, f.rssFile = st["VmHWM"], peaks.rssAnon.Load(), peaks.rssFile.Load()
 	after, err := s.coordinatorMetrics()
 	if err != nil {
 		tb.Fatal(err)
@@ -133,6 +142,10 @@ func (sc massOutage) run(tb testing.TB) massOutageFigures {
 	f.roundsPerSecond = f.rounds / f.watched.Seconds()
 	f.checksUnknown = after.sum("vantage_coordinator_location_checks_total", `result="unknown"`) - before.sum("vantage_coordinator_location_checks_total", `result="unknown"`)
 	f.overload = after.sum("vantage_coordinator_verification_overload_total") - before.sum("vantage_coordinator_verification_overload_total")
+	f.confirmedEver = len(everDown)
+	if len(left) > 0 {
+		tb.Logf("targets that left down: %s", s.describeNotDown(left))
+	}
 	incidents, err := s.openIncidents()
 	if err != nil {
 		tb.Fatal(err)
@@ -185,6 +198,7 @@ func BenchmarkMassOutage(b *testing.B) {
 	b.ReportMetric(float64(f.leftDown), "left-down")
 	b.ReportMetric(float64(f.goroutines), "peak-goroutines")
 	b.ReportMetric(float64(f.rss)/(1<<20), "peak-RSS-MiB")
+	b.ReportMetric(float64(f.rssAnon)/(1<<20), "peak-anon-RSS-MiB")
 	b.ReportMetric(f.roundsPerSecond, "rounds/s")
 	b.ReportMetric(f.checksUnknown, "unknown-answers")
 	b.ReportMetric(f.overload, "overload-answers")

@@ -139,6 +139,34 @@ func (s *stack) targetsIn(state confirm.State) (map[string]bool, error) {
 	return out, nil
 }
 
+// describeNotDown counts the targets by state and shows the evidence of
+// a few that are not down, those in left first.
+func (s *stack) describeNotDown(left map[string]bool) string {
+	var views []confirm.TargetView
+	if err := getJSON(s.coordinator+"/api/v1/targets", &views); err != nil {
+		return err.Error()
+	}
+	states := map[confirm.State]int{}
+	var b strings.Builder
+	shown := 0
+	for pass := range 2 {
+		for _, v := range views {
+			if pass == 0 {
+				states[v.State]++
+			}
+			if v.State == confirm.StateDown || shown >= 3 || (pass == 0) != left[v.Target] {
+				continue
+			}
+			shown++
+			fmt.Fprintf(&b, "\n  %s %s since %s:", v.Target, v.State, v.Since.Format(time.TimeOnly))
+			for _, e := range v.Locations {
+				fmt.Fprintf(&b, " [%s %s %s at %s: %s]", e.Location, e.Source, e.Result, e.Time.Format(time.TimeOnly), e.Error)
+			}
+		}
+	}
+	return fmt.Sprintf("states %v%s", states, b.String())
+}
+
 // openIncidents lists the coordinator's open incidents.
 func (s *stack) openIncidents() ([]confirm.Incident, error) {
 	var incs []confirm.Incident
@@ -166,8 +194,12 @@ func getJSON(url string, v any) error {
 // work.
 type peaks struct {
 	goroutines atomic.Int64
-	stop       chan struct{}
-	wg         sync.WaitGroup
+	// rssAnon and rssFile are the peaks of the process's anonymous
+	// memory (its heap, stacks) and of its file pages (the incident
+	// log's memory map, the binary) resident.
+	rssAnon, rssFile atomic.Int64
+	stop             chan struct{}
+	wg               sync.WaitGroup
 }
 
 func (s *stack) samplePeaks(interval time.Duration) *peaks {
@@ -178,6 +210,10 @@ func (s *stack) samplePeaks(interval time.Duration) *peaks {
 		for {
 			if n, err := s.goroutines(); err == nil {
 				storeMax(&p.goroutines, n)
+			}
+			if st, err := s.procStatus("RssAnon", "RssFile"); err == nil {
+				storeMax(&p.rssAnon, st["RssAnon"])
+				storeMax(&p.rssFile, st["RssFile"])
 			}
 			select {
 			case <-p.stop:
@@ -213,20 +249,29 @@ func (s *stack) goroutines() (int64, error) {
 	return strconv.ParseInt(n, 10, 64)
 }
 
-// peakRSS is the coordinator process's resident memory high-water mark,
-// in bytes.
-func (s *stack) peakRSS() (int64, error) {
+// procStatus reads the named fields of the coordinator process's
+// /proc/<pid>/status (sizes in kB), in bytes.
+func (s *stack) procStatus(fields ...string) (map[string]int64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.proc.Pid()))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
+	out := map[string]int64{}
 	for line := range strings.Lines(string(data)) {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10, err
+		for _, f := range fields {
+			if v, ok := strings.CutPrefix(line, f+":"); ok {
+				kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("%s in /proc/%d/status: %w", f, s.proc.Pid(), err)
+				}
+				out[f] = kb << 10
+			}
 		}
 	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", s.proc.Pid())
+	if len(out) != len(fields) {
+		return nil, fmt.Errorf("/proc/%d/status lacks some of %v", s.proc.Pid(), fields)
+	}
+	return out, nil
 }
 
 func storeMax(a *atomic.Int64, v int64) {
