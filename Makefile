@@ -13,7 +13,7 @@ VERSION_PKG    := github.com/prometheus/common/version
 VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS        := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$(shell git rev-parse HEAD 2>/dev/null)
 
-.PHONY: all build run test vet unit soak-short e2e soak compat fuzz-short fuzz lint bench clean
+.PHONY: all build run test vet unit soak-short e2e soak accuracy compat fuzz-short fuzz lint bench clean
 
 all: build
 
@@ -51,6 +51,11 @@ e2e:
 ## (make test runs a short version; figures in BENCHMARKS.md)
 soak:
 	$(GO) test -count=1 -v -timeout 30m -run '^TestSoak$$' ./test/soak/ -args -soak.duration=10m -soak.targets=1250
+
+## accuracy: the full-size accuracy scenarios (make test runs small versions):
+## 10,000 targets black-holed at once across three locations (figures in BENCHMARKS.md)
+accuracy:
+	$(GO) test -count=1 -v -run '^$$' -bench '^BenchmarkMassOutage$$' -benchtime 1x -timeout 30m ./test/accuracy/
 
 ## compat: compare /probe series with Debian's prometheus-blackbox-exporter
 compat:

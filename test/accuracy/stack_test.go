@@ -194,12 +194,12 @@ func getJSON(url string, v any) error {
 // work.
 type peaks struct {
 	goroutines atomic.Int64
-	// rssAnon and rssFile are the peaks of the process's anonymous
-	// memory (its heap, stacks) and of its file pages (the incident
+	// rss is the peak of its resident memory; rssAnon and rssFile, of its
+	// anonymous memory (heap, stacks) and of its file pages (the incident
 	// log's memory map, the binary) resident.
-	rssAnon, rssFile atomic.Int64
-	stop             chan struct{}
-	wg               sync.WaitGroup
+	rss, rssAnon, rssFile atomic.Int64
+	stop                  chan struct{}
+	wg                    sync.WaitGroup
 }
 
 func (s *stack) samplePeaks(interval time.Duration) *peaks {
@@ -211,7 +211,8 @@ func (s *stack) samplePeaks(interval time.Duration) *peaks {
 			if n, err := s.goroutines(); err == nil {
 				storeMax(&p.goroutines, n)
 			}
-			if st, err := s.procStatus("RssAnon", "RssFile"); err == nil {
+			if st, err := s.procStatus("VmRSS", "RssAnon", "RssFile"); err == nil {
+				storeMax(&p.rss, st["VmRSS"])
 				storeMax(&p.rssAnon, st["RssAnon"])
 				storeMax(&p.rssFile, st["RssFile"])
 			}
