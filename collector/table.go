@@ -78,7 +78,7 @@ type row struct {
 	// threshold is the target's failure threshold, when it has one.
 	threshold    float64
 	hasThreshold bool
-	interval     time.Duration
+	interval     atomic.Int64 // time.Duration; a kept row takes the new one
 	latest       atomic.Pointer[Check]
 	successes    atomic.Uint64
 	failures     atomic.Uint64
@@ -118,6 +118,7 @@ func (t *Table) Sync(rows []Row) {
 	for i := range rows {
 		next := newRow(&rows[i])
 		if r, ok := t.rows[next.key]; ok && r.sameAs(next) {
+			r.interval.Store(int64(rows[i].Interval))
 			held[next.key] = r
 			continue
 		}
@@ -137,7 +138,8 @@ func (t *Table) Sync(rows []Row) {
 }
 
 func newRow(rw *Row) *row {
-	r := &row{key: rowKey{rw.Module, rw.Target}, labels: renderTargetLabels(rw), interval: rw.Interval}
+	r := &row{key: rowKey{rw.Module, rw.Target}, labels: renderTargetLabels(rw)}
+	r.interval.Store(int64(rw.Interval))
 	if rw.FailureThreshold != nil {
 		r.threshold, r.hasThreshold = *rw.FailureThreshold, true
 	}
@@ -147,7 +149,7 @@ func newRow(rw *Row) *row {
 // sameAs reports whether r renders the same labels and threshold as o, so a
 // kept target keeps its row and counters.
 func (r *row) sameAs(o *row) bool {
-	return bytes.Equal(r.labels, o.labels) && r.hasThreshold == o.hasThreshold && r.threshold == o.threshold && r.interval == o.interval
+	return bytes.Equal(r.labels, o.labels) && r.hasThreshold == o.hasThreshold && r.threshold == o.threshold
 }
 
 // Latest returns the latest check recorded of a target and the target's
@@ -164,7 +166,7 @@ func (t *Table) Latest(module, target string) (c Check, interval time.Duration, 
 	if p == nil {
 		return Check{}, 0, false
 	}
-	return *p, r.interval, true
+	return *p, time.Duration(r.interval.Load()), true
 }
 
 // Record stores a check's outcome. Outcomes of targets the table does not
