@@ -58,6 +58,10 @@ type CheckRequest struct {
 	// child, in a batch too, rather than the child of the request's
 	// traceparent header.
 	Traceparent string `json:"traceparent,omitempty"`
+	// NotBefore, when set, keeps a scheduled result that began before it
+	// from answering: the question is about the target since then (a
+	// verification of a new failure asks for checks made after it).
+	NotBefore time.Time `json:"not_before,omitzero"`
 }
 
 // MaxCheckBatch is the most checks one CheckBatchRequest may hold; a

@@ -424,9 +424,14 @@ func later(a, b time.Time) time.Time {
 }
 
 // checkRequest is the check of it, with its round's remaining budget and
-// traceparent.
+// traceparent. A first verification asks for a check made since the round
+// began: a scheduled success from before the failure it verifies must not
+// answer it. A re-verification takes a fresh scheduled result.
 func (d *dispatcher) checkRequest(it *item, now time.Time) api.CheckRequest {
 	cr := api.CheckRequest{Target: it.r.req.Key.Target, Module: it.r.req.Key.Module, TimeoutSeconds: checkBudget(it.r.deadline.Sub(now)).Seconds()}
+	if it.r.req.First {
+		cr.NotBefore = it.r.started
+	}
 	if it.r.span.SpanContext().IsValid() {
 		h := http.Header{}
 		d.inject(trace.ContextWithSpan(context.Background(), it.r.span), h)

@@ -68,7 +68,10 @@ type batchServer struct {
 	mu      sync.Mutex
 	batches [][]string
 	gate    chan struct{} // nil: answer at once
-	arrived chan struct{}
+	// checkNotBefore: refuse a first verification without not_before
+	// and a re-verification with one.
+	checkNotBefore bool
+	arrived        chan struct{}
 }
 
 func newBatchServer(t *testing.T, gated bool) *batchServer {
@@ -89,6 +92,12 @@ func newBatchServer(t *testing.T, gated bool) *batchServer {
 		var targets []string
 		resp := api.CheckBatchResponse{Location: "fra"}
 		for _, c := range req.Checks {
+			// A first verification asks for a check made since its round
+			// began ("again-…" targets are re-verifications).
+			if again := strings.HasPrefix(c.Target, "again"); bs.checkNotBefore && (again != c.NotBefore.IsZero() || c.NotBefore.After(time.Now())) {
+				http.Error(w, fmt.Sprintf("check of %s with not_before %s", c.Target, c.NotBefore), http.StatusBadRequest)
+				return
+			}
 			targets = append(targets, c.Target)
 			resp.Results = append(resp.Results, api.CheckResponse{Location: "fra", Target: c.Target, Module: c.Module,
 				Result: &result.Result{Success: true, Start: time.Now()}})
@@ -109,6 +118,16 @@ func newBatchServer(t *testing.T, gated bool) *batchServer {
 	}))
 	t.Cleanup(bs.Close)
 	return bs
+}
+
+// waitArrived waits for a batch request to arrive, failing after a bound.
+func (bs *batchServer) waitArrived(t *testing.T) {
+	t.Helper()
+	select {
+	case <-bs.arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no batch request arrived")
+	}
 }
 
 func (bs *batchServer) seen() [][]string {
@@ -190,10 +209,11 @@ func TestDispatcherBatchesChecks(t *testing.T) {
 // time, checks queued behind it leave first-rounds first.
 func TestDispatcherServesFirstVerificationsFirst(t *testing.T) {
 	bs := newBatchServer(t, true)
+	bs.checkNotBefore = true
 	d, done := testDispatcher(t, dispatchLimits{batchSize: 2, linger: time.Millisecond, requests: 1, queue: 100, singles: 1, legacyRecheck: time.Minute})
 	urls := map[string]string{"fra": bs.URL}
 	d.submit(context.Background(), roundOf("busy", 1, true, 10*time.Second, "fra"), urls)
-	<-bs.arrived // the one request slot is taken
+	bs.waitArrived(t) // the one request slot is taken
 	d.submit(context.Background(), roundOf("again-1", 2, false, 10*time.Second, "fra"), urls)
 	d.submit(context.Background(), roundOf("again-2", 3, false, 10*time.Second, "fra"), urls)
 	d.submit(context.Background(), roundOf("first-1", 4, true, 10*time.Second, "fra"), urls)
@@ -217,7 +237,7 @@ func TestDispatcherAnswersOverload(t *testing.T) {
 	urls := map[string]string{"fra": bs.URL}
 	const timeout = 300 * time.Millisecond
 	d.submit(context.Background(), roundOf("in-flight", 1, true, timeout, "fra"), urls)
-	<-bs.arrived
+	bs.waitArrived(t)
 	d.submit(context.Background(), roundOf("queued", 2, true, timeout, "fra"), urls)
 	d.submit(context.Background(), roundOf("queue-full", 3, true, timeout, "fra"), urls)
 	rounds := waitRounds(t, done, 3)

@@ -154,7 +154,7 @@ func (e *Exporter) newCheck(ctx context.Context, req *api.CheckRequest, defaultT
 // had.
 func (c *check) run() {
 	e, req := c.e, c.req
-	if r, attempts, ok := e.scheduledResult(req.Module, req.Target, c.budget, time.Now()); ok {
+	if r, attempts, ok := e.scheduledResult(req, c.budget, time.Now()); ok {
 		c.result, c.attempts, c.fromSchedule = r, attempts, true
 		if !r.Success {
 			c.canary = e.canary.await(r.Start)
@@ -212,13 +212,13 @@ func (e *Exporter) probeWithRetries(ctx context.Context, mod *prober.Module, tar
 
 // scheduledResult returns the target's latest scheduled check when it is
 // fresh enough to answer for a check asked for now: the target is
-// scheduled here and that check (its retries included) ended no longer
-// ago than the target's interval, nor than the requested check's budget.
-// A check that old is what a check made now could at best have found
-// within the same time.
-func (e *Exporter) scheduledResult(module, target string, budget time.Duration, now time.Time) (*result.Result, int, bool) {
-	latest, interval, ok := e.table.Latest(module, target)
-	if !ok || latest.Result == nil || latest.Result.Start.IsZero() {
+// scheduled here, that check (its retries included) ended no longer ago
+// than the target's interval, nor than the requested check's budget, and
+// it began no earlier than the request's not_before. A check that old is
+// what a check made now could at best have found within the same time.
+func (e *Exporter) scheduledResult(req *api.CheckRequest, budget time.Duration, now time.Time) (*result.Result, int, bool) {
+	latest, interval, ok := e.table.Latest(req.Module, req.Target)
+	if !ok || latest.Result == nil || latest.Result.Start.IsZero() || latest.Result.Start.Before(req.NotBefore) {
 		return nil, 0, false
 	}
 	ended := latest.Result.Start.Add(latest.Result.Duration)

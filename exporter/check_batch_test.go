@@ -212,6 +212,16 @@ targets:
 		}
 		return nil
 	})
+	// A not_before after the scheduled check began keeps it from
+	// answering.
+	code, body := postBatch(t, ts.url, `{"checks": [{"target": "`+target.URL+`", "module": "http_2xx", "timeout_seconds": 30,
+		"not_before": "`+r.Result.Start.Add(time.Millisecond).Format(time.RFC3339Nano)+`"}]}`)
+	if resp := mustBatch(t, ts.url, `{"checks": [{"target": "`+target.URL+`", "module": "http_2xx", "timeout_seconds": 30}]}`); code != 200 || !resp.Results[0].FromSchedule {
+		t.Fatalf("setup: %d %s; the scheduled result no longer answers (%+v)", code, body, resp.Results[0])
+	}
+	if strings.Contains(body, `"from_schedule":true`) {
+		t.Errorf("a scheduled result that began before not_before answered: %s", body)
+	}
 	// Past the 200ms timeout of the next request, and before the next
 	// scheduled check (2s after the last).
 	ended := r.Result.Start.Add(r.Result.Duration)
