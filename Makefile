@@ -64,11 +64,13 @@ e2e:
 soak:
 	$(GO) test -count=1 -v -timeout 30m -run '^TestSoak$$' ./test/soak/ -args -soak.duration=10m -soak.targets=1250
 
-## accuracy: the confirmation stress scenarios at full size: a degraded
-## location for 3 minutes, a flapping target and one at its timeout's edge
-## (make test runs them small; figures in BENCHMARKS.md)
+## accuracy: the confirmation scenarios at full size (make test runs them
+## small; figures in BENCHMARKS.md): a degraded location for 3 minutes, a
+## flapping target and one at its timeout's edge; 10,000 targets black-holed
+## at once across three locations
 accuracy:
 	$(GO) test -count=1 -v -timeout 30m -run '^(TestDegradedLocationNeverPages|TestFlappingTargetPagesOnce)$$' ./test/faults/ -args -stress.full
+	$(GO) test -count=1 -v -run '^$$' -bench '^BenchmarkMassOutage$$' -benchtime 1x -timeout 30m ./test/accuracy/
 
 ## compat: compare /probe series with Debian's prometheus-blackbox-exporter
 compat:

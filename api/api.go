@@ -23,6 +23,10 @@ const (
 	// CheckPath is where an exporter checks a target now (POST a
 	// CheckRequest, answered by a CheckResponse).
 	CheckPath = "/api/" + Version + "/check"
+	// CheckBatchPath is where an exporter checks many targets now in one
+	// request (POST a CheckBatchRequest, answered by a
+	// CheckBatchResponse). Exporters that predate it answer 404.
+	CheckBatchPath = "/api/" + Version + "/checks"
 	// ReportsPath is where a coordinator receives reports (POST a Batch,
 	// answered by a ReportsAnswer).
 	ReportsPath = "/api/" + Version + "/reports"
@@ -89,6 +93,38 @@ type CheckRequest struct {
 	// TimeoutSeconds bounds the check; the module's timeout caps it. 0:
 	// the module's timeout, or 10s when the module sets none.
 	TimeoutSeconds float64 `json:"timeout_seconds,omitempty"`
+	// Traceparent, when set, is the W3C traceparent of the span the check
+	// belongs to (a verification round): the check's span becomes its
+	// child, in a batch too, rather than the child of the request's
+	// traceparent header.
+	Traceparent string `json:"traceparent,omitempty"`
+	// NotBefore, when set, keeps a scheduled result that began before it
+	// from answering: the question is about the target since then (a
+	// verification of a new failure asks for checks made after it).
+	NotBefore time.Time `json:"not_before,omitzero"`
+}
+
+// MaxCheckBatch is the most checks one CheckBatchRequest may hold; a
+// larger batch is refused with 413.
+const MaxCheckBatch = 1000
+
+// CheckBatchRequest is the body of POST CheckBatchPath: many checks, each
+// answered as POST CheckPath would answer it.
+type CheckBatchRequest struct {
+	Checks []CheckRequest `json:"checks"`
+	// TimeoutSeconds bounds every check of the batch that sets no timeout
+	// of its own; 0 as in CheckRequest.
+	TimeoutSeconds float64 `json:"timeout_seconds,omitempty"`
+}
+
+// CheckBatchResponse is the answer of POST CheckBatchPath.
+type CheckBatchResponse struct {
+	Location string `json:"location"`
+	// CanaryOK is the canary's latest verdict when the answer was sent;
+	// each result carries its own check's verdict.
+	CanaryOK *bool `json:"canary_ok,omitempty"`
+	// Results answer the requested checks, one each, in their order.
+	Results []CheckResponse `json:"results"`
 }
 
 // CheckResponse is the answer of POST CheckPath.
@@ -98,10 +134,20 @@ type CheckResponse struct {
 	// target's check had begun, when the target's check failed; the
 	// latest verdict otherwise. Absent without a canary. A location whose
 	// canary fails cannot tell whether a target is down.
-	CanaryOK *bool          `json:"canary_ok,omitempty"`
-	Target   string         `json:"target"`
-	Module   string         `json:"module"`
-	Result   *result.Result `json:"result"`
+	CanaryOK *bool  `json:"canary_ok,omitempty"`
+	Target   string `json:"target"`
+	Module   string `json:"module"`
+	// Result is what the check found; nil when Error is set.
+	Result *result.Result `json:"result"`
+	// Attempts is how many attempts the check took, retries included
+	// (those of the scheduled check when FromSchedule).
+	Attempts int `json:"attempts,omitempty"`
+	// FromSchedule: Result is the target's latest scheduled check, fresh
+	// enough to answer with instead of checking again.
+	FromSchedule bool `json:"from_schedule,omitempty"`
+	// Error, in a batch's answer, says why this check could not be made
+	// (an unknown module, an invalid request); the others are answered.
+	Error string `json:"error,omitempty"`
 }
 
 // States a report announces.

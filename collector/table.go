@@ -79,7 +79,8 @@ type row struct {
 	// threshold is the target's failure threshold, when it has one.
 	threshold    float64
 	hasThreshold bool
-	interval     time.Duration
+	interval     atomic.Int64 // time.Duration; a kept row takes the new one
+	latest       atomic.Pointer[Check]
 	successes    atomic.Uint64
 	failures     atomic.Uint64
 	rendered     atomic.Pointer[rendering]
@@ -118,6 +119,7 @@ func (t *Table) Sync(rows []Row) {
 	for i := range rows {
 		next := newRow(&rows[i])
 		if r, ok := t.rows[next.key]; ok && r.sameAs(next) {
+			r.interval.Store(int64(rows[i].Interval))
 			held[next.key] = r
 			continue
 		}
@@ -137,7 +139,8 @@ func (t *Table) Sync(rows []Row) {
 }
 
 func newRow(rw *Row) *row {
-	r := &row{key: rowKey{rw.Module, rw.Target}, labels: renderTargetLabels(rw), interval: rw.Interval}
+	r := &row{key: rowKey{rw.Module, rw.Target}, labels: renderTargetLabels(rw)}
+	r.interval.Store(int64(rw.Interval))
 	if rw.FailureThreshold != nil {
 		r.threshold, r.hasThreshold = *rw.FailureThreshold, true
 	}
@@ -147,7 +150,24 @@ func newRow(rw *Row) *row {
 // sameAs reports whether r renders the same labels and threshold as o, so a
 // kept target keeps its row and counters.
 func (r *row) sameAs(o *row) bool {
-	return bytes.Equal(r.labels, o.labels) && r.hasThreshold == o.hasThreshold && r.threshold == o.threshold && r.interval == o.interval
+	return bytes.Equal(r.labels, o.labels) && r.hasThreshold == o.hasThreshold && r.threshold == o.threshold
+}
+
+// Latest returns the latest check recorded of a target and the target's
+// interval; ok is false when the table does not hold the target or holds
+// no check of it yet.
+func (t *Table) Latest(module, target string) (c Check, interval time.Duration, ok bool) {
+	t.mu.RLock()
+	r := t.rows[rowKey{module, target}]
+	t.mu.RUnlock()
+	if r == nil {
+		return Check{}, 0, false
+	}
+	p := r.latest.Load()
+	if p == nil {
+		return Check{}, 0, false
+	}
+	return *p, time.Duration(r.interval.Load()), true
 }
 
 // Record stores a check's outcome. Outcomes of targets the table does not
@@ -177,6 +197,7 @@ func (t *Table) Record(c Check) {
 		obs.Observe(p.Duration.Seconds())
 	}
 	r.rendered.Store(t.render(r, &c))
+	r.latest.Store(&c)
 }
 
 func (t *Table) render(r *row, c *Check) *rendering {
@@ -236,8 +257,8 @@ func (t *Table) render(r *row, c *Check) *rendering {
 	if r.hasThreshold {
 		add("vantage_probe_failure_threshold", "Failed checks in the failure-ratio alert's window this target tolerates, from its failure_threshold label.", "gauge", nil, nil, r.threshold)
 	}
-	if r.interval > 0 {
-		add("vantage_probe_interval_seconds", "Configured interval between the scheduled checks of the target.", "gauge", nil, nil, r.interval.Seconds())
+	if iv := time.Duration(r.interval.Load()); iv > 0 {
+		add("vantage_probe_interval_seconds", "Configured interval between the scheduled checks of the target.", "gauge", nil, nil, iv.Seconds())
 	}
 	// Segments in family-name order let a scrape merge all rows in one pass.
 	names := t.families.snapshot()

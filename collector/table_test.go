@@ -258,3 +258,25 @@ func BenchmarkRecord(b *testing.B) {
 		i++
 	}
 }
+
+func TestTableLatest(t *testing.T) {
+	tab := NewTable(prometheus.NewRegistry())
+	tab.Sync([]Row{{Module: "http_2xx", Target: "a", Interval: 30 * time.Second}})
+	if _, _, ok := tab.Latest("http_2xx", "a"); ok {
+		t.Error("a target not checked yet has a latest check")
+	}
+	r := &result.Result{Success: false, Start: time.Unix(100, 0), Duration: time.Second}
+	tab.Record(Check{Module: "http_2xx", Target: "a", Result: r, Attempts: 3})
+	tab.Record(Check{Module: "http_2xx", Target: "gone", Result: r})
+	c, interval, ok := tab.Latest("http_2xx", "a")
+	if !ok || c.Result != r || c.Attempts != 3 || interval != 30*time.Second {
+		t.Errorf("Latest = %+v, %s, %v; want the recorded check and the 30s interval", c, interval, ok)
+	}
+	if _, _, ok := tab.Latest("http_2xx", "gone"); ok {
+		t.Error("a target the table does not hold has a latest check")
+	}
+	tab.Sync([]Row{{Module: "http_2xx", Target: "a", Interval: time.Minute}})
+	if c, interval, ok := tab.Latest("http_2xx", "a"); !ok || c.Result != r || interval != time.Minute {
+		t.Errorf("after its interval changed: %+v, %s, %v; want the same check and the new interval", c, interval, ok)
+	}
+}

@@ -1,6 +1,8 @@
 package coordinator
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -121,13 +123,20 @@ func TestRoundsDueThatNobodyRunsStallTheRoundClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writerDone := make(chan struct{})
+	writerDone, dispatchDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(writerDone)
 		c.writer.run()
 	}()
+	// The dispatcher runs the rounds that Due starts.
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		defer close(dispatchDone)
+		c.dispatch.run(ctx)
+	}()
 	defer func() {
-		c.rounds.Wait()
+		cancel()
+		<-dispatchDone
 		c.writer.close()
 		<-writerDone
 		c.Close()
@@ -147,9 +156,11 @@ func TestRoundsDueThatNobodyRunsStallTheRoundClock(t *testing.T) {
 
 	// The round starts; the dead locations make it end at once.
 	c.update(func(m *confirm.Machine, now time.Time) confirm.Effects { return m.Due(now) })
-	c.rounds.Wait()
-	if c.clocks.round.Last().IsZero() {
-		t.Fatal("the round ended and verification_round never advanced")
-	}
+	testbin.WaitFor(t, "the round to end and verification_round to advance", 5*time.Second, func() error {
+		if c.clocks.round.Last().IsZero() {
+			return errors.New("verification_round never advanced")
+		}
+		return nil
+	})
 	waitHealth(t, tc, "healthy once the round ended", http.StatusOK, "")
 }

@@ -51,6 +51,8 @@ type Coordinator struct {
 	events   *eventBook
 	writer   *writer
 	verifier *verifier
+	// dispatch runs the verification rounds.
+	dispatch *dispatcher
 	health   *locationHealth
 	members  *members
 	intake   *intake
@@ -67,7 +69,6 @@ type Coordinator struct {
 
 	// runCtx bounds the verification rounds; set by Serve.
 	runCtx context.Context
-	rounds sync.WaitGroup
 }
 
 // New loads the configuration, opens the incident log and resumes the
@@ -135,6 +136,7 @@ func open(opts Options, conf *config.CoordinatorConfig, reg *prometheus.Registry
 		return nil, err
 	}
 	c.tracing, c.tracer = tp, tp.Tracer("github.com/vantageprobe/vantage/coordinator")
+	c.dispatch = newDispatcher(c.verifier, c.tracer, tp.Inject, defaultDispatchLimits, c.roundDone)
 	c.machine.Restore(incidents, time.Now())
 	if err := c.loadMaintenances(); err != nil {
 		store.Close()
@@ -259,6 +261,7 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 		c.writer.run()
 	}()
 	var wg sync.WaitGroup
+	wg.Go(func() { c.dispatch.run(ctx) })
 	wg.Go(func() { c.verifyDue(ctx) })
 	wg.Go(func() { c.checkHealth(ctx) })
 	wg.Go(func() { c.reloader(ctx) })
@@ -271,9 +274,8 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 	}, c.logger)
 	cancel()
 	wg.Wait()
-	// Rounds cut short by the shutdown are dropped; open incidents are
-	// verified again after a restart.
-	c.rounds.Wait()
+	// Rounds cut short by the shutdown are dropped (the dispatcher has
+	// ended); open incidents are verified again after a restart.
 	c.writer.close()
 	<-writerDone
 	if cerr := c.store.Close(); err == nil && cerr != nil {
@@ -323,44 +325,44 @@ func (c *Coordinator) update(event func(m *confirm.Machine, now time.Time) confi
 	return done
 }
 
-// startRound asks the round's locations in the background and feeds
-// their answers back to the machine.
+// startRound hands a round to the dispatcher, which asks its locations
+// and calls roundDone with their answers.
 func (c *Coordinator) startRound(r confirm.RoundRequest) {
-	urls := c.conf.Load().LocationURLs()
-	locs := make(map[string][]string, len(r.Locations))
+	configured := c.conf.Load().LocationURLs()
+	urls := make(map[string][]string, len(r.Locations))
 	for _, name := range r.Locations {
-		if u, ok := urls[name]; ok {
-			locs[name] = c.members.urls(c.runCtx, u)
+		if u, ok := configured[name]; ok {
+			urls[name] = c.members.urls(c.runCtx, u)
 		}
 	}
-	runCtx := c.runCtx
-	c.rounds.Go(func() {
-		started := time.Now()
-		// The round is a span; the locations' check spans are its
-		// children (the requests carry its traceparent).
-		ctx, span := c.tracer.Start(runCtx, "verify "+r.Key.Module, trace.WithAttributes(
-			tracing.AttrTarget.String(r.Key.Target), tracing.AttrModule.String(r.Key.Module)))
-		answers := c.verifier.round(ctx, r.Key, locs, r.Timeout)
-		if runCtx.Err() != nil {
-			span.End()
-			return
+	c.dispatch.submit(c.runCtx, r, urls)
+}
+
+// roundDone feeds a finished round's answers to the machine. Overload
+// answers (the coordinator's own lack of capacity) are counted and passed
+// on, but say nothing about the location's health.
+func (c *Coordinator) roundDone(r *round) {
+	answers := r.answers()
+	endRoundSpan(r.span, answers)
+	c.metrics.roundDuration.Observe(time.Since(r.started).Seconds())
+	evidence := make([]confirm.Evidence, len(answers))
+	for i, a := range answers {
+		evidence[i] = a.Evidence
+		if a.isOverload() {
+			c.metrics.overload.WithLabelValues(a.Location).Inc()
+			c.logger.Debug("No capacity to ask the location in time", "location", a.Location, "target", r.req.Key.Target, "module", r.req.Key.Module, "err", a.Error)
+			continue
 		}
-		endRoundSpan(span, answers)
-		c.metrics.roundDuration.Observe(time.Since(started).Seconds())
-		evidence := make([]confirm.Evidence, len(answers))
-		for i, a := range answers {
-			evidence[i] = a.Evidence
-			c.health.observe(a.Location, a.contact())
-			c.metrics.checks.WithLabelValues(a.Location, string(a.Result)).Inc()
-			if a.Result == confirm.OutcomeUnknown {
-				c.logger.Debug("Location could not tell", "location", a.Location, "target", r.Key.Target, "module", r.Key.Module, "err", a.Error)
-			}
+		c.health.observe(a.Location, a.contact())
+		c.metrics.checks.WithLabelValues(a.Location, string(a.Result)).Inc()
+		if a.Result == confirm.OutcomeUnknown {
+			c.logger.Debug("Location could not tell", "location", a.Location, "target", r.req.Key.Target, "module", r.req.Key.Module, "err", a.Error)
 		}
-		c.update(func(m *confirm.Machine, now time.Time) confirm.Effects {
-			return m.RoundDone(r.Key, r.ID, evidence, now)
-		})
-		c.clocks.round.Advance(time.Now())
+	}
+	c.update(func(m *confirm.Machine, now time.Time) confirm.Effects {
+		return m.RoundDone(r.req.Key, r.req.ID, evidence, now)
 	})
+	c.clocks.round.Advance(time.Now())
 }
 
 // endRoundSpan records what the locations answered. A round that saw a

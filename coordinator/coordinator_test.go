@@ -512,7 +512,7 @@ func TestVerificationRoundIsTheParentOfTheLocationsChecks(t *testing.T) {
 	for _, a := range toFra.Attributes {
 		clientAttrs[string(a.Key)] = a.Value.String()
 	}
-	if clientAttrs["http.request.method"] != "POST" || clientAttrs["url.full"] != fra+api.CheckPath || clientAttrs["http.response.status_code"] != "200" {
+	if clientAttrs["http.request.method"] != "POST" || clientAttrs["url.full"] != fra+api.CheckBatchPath || clientAttrs["http.response.status_code"] != "200" {
 		t.Errorf("client span to fra: attributes %v", clientAttrs)
 	}
 	testbin.WaitFor(t, "fra's check span in the round's trace", 10*time.Second, func() error {

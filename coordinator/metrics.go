@@ -23,6 +23,7 @@ type metrics struct {
 	suspect         *prometheus.GaugeVec
 	confirmation    prometheus.Histogram
 	checks          *prometheus.CounterVec
+	overload        *prometheus.CounterVec
 	roundDuration   prometheus.Histogram
 	storeErrors     prometheus.Counter
 	pruned          prometheus.Counter
@@ -89,6 +90,10 @@ func newMetrics(reg prometheus.Registerer, conf *config.CoordinatorConfig) *metr
 			Name: "vantage_coordinator_location_checks_total",
 			Help: "Checks the coordinator asked of each location during verification rounds, by outcome (success, failure, unknown).",
 		}, []string{"location", "result"}),
+		overload: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "vantage_coordinator_verification_overload_total",
+			Help: "Checks of verification rounds the coordinator could not send to a location in time for want of its own capacity (its queue full, or no request slot free before half of verify_timeout had passed); such answers are no evidence about the target.",
+		}, []string{"location"}),
 		roundDuration: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "vantage_coordinator_verification_round_duration_seconds",
 			Help:    "How long verification rounds took, from the requests to the last answer or verify_timeout.",
@@ -141,6 +146,7 @@ func newMetrics(reg prometheus.Registerer, conf *config.CoordinatorConfig) *metr
 		for _, r := range confirm.SuspectReasons {
 			m.suspect.WithLabelValues(l.Name, r)
 		}
+		m.overload.WithLabelValues(l.Name)
 	}
 	return m
 }

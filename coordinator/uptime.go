@@ -79,6 +79,7 @@ func total(in []interval) time.Duration {
 	return d
 }
 
+// later returns the later of two times.
 func later(a, b time.Time) time.Time {
 	if a.After(b) {
 		return a

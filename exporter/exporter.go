@@ -404,6 +404,11 @@ func (e *Exporter) Handler() http.Handler {
 		check = webserver.RequireToken(check, e.token, e.metrics.unauthorized, e.logger)
 	}
 	mux.Handle("POST "+api.CheckPath, check)
+	var batch http.Handler = http.HandlerFunc(e.handleCheckBatch)
+	if e.token != nil {
+		batch = webserver.RequireToken(batch, e.token, e.metrics.unauthorized, e.logger)
+	}
+	mux.Handle("POST "+api.CheckBatchPath, batch)
 	var status http.Handler = http.HandlerFunc(e.handleStatus)
 	if e.token != nil {
 		status = webserver.RequireToken(status, e.token, e.metrics.unauthorized, e.logger)

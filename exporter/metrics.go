@@ -32,6 +32,9 @@ func newRegistry(location string) (*prometheus.Registry, prometheus.Registerer) 
 type metrics struct {
 	probes *prometheus.CounterVec
 	checks *prometheus.CounterVec
+	// checksFromSchedule counts the checks answered with a fresh
+	// scheduled result.
+	checksFromSchedule *prometheus.CounterVec
 	// panics counts handler panics; unauthorized, check API requests
 	// refused for want of the --api.token-file token.
 	panics       prometheus.Counter
@@ -47,8 +50,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"module", "result"}),
 		checks: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "vantage_exporter_api_checks_total",
-			Help: "Checks made on request through POST /api/v1/check, by module and result.",
+			Help: "Checks answered through the check API (POST /api/v1/check and /api/v1/checks), by module and result; those answered with a fresh scheduled result included.",
 		}, []string{"module", "result"}),
+		checksFromSchedule: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "vantage_exporter_api_checks_from_schedule_total",
+			Help: "Checks asked for through the check API that were answered with the target's latest scheduled result, fresh enough not to check again, by module.",
+		}, []string{"module"}),
 		panics: f.NewCounter(prometheus.CounterOpts{
 			Name: "vantage_exporter_http_handler_panics_total",
 			Help: "HTTP requests whose handler panicked; they were answered 500 and logged.",

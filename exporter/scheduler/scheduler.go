@@ -75,6 +75,42 @@ type Settings struct {
 	RetryInterval time.Duration
 }
 
+// Retry is the retry policy: whether a check whose attempt number attempt
+// just failed makes another attempt. It does while it has retries left and
+// the next attempt, started RetryInterval from now and lasting up to
+// timeout, would end by deadline (for a scheduled check, the target's
+// next planned check). The check API applies it too, so checks made on
+// request and scheduled ones weigh failures alike.
+func (st *Settings) Retry(attempt int, now time.Time, timeout time.Duration, deadline time.Time) bool {
+	return attempt <= st.Retries && !now.Add(st.RetryInterval+timeout).After(deadline)
+}
+
+// Attempts runs the attempts of one check under the retry policy: try
+// makes attempt number n and returns its result, or nil when it cannot be
+// made (the check then ends with the previous attempt's). A failure is
+// retried RetryInterval later while Retry allows it (for attempts lasting
+// up to timeout, ending by deadline) and ctx lasts.
+func (st *Settings) Attempts(ctx context.Context, timeout time.Duration, deadline time.Time, try func(n int) *result.Result) (*result.Result, int) {
+	r := try(1)
+	for n := 1; ; n++ {
+		if r.Success || !st.Retry(n, time.Now(), timeout, deadline) {
+			return r, n
+		}
+		wait := time.NewTimer(st.RetryInterval)
+		select {
+		case <-ctx.Done():
+			wait.Stop()
+			return r, n
+		case <-wait.C:
+		}
+		next := try(n + 1)
+		if next == nil {
+			return r, n
+		}
+		r = next
+	}
+}
+
 // Options configure a Scheduler.
 type Options struct {
 	Settings
@@ -343,24 +379,17 @@ func (s *Scheduler) dispatch(ctx context.Context, e *entry, planned time.Time) {
 // it waits. A retry that could not finish before the target's next planned
 // check is not made: the next check will tell.
 func (s *Scheduler) run(ctx context.Context, e *entry, t *Target, slot *limiter, next time.Time) (*result.Result, int) {
-	for attempt := 1; ; attempt++ {
-		r := s.attempt(ctx, t, slot)
-		st := s.settings.Load()
-		if r.Success || attempt > st.Retries || e.removed.Load() ||
-			time.Now().Add(st.RetryInterval+t.Timeout).After(next) {
-			return r, attempt
+	return s.settings.Load().Attempts(ctx, t.Timeout, next, func(n int) *result.Result {
+		if n > 1 {
+			if e.removed.Load() {
+				return nil
+			}
+			if slot = s.acquire(ctx, next); slot == nil {
+				return nil
+			}
 		}
-		wait := time.NewTimer(st.RetryInterval)
-		select {
-		case <-ctx.Done():
-			wait.Stop()
-			return r, attempt
-		case <-wait.C:
-		}
-		if slot = s.acquire(ctx, next); slot == nil {
-			return r, attempt
-		}
-	}
+		return s.attempt(ctx, t, slot)
+	})
 }
 
 // attempt runs one check attempt in the slot it holds, then frees the slot.
