@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/common/model"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/vantageprobe/vantage/api"
+	"github.com/vantageprobe/vantage/collector"
 	"github.com/vantageprobe/vantage/coordinator/config"
 	"github.com/vantageprobe/vantage/coordinator/confirm"
 	"github.com/vantageprobe/vantage/internal/jsonapi"
@@ -69,16 +71,27 @@ type window struct {
 type maintenanceSet struct {
 	oneOff    []window
 	recurring []config.RecurringMaintenance
+	// labels are a target's own labels (team, …) as its reports carry
+	// them; nil: none.
+	labels func(confirm.Key) []collector.Label
 }
 
-// targetLabel is a target's value of a label, for matchers.
-func targetLabel(k confirm.Key) func(string) string {
+// targetLabel is a target's value of a label, for matchers: target,
+// module, or one of its own labels ("" when it has none of that name).
+func (s *maintenanceSet) targetLabel(k confirm.Key) func(string) string {
 	return func(name string) string {
 		switch name {
 		case "target":
 			return k.Target
 		case "module":
 			return k.Module
+		}
+		if s != nil && s.labels != nil {
+			for _, l := range s.labels(k) {
+				if l.Name == name {
+					return l.Value
+				}
+			}
 		}
 		return ""
 	}
@@ -89,7 +102,7 @@ func (s *maintenanceSet) applies(k confirm.Key, t time.Time) bool {
 	if s == nil {
 		return false
 	}
-	label := targetLabel(k)
+	label := s.targetLabel(k)
 	for i := range s.oneOff {
 		w := &s.oneOff[i]
 		if !t.Before(w.start) && t.Before(w.end) && w.matchers.Matches(label) {
@@ -109,7 +122,7 @@ func (s *maintenanceSet) applies(k confirm.Key, t time.Time) bool {
 // start and end pairs (they may overlap).
 func (s *maintenanceSet) windows(k confirm.Key, from, to time.Time) []interval {
 	var out []interval
-	label := targetLabel(k)
+	label := s.targetLabel(k)
 	for i := range s.oneOff {
 		w := &s.oneOff[i]
 		if w.end.After(from) && w.start.Before(to) && w.matchers.Matches(label) {
@@ -145,7 +158,9 @@ func (c *Coordinator) loadMaintenances() error {
 	if err != nil {
 		return err
 	}
-	set := &maintenanceSet{recurring: c.conf.Load().Maintenance}
+	set := &maintenanceSet{recurring: c.conf.Load().Maintenance, labels: func(k confirm.Key) []collector.Label {
+		return c.labels.get(api.TargetKey{Target: k.Target, Module: k.Module})
+	}}
 	for _, mt := range stored {
 		ms, err := config.ParseMatchers(mt.Matchers)
 		if err != nil {

@@ -167,7 +167,7 @@ func formatPercent(f float64) string {
 func (c *Coordinator) publicTargets() []confirm.TargetView {
 	sp := &c.conf.Load().StatusPage
 	return slices.DeleteFunc(c.targets(), func(v confirm.TargetView) bool {
-		return !sp.Selects(targetLabel(confirm.Key{Target: v.Target, Module: v.Module}))
+		return !sp.Selects(c.maint.set.Load().targetLabel(confirm.Key{Target: v.Target, Module: v.Module}))
 	})
 }
 
@@ -210,7 +210,7 @@ func (c *Coordinator) buildPublicPage(now time.Time) (publicPage, error) {
 			down++
 			page.Incidents = append(page.Incidents, publicIncident{Target: v.Target, Module: v.Module, State: pt.State, StartedAt: v.DownSince})
 		}
-		label := targetLabel(k)(sp.GroupBy)
+		label := set.targetLabel(k)(sp.GroupBy)
 		if label == "" {
 			label = "Other"
 		}

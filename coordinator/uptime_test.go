@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vantageprobe/vantage/collector"
 	"github.com/vantageprobe/vantage/coordinator/config"
 	"github.com/vantageprobe/vantage/coordinator/confirm"
 )
@@ -113,5 +114,31 @@ func TestUptimeLeavesMaintenanceOutAndClipsToTheRange(t *testing.T) {
 	days := dailyUptime(k, incidents[:1], set, 3, now)
 	if len(days) != 3 || days[2].DownSeconds != 5400 || days[2].RangeSeconds != 12*3600 || days[0].DownSeconds != 0 {
 		t.Errorf("daily uptime = %+v, want today (12h so far) down 5400s", days)
+	}
+}
+
+// Maintenance matchers read a target's own labels (team, …), as its
+// reports carry them.
+func TestMaintenanceMatchesTargetLabels(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	ms, err := config.ParseMatchers([]string{`team="web"`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	web, api := confirm.Key{Target: "https://shop.example/", Module: "http_2xx"}, confirm.Key{Target: "https://api.example/", Module: "http_2xx"}
+	set := &maintenanceSet{
+		oneOff: []window{{matchers: ms, start: now.Add(-time.Hour), end: now.Add(time.Hour)}},
+		labels: func(k confirm.Key) []collector.Label {
+			if k == web {
+				return []collector.Label{{Name: "team", Value: "web"}}
+			}
+			return []collector.Label{{Name: "team", Value: "api"}}
+		},
+	}
+	if !set.applies(web, now) {
+		t.Error("a window matching team=\"web\" does not cover the web team's target")
+	}
+	if set.applies(api, now) {
+		t.Error("a window matching team=\"web\" covers the api team's target")
 	}
 }
