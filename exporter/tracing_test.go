@@ -593,8 +593,16 @@ func TestTracingOffAllocatesNothing(t *testing.T) {
 	// both sides allocate deterministically.
 	tgt := schedulerTarget("http_2xx", "http://")
 	mod := e.config.get().modules["http_2xx"]
-	direct := testing.AllocsPerRun(200, func() { _ = mod.Probe(ctx, tgt.Target, prober.Params{}) })
-	wrapped := testing.AllocsPerRun(200, func() { _ = e.check(ctx, tgt) })
+	// AllocsPerRun counts every allocation of the process, so another
+	// goroutine's can add to either side: the least of a few tries counts.
+	var direct, wrapped float64
+	for try := 0; try < 5; try++ {
+		direct = testing.AllocsPerRun(200, func() { _ = mod.Probe(ctx, tgt.Target, prober.Params{}) })
+		wrapped = testing.AllocsPerRun(200, func() { _ = e.check(ctx, tgt) })
+		if wrapped == direct {
+			break
+		}
+	}
 	if wrapped != direct {
 		t.Errorf("a check allocates %v times through the exporter, %v in the prober alone", wrapped, direct)
 	}
