@@ -45,10 +45,14 @@ test: deps
 vet:
 	$(GO) vet ./...
 
-# The soak measures the programs' own load and leaks: it runs alone, after
-# the other packages, and without the race detector.
+# The packages' own tests run in parallel; the black-box suites under test/
+# (real processes on loopback, with timing bounds) then run one package at a
+# time, so they do not starve each other. The soak measures the programs'
+# own load and leaks: it runs alone, after them, and without the race
+# detector.
 unit:
-	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/test/soak$$')
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/test/')
+	$(GO) test -race -count=1 -p 1 $$($(GO) list ./test/... | grep -v '/test/soak$$')
 
 soak-short:
 	$(GO) test -count=1 -v -run '^TestSoak$$' ./test/soak/
