@@ -193,6 +193,10 @@ type Report struct {
 // every heartbeat interval, with no reports when nothing changed.
 type Batch struct {
 	Location string `json:"location"`
+	// SentAt is when the exporter sent the batch: a coordinator that reads
+	// it much later (it was frozen or cut off meanwhile) takes its
+	// reports as history, not as live evidence.
+	SentAt time.Time `json:"sent_at,omitzero"`
 	// Run identifies the exporter process: Seq restarts at 1 in a new
 	// run, so a coordinator tells a redelivered batch (same run, seen
 	// Seq) from a restarted exporter's first reports.

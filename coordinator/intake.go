@@ -16,6 +16,11 @@ import (
 )
 
 const (
+	// maxBatchTransit is the longest a batch may have taken from its
+	// exporter (api.Batch.SentAt) for its reports to count as live: an
+	// exporter delivers within its request timeout (10s), and the clocks of
+	// the two hosts may differ a little.
+	maxBatchTransit = 30 * time.Second
 	// maxReportBatchBytes bounds a report batch's body.
 	maxReportBatchBytes = 8 << 20
 	// maxReportsPerBatch bounds the reports of one batch; exporters send
@@ -112,7 +117,13 @@ func (c *Coordinator) handleReports(w http.ResponseWriter, r *http.Request) {
 	var wantTargets bool
 	done := c.update(func(m *confirm.Machine, now time.Time) confirm.Effects {
 		eff := m.SelfReported(b.Location, b.Degraded, now)
-		res := m.Batch(b.Location, fresh, b.Snapshot, now)
+		apply := m.Batch
+		if !b.SentAt.IsZero() && now.Sub(b.SentAt) > maxBatchTransit {
+			// Sent long before it was read (this coordinator was frozen
+			// or cut off): history, not live evidence.
+			apply = m.LateBatch
+		}
+		res := apply(b.Location, fresh, b.Snapshot, now)
 		wantTargets = res.WantTargets
 		eff.Merge(res.Effects)
 		return eff

@@ -305,6 +305,18 @@ type BatchResult struct {
 // Batch applies one batch of a location: its reports in order, then its
 // snapshot (which includes them), then judges every target they touched.
 func (m *Machine) Batch(location string, reports []*api.Report, snap *api.Snapshot, now time.Time) BatchResult {
+	return m.batch(location, reports, snap, now, false)
+}
+
+// LateBatch applies a batch that took too long from the exporter to the
+// coordinator (sent long before it was read: a coordinator that was
+// frozen or cut off): all of it is history, as reports older than
+// report_freshness are.
+func (m *Machine) LateBatch(location string, reports []*api.Report, snap *api.Snapshot, now time.Time) BatchResult {
+	return m.batch(location, reports, snap, now, true)
+}
+
+func (m *Machine) batch(location string, reports []*api.Report, snap *api.Snapshot, now time.Time, late bool) BatchResult {
 	type touched struct {
 		t        *target
 		evidence []Evidence
@@ -324,7 +336,7 @@ func (m *Machine) Batch(location string, reports []*api.Report, snap *api.Snapsh
 	for _, r := range reports {
 		t := m.target(Key{Target: r.Target, Module: r.Module}, now)
 		x := touch(t)
-		if now.Sub(r.Time) > m.conf.ReportFreshness {
+		if late || now.Sub(r.Time) > m.conf.ReportFreshness {
 			// Delivered late: history, not live evidence.
 			m.applyStale(t, location, r)
 			continue
@@ -336,7 +348,7 @@ func (m *Machine) Batch(location string, reports []*api.Report, snap *api.Snapsh
 	}
 	if snap != nil {
 		var changed []*target
-		changed, res.WantTargets = m.applySnapshot(location, snap, now)
+		changed, res.WantTargets = m.applySnapshot(location, snap, now, late)
 		for _, t := range changed {
 			touch(t)
 		}

@@ -12,7 +12,7 @@ import (
 // not listed succeeded by the snapshot's time. It returns the targets
 // whose intervals changed, and whether the coordinator's list of the
 // location's up targets differs from the snapshot's digest.
-func (m *Machine) applySnapshot(location string, snap *api.Snapshot, now time.Time) (changed []*target, wantTargets bool) {
+func (m *Machine) applySnapshot(location string, snap *api.Snapshot, now time.Time, late bool) (changed []*target, wantTargets bool) {
 	notUp := make(map[Key]bool, len(snap.NotUp))
 	for i := range snap.NotUp {
 		r := &snap.NotUp[i]
@@ -21,14 +21,24 @@ func (m *Machine) applySnapshot(location string, snap *api.Snapshot, now time.Ti
 		t := m.target(k, now)
 		ls := t.loc(location)
 		ls.scheduled = true
-		if r.State == api.StateFailing {
+		stale := late || now.Sub(r.Time) > m.conf.ReportFreshness
+		switch {
+		case r.State == api.StateFailing && stale:
+			// History: the streak ends just after the check it tells.
+			start := r.FirstFailure
+			if start.IsZero() {
+				start = r.Time
+			}
+			ls.history().failStale(start, r.Time)
+			ls.hist.close(r.Time, false)
+		case r.State == api.StateFailing:
 			start := r.FirstFailure
 			if start.IsZero() {
 				start = r.Time
 			}
 			ls.history().fail(start, r.Time)
 			ls.seeOutcome(OutcomeFailure, r.Time)
-		} else {
+		default:
 			if ls.hist != nil {
 				ls.hist.close(r.Time, false)
 			}

@@ -438,3 +438,25 @@ func TestFailureThatTurnsUnknownIsNoFalseAlarm(t *testing.T) {
 		t.Errorf("resolutions %v once two locations see it up, want false_alarm", eff.Resolved)
 	}
 }
+
+// A batch read long after it was sent (a frozen coordinator reading a
+// request that waited in its socket) is history: three locations' failing
+// reports in such batches record the outage, but never make it down.
+func TestLateBatchesAreHistory(t *testing.T) {
+	m := NewMachine(testConfig("ams", "fra", "sfo"), 0)
+	now := t0.Add(60 * time.Second)
+	log := incidents{}
+	for _, l := range []string{"ams", "fra", "sfo"} {
+		r := failing(t0.Add(time.Second), t0)
+		log.add(m.LateBatch(l, []*api.Report{r}, nil, now).Effects)
+		neverDown(t, m, "late batch of "+l)
+	}
+	if len(log) != 1 {
+		t.Fatalf("incidents %v, want the outage recorded once", log.summary())
+	}
+	for _, inc := range log {
+		if !inc.Confirmed() || inc.Open() {
+			t.Errorf("confirmed=%t open=%t, want an outage recorded as over", inc.Confirmed(), inc.Open())
+		}
+	}
+}

@@ -502,7 +502,7 @@ func (s *sink) deliver(ctx context.Context, batch []api.Report, snap *api.Snapsh
 	if s.r.opts.Degraded != nil {
 		degraded = s.r.opts.Degraded()
 	}
-	body, err := json.Marshal(api.Batch{Location: s.r.opts.Location, Member: s.r.opts.Member, Run: s.r.run, CanaryOK: s.r.canary(), Degraded: degraded, Reports: batch, Snapshot: snap})
+	body, err := json.Marshal(api.Batch{Location: s.r.opts.Location, SentAt: time.Now(), Member: s.r.opts.Member, Run: s.r.run, CanaryOK: s.r.canary(), Degraded: degraded, Reports: batch, Snapshot: snap})
 	if err != nil {
 		return outcome{}, err
 	}
