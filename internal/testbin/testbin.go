@@ -11,10 +11,12 @@ package testbin
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -51,22 +53,35 @@ func ModuleRoot(tb testing.TB) string {
 }
 
 // FreeAddr returns a 127.0.0.1 address with a port nothing listens on,
-// for a program whose address must be known before it starts. Another
-// process could take the port in between; a program then fails to start
+// for a program whose address must be known before it starts. The port is
+// drawn at random below the kernel's ephemeral range (32768 and up on
+// Linux), so neither another test's ":0" listener nor the local end of an
+// outgoing connection takes it before the program binds it. Another
+// process could still take it in between; a program then fails to start
 // and says so. For a target whose connections must be refused, use
 // RefusedAddr, which holds its port.
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+	for range 200 {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePortLow+rand.IntN(freePortHigh-freePortLow)))
+		l, err := net.Listen("tcp4", addr)
+		if err != nil {
+			continue // taken
+		}
+		if err := l.Close(); err != nil {
+			tb.Fatal(err)
+		}
+		return addr
 	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		tb.Fatal(err)
-	}
-	return addr
+	tb.Fatalf("no free port between %d and %d after 200 tries", freePortLow, freePortHigh)
+	return ""
 }
+
+// The ports FreeAddr draws from.
+const (
+	freePortLow  = 10000
+	freePortHigh = 32768
+)
 
 // Output collects a process's (or a logger's) output, safe for concurrent
 // writers.
