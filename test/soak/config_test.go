@@ -132,6 +132,9 @@ func coordinatorConfig(exporterAddrs []string, alternate bool) string {
   verify_timeout: 2s
   recovery_successes: 2
   reverify_interval: 1s
+  # Outages recover as soon as the successes say so: the soak measures the
+  # programs' load, not how long a recovery is held.
+  recovery_hold: 0s
 health_check_interval: %s
 `, health)
 	return b.String()
