@@ -131,7 +131,7 @@ func (s *Submission) validate() error {
 	for _, name := range slices.Sorted(maps.Keys(s.Labels)) {
 		v := s.Labels[name]
 		switch {
-		case !model.LabelName(name).IsValidLegacy() || strings.HasPrefix(name, "__"):
+		case !model.LegacyValidation.IsValidLabelName(name) || strings.HasPrefix(name, "__"):
 			return fmt.Errorf("labels: invalid label name %q", name)
 		case slices.Contains(reservedEventLabels, name):
 			return fmt.Errorf("labels: %q is reserved (the series carry %s)", name, strings.Join(reservedEventLabels, ", "))
@@ -152,7 +152,6 @@ type eventKey struct{ source, id string }
 var (
 	errEventNotFound = errors.New("no such event")
 	errTooManyEvents = errors.New("too many events")
-	errRateLimited   = errors.New("too many requests")
 )
 
 // eventBook holds the events, durable in the store: a change is written

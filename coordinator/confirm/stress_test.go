@@ -16,7 +16,6 @@ type fleet struct {
 	t    *testing.T
 	m    *Machine
 	keys []Key
-	seq  uint64
 	// answer says what a location's check of a target finds at a time.
 	answer func(location string, k Key, at time.Time) Outcome
 	log    incidents
