@@ -136,22 +136,27 @@ func (l *locState) history() *history {
 
 // loc returns the target's state of a location, adding it when new.
 func (t *target) loc(name string) *locState {
-	for i := range t.locs {
-		if t.locs[i].name == name {
-			return &t.locs[i]
-		}
+	if ls := t.find(name); ls != nil {
+		return ls
 	}
 	t.locs = append(t.locs, locState{name: name})
 	return &t.locs[len(t.locs)-1]
 }
 
 func (t *target) seen(name string) (Evidence, bool) {
-	for i := range t.locs {
-		if t.locs[i].name == name {
-			return t.locs[i].evidence()
-		}
+	if ls := t.find(name); ls != nil {
+		return ls.evidence()
 	}
 	return Evidence{}, false
+}
+
+// streakStart is when a report's failing streak began: its first failed
+// check, or the report's own check when it names none.
+func streakStart(r *api.Report) time.Time {
+	if r.FirstFailure.IsZero() {
+		return r.Time
+	}
+	return r.FirstFailure
 }
 
 // round is one verification: every location's answer about a target.
@@ -367,10 +372,7 @@ func (m *Machine) applyStale(t *target, location string, r *api.Report) {
 	h := t.loc(location).history()
 	switch r.State {
 	case api.StateFailing:
-		start := r.FirstFailure
-		if start.IsZero() {
-			start = r.Time
-		}
+		start := streakStart(r)
 		h.failStale(start, r.Time)
 		h.close(r.Time, false)
 	case api.StateRecovered:
@@ -400,10 +402,7 @@ func (m *Machine) applyReport(t *target, location string, r *api.Report) Evidenc
 	case api.StateFailing:
 		e = EvidenceFrom(location, SourceReport, r.Result, r.Time)
 		e.Time, e.Result = r.Time, OutcomeFailure
-		start := r.FirstFailure
-		if start.IsZero() {
-			start = r.Time
-		}
+		start := streakStart(r)
 		ls.history().fail(start, r.Time)
 	default:
 		e = EvidenceFrom(location, SourceReport, r.Result, r.Time)

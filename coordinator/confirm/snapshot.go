@@ -25,17 +25,11 @@ func (m *Machine) applySnapshot(location string, snap *api.Snapshot, now time.Ti
 		switch {
 		case r.State == api.StateFailing && stale:
 			// History: the streak ends just after the check it tells.
-			start := r.FirstFailure
-			if start.IsZero() {
-				start = r.Time
-			}
+			start := streakStart(r)
 			ls.history().failStale(start, r.Time)
 			ls.hist.close(r.Time, false)
 		case r.State == api.StateFailing:
-			start := r.FirstFailure
-			if start.IsZero() {
-				start = r.Time
-			}
+			start := streakStart(r)
 			ls.history().fail(start, r.Time)
 			ls.seeOutcome(OutcomeFailure, r.Time)
 		default:
@@ -61,12 +55,7 @@ func (m *Machine) applySnapshot(location string, snap *api.Snapshot, now time.Ti
 		if notUp[k] {
 			continue
 		}
-		var ls *locState
-		for i := range t.locs {
-			if t.locs[i].name == location {
-				ls = &t.locs[i]
-			}
-		}
+		ls := t.find(location)
 		if ls == nil {
 			continue
 		}
