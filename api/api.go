@@ -34,6 +34,10 @@ const (
 	// fares (GET, answered by a Status); the coordinator's health checks
 	// read it.
 	StatusPath = "/api/" + Version + "/status"
+	// StatsPath is where an exporter tells how many checks of targets
+	// succeeded and failed over a recent range (POST a StatsRequest,
+	// answered by a StatsResponse). Exporters that predate it answer 404.
+	StatsPath = "/api/" + Version + "/stats"
 )
 
 // Every message an exporter sends (a Batch, a CheckResponse, a Status)
@@ -298,4 +302,38 @@ type Status struct {
 	// a cluster.
 	Member  string   `json:"member,omitempty"`
 	Members []string `json:"members,omitempty"`
+}
+
+// MaxStatsRange is the longest range an exporter keeps check counts for.
+const MaxStatsRange = 7 * 24 * time.Hour
+
+// StatsRequest is the body of POST StatsPath: the targets whose counts are
+// wanted, over the Range up to now.
+type StatsRequest struct {
+	RangeSeconds float64     `json:"range_seconds"`
+	Targets      []TargetKey `json:"targets"`
+}
+
+// StatsResponse is the answer of POST StatsPath, one TargetStats per
+// requested target, in order.
+type StatsResponse struct {
+	Location string        `json:"location"`
+	Run      string        `json:"run"`
+	Stats    []TargetStats `json:"stats"`
+}
+
+// TargetStats counts the finished scheduled checks of one target, by
+// outcome, that ended within [From, now]. From is the start of the oldest
+// bucket counted, which may be earlier than asked: counts are kept per
+// bucket (an hour). Known is false when this exporter does not schedule
+// the target (not its own, or not configured); its counts are then zero.
+type TargetStats struct {
+	TargetKey
+	Known     bool      `json:"known"`
+	From      time.Time `json:"from"`
+	Succeeded uint64    `json:"succeeded"`
+	Failed    uint64    `json:"failed"`
+	// Unknown counts checks whose result could not vouch for the target
+	// (the location's canary failing, the exporter degraded).
+	Unknown uint64 `json:"unknown"`
 }

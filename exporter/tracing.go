@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -49,6 +50,7 @@ func (ct *checkTracer) enabled() bool { return ct != nil && ct.p.Enabled() }
 type checkSpan struct {
 	ct       *checkTracer
 	span     trace.Span
+	start    time.Time // the span's start, with its monotonic reading
 	target   string
 	server   bool // a SERVER span: the check answers an HTTP request
 	attempts int  // attempts recorded; they run one after the other
@@ -70,8 +72,9 @@ func (ct *checkTracer) start(ctx context.Context, source, module, target string,
 	if ct.location != "" {
 		attrs = append(attrs, tracing.AttrLocation.String(ct.location))
 	}
-	ctx, span := ct.tracer.Start(ctx, "check "+module, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
-	cs := &checkSpan{ct: ct, span: span, target: target, server: kind == trace.SpanKindServer}
+	start := time.Now()
+	ctx, span := ct.tracer.Start(ctx, "check "+module, trace.WithTimestamp(start), trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+	cs := &checkSpan{ct: ct, span: span, start: start, target: target, server: kind == trace.SpanKindServer}
 	return context.WithValue(ctx, checkSpanKey{}, cs), cs
 }
 
@@ -160,8 +163,9 @@ func (cs *checkSpan) attempt(r *result.Result) {
 	cs.attempts++
 	n := cs.attempts
 	parent := trace.ContextWithSpan(context.Background(), cs.span)
+	rStart := cs.at(r.Start)
 	for _, pt := range r.Timeline {
-		start := r.Start.Add(pt.Start)
+		start := rStart.Add(pt.Start)
 		_, s := cs.ct.tracer.Start(parent, pt.Name, trace.WithTimestamp(start), trace.WithAttributes(
 			append(phaseAttributes(pt.Name, cs.target, r),
 				tracing.AttrPhase.String(pt.Name),
@@ -173,8 +177,14 @@ func (cs *checkSpan) attempt(r *result.Result) {
 	if !r.Success {
 		attrs = append(attrs, tracing.AttrFailureReason.String(string(r.Reason)))
 	}
-	cs.span.AddEvent("attempt", trace.WithTimestamp(r.Start.Add(r.Duration)), trace.WithAttributes(attrs...))
+	cs.span.AddEvent("attempt", trace.WithTimestamp(rStart.Add(r.Duration)), trace.WithAttributes(attrs...))
 }
+
+// at is t on the check span's clock: the span's wall-clock start plus the
+// monotonic time since. The SDK ends a span the same way, so a phase that
+// ended before the check did also ends before it in the trace, even when
+// the wall clock was adjusted in between.
+func (cs *checkSpan) at(t time.Time) time.Time { return cs.start.Add(t.Sub(cs.start)) }
 
 // end closes the check span with the check's final result (nil when the
 // check was abandoned) and returns the check's trace ID when its trace was
