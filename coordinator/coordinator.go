@@ -23,6 +23,7 @@ import (
 	"github.com/vantageprobe/vantage/collector"
 	"github.com/vantageprobe/vantage/coordinator/config"
 	"github.com/vantageprobe/vantage/coordinator/confirm"
+	"github.com/vantageprobe/vantage/coordinator/replica"
 	"github.com/vantageprobe/vantage/internal/tracing"
 	"github.com/vantageprobe/vantage/internal/webserver"
 )
@@ -47,7 +48,10 @@ type Coordinator struct {
 	mu      sync.Mutex
 	machine *confirm.Machine
 
-	store    *Store
+	store *Store
+	// replica holds what clients write (registry, events, maintenance
+	// windows) as entries replicated between coordinator peers.
+	replica  *replica.State
 	events   *eventBook
 	writer   *writer
 	verifier *verifier
@@ -126,7 +130,17 @@ func open(opts Options, conf *config.CoordinatorConfig, reg *prometheus.Registry
 		store.Close()
 		return nil, fmt.Errorf("reading the incident log in %s: %w", opts.StoragePath, err)
 	}
+	peer := opts.PeerName
+	if peer == "" {
+		peer = defaultPeerName()
+	}
+	rep, err := replica.Open(store.db, peer)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("reading the replicated state in %s: %w", opts.StoragePath, err)
+	}
 	c := newCoordinator(opts, conf, reg, client, store, lastID)
+	c.replica = rep
 	err = c.events.configure(conf.Events)
 	if err == nil {
 		err = c.events.load()

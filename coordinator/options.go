@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	"github.com/prometheus/exporter-toolkit/web"
@@ -25,6 +26,9 @@ type Options struct {
 	// ConfigFile is the configuration file; empty means the embedded
 	// default (one location: the exporter on this host).
 	ConfigFile string
+	// PeerName names this coordinator among its peers, in the versions of
+	// the replicated state it writes; empty: the host name.
+	PeerName string
 	// StoragePath is the directory of the incident log.
 	StoragePath string
 	// Retention is how long resolved incidents are kept in the incident
@@ -58,6 +62,14 @@ type Options struct {
 	// Started, when set, is called with the bound listen addresses once the
 	// server accepts connections.
 	Started func(addrs []net.Addr)
+}
+
+// defaultPeerName is the host name, or "coordinator" when it is unknown.
+func defaultPeerName() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "coordinator"
 }
 
 // DefaultRetention is --storage.retention's default: 90 days.
