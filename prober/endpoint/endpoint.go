@@ -13,6 +13,9 @@ import (
 	"strings"
 )
 
+// Probers lists the prober kinds a module may use.
+var Probers = []string{"http", "tcp", "dns", "icmp", "grpc", "unix", "websocket", "http_steps"}
+
 // HTTP parses a target of the http and http_steps probers as
 // blackbox_exporter does: a target without an http:// or https:// scheme
 // gets http:// prepended.
@@ -119,7 +122,7 @@ func Websocket(target string) (*url.URL, error) {
 }
 
 // Check says what is wrong with target for a module of the prober kind
-// (a name of the exporter's config.Probers); nil when the prober accepts
+// (one of Probers); nil when the prober accepts
 // it. An unknown kind is an error.
 func Check(prober, target string) error {
 	if strings.TrimSpace(target) == "" {
