@@ -110,7 +110,7 @@ func (s *MonitorSpec) check(conf *config.CoordinatorConfig) error {
 		}
 	}
 	if s.Owner != "" && !config.EventNameRE.MatchString(s.Owner) {
-		return invalid("owner", "invalid owner %q: 1 to 128 letters, digits, '_', '.', ':', '@' and '-', starting with a letter or digit", s.Owner)
+		return invalid("owner", "invalid owner %q: %s", s.Owner, config.NameRule)
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package coordinator
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -36,30 +35,15 @@ registry:
 `, testbin.FreeAddr(t), testbin.FreeAddr(t), testbin.FreeAddr(t))
 }
 
-// call sends body (JSON) with token (none when empty) and returns the
-// status and body.
+// call sends body as JSON (none when empty) with token (none when empty)
+// and returns the status and body.
 func call(t *testing.T, method, url, token, body string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	contentType := ""
 	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
+		contentType = "application/json"
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
+	return send(t, method, url, contentType, token, body)
 }
 
 func mustMonitor(t *testing.T, status int, body string, want int) Monitor {

@@ -131,13 +131,13 @@ func (c *CoordinatorConfig) validateAPITokens() error {
 		p := []any{"api_tokens", i}
 		switch {
 		case !EventNameRE.MatchString(t.Name):
-			return yamldoc.Fail(yamldoc.At(p, "name"), "invalid token name %q: 1 to 128 letters, digits, '_', '.', ':', '@' and '-', starting with a letter or digit", t.Name)
+			return yamldoc.Fail(yamldoc.At(p, "name"), "invalid token name %q: %s", t.Name, NameRule)
 		case t.TokenFile == "":
 			return yamldoc.Fail(yamldoc.At(p, "token_file"), "token_file of token %q must be set", t.Name)
 		case len(t.Scopes) == 0:
 			return yamldoc.Fail(yamldoc.At(p, "scopes"), "token %q has no scopes (known: %s)", t.Name, strings.Join(Scopes, ", "))
 		case t.Owner != "" && !EventNameRE.MatchString(t.Owner):
-			return yamldoc.Fail(yamldoc.At(p, "owner"), "invalid owner %q: 1 to 128 letters, digits, '_', '.', ':', '@' and '-', starting with a letter or digit", t.Owner)
+			return yamldoc.Fail(yamldoc.At(p, "owner"), "invalid owner %q: %s", t.Owner, NameRule)
 		}
 		for j, s := range t.Scopes {
 			if !slices.Contains(Scopes, s) {

@@ -77,13 +77,6 @@ func startTargetServer(t *testing.T) *targetServer {
 	return ts
 }
 
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 type stack struct {
 	coordinator string            // base URL
 	exporters   map[string]string // location → base URL
@@ -108,7 +101,7 @@ registry:
   modules:
     http_2xx: {prober: http, timeout: 1s}
 `)
-	writeFile(t, filepath.Join(dir, "coordinator.yml"), conf.String())
+	testbin.WriteFile(t, filepath.Join(dir, "coordinator.yml"), conf.String())
 	s.procs = append(s.procs, testbin.StartReady(t, "vantage-coordinator", exec.Command(bin,
 		"--config.file="+filepath.Join(dir, "coordinator.yml"), "--storage.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr), s.coordinator+"/-/ready"))
@@ -126,7 +119,7 @@ func startStack(t *testing.T) *stack {
 	s.startCoordinator(t, bins[0], dir, s.exporters)
 	for _, l := range locations {
 		path := filepath.Join(dir, l+".yml")
-		writeFile(t, path, fmt.Sprintf(`modules:
+		testbin.WriteFile(t, path, fmt.Sprintf(`modules:
   http_2xx:
     prober: http
     timeout: 1s
@@ -217,19 +210,21 @@ func (s *stack) run(t *testing.T, cmds []string, what string, replace *strings.R
 }
 
 func get(url string) (string, error) {
-	resp, err := http.Get(url)
+	status, body, err := answer(http.Get(url))
+	if err == nil && status != http.StatusOK {
+		err = fmt.Errorf("GET %s: %d %s", url, status, body)
+	}
+	return body, err
+}
+
+// answer reads an answer's status and body.
+func answer(resp *http.Response, err error) (int, string, error) {
 	if err != nil {
-		return "", err
+		return 0, "", err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET %s: %s %s", url, resp.Status, b)
-	}
-	return string(b), nil
+	return resp.StatusCode, string(b), err
 }
 
 // seriesOf returns the lines of an exporter's /metrics about target.
@@ -389,12 +384,12 @@ func TestPrometheusAndBlackboxFollowTheRegistry(t *testing.T) {
 	}
 
 	bbAddr := testbin.FreeAddr(t)
-	writeFile(t, filepath.Join(dir, "blackbox.yml"), "modules:\n  http_2xx:\n    prober: http\n    http:\n      preferred_ip_protocol: ip4\n")
+	testbin.WriteFile(t, filepath.Join(dir, "blackbox.yml"), "modules:\n  http_2xx:\n    prober: http\n    http:\n      preferred_ip_protocol: ip4\n")
 	s.procs = append(s.procs, testbin.StartReady(t, "blackbox_exporter", exec.Command(blackboxBinary,
 		"--config.file="+filepath.Join(dir, "blackbox.yml"), "--web.listen-address="+bbAddr), "http://"+bbAddr+"/-/ready"))
 	scrape := strings.NewReplacer("http://coordinator.example:9716", s.coordinator, "127.0.0.1:9115", bbAddr, "scrape_timeout: 10s", "scrape_timeout: 1s").
 		Replace(readmeBlock(t, "job_name: blackbox-registry"))
-	writeFile(t, filepath.Join(dir, "prometheus.yml"), "global:\n  scrape_interval: 1m\n"+scrape)
+	testbin.WriteFile(t, filepath.Join(dir, "prometheus.yml"), "global:\n  scrape_interval: 1m\n"+scrape)
 	promAddr := testbin.FreeAddr(t)
 	s.procs = append(s.procs, testbin.StartReady(t, "prometheus", exec.Command(prometheusBinary,
 		"--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "prometheus"),
@@ -437,14 +432,9 @@ func TestPrometheusAndBlackboxFollowTheRegistry(t *testing.T) {
 
 func post(t *testing.T, url, body string) (int, string) {
 	t.Helper()
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	status, b, err := answer(http.Post(url, "application/json", strings.NewReader(body)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
+	return status, b
 }
