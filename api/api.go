@@ -307,8 +307,13 @@ type Status struct {
 // MaxStatsRange is the longest range an exporter keeps check counts for.
 const MaxStatsRange = 7 * 24 * time.Hour
 
+// MaxStatsTargets is the most targets one StatsRequest may name; a larger
+// request is refused with 413.
+const MaxStatsTargets = 1000
+
 // StatsRequest is the body of POST StatsPath: the targets whose counts are
-// wanted, over the Range up to now.
+// wanted (1 to MaxStatsTargets), over the RangeSeconds up to now (more
+// than 0, at most MaxStatsRange).
 type StatsRequest struct {
 	RangeSeconds float64     `json:"range_seconds"`
 	Targets      []TargetKey `json:"targets"`
@@ -325,8 +330,11 @@ type StatsResponse struct {
 // TargetStats counts the finished scheduled checks of one target, by
 // outcome, that ended within [From, now]. From is the start of the oldest
 // bucket counted, which may be earlier than asked: counts are kept per
-// bucket (an hour). Known is false when this exporter does not schedule
-// the target (not its own, or not configured); its counts are then zero.
+// bucket (an hour, UTC). Known is false when this exporter does not
+// schedule the target (not configured); its counts are then zero. In a
+// location cluster every member knows the location's targets and counts
+// only the checks it made while it owned them: the location's counts are
+// the sum of its members'.
 type TargetStats struct {
 	TargetKey
 	Known     bool      `json:"known"`

@@ -40,6 +40,9 @@ type Exporter struct {
 	// token, when set, is what check API requests must carry.
 	token *webserver.TokenFile
 	table *collector.Table
+	// counts are the rolling counts of the scheduled checks by outcome,
+	// served on api.StatsPath.
+	counts *checkCounts
 	// canary is the location's connectivity canary: its latest verdict
 	// and its checks on demand.
 	canary *canary
@@ -88,6 +91,7 @@ func New(opts Options) (*Exporter, error) {
 		history:    newHistory(opts.HistoryLimit),
 		reloads:    make(chan chan error),
 		table:      collector.NewTable(reg),
+		counts:     newCheckCounts(),
 		run:        report.NewRunID(),
 	}
 	e.canary = newCanary(newCanaryState(), e.canaryTarget, e.probeCanary)
@@ -261,6 +265,7 @@ func (e *Exporter) onOutcome(o scheduler.Outcome) {
 		return
 	}
 	e.table.Record(tableCheck(o))
+	e.counts.record(api.TargetKey{Target: o.Target.Target, Module: o.Target.Module}, e.judgeOutcome(o.Result), time.Now())
 	if e.trans != nil {
 		if b := e.trans.record(o, time.Now()); b != nil {
 			e.blame(b)
@@ -369,6 +374,9 @@ func (e *Exporter) applySchedule(ctx context.Context) {
 	st := e.config.get()
 	owned := e.ownedTargets(st)
 	e.table.Sync(tableRows(owned, e.opts.Location))
+	// Counts are kept for every target of the location, owned or not: a
+	// member answers for the checks it made before ownership moved.
+	e.counts.retain(st.targets)
 	e.live.configure(owned)
 	if e.trans != nil {
 		e.trans.retain(st.targets)
@@ -399,26 +407,24 @@ func (e *Exporter) Handler() http.Handler {
 	mux.HandleFunc("GET /logs", e.handleLogs)
 	mux.HandleFunc("GET /metrics", e.handleMetrics)
 	mux.HandleFunc("GET /config", e.handleConfig)
-	var check http.Handler = http.HandlerFunc(e.handleCheck)
-	if e.token != nil {
-		check = webserver.RequireToken(check, e.token, e.metrics.unauthorized, e.logger)
-	}
-	mux.Handle("POST "+api.CheckPath, check)
-	var batch http.Handler = http.HandlerFunc(e.handleCheckBatch)
-	if e.token != nil {
-		batch = webserver.RequireToken(batch, e.token, e.metrics.unauthorized, e.logger)
-	}
-	mux.Handle("POST "+api.CheckBatchPath, batch)
-	var status http.Handler = http.HandlerFunc(e.handleStatus)
-	if e.token != nil {
-		status = webserver.RequireToken(status, e.token, e.metrics.unauthorized, e.logger)
-	}
-	mux.Handle("GET "+api.StatusPath, status)
+	mux.Handle("POST "+api.CheckPath, e.checkAPI(e.handleCheck))
+	mux.Handle("POST "+api.CheckBatchPath, e.checkAPI(e.handleCheckBatch))
+	mux.Handle("GET "+api.StatusPath, e.checkAPI(e.handleStatus))
+	mux.Handle("POST "+api.StatsPath, e.checkAPI(e.handleStats))
 	webserver.HandleOperational(mux, e.reloads, e.live.clocks.Unhealthy)
 	if e.opts.EnablePprof {
 		webserver.HandlePprof(mux)
 	}
 	return e.underPrefix(mux)
+}
+
+// checkAPI is a route of the check API: with --api.token-file, only
+// requests that carry the token reach h.
+func (e *Exporter) checkAPI(h http.HandlerFunc) http.Handler {
+	if e.token == nil {
+		return h
+	}
+	return webserver.RequireToken(h, e.token, e.metrics.unauthorized, e.logger)
 }
 
 // underPrefix serves h under --web.route-prefix and, as blackbox_exporter
