@@ -11,7 +11,9 @@
 // discovery update interval, for which their discovery manager batches
 // changes), with its labels and failure threshold on their series;
 // confirmed down when it fails everywhere, with its incident on the
-// monitor's incidents; and that deleting it removes its series from every
+// monitor's incidents and each location's counts of checks (summed from
+// the exporters' POST /api/v1/stats) on its stats; and that deleting it
+// removes its series from every
 // exporter within one refresh (plus the same update interval). Debian's
 // Prometheus and blackbox_exporter follow the same document.
 package registry
@@ -28,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -242,6 +245,37 @@ func seriesOf(exporter, target string) ([]string, error) {
 	return out, nil
 }
 
+// checkCounters reads every exporter's vantage_probe_checks_total of
+// target: location → {success, failure}.
+func (s *stack) checkCounters(t *testing.T, target string) map[string][2]uint64 {
+	t.Helper()
+	out := map[string][2]uint64{}
+	for _, l := range locations {
+		series, err := seriesOf(s.exporters[l], target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c [2]uint64
+		for _, line := range series {
+			if !strings.HasPrefix(line, "vantage_probe_checks_total{") {
+				continue
+			}
+			fields := strings.Fields(line)
+			v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			if strings.Contains(line, `result="success"`) {
+				c[0] = uint64(v)
+			} else {
+				c[1] = uint64(v)
+			}
+		}
+		out[l] = c
+	}
+	return out
+}
+
 func TestRegisteredMonitorEndToEnd(t *testing.T) {
 	target := startTargetServer(t)
 	s := startStack(t)
@@ -304,17 +338,38 @@ func TestRegisteredMonitorEndToEnd(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &incidents); err != nil || len(incidents) != 1 || incidents[0].Target != target.url || incidents[0].ConfirmedAt.IsZero() {
 		t.Errorf("the monitor's incidents: %s (%v), want one confirmed", out, err)
 	}
+	// Its stats: each location's counts lie between its exporter's own
+	// counters read before and after, and include the failures.
+	before := s.checkCounters(t, target.url)
 	var stats struct {
 		Locations []struct {
 			Location string
+			Counts   *struct {
+				Succeeded, Failed, Unknown uint64
+				Known                      bool
+			}
+			Answered int
 			Errors   []string
 		}
 		Incidents []json.RawMessage
 	}
 	out = s.run(t, cmds, "/stats?range=24h", replace, m.ID)
+	after := s.checkCounters(t, target.url)
 	if err := json.Unmarshal([]byte(out), &stats); err != nil || len(stats.Locations) != 3 || len(stats.Incidents) != 1 {
-		t.Errorf("the monitor's stats: %s (%v), want three locations and the incident", out, err)
+		t.Fatalf("the monitor's stats: %s (%v), want three locations and the incident", out, err)
 	}
+	for _, l := range stats.Locations {
+		c, b, a := l.Counts, before[l.Location], after[l.Location]
+		switch {
+		case c == nil || l.Answered != 1 || !c.Known:
+			t.Errorf("%s: %+v, want the counts of its exporter", l.Location, l)
+		case c.Failed == 0 || c.Unknown != 0:
+			t.Errorf("%s counts %+v, want the failed checks (and no unknown ones: no canary)", l.Location, *c)
+		case c.Succeeded < b[0] || c.Succeeded > a[0] || c.Failed < b[1] || c.Failed > a[1]:
+			t.Errorf("%s counts %d succeeded, %d failed; its vantage_probe_checks_total went from %v to %v", l.Location, c.Succeeded, c.Failed, b, a)
+		}
+	}
+	t.Logf("stats: %s", strings.TrimSpace(out))
 
 	// Deleted: its series leave every exporter within one refresh.
 	s.run(t, cmds, "-X DELETE", replace, m.ID)
