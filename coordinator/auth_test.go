@@ -141,3 +141,42 @@ func TestMonitorIncidents(t *testing.T) {
 		t.Errorf("the other monitor has incidents %+v", incidents)
 	}
 }
+
+// TestTokensFollowReloads: a reload brings in new tokens and scopes; one
+// whose token file cannot be read fails and keeps the running tokens.
+func TestTokensFollowReloads(t *testing.T) {
+	dir := t.TempDir()
+	mustWrite(t, filepath.Join(dir, "old"), "0ld\n")
+	mustWrite(t, filepath.Join(dir, "new"), "n3w\n")
+	base := deadLocations(t, "ams", "fra") + "registry:\n  modules:\n    http_2xx: {prober: http}\napi_tokens:\n"
+	c := mustStart(t, base+"  - {name: ci, token_file: "+dir+"/old, scopes: [read]}\n")
+	list := c.url + "/api/v1/monitors"
+	if status, body := call(t, http.MethodGet, list, "0ld", ""); status != http.StatusOK {
+		t.Fatalf("the configured token: %d %s", status, body)
+	}
+	if status, _ := call(t, http.MethodPost, list, "", `{"target": "https://a.example/", "module": "http_2xx"}`); status != http.StatusCreated {
+		t.Errorf("a write while no token grants write: %d, want 201 (open)", status)
+	}
+
+	mustWrite(t, c.configPath, base+"  - {name: ci, token_file: "+dir+"/missing, scopes: [read, write]}\n")
+	if status, body := call(t, http.MethodPost, c.url+"/-/reload", "", ""); status != http.StatusInternalServerError || !strings.Contains(body, `api_tokens: token "ci": reading the token file`) {
+		t.Errorf("reload with an unreadable token file: %d %s", status, body)
+	}
+	if status, _ := call(t, http.MethodGet, list, "0ld", ""); status != http.StatusOK {
+		t.Errorf("after the failed reload the running token answers %d, want 200", status)
+	}
+
+	mustWrite(t, c.configPath, base+"  - {name: ci, token_file: "+dir+"/new, scopes: [read, write]}\n")
+	if status, body := call(t, http.MethodPost, c.url+"/-/reload", "", ""); status != http.StatusOK {
+		t.Fatalf("reload: %d %s", status, body)
+	}
+	if status, _ := call(t, http.MethodGet, list, "0ld", ""); status != http.StatusUnauthorized {
+		t.Errorf("the replaced token answers %d, want 401", status)
+	}
+	if status, _ := call(t, http.MethodPost, list, "", `{"target": "https://b.example/", "module": "http_2xx"}`); status != http.StatusUnauthorized {
+		t.Errorf("a write without a token once a token grants write: %d, want 401", status)
+	}
+	if status, body := call(t, http.MethodPost, list, "n3w", `{"target": "https://b.example/", "module": "http_2xx"}`); status != http.StatusCreated {
+		t.Errorf("a write with the new token: %d %s", status, body)
+	}
+}
