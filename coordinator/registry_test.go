@@ -9,10 +9,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+	bolt "go.etcd.io/bbolt"
 
 	exporterconfig "github.com/vantageprobe/vantage/config"
+	"github.com/vantageprobe/vantage/coordinator/replica"
 	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
@@ -255,5 +259,50 @@ targets:
 	}
 	if len(resolved) != 3 {
 		t.Errorf("the exporter resolves %d targets, want 3", len(resolved))
+	}
+}
+
+// TestMonitorsWrittenByAPeer: a monitor a peer wrote, merged into the
+// replicated state as a transport would, is served like a local one, and
+// its deletion on the peer removes it here.
+func TestMonitorsWrittenByAPeer(t *testing.T) {
+	c := mustStart(t, registryConfig(t))
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "peer.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	peer, err := replica.Open(db, "peer-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := Monitor{ID: "fromthepeer", MonitorSpec: MonitorSpec{Target: "https://peer.example/", Module: "http_2xx", Interval: model.Duration(time.Minute)}}
+	e, err := peer.Put(monitorKind, m.ID, m, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.replica.Merge([]replica.Entry{e}); err != nil {
+		t.Fatal(err)
+	}
+	var got Monitor
+	mustGetJSON(t, c.url+"/api/v1/monitors/fromthepeer", &got)
+	if got.Target != m.Target {
+		t.Errorf("the peer's monitor reads %+v", got)
+	}
+	if status, body := call(t, http.MethodGet, c.url+"/api/v1/sd?location=fra", "", ""); status != http.StatusOK || !strings.Contains(body, `"monitor_id":"fromthepeer"`) {
+		t.Errorf("fra's http_sd: %d %s, want the peer's monitor", status, body)
+	}
+	if status, _ := call(t, http.MethodPost, c.url+"/api/v1/monitors", "", `{"target": "https://peer.example/", "module": "http_2xx"}`); status != http.StatusConflict {
+		t.Errorf("registering the peer's target again: %d, want 409", status)
+	}
+	e, err = peer.Delete(monitorKind, m.ID, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.replica.Merge([]replica.Entry{e}); err != nil {
+		t.Fatal(err)
+	}
+	if status, _ := call(t, http.MethodGet, c.url+"/api/v1/monitors/fromthepeer", "", ""); status != http.StatusNotFound {
+		t.Errorf("after the peer's deletion: %d, want 404", status)
 	}
 }
