@@ -9,10 +9,12 @@ import (
 	"cel.dev/cel-go/cel"
 	"github.com/alecthomas/units"
 	promconfig "github.com/prometheus/common/config"
+
+	"github.com/vantageprobe/vantage/prober/endpoint"
 )
 
 // Probers lists the prober names a module may use.
-var Probers = []string{"http", "tcp", "dns", "icmp", "grpc", "unix", "websocket", "http_steps"}
+var Probers = endpoint.Probers
 
 // Defaults, matching blackbox_exporter's.
 var (

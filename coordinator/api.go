@@ -12,6 +12,7 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/vantageprobe/vantage/api"
+	"github.com/vantageprobe/vantage/coordinator/config"
 	"github.com/vantageprobe/vantage/coordinator/confirm"
 	"github.com/vantageprobe/vantage/internal/jsonapi"
 	"github.com/vantageprobe/vantage/internal/webserver"
@@ -26,11 +27,7 @@ const defaultIncidentLimit = 1000
 func (c *Coordinator) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", c.handleStatus)
-	var reports http.Handler = http.HandlerFunc(c.handleReports)
-	if c.token != nil {
-		reports = webserver.RequireToken(reports, c.token, c.metrics.unauthorized, c.logger)
-	}
-	mux.Handle("POST "+api.ReportsPath, reports)
+	mux.Handle("POST "+api.ReportsPath, c.scopedHandler(config.ScopeReport, http.HandlerFunc(c.handleReports)))
 	mux.HandleFunc("GET /api/v1/incidents", c.handleIncidents)
 	mux.HandleFunc("GET /api/v1/incidents/{id}", c.handleIncident)
 	mux.HandleFunc("GET /api/v1/targets", c.handleTargets)
@@ -43,8 +40,9 @@ func (c *Coordinator) Handler() http.Handler {
 	mux.HandleFunc("GET /events", c.handleEventsPage)
 	mux.HandleFunc("GET /api/v1/targets/{target}/uptime", c.handleUptime)
 	mux.HandleFunc("GET /api/v1/maintenances", c.handleMaintenances)
-	mux.Handle("POST /api/v1/maintenances", c.writeAPI(http.HandlerFunc(c.handleCreateMaintenance)))
-	mux.Handle("DELETE /api/v1/maintenances/{id}", c.writeAPI(http.HandlerFunc(c.handleDeleteMaintenance)))
+	mux.Handle("POST /api/v1/maintenances", c.scopedHandler(config.ScopeWrite, http.HandlerFunc(c.handleCreateMaintenance)))
+	mux.Handle("DELETE /api/v1/maintenances/{id}", c.scopedHandler(config.ScopeWrite, http.HandlerFunc(c.handleDeleteMaintenance)))
+	c.handleRegistry(mux)
 	if c.opts.StatusPage {
 		c.handleStatusPage(mux)
 	}
@@ -56,15 +54,6 @@ func (c *Coordinator) Handler() http.Handler {
 		webserver.HandlePprof(mux)
 	}
 	return mux
-}
-
-// writeAPI guards a route that changes state with --api.token-file's
-// token, when one is set.
-func (c *Coordinator) writeAPI(h http.Handler) http.Handler {
-	if c.token == nil {
-		return h
-	}
-	return webserver.RequireToken(h, c.token, c.metrics.unauthorized, c.logger)
 }
 
 // handleIncidents lists incidents newest first:

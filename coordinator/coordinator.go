@@ -36,8 +36,12 @@ type Coordinator struct {
 	// client talks to the exporters, as the configuration's http_client
 	// says.
 	client atomic.Pointer[http.Client]
-	// token, when set, is what report batches must carry.
+	// token, when set, is --api.token-file's: report batches and writes
+	// must carry it or one of tokens.
 	token *webserver.TokenFile
+	// tokens are the API's tokens (api_tokens and token), with their
+	// scopes; swapped on reload.
+	tokens atomic.Pointer[apiTokens]
 	// tracing traces verification rounds (no-op when off); the client's
 	// requests carry the round's traceparent.
 	tracing *tracing.Provider
@@ -52,6 +56,7 @@ type Coordinator struct {
 	// replica holds what clients write (registry, events, maintenance
 	// windows) as entries replicated between coordinator peers.
 	replica  *replica.State
+	registry *registry
 	events   *eventBook
 	writer   *writer
 	verifier *verifier
@@ -92,6 +97,10 @@ func New(opts Options) (*Coordinator, error) {
 			return nil, fmt.Errorf("--api.token-file: %w", err)
 		}
 	}
+	tokens, err := newAPITokens(conf.APITokens, token)
+	if err != nil {
+		return nil, err
+	}
 	reg := prometheus.NewRegistry()
 	tc := opts.Tracing
 	if tc.ServiceName == "" {
@@ -107,6 +116,7 @@ func New(opts Options) (*Coordinator, error) {
 		return nil, err
 	}
 	c.token = token
+	c.tokens.Store(tokens)
 	return c, nil
 }
 
@@ -141,6 +151,7 @@ func open(opts Options, conf *config.CoordinatorConfig, reg *prometheus.Registry
 	}
 	c := newCoordinator(opts, conf, reg, client, store, lastID)
 	c.replica = rep
+	c.registry = &registry{state: rep}
 	err = c.events.configure(conf.Events)
 	if err == nil {
 		err = c.events.load()
@@ -182,6 +193,7 @@ func newCoordinator(opts Options, conf *config.CoordinatorConfig, reg *prometheu
 	c.verifier.client = c.client.Load
 	c.conf.Store(conf)
 	c.client.Store(client)
+	c.tokens.Store(&apiTokens{})
 	c.health.configure(conf)
 	c.metrics = newMetrics(c.reg, conf)
 	c.machine.SetMaintenance(c.maint.inMaintenance)
@@ -470,6 +482,10 @@ func (c *Coordinator) reload() error {
 	if err == nil {
 		client, err = newClient(conf, c.tracing)
 	}
+	var tokens *apiTokens
+	if err == nil {
+		tokens, err = newAPITokens(conf.APITokens, c.token)
+	}
 	if err == nil {
 		err = c.events.configure(conf.Events)
 	}
@@ -481,6 +497,7 @@ func (c *Coordinator) reload() error {
 	// The old client's keep-alive connections would otherwise stay open
 	// until their idle timeout.
 	c.client.Swap(client).CloseIdleConnections()
+	c.tokens.Store(tokens)
 	c.mu.Lock()
 	c.machine.Configure(conf)
 	c.mu.Unlock()

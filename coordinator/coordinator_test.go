@@ -88,12 +88,22 @@ func mustWrite(t *testing.T, path, content string) {
 
 func do(t *testing.T, method, url, contentType, body string) (int, string) {
 	t.Helper()
+	return send(t, method, url, contentType, "", body)
+}
+
+// send sends body with contentType and, unless empty, token as a bearer
+// token, and returns the answer's status and body.
+func send(t *testing.T, method, url, contentType, token, body string) (int, string) {
+	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

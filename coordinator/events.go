@@ -118,7 +118,7 @@ func (s *Submission) validate() error {
 	case s.ID == "":
 		return errors.New("id must be set")
 	case !config.EventNameRE.MatchString(s.ID):
-		return fmt.Errorf("id %q: 1 to 128 letters, digits, '_', '.', ':', '@' and '-', starting with a letter or digit", s.ID)
+		return fmt.Errorf("id %q: %s", s.ID, config.NameRule)
 	case s.Raise == "":
 		return errors.New("raise must be set: now, clear, +<duration> or an RFC 3339 time")
 	case len(s.Subject) > maxEventSubject:

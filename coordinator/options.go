@@ -44,8 +44,8 @@ type Options struct {
 	web.FlagConfig
 	// EnablePprof serves Go's runtime profiles under /debug/pprof/.
 	EnablePprof bool
-	// APITokenFile holds the bearer token report batches must carry;
-	// empty: reports need no token.
+	// APITokenFile holds a bearer token with the report and write scopes
+	// (see the configuration's api_tokens); empty: none.
 	APITokenFile string
 	// Tracing configures OpenTelemetry traces of verification rounds.
 	Tracing tracing.Config

@@ -161,13 +161,27 @@ func (v *verifier) post(ctx context.Context, baseURL, path string, body, out any
 		return fmt.Errorf("reading the check answer: %w", err)
 	case resp.StatusCode == http.StatusNotFound && path == api.CheckBatchPath:
 		return errBatchUnsupported
+	case resp.StatusCode == http.StatusNotFound && path == api.StatsPath:
+		return &answerError{errStatsUnsupported}
 	case resp.StatusCode != http.StatusOK:
-		return &answerError{fmt.Errorf("check answered %s: %s", resp.Status, strings.TrimSpace(apiErrorText(data)))}
+		return &answerError{fmt.Errorf("%s answered %s: %s", what(path), resp.Status, strings.TrimSpace(apiErrorText(data)))}
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return &answerError{fmt.Errorf("invalid check answer: %w", err)}
+		return &answerError{fmt.Errorf("invalid %s answer: %w", what(path), err)}
 	}
 	return nil
+}
+
+// errStatsUnsupported: the exporter answered 404 to the stats API (it
+// predates it).
+var errStatsUnsupported = errors.New("the exporter does not serve " + api.StatsPath)
+
+// what names the request to path in messages.
+func what(path string) string {
+	if path == api.StatsPath {
+		return "stats"
+	}
+	return "check"
 }
 
 // failedRequest is the answer of a location whose check request failed.

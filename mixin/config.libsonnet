@@ -19,6 +19,7 @@
     // Thresholds.
     failureRatioWindow: '15m',  // window of the failed-checks ratio
     failureRatioThreshold: 0.25,  // share of failed checks that raises TargetFailureRatioHigh
+    failureThresholdWindow: '5m',  // window of a target's failure_threshold: more failed checks in it raise TargetFailureRatioHigh
     slowTTFBSeconds: 1,  // average time to first byte over 10m that raises SlowTimeToFirstByte
 
     // Where the runbooks and the dashboards live; alerts link to them in

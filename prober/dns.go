@@ -8,10 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/vantageprobe/vantage/prober/endpoint"
 	"github.com/vantageprobe/vantage/prober/result"
 
 	"github.com/miekg/dns"
@@ -170,7 +170,7 @@ func (q *dnsProbe) probe(ctx context.Context, target string, p Params, r *result
 		d.TruncatedRetry = new(bool)
 	}
 	r.DNS = d
-	host, port, ok := q.splitTarget(target)
+	host, port, ok := endpoint.DNS(target, q.defaultPort)
 	if !ok {
 		r.Fail(result.ReasonInvalidTarget, "target %q is not host or host:port", target)
 		return
@@ -206,20 +206,6 @@ func (q *dnsProbe) probe(ctx context.Context, target string, p Params, r *result
 		d.Serial = &serial
 	}
 	q.validate(resp, r, p.Logger)
-}
-
-// splitTarget parses host[:port]; without a port the DNS default (53, or 853
-// for DNS over TLS) applies.
-func (q *dnsProbe) splitTarget(target string) (host, port string, ok bool) {
-	host, port, err := net.SplitHostPort(target)
-	if err != nil {
-		// No port: a bare name or address, possibly a bracketed IPv6 one.
-		host, port = strings.TrimSuffix(strings.TrimPrefix(target, "["), "]"), q.defaultPort
-	}
-	if host == "" || !validTargetPort(port) || strings.ContainsAny(host, "/ ") {
-		return "", "", false
-	}
-	return host, port, true
 }
 
 // connect opens the connection the query goes over: a UDP socket, a TCP

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vantageprobe/vantage/prober/endpoint"
 	"github.com/vantageprobe/vantage/prober/result"
 
 	"github.com/miekg/dns"
@@ -477,7 +478,7 @@ func TestDNSSplitTarget(t *testing.T) {
 		{plain, "ns1.example.com", "ns1.example.com", "53"},
 		{dot, "dns.example.net", "dns.example.net", "853"},
 	} {
-		host, port, ok := tc.q.splitTarget(tc.target)
+		host, port, ok := endpoint.DNS(tc.target, tc.q.defaultPort)
 		if !ok || host != tc.host || port != tc.port {
 			t.Errorf("splitTarget(%q) = %q, %q, %v; want %q, %q", tc.target, host, port, ok, tc.host, tc.port)
 		}

@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/vantageprobe/vantage/prober/endpoint"
 	"github.com/vantageprobe/vantage/prober/result"
 
 	promconfig "github.com/prometheus/common/config"
@@ -64,42 +63,11 @@ func newGRPCProbe(m config.Module) (probeFunc, error) {
 	return q.probe, nil
 }
 
-// grpcTarget parses host:port, as blackbox_exporter optionally prefixed by
-// http:// or https://; without a port, 443 with TLS and 80 without.
-func grpcTarget(target string, tls bool) (host, port string, ok bool) {
-	target = strings.TrimPrefix(strings.TrimPrefix(target, "http://"), "https://")
-	host, port, err := net.SplitHostPort(target)
-	if err != nil {
-		host, port = target, "80"
-		if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
-			host = host[1 : len(host)-1]
-		}
-		if tls {
-			port = "443"
-		}
-	}
-	if host == "" || !grpcValidPort(port) || strings.ContainsAny(host, "/ []") {
-		return "", "", false
-	}
-	return host, port, true
-}
-
-// grpcValidPort accepts a port number (1-65535) or a service name the
-// dialer looks up ("https").
-func grpcValidPort(port string) bool {
-	const digits = "0123456789"
-	if strings.Trim(port, digits) == "" {
-		n, err := strconv.ParseUint(port, 10, 16)
-		return err == nil && n > 0
-	}
-	return strings.Trim(port, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-"+digits) == ""
-}
-
 func (q *grpcProbe) probe(ctx context.Context, target string, p Params, r *result.Result) {
 	r.InitPhases("resolve", "check")
 	d := &result.GRPCDetails{}
 	r.GRPC = d
-	host, port, ok := grpcTarget(target, q.tls != nil)
+	host, port, ok := endpoint.GRPC(target, q.tls != nil)
 	if !ok {
 		r.Fail(result.ReasonInvalidTarget, "target %q is not host:port", target)
 		return

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vantageprobe/vantage/prober/endpoint"
 	"github.com/vantageprobe/vantage/prober/result"
 
 	"google.golang.org/grpc"
@@ -305,7 +306,7 @@ func TestGRPCTargetParsing(t *testing.T) {
 		{"[::1]", true, "::1", "443"},
 		{"probe.test:grpc-alt", false, "probe.test", "grpc-alt"},
 	} {
-		host, port, ok := grpcTarget(tc.target, tc.tls)
+		host, port, ok := endpoint.GRPC(tc.target, tc.tls)
 		if !ok || host != tc.host || port != tc.port {
 			t.Errorf("grpcTarget(%q, tls=%v) = %q %q %v, want %q %q", tc.target, tc.tls, host, port, ok, tc.host, tc.port)
 		}

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vantageprobe/vantage/prober/endpoint"
 	"github.com/vantageprobe/vantage/prober/result"
 
 	"golang.org/x/net/publicsuffix"
@@ -130,7 +131,7 @@ func (h *httpProber) probe(ctx context.Context, target string, p Params, r *resu
 	r.HTTP = d
 	logger := p.Logger
 
-	u, err := parseHTTPTarget(target)
+	u, err := endpoint.HTTP(target)
 	if err != nil {
 		logger.Error("Could not parse target URL", "target", target, "err", err)
 		r.Fail(result.ReasonInvalidTarget, "%v", err)
@@ -264,29 +265,6 @@ func (h *httpProber) checkResponse(ctx context.Context, st *probeState, resp *ht
 		logger.Error("Final request was not over SSL")
 		r.Fail(result.ReasonSSLPolicy, "the final request was not over TLS and fail_if_not_ssl is set")
 	}
-}
-
-// parseHTTPTarget parses a target as blackbox_exporter does: a target
-// without an http:// or https:// scheme gets http:// prepended.
-func parseHTTPTarget(target string) (*url.URL, error) {
-	lower := strings.ToLower(target)
-	if !strings.HasPrefix(lower, "http://") && !strings.HasPrefix(lower, "https://") {
-		target = "http://" + target
-	}
-	u, err := url.Parse(target)
-	if err != nil {
-		return nil, fmt.Errorf("could not parse target URL: %w", err)
-	}
-	u.Scheme = strings.ToLower(u.Scheme)
-	if u.Hostname() == "" {
-		return nil, fmt.Errorf("target URL %q has no host", target)
-	}
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return nil, fmt.Errorf("target URL %q has an invalid port", target)
-		}
-	}
-	return u, nil
 }
 
 // httpVersionNumber turns a response's protocol into blackbox's number:

@@ -14,6 +14,7 @@ import (
 	"cel.dev/cel-go/common/types"
 
 	"github.com/vantageprobe/vantage/config"
+	"github.com/vantageprobe/vantage/prober/endpoint"
 	"github.com/vantageprobe/vantage/prober/result"
 )
 
@@ -102,7 +103,7 @@ func (q *httpStepsProber) probe(ctx context.Context, target string, p Params, r 
 	for i, s := range q.steps {
 		d.Steps[i].Name = s.cfg.Name
 	}
-	base, err := parseHTTPTarget(target)
+	base, err := endpoint.HTTP(target)
 	if err != nil {
 		r.Fail(result.ReasonInvalidTarget, "%v", err)
 		return

@@ -6,9 +6,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"strings"
 	"time"
 
+	"github.com/vantageprobe/vantage/prober/endpoint"
 	"github.com/vantageprobe/vantage/prober/result"
 
 	"golang.org/x/net/icmp"
@@ -67,27 +67,11 @@ func newICMPProber(c config.ICMPProbe) (*icmpProbe, error) {
 	return q, nil
 }
 
-// icmpTargetHost parses an icmp target: a host name or an IP address
-// (bracketed or not), without a port.
-func icmpTargetHost(target string) (string, bool) {
-	host := target
-	if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
-		host = host[1 : len(host)-1]
-	}
-	if host == "" || strings.ContainsAny(host, "/ \t[]") {
-		return "", false
-	}
-	if strings.Contains(host, ":") && net.ParseIP(host) == nil {
-		return "", false // host:port or garbage
-	}
-	return host, true
-}
-
 func (q *icmpProbe) probe(ctx context.Context, target string, p Params, r *result.Result) {
 	r.InitPhases("resolve", "setup", "rtt")
 	d := &result.ICMPDetails{PayloadBytes: len(q.payload)}
 	r.ICMP = d
-	host, ok := icmpTargetHost(target)
+	host, ok := endpoint.ICMPHost(target)
 	if !ok {
 		r.Fail(result.ReasonInvalidTarget, "target %q is not a host name or an IP address", target)
 		return

@@ -8,10 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"regexp"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/vantageprobe/vantage/prober/endpoint"
 	"github.com/vantageprobe/vantage/prober/result"
 
 	promconfig "github.com/prometheus/common/config"
@@ -100,8 +99,8 @@ func newTCPStep(qr config.QueryResponse) (tcpStep, error) {
 func (t *tcpProbe) probe(ctx context.Context, target string, p Params, r *result.Result) {
 	d := &result.TCPDetails{}
 	r.TCP = d
-	host, port, err := net.SplitHostPort(target)
-	if err != nil || host == "" || !validTargetPort(port) {
+	host, port, ok := endpoint.TCP(target)
+	if !ok {
 		r.Fail(result.ReasonInvalidTarget, "target %q is not host:port", target)
 		return
 	}
@@ -135,16 +134,6 @@ func (t *tcpProbe) probe(ctx context.Context, target string, p Params, r *result
 		conn = tc
 	}
 	t.converse(ctx, conn, serverName, d, r, p.Logger)
-}
-
-// validTargetPort accepts a port number (1-65535) or a service name ("ssh") the
-// dialer will look up.
-func validTargetPort(port string) bool {
-	if strings.Trim(port, "0123456789") == "" {
-		n, err := strconv.ParseUint(port, 10, 16)
-		return err == nil && n > 0
-	}
-	return strings.Trim(port, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") == ""
 }
 
 func (t *tcpProbe) dial(ctx context.Context, ip net.IP, port string, r *result.Result, logger *slog.Logger) (net.Conn, bool) {

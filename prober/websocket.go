@@ -10,13 +10,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"sync/atomic"
 
 	"github.com/gorilla/websocket"
 	promconfig "github.com/prometheus/common/config"
 
 	"github.com/vantageprobe/vantage/config"
+	"github.com/vantageprobe/vantage/prober/endpoint"
 	"github.com/vantageprobe/vantage/prober/result"
 )
 
@@ -78,9 +78,9 @@ func (w *websocketProbe) probe(ctx context.Context, target string, p Params, r *
 	d := &result.WebsocketDetails{QueryConfigured: len(w.steps) > 0}
 	r.Websocket = d
 	logger := p.Logger
-	u, err := url.Parse(target)
-	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Hostname() == "" {
-		r.Fail(result.ReasonInvalidTarget, "target %q is not a ws:// or wss:// URL", target)
+	u, err := endpoint.Websocket(target)
+	if err != nil {
+		r.Fail(result.ReasonInvalidTarget, "%v", err)
 		return
 	}
 	if n := len(u.Hostname()); n > maxHostNameLen {

@@ -36,7 +36,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	configCheck := app.Flag("config.check", "Validate the configuration file, then exit 0 if it is valid, 1 otherwise.").Bool()
 	app.Flag("storage.path", "Directory of the incident log.").Default(opts.StoragePath).StringVar(&opts.StoragePath)
 	retention := app.Flag("storage.retention", "How long resolved incidents are kept after they were resolved, as a Prometheus duration (90d, 12h); older ones are deleted at start and every hour. Open incidents are kept however old.").Default(model.Duration(opts.Retention).String()).String()
-	app.Flag("api.token-file", "File holding the bearer token that report batches (POST /api/v1/reports) and changes of maintenance windows (POST, DELETE /api/v1/maintenances) must carry; re-read every 5s. Empty: no token needed.").StringVar(&opts.APITokenFile)
+	app.Flag("api.token-file", "File holding a bearer token with the report and write scopes: report batches (POST /api/v1/reports) and changes of maintenance windows and monitors must carry it or another token of the configuration's api_tokens granting the scope; re-read every 5s. Empty: only api_tokens' tokens, if any.").StringVar(&opts.APITokenFile)
 	app.Flag("web.enable-pprof", "Serve Go's runtime profiles under /debug/pprof/ (protected by --web.config.file like every endpoint).").BoolVar(&opts.EnablePprof)
 	app.Flag("web.status-page", "Serve the public status page (/status) and its badges (/status/badge/…): the targets status_page in the configuration file chooses, with no token.").BoolVar(&opts.StatusPage)
 	webserver.SecondsVar(app.Flag("timeout-offset", "Offset to subtract from Prometheus' scrape timeout on /probe, in seconds (0.5) or as a duration (500ms).").Default("0.5"), &opts.TimeoutOffset)

@@ -59,6 +59,11 @@ type CoordinatorConfig struct {
 	Maintenance []RecurringMaintenance `yaml:"maintenance"`
 	// StatusPage configures the public status page.
 	StatusPage StatusPageConfig `yaml:"status_page"`
+	// Registry configures the monitor registry (see registry.go).
+	Registry RegistryConfig `yaml:"registry"`
+	// APITokens are the bearer tokens of the coordinator's API, with
+	// their scopes and owners.
+	APITokens []APIToken `yaml:"api_tokens"`
 }
 
 // CoordinatorHTTPClient is prometheus/common's HTTP client configuration,
@@ -91,6 +96,9 @@ type Location struct {
 	// URLs are the base URLs of the members of the location's cluster
 	// (exporters sharing its targets), instead of url.
 	URLs []string `yaml:"urls,omitempty"`
+	// Modules are the registry modules (registry.modules) the location's
+	// exporters have; empty: all of them.
+	Modules []string `yaml:"modules,omitempty"`
 }
 
 // MemberURLs are the configured base URLs of the location's exporters:
@@ -187,6 +195,7 @@ func LoadCoordinatorFile(path string) (*CoordinatorConfig, error) {
 	// configuration file.
 	c.HTTPClient.HTTPClientConfig.SetDirectory(filepath.Dir(path))
 	c.Events.setDirectory(filepath.Dir(path))
+	c.setTokenDirectory(filepath.Dir(path))
 	return c, nil
 }
 
@@ -194,7 +203,7 @@ func LoadCoordinatorFile(path string) (*CoordinatorConfig, error) {
 // document; errors read "source:line: path: problem".
 func ParseCoordinator(data []byte, source string) (*CoordinatorConfig, error) {
 	c := &CoordinatorConfig{Confirmation: DefaultConfirmation, HealthCheckInterval: DefaultHealthCheckInterval,
-		HTTPClient: CoordinatorHTTPClient{promconfig.DefaultHTTPClientConfig}, Events: DefaultEvents}
+		HTTPClient: CoordinatorHTTPClient{promconfig.DefaultHTTPClientConfig}, Events: DefaultEvents, Registry: DefaultRegistry}
 	if _, err := yamldoc.Decode(data, source, c, func(*yaml.Node) error { return c.validate() }); err != nil {
 		return nil, err
 	}
@@ -258,6 +267,12 @@ func (c *CoordinatorConfig) validate() error {
 		return yamldoc.Fail([]any{"health_check_interval"}, "health_check_interval must be at least 1s, got %s", c.HealthCheckInterval)
 	}
 	if err := c.Events.validate(); err != nil {
+		return err
+	}
+	if err := c.validateRegistry(); err != nil {
+		return err
+	}
+	if err := c.validateAPITokens(); err != nil {
 		return err
 	}
 	if err := c.HTTPClient.HTTPClientConfig.Validate(); err != nil {

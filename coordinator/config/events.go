@@ -39,8 +39,12 @@ func (c *EventsConfig) UnmarshalYAML(unmarshal func(any) error) error {
 	return unmarshal((*plain)(c))
 }
 
-// EventNameRE is what event ids and source names may look like.
+// EventNameRE is what event ids, source names, token names and owners
+// may look like; NameRule says it in words.
 var EventNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$`)
+
+// NameRule describes EventNameRE in messages.
+const NameRule = "1 to 128 letters, digits, '_', '.', ':', '@' and '-', starting with a letter or digit"
 
 func (c *EventsConfig) validate() error {
 	path := []any{"events"}
@@ -49,7 +53,7 @@ func (c *EventsConfig) validate() error {
 		p := yamldoc.At(path, "sources", i)
 		switch {
 		case !EventNameRE.MatchString(s.Name):
-			return yamldoc.Fail(yamldoc.At(p, "name"), "invalid source name %q: 1 to 128 letters, digits, '_', '.', ':', '@' and '-', starting with a letter or digit", s.Name)
+			return yamldoc.Fail(yamldoc.At(p, "name"), "invalid source name %q: %s", s.Name, NameRule)
 		case s.TokenFile == "":
 			return yamldoc.Fail(yamldoc.At(p, "token_file"), "token_file of source %q must be set", s.Name)
 		}

@@ -77,6 +77,15 @@ func FreeAddr(tb testing.TB) string {
 	return ""
 }
 
+// WriteFile writes content to path (mode 0600), failing tb on error: a
+// test's configuration files.
+func WriteFile(tb testing.TB, path, content string) {
+	tb.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // The ports FreeAddr draws from.
 const (
 	freePortLow  = 10000

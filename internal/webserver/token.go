@@ -101,3 +101,9 @@ func RequireToken(next http.Handler, token *TokenFile, refused prometheus.Counte
 		jsonapi.WriteError(w, http.StatusUnauthorized, fmt.Errorf("unauthorized: %w", err))
 	})
 }
+
+// Unreadable reports whether err, from Check, says the token itself could
+// not be read, rather than that the request carries none or another.
+func Unreadable(err error) bool {
+	return err != nil && !errors.Is(err, errNoBearer) && !errors.Is(err, errWrongToken)
+}

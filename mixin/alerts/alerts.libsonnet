@@ -97,10 +97,25 @@ local lib = import '../lib.libsonnet';
           },
           {
             alert: 'TargetFailureRatioHigh',
+            // A target without a failure_threshold label fires on the
+            // share of its failed checks; one with the label fires when
+            // more of its checks than the threshold failed in
+            // failureThresholdWindow, whatever their share. Both read the
+            // share as the value.
             expr: |||
-              target_location:vantage_probe_check_failures_per_checks:ratio_rate%(failureRatioWindow)s > %(failureRatioThreshold)g
-              unless
-              sum without (result) (increase(vantage_probe_checks_total{%(exporterSelector)s, result="failure"}[%(failureRatioWindow)s])) <= vantage_probe_failure_threshold{%(exporterSelector)s}
+              (
+                (
+                  target_location:vantage_probe_check_failures_per_checks:ratio_rate%(failureRatioWindow)s > %(failureRatioThreshold)g
+                  unless
+                  vantage_probe_failure_threshold{%(exporterSelector)s}
+                )
+                or
+                (
+                  target_location:vantage_probe_check_failures_per_checks:ratio_rate%(failureRatioWindow)s
+                  and
+                  sum without (result) (increase(vantage_probe_checks_total{%(exporterSelector)s, result="failure"}[%(failureThresholdWindow)s])) > vantage_probe_failure_threshold{%(exporterSelector)s}
+                )
+              )
               unless on (target, module)
               (max by (target, module) (vantage_target_maintenance{%(coordinatorSelector)s}) == 1)
             ||| % c,
@@ -108,7 +123,7 @@ local lib = import '../lib.libsonnet';
             annotations: ann(
               'TargetFailureRatioHigh',
               '{{ $labels.target }} ({{ $labels.module }}) fails {{ $value | humanizePercentage }} of its checks from {{ $labels.location }}',
-              ('{{ $value | humanizePercentage }} of the checks of {{ $labels.target }} (module {{ $labels.module }}) from location {{ $labels.location }} failed in the last %(failureRatioWindow)s, more than %(failureRatioThreshold)g. A target with the label failure_threshold=N tolerates up to N failed checks in that window.' % c),
+              ('{{ $value | humanizePercentage }} of the checks of {{ $labels.target }} (module {{ $labels.module }}) from location {{ $labels.location }} failed in the last %(failureRatioWindow)s{{ with $labels.failure_threshold }}, and more than {{ . }} (its failure_threshold) in the last %(failureThresholdWindow)s{{ else }}, more than %(failureRatioThreshold)g{{ end }}.' % c),
               targetDashboard,
             ),
           },
