@@ -79,6 +79,7 @@ func TestWebFlagValidation(t *testing.T) {
 		{func(o *Options) { o.RoutePrefix = "/a b" }, `--web.route-prefix "/a b" is not a URL path`},
 		{func(o *Options) { o.ProbeLogLevel = "loud" }, `--log.prober "loud" is not one of debug, info, warn, error, none`},
 		{func(o *Options) { o.AutoReload, o.AutoReloadInterval = true, 0 }, `--config.auto-reload-interval must be positive`},
+		{func(o *Options) { o.DiscoveryUpdateInterval = -time.Second }, `--discovery.update-interval must not be negative, got -1s`},
 	} {
 		opts := DefaultOptions()
 		opts.WebListenAddresses = &[]string{"127.0.0.1:0"}

@@ -136,6 +136,9 @@ func (o *Options) validate() error {
 	if _, _, err := o.probeLogLevel(); err != nil {
 		return err
 	}
+	if o.DiscoveryUpdateInterval < 0 {
+		return fmt.Errorf("--discovery.update-interval must not be negative, got %s", o.DiscoveryUpdateInterval)
+	}
 	if o.HistoryLimit < 0 {
 		return fmt.Errorf("--history.limit must not be negative, got %d", o.HistoryLimit)
 	}

@@ -36,7 +36,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vantageprobe/vantage/exporter"
 	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
@@ -46,8 +45,8 @@ const (
 	interval = time.Second
 	refresh  = time.Second
 	// update is how long the exporters' discovery manager batches changes
-	// before handing them to the scheduler.
-	update = exporter.DefaultDiscoveryUpdateInterval
+	// before handing them to the scheduler (--discovery.update-interval).
+	update = time.Second
 	// slack is what a loaded machine may add to a bound: processes
 	// scheduled late, an HTTP round trip.
 	slack = 3 * time.Second
@@ -138,6 +137,7 @@ targets:
 `, s.coordinator, l, refresh))
 		s.procs = append(s.procs, testbin.StartReady(t, "vantage-exporter "+l, exec.Command(bins[1],
 			"--config.file="+path, "--location="+l, "--coordinator.url="+s.coordinator,
+			"--discovery.update-interval="+update.String(),
 			"--web.listen-address="+strings.TrimPrefix(s.exporters[l], "http://")), s.exporters[l]+"/-/ready"))
 	}
 	return s
