@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 
@@ -58,12 +59,30 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 // entries compress well.
 func (d *delegate) LocalState(bool) []byte {
 	p := (*Peers)(d)
+	b := p.encodedState()
+	if b != nil {
+		p.metrics.sent(typePushPull, len(b))
+	}
+	return b
+}
+
+// encodedState is LocalState's encoding, kept until the state changes (a
+// local write or a merge that applied something) or a minute passes
+// (pruned tombstones): a big registry is not encoded again at every
+// push/pull.
+func (p *Peers) encodedState() []byte {
+	p.cache.Lock()
+	defer p.cache.Unlock()
+	gen := p.generation.Load()
+	if p.cache.data != nil && p.cache.gen == gen && time.Since(p.cache.at) < time.Minute {
+		return p.cache.data
+	}
 	b, err := encodeState(p.state.All())
 	if err != nil {
 		p.opts.Logger.Error("Encoding the replicated state for a peer failed", "err", err)
 		return nil
 	}
-	p.metrics.sent(typePushPull, len(b))
+	p.cache.data, p.cache.gen, p.cache.at = b, gen, time.Now()
 	return b
 }
 

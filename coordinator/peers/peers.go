@@ -85,6 +85,15 @@ type Peers struct {
 	rejected map[string]bool // "name\x00reason" already logged
 
 	metrics *metrics
+	// generation counts the changes of the state, for the cache of its
+	// encoding.
+	generation atomic.Uint64
+	cache      struct {
+		sync.Mutex
+		gen  uint64
+		at   time.Time
+		data []byte
+	}
 }
 
 // New joins the peer group: it binds the gossip listener, replicates
@@ -186,6 +195,7 @@ func (p *Peers) maintain() {
 // (a newer write of the same entry replaces one not sent yet), or, for an
 // entry too large for a packet, a TCP message to each member.
 func (p *Peers) broadcast(entries []replica.Entry) {
+	p.generation.Add(1)
 	for _, e := range entries {
 		msg, err := encodeEntries([]replica.Entry{e})
 		if err != nil {
@@ -245,6 +255,7 @@ func (p *Peers) merge(what string, entries []replica.Entry) {
 		return
 	}
 	if len(won) > 0 {
+		p.generation.Add(1)
 		p.opts.Logger.Debug("Merged a peer's entries", "message", what, "entries", len(entries), "applied", len(won))
 	}
 }

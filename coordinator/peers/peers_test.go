@@ -140,8 +140,8 @@ func TestLateJoinerCatchesUpWithABigState(t *testing.T) {
 	if _, err := sb.Put("monitor", "m-0", value{"stale"}, time.Now().Add(-time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	const n = 10000
-	body := strings.Repeat("https://example.com/a/long/path?with=query ", 12) // 500 bytes
+	const n = 500
+	body := strings.Repeat("https://example.com/a/long/path?with=query ", 48) // 2 kB
 	entries := make([]replica.Entry, n)
 	for i := range entries {
 		entries[i] = replica.Entry{Kind: "monitor", Key: fmt.Sprintf("m-%d", i), Version: replica.Version{At: time.Now(), Peer: "a"},
