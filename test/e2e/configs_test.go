@@ -34,11 +34,11 @@ const blindLocation = "sfo"
 
 // targetURLs are the URLs the exporters check.
 type targetURLs struct {
-	outage, oneLocation, blind, slow, demo, canary string
+	outage, oneLocation, blind, slow, demo, canary, maintained string
 }
 
 func (u targetURLs) scheduled() []string {
-	return []string{u.outage, u.oneLocation, u.blind, u.slow, u.demo}
+	return []string{u.outage, u.oneLocation, u.blind, u.slow, u.demo, u.maintained}
 }
 
 // exporterConfig is one location's configuration: every module probes from
@@ -78,12 +78,12 @@ func exporterConfig(l location, caFile string, u targetURLs) string {
   interval: %s
 targets:
   - module: http_2xx
-    targets: [%s, %s, %s]
+    targets: [%s, %s, %s, %s]
     labels: {team: e2e}
   - module: http_demo
     targets: [%s]
     labels: {team: demo, failure_threshold: "3"}
-`, retryInterval, checkInterval, u.outage, u.oneLocation, u.slow, u.demo)
+`, retryInterval, checkInterval, u.outage, u.oneLocation, u.slow, u.maintained, u.demo)
 	if l.name != blindLocation {
 		fmt.Fprintf(&b, `  - module: http_blind
     targets: [%s]
