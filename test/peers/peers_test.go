@@ -35,8 +35,6 @@ type peer struct {
 	proc        *testbin.Process
 	t           *testing.T
 	bin         string
-	startedAt   time.Time
-	extraArgs   []string
 }
 
 func (p *peer) url() string { return "http://" + p.web }
