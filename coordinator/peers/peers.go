@@ -148,13 +148,7 @@ func (p *Peers) numMembers() int {
 
 // Members returns the names of the live members, this one's included.
 func (p *Peers) Members() []string {
-	var out []string
-	for _, n := range p.ml.Members() {
-		if n.State == memberlist.StateAlive {
-			out = append(out, n.Name)
-		}
-	}
-	return out
+	return gossip.LiveMembers(p.ml)
 }
 
 // Close leaves the group and stops; writes are no longer broadcast.
@@ -165,12 +159,7 @@ func (p *Peers) Close(timeout time.Duration) {
 	p.state.SetBroadcast(nil)
 	close(p.stop)
 	p.wg.Wait()
-	if err := p.ml.Leave(timeout); err != nil {
-		p.opts.Logger.Warn("Leaving the peer group failed", "err", err)
-	}
-	if err := p.ml.Shutdown(); err != nil {
-		p.opts.Logger.Warn("Stopping the coordinator peer failed", "err", err)
-	}
+	gossip.Leave(p.ml, timeout, p.opts.Logger)
 }
 
 func (p *Peers) join() { gossip.Join(p.ml, p.opts.Peers, p.ml.LocalNode().Address(), p.opts.Logger) }

@@ -180,14 +180,7 @@ func (c *Cluster) Owns(hashes []uint64) []bool {
 
 // Members returns the live members' names, this one's included.
 func (c *Cluster) Members() []string {
-	nodes := c.ml.Members()
-	out := make([]string, 0, len(nodes))
-	for _, n := range nodes {
-		if n.State == memberlist.StateAlive {
-			out = append(out, n.Name)
-		}
-	}
-	return out
+	return gossip.LiveMembers(c.ml)
 }
 
 // Close leaves the cluster (the others take over at once) and stops.
@@ -197,12 +190,7 @@ func (c *Cluster) Close(timeout time.Duration) {
 	}
 	close(c.stop)
 	c.wg.Wait()
-	if err := c.ml.Leave(timeout); err != nil {
-		c.opts.Logger.Warn("Leaving the cluster failed", "err", err)
-	}
-	if err := c.ml.Shutdown(); err != nil {
-		c.opts.Logger.Warn("Stopping the cluster member failed", "err", err)
-	}
+	gossip.Leave(c.ml, timeout, c.opts.Logger)
 }
 
 // rebuild makes a new view from the live peers and signals the change.

@@ -255,3 +255,26 @@ func privateIP() (string, error) {
 	host, _ := os.Hostname()
 	return "", errors.New("no private IPv4 address on " + host)
 }
+
+// LiveMembers returns the names of ml's live members, its own included.
+func LiveMembers(ml *memberlist.Memberlist) []string {
+	nodes := ml.Members()
+	out := make([]string, 0, len(nodes))
+	for _, n := range nodes {
+		if n.State == memberlist.StateAlive {
+			out = append(out, n.Name)
+		}
+	}
+	return out
+}
+
+// Leave announces that this member leaves (waiting at most timeout) and
+// stops memberlist.
+func Leave(ml *memberlist.Memberlist, timeout time.Duration, logger *slog.Logger) {
+	if err := ml.Leave(timeout); err != nil {
+		logger.Warn("Leaving the cluster failed", "err", err)
+	}
+	if err := ml.Shutdown(); err != nil {
+		logger.Warn("Stopping the cluster member failed", "err", err)
+	}
+}

@@ -21,7 +21,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/internal/testbin"
+	"github.com/vantageprobe/vantage/prober/result"
 )
 
 // source is the events' source: the test's client address (no tokens).
@@ -231,13 +233,16 @@ func TestTwoCoordinatorsAgree(t *testing.T) {
 }
 
 // failingBatch is a report batch of location saying target fails.
-func failingBatch(location, target string, seq int) string {
+func failingBatch(t *testing.T, location, target string, seq uint64) string {
 	now := time.Now().UTC().Truncate(time.Second)
-	at, first := now.Format(time.RFC3339), now.Add(-10*time.Second).Format(time.RFC3339)
-	return fmt.Sprintf(`{"location": %q, "run": "r-%s", "reports": [{"seq": %d, "target": %q, "module": "http_2xx", "state": "failing",
-  "time": %q, "first_failure": %q, "attempts": 3,
-  "result": {"prober": "http", "success": false, "reason": "connect_refused", "start": %q, "duration_ns": 1000000}}]}`,
-		location, location, seq, target, at, first, at)
+	b, err := json.Marshal(api.Batch{Location: location, Run: "r-" + location, Reports: []api.Report{{
+		Seq: seq, Target: target, Module: "http_2xx", State: api.StateFailing, Time: now, FirstFailure: now.Add(-10 * time.Second), Attempts: 3,
+		Result: &result.Result{Prober: "http", Reason: result.ReasonConnectRefused, Start: now, Duration: time.Millisecond},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 type incident struct {
@@ -269,7 +274,7 @@ func TestMaintenanceWindowAppliesOnThePeer(t *testing.T) {
 		return nil
 	})
 	for i, loc := range []string{"ams", "fra"} {
-		b.mustWrite(http.MethodPost, "/api/v1/reports", "application/json", failingBatch(loc, "https://db.example", i+1))
+		b.mustWrite(http.MethodPost, "/api/v1/reports", "application/json", failingBatch(t, loc, "https://db.example", uint64(i+1)))
 	}
 	var incidents []incident
 	if err := json.Unmarshal([]byte(b.get("/api/v1/incidents?state=all")), &incidents); err != nil {
