@@ -217,6 +217,8 @@ func prometheusConfig(t *testing.T, root string, addrs map[string]string, coordi
 		delete(job, "scrape_interval")
 		delete(job, "scrape_timeout")
 		if name == "vantage-coordinator" {
+			// The compose stack's pair becomes the test's coordinators.
+			dropTargets(job, func(s string) bool { return strings.HasPrefix(s, "coordinator-") })
 			replaceTarget(t, path, job, coordinatorService, coordinators)
 		}
 		dropUnrunExporters(job, addrs)
@@ -240,13 +242,18 @@ func prometheusConfig(t *testing.T, root string, addrs map[string]string, coordi
 // test/e2e does not run: it runs one exporter per location, where the
 // compose stack runs a location (ams) as a cluster of two.
 func dropUnrunExporters(job map[string]any, addrs map[string]string) {
+	dropTargets(job, func(s string) bool { return strings.HasPrefix(s, "exporter-") && addrs[s] == "" })
+}
+
+// dropTargets removes from a job's static targets those drop says.
+func dropTargets(job map[string]any, drop func(string) bool) {
 	scs, _ := job["static_configs"].([]any)
 	for _, sc := range scs {
 		m, _ := sc.(map[string]any)
 		targets, _ := m["targets"].([]any)
 		kept := targets[:0]
 		for _, tg := range targets {
-			if s, _ := tg.(string); strings.HasPrefix(s, "exporter-") && addrs[s] == "" {
+			if s, _ := tg.(string); drop(s) {
 				continue
 			}
 			kept = append(kept, tg)
