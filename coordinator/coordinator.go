@@ -149,12 +149,21 @@ func open(opts Options, conf *config.CoordinatorConfig, reg *prometheus.Registry
 		store.Close()
 		return nil, fmt.Errorf("reading the replicated state in %s: %w", opts.StoragePath, err)
 	}
+	migrated, err := migrateToReplica(store.db, rep)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
 	c := newCoordinator(opts, conf, reg, client, store, lastID)
 	c.replica = rep
 	c.registry = &registry{state: rep}
+	reg.MustRegister(rep.Collector())
+	if migrated > 0 {
+		c.logger.Info("Moved events and maintenance windows into the replicated state", "entries", migrated)
+	}
 	err = c.events.configure(conf.Events)
 	if err == nil {
-		err = c.events.load()
+		err = c.events.load(rep)
 	}
 	if err != nil {
 		store.Close()
@@ -167,6 +176,7 @@ func open(opts Options, conf *config.CoordinatorConfig, reg *prometheus.Registry
 		store.Close()
 		return nil, fmt.Errorf("reading the maintenance windows in %s: %w", opts.StoragePath, err)
 	}
+	rep.Watch(kindMaintenance, c.maintenanceChanged)
 	if len(incidents) > 0 {
 		c.logger.Info("Resuming open incidents", "incidents", len(incidents))
 	}
@@ -179,7 +189,7 @@ func newCoordinator(opts Options, conf *config.CoordinatorConfig, reg *prometheu
 		logger:   opts.Logger,
 		machine:  confirm.NewMachine(conf, lastID),
 		store:    store,
-		events:   newEventBook(store),
+		events:   newEventBook(),
 		verifier: newVerifier(nil),
 		health:   newLocationHealth(),
 		members:  newMembers(),
@@ -281,6 +291,13 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	c.runCtx = ctx
+	group, err := c.joinPeers()
+	if err != nil {
+		c.writer.close()
+		_ = c.store.Close()
+		_ = c.tracing.Shutdown(context.Background())
+		return err
+	}
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -294,12 +311,15 @@ func (c *Coordinator) Serve(ctx context.Context) error {
 	wg.Go(func() { c.pruneIncidents(ctx) })
 	wg.Go(func() { c.raiseEvents(ctx) })
 
-	err := webserver.Serve(ctx, webserver.Recover(c.Handler(), c.logger, c.metrics.panics), webserver.Config{
+	err = webserver.Serve(ctx, webserver.Recover(c.Handler(), c.logger, c.metrics.panics), webserver.Config{
 		FlagConfig: c.opts.FlagConfig,
 		Started:    c.opts.Started,
 	}, c.logger)
 	cancel()
 	wg.Wait()
+	if group != nil {
+		group.Close(peerLeaveGrace)
+	}
 	// Rounds cut short by the shutdown are dropped (the dispatcher has
 	// ended); open incidents are verified again after a restart.
 	c.writer.close()

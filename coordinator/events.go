@@ -15,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/vantageprobe/vantage/coordinator/config"
+	"github.com/vantageprobe/vantage/coordinator/replica"
 	"github.com/vantageprobe/vantage/internal/webserver"
 )
 
@@ -154,15 +155,36 @@ var (
 	errTooManyEvents = errors.New("too many events")
 )
 
-// eventBook holds the events, durable in the store: a change is written
-// before it is applied in memory, so nothing is half-written.
+// kindEvent is the replicated kind of pushed events, keyed source/id
+// (an id holds no '/').
+const kindEvent = "event"
+
+func eventEntryKey(source, id string) string { return source + "/" + id }
+
+// raisedAt is e as it stands at now: a pending event whose raise time has
+// passed is raised, at its raise time. Raising is derived, never written,
+// so every coordinator peer computes the same state from the same
+// replicated submission, and none needs to be the one that raises.
+func (e Event) raisedAt(now time.Time) Event {
+	if e.State == EventPending && !e.RaiseAt.After(now) {
+		e.State, e.RaisedAt = EventRaised, e.RaiseAt
+	}
+	return e
+}
+
+// eventBook holds the events, durable and replicated in the replica
+// state: a change is written there before it is applied in memory, so
+// nothing is half-written. events is the decoded copy of the replica's
+// event entries, kept current with the peers' writes by watch.
 type eventBook struct {
 	mu       sync.Mutex
-	store    *Store
+	rep      *replica.State
 	events   map[eventKey]*Event
 	limiters map[string]*rate.Limiter
 	conf     config.EventsConfig
 	sources  []eventSource
+	// noticed is when due last looked: events raised since are new.
+	noticed time.Time
 }
 
 type eventSource struct {
@@ -170,8 +192,8 @@ type eventSource struct {
 	token *webserver.TokenFile
 }
 
-func newEventBook(store *Store) *eventBook {
-	return &eventBook{store: store, events: map[eventKey]*Event{}, limiters: map[string]*rate.Limiter{}, conf: config.DefaultEvents}
+func newEventBook() *eventBook {
+	return &eventBook{events: map[eventKey]*Event{}, limiters: map[string]*rate.Limiter{}, conf: config.DefaultEvents}
 }
 
 // configure applies the events section; token files that cannot be read
@@ -192,18 +214,47 @@ func (b *eventBook) configure(c config.EventsConfig) error {
 	return nil
 }
 
-// load reads the stored events.
-func (b *eventBook) load() error {
-	events, err := b.store.Events()
-	if err != nil {
-		return fmt.Errorf("reading the events: %w", err)
-	}
+// load reads the replicated events and follows the peers' changes.
+func (b *eventBook) load(rep *replica.State) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for i := range events {
-		e := events[i]
+	b.rep = rep
+	for _, en := range rep.List(kindEvent) {
+		var e Event
+		if err := en.Decode(&e); err != nil {
+			return fmt.Errorf("reading the events: %w", err)
+		}
 		b.events[eventKey{e.Source, e.ID}] = &e
 	}
+	rep.Watch(kindEvent, b.changed)
+	return nil
+}
+
+// changed takes a peer's change of an event: it reads the entry as it
+// stands now, so a local write made since is not undone.
+func (b *eventBook) changed(en replica.Entry) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	i := strings.LastIndexByte(en.Key, '/')
+	if i < 0 {
+		return
+	}
+	k := eventKey{en.Key[:i], en.Key[i+1:]}
+	cur, ok := b.rep.Get(kindEvent, en.Key)
+	var e Event
+	if ok && cur.Decode(&e) == nil {
+		b.events[k] = &e
+	} else {
+		delete(b.events, k)
+	}
+}
+
+// put writes e; the caller holds b.mu.
+func (b *eventBook) put(e Event, now time.Time) error {
+	if _, err := b.rep.Put(kindEvent, eventEntryKey(e.Source, e.ID), e, now); err != nil {
+		return err
+	}
+	b.events[eventKey{e.Source, e.ID}] = &e
 	return nil
 }
 
@@ -231,7 +282,7 @@ func (b *eventBook) submit(source string, s Submission, r raise, now time.Time) 
 	}
 	e := Event{Source: source, ID: s.ID}
 	if ok {
-		e = *old
+		e = old.raisedAt(now)
 	}
 	// Detail is each submission's; subject and labels stay until a
 	// submission gives new ones, so the event's series keep their labels.
@@ -256,10 +307,9 @@ func (b *eventBook) submit(source string, s Submission, r raise, now time.Time) 
 	default:
 		e.State, e.RaiseAt, e.RaisedAt, e.AcknowledgedAt = EventRaised, r.at, now, time.Time{}
 	}
-	if err := b.store.PutEvents([]Event{e}); err != nil {
+	if err := b.put(e, now); err != nil {
 		return Event{}, false, err
 	}
-	b.events[k] = &e
 	return e, !ok, nil
 }
 
@@ -281,56 +331,46 @@ func (b *eventBook) ack(source, id string, now time.Time) (Event, error) {
 	if !ok {
 		return Event{}, fmt.Errorf("%w: source %q has no event %q", errEventNotFound, source, id)
 	}
-	e := *old
+	e := old.raisedAt(now)
 	if e.State != EventRaised {
 		return e, fmt.Errorf("event %q of %q is %s; only a raised event can be acknowledged", id, source, e.State)
 	}
 	e.State, e.AcknowledgedAt = EventAcknowledged, now
-	if err := b.store.PutEvents([]Event{e}); err != nil {
+	if err := b.put(e, now); err != nil {
 		return Event{}, err
 	}
-	*old = e
 	return e, nil
 }
 
 // remove deletes an event.
-func (b *eventBook) remove(source, id string) error {
+func (b *eventBook) remove(source, id string, now time.Time) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	k := eventKey{source, id}
 	if _, ok := b.events[k]; !ok {
 		return fmt.Errorf("%w: source %q has no event %q", errEventNotFound, source, id)
 	}
-	if err := b.store.DeleteEvent(source, id); err != nil {
+	if _, err := b.rep.Delete(kindEvent, eventEntryKey(source, id), now); err != nil {
 		return err
 	}
 	delete(b.events, k)
 	return nil
 }
 
-// due raises the pending events whose raise time has passed (also those
-// that passed while the coordinator was down), and returns them.
-func (b *eventBook) due(now time.Time) ([]Event, error) {
+// due returns the events raised since the last call, for the log: those
+// whose raise time passed since, and at the first call every overdue one
+// (also those that passed while the coordinator was down).
+func (b *eventBook) due(now time.Time) []Event {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var raised []Event
 	for _, e := range b.events {
-		if e.State == EventPending && !e.RaiseAt.After(now) {
-			r := *e
-			r.State, r.RaisedAt = EventRaised, now
-			raised = append(raised, r)
+		if e.State == EventPending && !e.RaiseAt.After(now) && (b.noticed.IsZero() || e.RaiseAt.After(b.noticed)) {
+			raised = append(raised, e.raisedAt(now))
 		}
 	}
-	if len(raised) == 0 {
-		return nil, nil
-	}
-	if err := b.store.PutEvents(raised); err != nil {
-		return nil, err
-	}
-	for _, r := range raised {
-		*b.events[eventKey{r.Source, r.ID}] = r
-	}
-	return raised, nil
+	b.noticed = now
+	return raised
 }
 
 // get returns one event.
@@ -341,15 +381,16 @@ func (b *eventBook) get(source, id string) (Event, bool) {
 	if !ok {
 		return Event{}, false
 	}
-	return *e, true
+	return e.raisedAt(time.Now()), true
 }
 
 // list returns every event, by source and id.
 func (b *eventBook) list() []Event {
+	now := time.Now()
 	b.mu.Lock()
 	out := make([]Event, 0, len(b.events))
 	for _, e := range b.events {
-		out = append(out, *e)
+		out = append(out, e.raisedAt(now))
 	}
 	b.mu.Unlock()
 	slices.SortFunc(out, func(a, b Event) int { return cmp.Or(cmp.Compare(a.Source, b.Source), cmp.Compare(a.ID, b.ID)) })

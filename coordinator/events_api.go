@@ -199,7 +199,7 @@ func (c *Coordinator) handleEventDelete(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	source, id := c.eventTarget(r, caller)
-	switch err := c.events.remove(source, id); {
+	switch err := c.events.remove(source, id, time.Now()); {
 	case errors.Is(err, errEventNotFound):
 		jsonapi.WriteError(w, http.StatusNotFound, err)
 	case err != nil:
@@ -238,17 +238,13 @@ func (c *Coordinator) handleEvent(w http.ResponseWriter, r *http.Request) {
 	jsonapi.Write(w, http.StatusOK, e)
 }
 
-// raiseEvents raises the events whose time has come, every second.
+// raiseEvents logs the events whose raise time has come, every second
+// (an event is raised by its raise time passing; nothing is written).
 func (c *Coordinator) raiseEvents(ctx context.Context) {
 	ticker := time.NewTicker(time.Second)
 	defer ticker.Stop()
 	for {
-		raised, err := c.events.due(time.Now())
-		if err != nil {
-			c.metrics.storeErrors.Inc()
-			c.logger.Error("Raising events failed; retrying", "err", err)
-		}
-		for _, e := range raised {
+		for _, e := range c.events.due(time.Now()) {
 			c.logger.Info("Event raised", "source", e.Source, "id", e.ID, "subject", e.Subject, "raise_at", e.RaiseAt)
 		}
 		select {

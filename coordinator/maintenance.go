@@ -1,10 +1,10 @@
 package coordinator
 
 import (
-	"encoding/binary"
-	"encoding/json"
+	"cmp"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strconv"
@@ -14,21 +14,29 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/collector"
 	"github.com/vantageprobe/vantage/coordinator/config"
 	"github.com/vantageprobe/vantage/coordinator/confirm"
+	"github.com/vantageprobe/vantage/coordinator/replica"
 	"github.com/vantageprobe/vantage/internal/jsonapi"
 )
 
 // Maintenance windows: one-off ones made through the API live in the
-// store (bucket maintenances, kept after they end for the uptime history
-// until --storage.retention); recurring ones come from the configuration
-// file. The confirmation machine asks inMaintenance whether one applies.
+// replicated state (kind maintenance, kept after they end for the uptime
+// history until --storage.retention), so every coordinator peer applies
+// them; recurring ones come from the configuration file. The
+// confirmation machine asks inMaintenance whether one applies.
 
-var bucketMaintenances = []byte("maintenances") // id → Maintenance JSON
+// kindMaintenance is the replicated kind of one-off windows, keyed by
+// their ID in decimal.
+const kindMaintenance = "maintenance"
+
+// maxMaintenanceID bounds the IDs: random below 2^53, so that they are
+// exact as JSON numbers in any client (JavaScript's included), and two
+// peers creating windows at once do not give the same ID.
+const maxMaintenanceID = 1 << 53
 
 // Limits of the maintenance API.
 const (
@@ -151,10 +159,10 @@ func (m *maintenances) inMaintenance(k confirm.Key, t time.Time) bool {
 	return m.set.Load().applies(k, t)
 }
 
-// loadMaintenances builds the set in force from the store's windows and
-// the configuration's recurring ones.
+// loadMaintenances builds the set in force from the replicated windows
+// and the configuration's recurring ones; the caller holds c.maint.mu.
 func (c *Coordinator) loadMaintenances() error {
-	stored, err := c.store.Maintenances()
+	stored, err := c.storedMaintenances()
 	if err != nil {
 		return err
 	}
@@ -164,7 +172,7 @@ func (c *Coordinator) loadMaintenances() error {
 	for _, mt := range stored {
 		ms, err := config.ParseMatchers(mt.Matchers)
 		if err != nil {
-			return fmt.Errorf("maintenance %d in the store: %w", mt.ID, err)
+			return fmt.Errorf("maintenance %d: %w", mt.ID, err)
 		}
 		set.oneOff = append(set.oneOff, window{matchers: ms, start: mt.StartsAt, end: mt.EndsAt})
 	}
@@ -172,108 +180,114 @@ func (c *Coordinator) loadMaintenances() error {
 	return nil
 }
 
-// Maintenances returns every stored window, oldest first.
-func (s *Store) Maintenances() ([]Maintenance, error) {
-	var out []Maintenance
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMaintenances).ForEach(func(k, v []byte) error {
-			var mt Maintenance
-			if err := json.Unmarshal(v, &mt); err != nil {
-				return fmt.Errorf("decoding stored maintenance %d: %w", binary.BigEndian.Uint64(k), err)
-			}
-			out = append(out, mt)
-			return nil
-		})
+// maintenanceChanged applies a peer's change of a window.
+func (c *Coordinator) maintenanceChanged(replica.Entry) {
+	c.maint.mu.Lock()
+	defer c.maint.mu.Unlock()
+	if err := c.loadMaintenances(); err != nil {
+		c.logger.Error("Applying a peer's maintenance window failed; keeping the windows in force", "err", err)
+	}
+}
+
+// storedMaintenance is a one-off window and its replicated key.
+type storedMaintenance struct {
+	key string
+	Maintenance
+}
+
+// storedMaintenances returns every one-off window, oldest first.
+func (c *Coordinator) storedMaintenances() ([]storedMaintenance, error) {
+	entries := c.replica.List(kindMaintenance)
+	out := make([]storedMaintenance, 0, len(entries))
+	for _, e := range entries {
+		sm := storedMaintenance{key: e.Key}
+		if err := e.Decode(&sm.Maintenance); err != nil {
+			return nil, err
+		}
+		out = append(out, sm)
+	}
+	slices.SortFunc(out, func(a, b storedMaintenance) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
 	})
-	return out, err
+	return out, nil
 }
 
 // errTooManyMaintenances refuses a window past maxMaintenances.
 var errTooManyMaintenances = fmt.Errorf("%d maintenance windows have not ended yet; delete some first", maxMaintenances)
 
-// AddMaintenance stores a new window and returns it with its ID.
-func (s *Store) AddMaintenance(mt Maintenance, now time.Time) (Maintenance, error) {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketMaintenances)
-		current := 0
-		_ = b.ForEach(func(_, v []byte) error {
-			var old Maintenance
-			if json.Unmarshal(v, &old) == nil && old.EndsAt.After(now) {
-				current++
-			}
-			return nil
-		})
-		if current >= maxMaintenances {
-			return errTooManyMaintenances
+// addMaintenance stores a new window with a new ID and returns it; the
+// caller holds c.maint.mu.
+func (c *Coordinator) addMaintenance(mt Maintenance, now time.Time) (Maintenance, error) {
+	stored, err := c.storedMaintenances()
+	if err != nil {
+		return mt, err
+	}
+	used := map[uint64]bool{}
+	current := 0
+	for _, old := range stored {
+		used[old.ID] = true
+		if old.EndsAt.After(now) {
+			current++
 		}
-		id, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		mt.ID = id
-		data, err := json.Marshal(mt)
-		if err != nil {
-			return err
-		}
-		return b.Put(idKey(id), data)
-	})
+	}
+	if current >= maxMaintenances {
+		return mt, errTooManyMaintenances
+	}
+	for mt.ID == 0 || used[mt.ID] {
+		mt.ID = 1 + rand.Uint64N(maxMaintenanceID-1)
+	}
+	_, err = c.replica.Put(kindMaintenance, strconv.FormatUint(mt.ID, 10), mt, now)
 	return mt, err
 }
 
-// EndMaintenance ends a window at now: one not started yet is deleted,
+// endMaintenance ends window id at now: one not started yet is deleted,
 // one in force ends now and is kept for the uptime history. ok is false
-// when there is no window id, or it has already ended.
-func (s *Store) EndMaintenance(id uint64, now time.Time) (ok bool, err error) {
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketMaintenances)
-		data := b.Get(idKey(id))
-		if data == nil {
-			return nil
-		}
-		var mt Maintenance
-		if err := json.Unmarshal(data, &mt); err != nil {
-			return err
-		}
-		if !mt.EndsAt.After(now) {
-			return nil
+// when there is no window id, or it has already ended. Windows made
+// before the replicated state kept their IDs, so two peers may hold one
+// each under the same ID: both end.
+func (c *Coordinator) endMaintenance(id uint64, now time.Time) (ok bool, err error) {
+	stored, err := c.storedMaintenances()
+	if err != nil {
+		return false, err
+	}
+	for _, mt := range stored {
+		if mt.ID != id || !mt.EndsAt.After(now) {
+			continue
 		}
 		ok = true
 		if mt.StartsAt.After(now) {
-			return b.Delete(idKey(id))
+			_, err = c.replica.Delete(kindMaintenance, mt.key, now)
+		} else {
+			mt.EndsAt = now.UTC()
+			_, err = c.replica.Put(kindMaintenance, mt.key, mt.Maintenance, now)
 		}
-		mt.EndsAt = now
-		if data, err = json.Marshal(mt); err != nil {
-			return err
+		if err != nil {
+			return ok, err
 		}
-		return b.Put(idKey(id), data)
-	})
-	return ok, err
+	}
+	return ok, nil
 }
 
-// PruneMaintenances deletes the windows that ended before cutoff.
-func (s *Store) PruneMaintenances(cutoff time.Time) (int, error) {
+// pruneMaintenances deletes the windows that ended before cutoff.
+func (c *Coordinator) pruneMaintenances(cutoff, now time.Time) (int, error) {
+	c.maint.mu.Lock()
+	defer c.maint.mu.Unlock()
+	stored, err := c.storedMaintenances()
+	if err != nil {
+		return 0, err
+	}
 	n := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketMaintenances)
-		var old [][]byte
-		err := b.ForEach(func(k, v []byte) error {
-			var mt Maintenance
-			if err := json.Unmarshal(v, &mt); err != nil {
-				return err
+	for _, mt := range stored {
+		if mt.EndsAt.Before(cutoff) {
+			if _, err := c.replica.Delete(kindMaintenance, mt.key, now); err != nil {
+				return n, err
 			}
-			if mt.EndsAt.Before(cutoff) {
-				old = append(old, k)
-			}
-			return nil
-		})
-		for _, k := range old {
-			if err == nil {
-				err = b.Delete(k)
-			}
+			n++
 		}
-		n = len(old)
-		return err
-	})
+	}
+	if n > 0 {
+		err = c.loadMaintenances()
+	}
 	return n, err
 }
 
@@ -329,7 +343,7 @@ func (c *Coordinator) handleCreateMaintenance(w http.ResponseWriter, r *http.Req
 	}
 	c.maint.mu.Lock()
 	defer c.maint.mu.Unlock()
-	mt, err = c.store.AddMaintenance(mt, now)
+	mt, err = c.addMaintenance(mt, now)
 	switch {
 	case errors.Is(err, errTooManyMaintenances):
 		jsonapi.WriteError(w, http.StatusTooManyRequests, err)
@@ -364,7 +378,7 @@ func (c *Coordinator) handleDeleteMaintenance(w http.ResponseWriter, r *http.Req
 	}
 	c.maint.mu.Lock()
 	defer c.maint.mu.Unlock()
-	ok, err := c.store.EndMaintenance(id, time.Now())
+	ok, err := c.endMaintenance(id, time.Now())
 	if err == nil && ok {
 		err = c.loadMaintenances()
 	}
@@ -405,7 +419,7 @@ func (c *Coordinator) handleMaintenances(w http.ResponseWriter, r *http.Request)
 		jsonapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("state must be current or all, got %q", state))
 		return
 	}
-	stored, err := c.store.Maintenances()
+	stored, err := c.storedMaintenances()
 	if err != nil {
 		jsonapi.WriteError(w, http.StatusInternalServerError, err)
 		return

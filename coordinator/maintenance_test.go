@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,13 @@ func mustPost(t *testing.T, url, body string) string {
 	return out
 }
 
+func mustDecode(t *testing.T, body string, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(body), v); err != nil {
+		t.Fatalf("%v in %s", err, body)
+	}
+}
+
 func mustGetJSON(t *testing.T, url string, v any) {
 	t.Helper()
 	status, body := do(t, http.MethodGet, url, "", "")
@@ -54,8 +62,8 @@ func TestMaintenanceWindowSuppressesAnOutage(t *testing.T) {
 	c := mustStart(t, deadLocations(t, "ams", "fra"))
 	created := mustPost(t, c.url+"/api/v1/maintenances", `{"matchers": ["target=~\"https://db-.*\"", "module=\"http_2xx\""], "duration": "1h", "comment": "database upgrade"}`)
 	var mt Maintenance
-	if err := json.Unmarshal([]byte(created), &mt); err != nil || mt.ID != 1 || mt.EndsAt.Sub(mt.StartsAt) != time.Hour || mt.Comment != "database upgrade" {
-		t.Fatalf("created window = %s (%v), want #1 lasting 1h", created, err)
+	if err := json.Unmarshal([]byte(created), &mt); err != nil || mt.ID == 0 || mt.EndsAt.Sub(mt.StartsAt) != time.Hour || mt.Comment != "database upgrade" {
+		t.Fatalf("created window = %s (%v), want one with an ID lasting 1h", created, err)
 	}
 	for _, loc := range []string{"ams", "fra"} {
 		mustPost(t, c.url+"/api/v1/reports", failingBatch(loc, "https://db-1.example", 1))
@@ -97,7 +105,7 @@ vantage_target_confirmed_down{module="http_2xx",target="https://web.example"} 1
 
 	// Ending the window: the failure goes on, so the incident opens again
 	// and is confirmed within a couple of the machine's seconds.
-	if status, body := do(t, http.MethodDelete, c.url+"/api/v1/maintenances/1", "", ""); status != http.StatusNoContent {
+	if status, body := do(t, http.MethodDelete, c.url+"/api/v1/maintenances/"+strconv.FormatUint(mt.ID, 10), "", ""); status != http.StatusNoContent {
 		t.Fatalf("DELETE: %d %s", status, body)
 	}
 	testbin.WaitFor(t, "db-1 down after the window ended", 5*time.Second, func() error {
@@ -124,8 +132,14 @@ func TestMaintenanceAPI(t *testing.T) {
 `, func(o *Options) { o.StoragePath = filepath.Join(dir, "data") })
 	base := c.url + "/api/v1/maintenances"
 	start := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
-	mustPost(t, base, fmt.Sprintf(`{"matchers": ["target=\"a\""], "starts_at": %q, "ends_at": %q}`, start.Format(time.RFC3339), start.Add(time.Hour).Format(time.RFC3339)))
-	mustPost(t, base, `{"matchers": ["target=\"b\""], "duration": "1d"}`)
+	var pending, active Maintenance
+	mustDecode(t, mustPost(t, base, fmt.Sprintf(`{"matchers": ["target=\"a\""], "starts_at": %q, "ends_at": %q}`, start.Format(time.RFC3339), start.Add(time.Hour).Format(time.RFC3339))), &pending)
+	mustDecode(t, mustPost(t, base, `{"matchers": ["target=\"b\""], "duration": "1d"}`), &active)
+	// IDs are drawn at random below 2^53, unique across peers.
+	if pending.ID == 0 || active.ID == 0 || pending.ID == active.ID || pending.ID >= 1<<53 || active.ID >= 1<<53 {
+		t.Fatalf("IDs %d and %d: want two distinct ones in [1, 2^53)", pending.ID, active.ID)
+	}
+	ids := func(mt Maintenance) string { return strconv.FormatUint(mt.ID, 10) }
 
 	for _, tc := range []struct{ body, want string }{
 		{`{"duration": "1h"}`, "matchers: at least one matcher is needed"},
@@ -156,25 +170,25 @@ func TestMaintenanceAPI(t *testing.T) {
 	var views []MaintenanceView
 	mustGetJSON(t, base, &views)
 	if len(views) != 3 || views[0].Source != "config" || views[0].Name != "nightly" || views[0].Duration != "30m" ||
-		views[1].ID != 2 || views[1].Status != "active" || views[2].ID != 1 || views[2].Status != "pending" || !views[2].StartsAt.Equal(start) {
-		t.Fatalf("windows = %+v, want nightly (config), #2 active, #1 pending", views)
+		views[1].ID != active.ID || views[1].Status != "active" || views[2].ID != pending.ID || views[2].Status != "pending" || !views[2].StartsAt.Equal(start) {
+		t.Fatalf("windows = %+v, want nightly (config), the newer window active, the older pending", views)
 	}
 	if got := views[0].EndsAt.Sub(views[0].StartsAt); got != 30*time.Minute || views[0].StartsAt.Hour() != 3 {
 		t.Errorf("nightly's next window %s–%s, want 03:00 for 30m", views[0].StartsAt, views[0].EndsAt)
 	}
 	// A pending window is deleted; an active one ends now and stays in
 	// the history.
-	for _, id := range []string{"1", "2"} {
+	for _, id := range []string{ids(pending), ids(active)} {
 		if status, body := do(t, http.MethodDelete, base+"/"+id, "", ""); status != http.StatusNoContent {
 			t.Fatalf("DELETE %s: %d %s", id, status, body)
 		}
 	}
-	if status, _ := do(t, http.MethodDelete, base+"/2", "", ""); status != http.StatusNotFound {
+	if status, _ := do(t, http.MethodDelete, base+"/"+ids(active), "", ""); status != http.StatusNotFound {
 		t.Errorf("deleting an ended window again: %d, want 404", status)
 	}
 	mustGetJSON(t, base+"?state=all", &views)
-	if len(views) != 2 || views[1].ID != 2 || views[1].Status != "expired" {
-		t.Errorf("windows after deletion = %+v, want nightly and #2 expired (#1 was never in force)", views)
+	if len(views) != 2 || views[1].ID != active.ID || views[1].Status != "expired" {
+		t.Errorf("windows after deletion = %+v, want nightly and the active one expired (the pending one was never in force)", views)
 	}
 	mustGetJSON(t, base, &views)
 	if len(views) != 1 {

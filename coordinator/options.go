@@ -16,6 +16,8 @@ import (
 
 	"github.com/prometheus/exporter-toolkit/web"
 
+	"github.com/vantageprobe/vantage/coordinator/peers"
+	"github.com/vantageprobe/vantage/internal/gossip"
 	"github.com/vantageprobe/vantage/internal/tracing"
 	"github.com/vantageprobe/vantage/internal/webserver"
 )
@@ -27,8 +29,12 @@ type Options struct {
 	// default (one location: the exporter on this host).
 	ConfigFile string
 	// PeerName names this coordinator among its peers, in the versions of
-	// the replicated state it writes; empty: the host name.
+	// the replicated state it writes and as a gossip member
+	// (--cluster.name); empty: the host name.
 	PeerName string
+	// Cluster is where this coordinator gossips with its peers
+	// (--cluster.*); an empty ListenAddress: it has none.
+	Cluster gossip.Options
 	// StoragePath is the directory of the incident log.
 	StoragePath string
 	// Retention is how long resolved incidents are kept in the incident
@@ -89,6 +95,7 @@ func DefaultOptions() Options {
 		TimeoutOffset: 500 * time.Millisecond,
 		Logger:        slog.New(slog.DiscardHandler),
 		Tracing:       tracing.DefaultConfig(),
+		Cluster:       peers.DefaultOptions().Options,
 	}
 }
 
@@ -107,6 +114,9 @@ func (o *Options) validate() error {
 	}
 	if o.TimeoutOffset < 0 {
 		return fmt.Errorf("--timeout-offset must not be negative, got %s", o.TimeoutOffset)
+	}
+	if err := o.Cluster.Validate(); err != nil {
+		return err
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

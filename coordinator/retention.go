@@ -33,9 +33,16 @@ func (c *Coordinator) pruneOnce(now time.Time) {
 		return
 	}
 	c.metrics.pruned.Add(float64(n))
-	if _, err := c.store.PruneMaintenances(cutoff); err != nil {
+	if _, err := c.pruneMaintenances(cutoff, now); err != nil {
 		c.metrics.storeErrors.Inc()
 		c.logger.Error("Pruning old maintenance windows failed", "err", err)
+	}
+	// Tombstones of the replicated state are kept as long as incidents:
+	// a peer away for longer than the retention would bring back what
+	// was deleted while it was away.
+	if _, err := c.replica.Prune(cutoff); err != nil {
+		c.metrics.storeErrors.Inc()
+		c.logger.Error("Pruning the replicated state's tombstones failed", "err", err)
 	}
 	if n > 0 {
 		c.logger.Info("Pruned resolved incidents older than the retention", "incidents", n, "retention", model.Duration(c.opts.Retention), "resolved_before", cutoff)

@@ -151,3 +151,31 @@ func TestRetentionThroughOptions(t *testing.T) {
 		t.Errorf("open incidents = %v, %v; want the 200-day-old one kept", ids(open), err)
 	}
 }
+
+// Tombstones of the replicated state and windows that ended are pruned
+// once older than --storage.retention; recent ones are kept.
+func TestRetentionPrunesTombstonesAndOldWindows(t *testing.T) {
+	c := mustStart(t, deadLocations(t, "ams", "fra"))
+	now := time.Now()
+	old := now.Add(-DefaultRetention - day)
+	if _, err := c.replica.Delete(kindEvent, "10.0.0.1/gone-long-ago", old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.replica.Delete(kindEvent, "10.0.0.1/gone-recently", now.Add(-day)); err != nil {
+		t.Fatal(err)
+	}
+	ended := Maintenance{ID: 7, Matchers: []string{`target="a"`}, StartsAt: old.Add(-time.Hour), EndsAt: old, CreatedAt: old.Add(-time.Hour)}
+	if _, err := c.replica.Put(kindMaintenance, "7", ended, old); err != nil {
+		t.Fatal(err)
+	}
+	c.pruneOnce(now)
+	var left []string
+	for _, e := range c.replica.All() {
+		left = append(left, fmt.Sprintf("%s %s deleted=%v", e.Kind, e.Key, e.Deleted))
+	}
+	slices.Sort(left)
+	// The window is now a tombstone of today: kept until it is old.
+	if want := []string{"event 10.0.0.1/gone-recently deleted=true", "maintenance 7 deleted=true"}; !slices.Equal(left, want) {
+		t.Errorf("replicated entries after pruning: %q, want %q", left, want)
+	}
+}

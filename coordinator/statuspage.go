@@ -19,6 +19,11 @@ import (
 // SVG badges of one target's state and uptime. It shows nothing else of
 // the coordinator (no locations, no evidence, no other targets) and needs
 // no token. Everything is inline: no script, no external asset.
+//
+// Pushed events the same matchers choose (by their labels, and source
+// and id) are shown beside the targets: by subject (else id), down while
+// raised or acknowledged, operational otherwise, with when their source
+// last spoke. Neither the source nor the detail is shown.
 
 // statusDays is how many days of uptime bars the page draws.
 const statusDays = 90
@@ -56,6 +61,10 @@ type publicTarget struct {
 	Days   []publicDay
 	// Badge is the path of the target's state badge.
 	Badge string
+	// Event: a pushed event, not a target: no bars, no badge, and
+	// LastReceived is when its source last spoke.
+	Event        bool
+	LastReceived time.Time
 }
 
 type publicDay struct {
@@ -139,8 +148,9 @@ footer{color:#656d76;font-size:.8em;margin:16px 0}
 {{range .Groups}}<section class="group"><h2>{{.Name}}</h2>
 {{range .Targets}}<div class="target" data-target="{{.Target}}" data-module="{{.Module}}" data-badge="{{.Badge}}">
 <div class="row"><span><span class="name">{{.Target}}</span> <span class="module">{{.Module}}</span></span><span class="state {{.State}}">{{.State}}</span></div>
-<div class="bars" role="img" aria-label="daily uptime, oldest first">{{range .Days}}<div class="bar {{.Class}}" title="{{.Date}}: {{pct .Uptime}}"></div>{{end}}</div>
-<div class="legend"><span class="all">{{$.Days}} days ago</span><span class="recent">30 days ago</span><span>{{pct .Uptime}} over {{$.Days}} days</span><span>today</span></div>
+{{if .Event}}<div class="legend event"><span>last heard from {{ts .LastReceived}}</span></div>
+{{else}}<div class="bars" role="img" aria-label="daily uptime, oldest first">{{range .Days}}<div class="bar {{.Class}}" title="{{.Date}}: {{pct .Uptime}}"></div>{{end}}</div>
+<div class="legend"><span class="all">{{$.Days}} days ago</span><span class="recent">30 days ago</span><span>{{pct .Uptime}} over {{$.Days}} days</span><span>today</span></div>{{end}}
 </div>
 {{end}}</section>
 {{else}}<p>No target to show.</p>{{end}}
@@ -169,6 +179,27 @@ func (c *Coordinator) publicTargets() []confirm.TargetView {
 	return slices.DeleteFunc(c.targets(), func(v confirm.TargetView) bool {
 		return !sp.Selects(c.maint.set.Load().targetLabel(confirm.Key{Target: v.Target, Module: v.Module}))
 	})
+}
+
+// eventLabel is an event's value of a label, for the status page's
+// matchers and grouping: source, id, or one of its labels.
+func eventLabel(e Event) func(string) string {
+	return func(name string) string {
+		switch name {
+		case "source":
+			return e.Source
+		case "id":
+			return e.ID
+		}
+		return e.Labels[name]
+	}
+}
+
+// publicEvents is the pushed events the status page shows, as they
+// stand at now.
+func (c *Coordinator) publicEvents(now time.Time) []Event {
+	sp := &c.conf.Load().StatusPage
+	return slices.DeleteFunc(c.events.list(), func(e Event) bool { return !sp.Selects(eventLabel(e.raisedAt(now))) })
 }
 
 // buildPublicPage gathers the page's data at now.
@@ -213,6 +244,25 @@ func (c *Coordinator) buildPublicPage(now time.Time) (publicPage, error) {
 		label := set.targetLabel(k)(sp.GroupBy)
 		if label == "" {
 			label = "Other"
+		}
+		g, ok := groups[label]
+		if !ok {
+			g = &publicGroup{Name: label}
+			groups[label] = g
+		}
+		g.Targets = append(g.Targets, pt)
+	}
+	for _, e := range c.publicEvents(now) {
+		shown++
+		pt := publicTarget{Target: cmp.Or(e.Subject, e.ID), Module: "event", State: publicOperational, Event: true, LastReceived: e.LastReceived}
+		if e.State == EventRaised || e.State == EventAcknowledged {
+			pt.State = publicDown
+			down++
+			page.Incidents = append(page.Incidents, publicIncident{Target: pt.Target, Module: pt.Module, State: pt.State, StartedAt: e.RaisedAt})
+		}
+		label := eventLabel(e)(sp.GroupBy)
+		if label == "" {
+			label = "Events"
 		}
 		g, ok := groups[label]
 		if !ok {

@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"image"
 	"image/png"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -192,6 +193,93 @@ func TestStatusPageShowsMaintenance(t *testing.T) {
 	}
 }
 
+// The colours of the page the screenshots are checked for.
+var (
+	colourRed   = [3]uint32{0xcf, 0x22, 0x2e} // the down banner, a down state
+	colourBar   = [3]uint32{0x2d, 0xa4, 0x4e} // a day without downtime
+	colourGreen = [3]uint32{0x1a, 0x7f, 0x37} // an operational state
+)
+
+const eventsStatusPageConfig = `status_page:
+  title: Example status
+  matchers: ['public!="no"']
+  group_by: team
+`
+
+// startEventsStatusPage serves a status page of pushed events only: a
+// raised one (billing), a pending one (backup) and one the matchers leave
+// out (public=no).
+func startEventsStatusPage(t *testing.T) *testCoordinator {
+	t.Helper()
+	c := mustStart(t, deadLocations(t, "ams", "fra")+eventsStatusPageConfig, func(o *Options) { o.StatusPage = true })
+	for _, f := range []url.Values{
+		{"id": {"billing-run"}, "raise": {"now"}, "subject": {"Billing run"}, "detail": {"exit status 3 on db-7"}, "label": {"team=billing"}},
+		{"id": {"nightly-backup"}, "raise": {"+1h"}, "subject": {"Nightly backup"}, "label": {"team=storage"}},
+		{"id": {"internal-cron"}, "raise": {"now"}, "subject": {"Internal cron"}, "label": {"team=storage", "public=no"}},
+	} {
+		if status, _, body := submit(t, c.url, "", f); status != http.StatusCreated {
+			t.Fatalf("event %s: %d %s", f.Get("id"), status, body)
+		}
+	}
+	return c
+}
+
+// Pushed events the matchers choose are on the page, grouped by their
+// label, by subject, down while raised; their source and detail are not.
+func TestStatusPageShowsEvents(t *testing.T) {
+	c := startEventsStatusPage(t)
+	_, page := do(t, http.MethodGet, c.url+"/status", "", "")
+	doc, err := html.Parse(strings.NewReader(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := text(find(doc, func(n *html.Node) bool { return attr(n, "id") == "overall" })); got != "1 of 2 down" {
+		t.Errorf("overall = %q, want 1 of 2 down", got)
+	}
+	states := map[string]string{}
+	for _, s := range findAll(doc, func(n *html.Node) bool { return n.Data == "section" && attr(n, "class") == "group" }) {
+		group := text(find(s, func(n *html.Node) bool { return n.Data == "h2" }))
+		for _, row := range findAll(s, func(n *html.Node) bool { return attr(n, "class") == "target" }) {
+			state := text(find(row, func(n *html.Node) bool { return strings.HasPrefix(attr(n, "class"), "state ") }))
+			states[group+"/"+attr(row, "data-target")] = state
+			if len(findAll(row, func(n *html.Node) bool { return attr(n, "class") == "bars" })) != 0 {
+				t.Errorf("event %s has uptime bars", attr(row, "data-target"))
+			}
+		}
+	}
+	if want := map[string]string{"billing/Billing run": "down", "storage/Nightly backup": "operational"}; !maps.Equal(states, want) {
+		t.Errorf("rows = %v, want %v", states, want)
+	}
+	incidents := text(find(doc, func(n *html.Node) bool { return n.Data == "section" && attr(n, "class") == "incidents" }))
+	if !strings.Contains(incidents, "Billing run") {
+		t.Errorf("current incidents = %q, want the raised event", incidents)
+	}
+	for _, secret := range []string{"127.0.0.1", "exit status 3", "Internal cron"} {
+		if strings.Contains(page, secret) {
+			t.Errorf("the page shows %q", secret)
+		}
+	}
+}
+
+// TestStatusPageEventsInChromium renders the events' page on a phone:
+// the red banner of the raised event and the green state of the pending
+// one.
+func TestStatusPageEventsInChromium(t *testing.T) {
+	c := startEventsStatusPage(t)
+	shot := filepath.Join(t.ArtifactDir(), "status-events-phone.png")
+	screenshot(t, c.url+"/status", shot, 390, 844)
+	img := mustDecodePNG(t, shot)
+	counts := countColours(img, colourRed, colourGreen)
+	if min := (390 - 40) * 40; counts[0] < min {
+		t.Errorf("%d red pixels, want the down banner (≥ %d)", counts[0], min)
+	}
+	// "operational" in bold: its glyphs' solid pixels.
+	if counts[1] < 40 {
+		t.Errorf("%d green pixels, want the pending event's operational state (≥ 40)", counts[1])
+	}
+	t.Logf("%s (%d red, %d green pixels)", shot, counts[0], counts[1])
+}
+
 func TestStatusPageOnlyWithTheFlag(t *testing.T) {
 	c := mustStart(t, deadLocations(t, "ams", "fra")+statusPageConfig)
 	for _, p := range []string{"/status", "/status/badge/x/status.svg"} {
@@ -205,42 +293,19 @@ func TestStatusPageOnlyWithTheFlag(t *testing.T) {
 // phone's size and at a desktop's, and checks the screenshots: their size,
 // the red "down" banner across the top, and the green uptime bars.
 func TestStatusPageInChromium(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatalf("chromium is required: %v; install the Debian package chromium (apt-get install --no-install-recommends chromium)", err)
-	}
 	c := startStatusPage(t)
-	dir := t.ArtifactDir()
 	for _, size := range []struct {
 		name          string
 		width, height int
 	}{{"phone", 390, 844}, {"desktop", 1280, 900}} {
-		shot := filepath.Join(dir, "status-"+size.name+".png")
-		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-			"--no-first-run", "--force-device-scale-factor=1", "--user-data-dir="+t.TempDir(),
-			"--screenshot="+shot, "--window-size="+strconv.Itoa(size.width)+","+strconv.Itoa(size.height), c.url+"/status")
-		out, err := cmd.CombinedOutput()
-		cancel()
-		if err != nil {
-			t.Fatalf("chromium: %v\n%s", err, out)
-		}
+		shot := filepath.Join(t.ArtifactDir(), "status-"+size.name+".png")
+		screenshot(t, c.url+"/status", shot, size.width, size.height)
 		img := mustDecodePNG(t, shot)
 		if b := img.Bounds(); b.Dx() != size.width || b.Dy() != size.height {
 			t.Errorf("%s screenshot is %dx%d, want %dx%d", size.name, b.Dx(), b.Dy(), size.width, size.height)
 		}
-		red, green := 0, 0
-		for y := img.Bounds().Min.Y; y < img.Bounds().Max.Y; y++ {
-			for x := img.Bounds().Min.X; x < img.Bounds().Max.X; x++ {
-				r, g, b, _ := img.At(x, y).RGBA()
-				switch [3]uint32{r >> 8, g >> 8, b >> 8} {
-				case [3]uint32{0xcf, 0x22, 0x2e}:
-					red++
-				case [3]uint32{0x2d, 0xa4, 0x4e}:
-					green++
-				}
-			}
-		}
+		counts := countColours(img, colourRed, colourBar)
+		red, green := counts[0], counts[1]
 		// The banner spans the page's width (at most 860px) less its margins, and is
 		// over 40px high; the bars of a target are 28px high.
 		if min := (min(size.width, 860) - 40) * 40; red < min {
@@ -251,6 +316,40 @@ func TestStatusPageInChromium(t *testing.T) {
 		}
 		t.Logf("%s: %s (%d red, %d green pixels)", size.name, shot, red, green)
 	}
+}
+
+// screenshot renders url in headless Chromium at width×height into the
+// PNG file shot.
+func screenshot(t *testing.T, url, shot string, width, height int) {
+	t.Helper()
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("chromium is required: %v; install the Debian package chromium (apt-get install --no-install-recommends chromium)", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+		"--no-first-run", "--force-device-scale-factor=1", "--user-data-dir="+t.TempDir(),
+		"--screenshot="+shot, "--window-size="+strconv.Itoa(width)+","+strconv.Itoa(height), url)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("chromium: %v\n%s", err, out)
+	}
+}
+
+// countColours counts the pixels of img exactly of each colour.
+func countColours(img image.Image, colours ...[3]uint32) []int {
+	n := make([]int, len(colours))
+	for y := img.Bounds().Min.Y; y < img.Bounds().Max.Y; y++ {
+		for x := img.Bounds().Min.X; x < img.Bounds().Max.X; x++ {
+			r, g, b, _ := img.At(x, y).RGBA()
+			for i, c := range colours {
+				if c == [3]uint32{r >> 8, g >> 8, b >> 8} {
+					n[i]++
+				}
+			}
+		}
+	}
+	return n
 }
 
 func mustDecodePNG(t *testing.T, path string) image.Image {

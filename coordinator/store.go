@@ -30,8 +30,6 @@ var (
 	// pruning the newest incidents never makes an ID be given again.
 	bucketMeta = []byte("meta")
 	keyLastID  = []byte("last_id")
-	// bucketEvents holds the pushed events: source NUL id → event JSON.
-	bucketEvents = []byte("events")
 )
 
 // Store is the incident log.
@@ -53,7 +51,7 @@ func OpenStore(dir string) (*Store, error) {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketIncidents, bucketOpen, bucketMeta, bucketEvents, bucketMaintenances} {
+		for _, b := range [][]byte{bucketIncidents, bucketOpen, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -311,52 +309,4 @@ func (w *writer) run() {
 			g.done <- err
 		}
 	}
-}
-
-func eventKeyBytes(source, id string) []byte { return []byte(source + "\x00" + id) }
-
-// PutEvents writes events in one transaction.
-func (s *Store) PutEvents(events []Event) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketEvents)
-		for i := range events {
-			data, err := json.Marshal(&events[i])
-			if err != nil {
-				return err
-			}
-			if err := b.Put(eventKeyBytes(events[i].Source, events[i].ID), data); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("writing events: %w", err)
-	}
-	return nil
-}
-
-// DeleteEvent deletes one event.
-func (s *Store) DeleteEvent(source, id string) error {
-	err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEvents).Delete(eventKeyBytes(source, id)) })
-	if err != nil {
-		return fmt.Errorf("deleting event: %w", err)
-	}
-	return nil
-}
-
-// Events returns every stored event.
-func (s *Store) Events() ([]Event, error) {
-	var out []Event
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
-			var e Event
-			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("event %q: %w", k, err)
-			}
-			out = append(out, e)
-			return nil
-		})
-	})
-	return out, err
 }

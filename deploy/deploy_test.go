@@ -94,6 +94,17 @@ func servicesRunning(p *types.Project, prog string) []string {
 	return out
 }
 
+// flagValues returns every value of a repeatable flag, in order.
+func flagValues(args []string, name string) []string {
+	var out []string
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // flagValue returns the value of --name=value in args.
 func flagValue(args []string, name string) (string, bool) {
 	for _, a := range args {
@@ -330,7 +341,7 @@ func mustCoordinatorConfig(tb testing.TB, p *types.Project) *config.CoordinatorC
 // TestExportersAndLocations checks the exporters' wiring: one service per
 // location (two for ams, a cluster whose members peer with each other),
 // each with a --location that the coordinator lists with that service's
-// URL among the location's members, reporting to the coordinator service, with
+// URL among the location's members, reporting to each coordinator, with
 // tracing sent to the Jaeger service.
 func TestExportersAndLocations(t *testing.T) {
 	p := mustProject(t)
@@ -339,10 +350,22 @@ func TestExportersAndLocations(t *testing.T) {
 		t.Fatalf("services running vantage-exporter: %v, want %v", exporters, want)
 	}
 	coordinators := servicesRunning(p, "vantage-coordinator")
-	if len(coordinators) != 1 {
-		t.Fatalf("services running vantage-coordinator: %v, want one", coordinators)
+	if want := []string{"coordinator", "coordinator-2"}; !slices.Equal(coordinators, want) {
+		t.Fatalf("services running vantage-coordinator: %v, want the HA pair %v", coordinators, want)
 	}
-	coordinatorURL := "http://" + coordinators[0] + ":9716"
+	var coordinatorURLs []string
+	for _, name := range coordinators {
+		coordinatorURLs = append(coordinatorURLs, "http://"+name+":9716")
+	}
+	// The pair are each other's peers, each named as its service.
+	for _, pair := range [][2]string{{"coordinator", "coordinator-2"}, {"coordinator-2", "coordinator"}} {
+		cmd := p.Services[pair[0]].Command
+		peer, _ := flagValue(cmd, "cluster.peer")
+		name, _ := flagValue(cmd, "cluster.name")
+		if peer != pair[1]+":9094" || name != pair[0] {
+			t.Errorf("%s: --cluster.peer=%q --cluster.name=%q, want %s:9094 and %s", pair[0], peer, name, pair[1], pair[0])
+		}
+	}
 
 	conf := mustCoordinatorConfig(t, p)
 	urls := map[string][]string{}
@@ -367,8 +390,8 @@ func TestExportersAndLocations(t *testing.T) {
 		if want := "http://" + name + ":9715"; !slices.Contains(urls[loc], want) {
 			t.Errorf("%s runs --location=%s; the coordinator has that location at %q, without %q", name, loc, urls[loc], want)
 		}
-		if got, _ := flagValue(s.Command, "coordinator.url"); got != coordinatorURL {
-			t.Errorf("%s reports to %q, want %q", name, got, coordinatorURL)
+		if got := flagValues(s.Command, "coordinator.url"); !slices.Equal(got, coordinatorURLs) {
+			t.Errorf("%s reports to %q, want each coordinator %q", name, got, coordinatorURLs)
 		}
 		env := s.Environment
 		if v := env["OTEL_EXPORTER_OTLP_ENDPOINT"]; v == nil || *v != "http://jaeger:4318" {

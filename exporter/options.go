@@ -241,22 +241,5 @@ func (o *Options) validateCluster() error {
 	if o.Location == "" {
 		return errors.New("--cluster.listen-address needs --location: the members of a cluster are the exporters of one location")
 	}
-	addrs := append([]string{c.ListenAddress}, c.Peers...)
-	if c.AdvertiseAddress != "" {
-		addrs = append(addrs, c.AdvertiseAddress)
-	}
-	for _, a := range addrs {
-		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
-			return fmt.Errorf("cluster address %q is not host:port", a)
-		}
-	}
-	for name, d := range map[string]time.Duration{
-		"gossip-interval": c.GossipInterval, "pushpull-interval": c.PushPullInterval, "probe-interval": c.ProbeInterval,
-		"probe-timeout": c.ProbeTimeout, "tcp-timeout": c.TCPTimeout, "reconnect-interval": c.ReconnectInterval,
-	} {
-		if d <= 0 {
-			return fmt.Errorf("--cluster.%s must be positive, got %s", name, d)
-		}
-	}
-	return nil
+	return c.Validate()
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/vantageprobe/vantage/coordinator"
 	"github.com/vantageprobe/vantage/coordinator/config"
+	"github.com/vantageprobe/vantage/internal/gossip"
 	"github.com/vantageprobe/vantage/internal/signals"
 	"github.com/vantageprobe/vantage/internal/tracing"
 	"github.com/vantageprobe/vantage/internal/webserver"
@@ -40,6 +41,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app.Flag("web.enable-pprof", "Serve Go's runtime profiles under /debug/pprof/ (protected by --web.config.file like every endpoint).").BoolVar(&opts.EnablePprof)
 	app.Flag("web.status-page", "Serve the public status page (/status) and its badges (/status/badge/…): the targets status_page in the configuration file chooses, with no token.").BoolVar(&opts.StatusPage)
 	webserver.SecondsVar(app.Flag("timeout-offset", "Offset to subtract from Prometheus' scrape timeout on /probe, in seconds (0.5) or as a duration (500ms).").Default("0.5"), &opts.TimeoutOffset)
+	gossip.AddFlags(app, &opts.Cluster, "coordinator peers, which replicate what clients write (events, maintenance windows, the registry)", "no peers, this coordinator keeps what clients write to itself.")
+	app.Flag("cluster.name", "Name of this coordinator among its peers; each peer needs its own. Empty: the host name.").StringVar(&opts.PeerName)
 	app.Command("serve", "Run the coordinator (the default command).").Default()
 	send := addSendCommand(app)
 	tracingConfig := tracing.AddFlags(app)

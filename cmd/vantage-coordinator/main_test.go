@@ -67,3 +67,21 @@ func TestStorageRetentionTakesPrometheusDurations(t *testing.T) {
 		t.Errorf("zero retention: exit %d, %q; want 1 and %q", code, errOut, want)
 	}
 }
+
+// The --cluster.* flags are checked before anything starts, with the
+// flag and value named.
+func TestBadClusterFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--cluster.listen-address=127.0.0.1"}, `cluster address \"127.0.0.1\" is not host:port`},
+		{[]string{"--cluster.listen-address=127.0.0.1:0", "--cluster.peer=peer"}, `cluster address \"peer\" is not host:port`},
+		{[]string{"--cluster.listen-address=127.0.0.1:0", "--cluster.pushpull-interval=0s"}, "--cluster.pushpull-interval must be positive, got 0s"},
+	} {
+		args := append([]string{"--storage.path=" + t.TempDir(), "--web.listen-address=127.0.0.1:0"}, tc.args...)
+		if code, _, errOut := runMain(t, args...); code != 1 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, %q; want 1 and %q", tc.args, code, errOut, tc.want)
+		}
+	}
+}

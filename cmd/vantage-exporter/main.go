@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/vantageprobe/vantage/exporter"
+	"github.com/vantageprobe/vantage/internal/gossip"
 	"github.com/vantageprobe/vantage/internal/signals"
 	"github.com/vantageprobe/vantage/internal/tracing"
 	"github.com/vantageprobe/vantage/internal/webserver"
@@ -40,15 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app.Flag("scheduler.stale-after", "Intervals a scheduled target may go without a completed check; longer, and the exporter is degraded (stale_results). 0: not judged.").Default("3").IntVar(&opts.SchedulerBounds.StaleAfter)
 	app.Flag("scheduler.judge-window", "How far back scheduler lag and missed checks are judged; a degraded exporter recovers once its condition has cleared for this long. At least 1s.").Default("1m").DurationVar(&opts.SchedulerBounds.Window)
 	app.Flag("discovery.update-interval", "How often, at most, changes found by service discovery (targets groups with *_sd_configs) are applied to the scheduled targets; Prometheus applies them every 5s.").Default("5s").DurationVar(&opts.DiscoveryUpdateInterval)
-	app.Flag("cluster.listen-address", "Listen address (host:port, TCP and UDP) for the gossip cluster of this location's exporters. Empty: no cluster, this exporter checks every target.").StringVar(&opts.Cluster.ListenAddress)
-	app.Flag("cluster.advertise-address", "Address (host:port) the other members reach this one at; it names the member. Empty: the listen address, or this host's private IP when it binds every address.").StringVar(&opts.Cluster.AdvertiseAddress)
-	app.Flag("cluster.peer", "Initial peer (host:port) of the cluster; repeatable; a name that resolves to several addresses joins each.").StringsVar(&opts.Cluster.Peers)
-	app.Flag("cluster.gossip-interval", "Interval between gossip messages (memberlist's LAN default).").Default(opts.Cluster.GossipInterval.String()).DurationVar(&opts.Cluster.GossipInterval)
-	app.Flag("cluster.pushpull-interval", "Interval between full state syncs with a random member (memberlist's LAN default).").Default(opts.Cluster.PushPullInterval.String()).DurationVar(&opts.Cluster.PushPullInterval)
-	app.Flag("cluster.probe-interval", "Interval between failure-detection probes of a random member (memberlist's LAN default).").Default(opts.Cluster.ProbeInterval.String()).DurationVar(&opts.Cluster.ProbeInterval)
-	app.Flag("cluster.probe-timeout", "Time to wait for a probe's acknowledgement before the member is suspected (memberlist's LAN default).").Default(opts.Cluster.ProbeTimeout.String()).DurationVar(&opts.Cluster.ProbeTimeout)
-	app.Flag("cluster.tcp-timeout", "Timeout of the TCP connections of state syncs and target sets (memberlist's LAN default).").Default(opts.Cluster.TCPTimeout.String()).DurationVar(&opts.Cluster.TCPTimeout)
-	app.Flag("cluster.reconnect-interval", "Interval between attempts to join the --cluster.peer members that are not in the cluster.").Default(opts.Cluster.ReconnectInterval.String()).DurationVar(&opts.Cluster.ReconnectInterval)
+	gossip.AddFlags(app, &opts.Cluster.Options, "this location's exporters", "no cluster, this exporter checks every target.")
 	app.Flag("api.token-file", "File holding the bearer token that check API requests (POST /api/v1/check) must carry; re-read every 5s. Empty: no token needed.").StringVar(&opts.APITokenFile)
 	app.Flag("config.file", "Configuration file (blackbox_exporter format). Empty: the embedded default configuration.").StringVar(&opts.ConfigFile)
 	configCheck := app.Flag("config.check", "Validate the configuration file, then exit 0 if it is valid, 1 otherwise.").Bool()

@@ -10,12 +10,8 @@ package cluster
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,29 +19,18 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/vantageprobe/vantage/internal/gossip"
 )
 
 // Options configure a member; cmd/vantage-exporter fills them from the
 // --cluster.* flags.
 type Options struct {
-	// ListenAddress is the host:port gossip binds to (TCP and UDP).
-	ListenAddress string
-	// AdvertiseAddress is the host:port the other members reach this one
-	// at; empty: the listen address when it names a host, else this
-	// host's private IP with the listen port.
-	AdvertiseAddress string
-	// Peers are host:port addresses of members to join; a name that
-	// resolves to several addresses joins each.
-	Peers []string
+	// Options are the listen, advertise and peer addresses and the
+	// intervals of memberlist.
+	gossip.Options
 	// Location is the exporter's --location: every member must share it.
 	Location string
-	// The intervals of memberlist (defaults: its LAN configuration).
-	GossipInterval    time.Duration
-	PushPullInterval  time.Duration
-	ProbeInterval     time.Duration
-	ProbeTimeout      time.Duration
-	TCPTimeout        time.Duration
-	ReconnectInterval time.Duration
 	// Streaks is where the failing streaks of this member's targets are
 	// read and where the peers' are handed over; nil: not shared.
 	Streaks    StreakStore
@@ -54,17 +39,7 @@ type Options struct {
 }
 
 // DefaultOptions returns memberlist's LAN intervals.
-func DefaultOptions() Options {
-	lan := memberlist.DefaultLANConfig()
-	return Options{
-		GossipInterval:    lan.GossipInterval,
-		PushPullInterval:  lan.PushPullInterval,
-		ProbeInterval:     lan.ProbeInterval,
-		ProbeTimeout:      lan.ProbeTimeout,
-		TCPTimeout:        lan.TCPTimeout,
-		ReconnectInterval: 10 * time.Second,
-	}
-}
+func DefaultOptions() Options { return Options{Options: gossip.DefaultOptions()} }
 
 // Cluster is this exporter's membership in its location's cluster.
 type Cluster struct {
@@ -123,17 +98,13 @@ func New(opts Options, own *Set, replicas int) (*Cluster, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	bindHost, bindPort, err := splitHostPort("--cluster.listen-address", opts.ListenAddress)
-	if err != nil {
-		return nil, err
-	}
-	advHost, advPort, err := advertise(opts.AdvertiseAddress, bindHost, bindPort)
+	cfg, transport, err := gossip.Config(opts.Options, opts.Logger)
 	if err != nil {
 		return nil, err
 	}
 	c := &Cluster{
 		opts:     opts,
-		name:     net.JoinHostPort(advHost, strconv.Itoa(advPort)),
+		name:     cfg.Name,
 		own:      own,
 		replicas: max(replicas, 1),
 		peers:    map[string]*peer{},
@@ -144,26 +115,8 @@ func New(opts Options, own *Set, replicas int) (*Cluster, error) {
 	}
 	c.registerMetrics(opts.Registerer)
 	c.queue = &memberlist.TransmitLimitedQueue{NumNodes: c.numMembers, RetransmitMult: 3}
-
-	transport, err := newTransport(bindHost, bindPort, opts.Logger)
-	if err != nil {
-		return nil, fmt.Errorf("--cluster.listen-address %s: %w", opts.ListenAddress, err)
-	}
-	cfg := memberlist.DefaultLANConfig()
-	cfg.Name = c.name
-	cfg.Transport = transport
-	cfg.BindAddr, cfg.BindPort = bindHost, transport.GetAutoBindPort()
-	cfg.AdvertiseAddr, cfg.AdvertisePort = advHost, advPort
-	if advPort == 0 {
-		cfg.AdvertisePort = cfg.BindPort
-		c.name = net.JoinHostPort(advHost, strconv.Itoa(cfg.BindPort))
-		cfg.Name = c.name
-	}
-	cfg.GossipInterval, cfg.PushPullInterval = opts.GossipInterval, opts.PushPullInterval
-	cfg.ProbeInterval, cfg.ProbeTimeout, cfg.TCPTimeout = opts.ProbeInterval, opts.ProbeTimeout, opts.TCPTimeout
 	cfg.Delegate, cfg.Events = (*delegate)(c), (*events)(c)
 	cfg.Alive, cfg.Merge = (*admission)(c), (*admission)(c)
-	cfg.Logger = slog.NewLogLogger(opts.Logger.With("component", "memberlist").Handler(), slog.LevelDebug)
 	ml, err := memberlist.Create(cfg)
 	if err != nil {
 		_ = transport.Shutdown()
@@ -227,14 +180,7 @@ func (c *Cluster) Owns(hashes []uint64) []bool {
 
 // Members returns the live members' names, this one's included.
 func (c *Cluster) Members() []string {
-	nodes := c.ml.Members()
-	out := make([]string, 0, len(nodes))
-	for _, n := range nodes {
-		if n.State == memberlist.StateAlive {
-			out = append(out, n.Name)
-		}
-	}
-	return out
+	return gossip.LiveMembers(c.ml)
 }
 
 // Close leaves the cluster (the others take over at once) and stops.
@@ -244,12 +190,7 @@ func (c *Cluster) Close(timeout time.Duration) {
 	}
 	close(c.stop)
 	c.wg.Wait()
-	if err := c.ml.Leave(timeout); err != nil {
-		c.opts.Logger.Warn("Leaving the cluster failed", "err", err)
-	}
-	if err := c.ml.Shutdown(); err != nil {
-		c.opts.Logger.Warn("Stopping the cluster member failed", "err", err)
-	}
+	gossip.Leave(c.ml, timeout, c.opts.Logger)
 }
 
 // rebuild makes a new view from the live peers and signals the change.
@@ -321,57 +262,8 @@ func (c *Cluster) askForSets() {
 	}
 }
 
-// join joins the configured peers that are not live members, resolving
-// their names again each time.
-func (c *Cluster) join() {
-	if len(c.opts.Peers) == 0 {
-		return
-	}
-	live := map[string]bool{}
-	for _, n := range c.ml.Members() {
-		live[n.Address()] = true
-	}
-	var addrs []string
-	for _, p := range resolvePeers(c.opts.Peers, c.opts.Logger) {
-		if !live[p] && p != c.name {
-			addrs = append(addrs, p)
-		}
-	}
-	if len(addrs) == 0 {
-		return
-	}
-	n, err := c.ml.Join(addrs)
-	if err != nil {
-		c.opts.Logger.Warn("Joining cluster peers failed", "peers", addrs, "joined", n, "err", err)
-		return
-	}
-	c.opts.Logger.Info("Joined cluster peers", "peers", addrs, "joined", n)
-}
-
-// resolvePeers turns host:port peers into address:port ones; a name that
-// resolves to several addresses gives each.
-func resolvePeers(peers []string, logger *slog.Logger) []string {
-	var out []string
-	for _, p := range peers {
-		host, port, err := net.SplitHostPort(p)
-		if err != nil {
-			continue // validated by the options
-		}
-		if net.ParseIP(host) != nil {
-			out = append(out, p)
-			continue
-		}
-		ips, err := net.LookupHost(host)
-		if err != nil {
-			logger.Warn("Resolving a cluster peer failed", "peer", p, "err", err)
-			continue
-		}
-		for _, ip := range ips {
-			out = append(out, net.JoinHostPort(ip, port))
-		}
-	}
-	return out
-}
+// join joins the configured peers that are not live members.
+func (c *Cluster) join() { gossip.Join(c.ml, c.opts.Peers, c.name, c.opts.Logger) }
 
 // reject refuses a node: logged once per node and reason, counted each time.
 func (c *Cluster) reject(n *memberlist.Node, reason string, err error) error {
@@ -456,57 +348,4 @@ func (m memberHealth) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(memberHealthyDesc, prometheus.GaugeValue, v, name)
 	}
-}
-
-func splitHostPort(flag, addr string) (string, int, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0, fmt.Errorf("%s %q: %w", flag, addr, err)
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil || p < 0 || p > 65535 {
-		return "", 0, fmt.Errorf("%s %q: invalid port", flag, addr)
-	}
-	return host, p, nil
-}
-
-// advertise decides the address the other members reach this one at.
-func advertise(addr, bindHost string, bindPort int) (string, int, error) {
-	if addr != "" {
-		host, port, err := splitHostPort("--cluster.advertise-address", addr)
-		if err != nil {
-			return "", 0, err
-		}
-		if net.ParseIP(host) == nil {
-			ips, err := net.LookupHost(host)
-			if err != nil || len(ips) == 0 {
-				return "", 0, fmt.Errorf("--cluster.advertise-address %q does not resolve: %v", addr, err)
-			}
-			host = ips[0]
-		}
-		return host, port, nil
-	}
-	if ip := net.ParseIP(bindHost); ip != nil && !ip.IsUnspecified() {
-		return bindHost, bindPort, nil
-	}
-	ip, err := privateIP()
-	if err != nil {
-		return "", 0, fmt.Errorf("--cluster.listen-address %s binds every address: set --cluster.advertise-address (%w)", net.JoinHostPort(bindHost, strconv.Itoa(bindPort)), err)
-	}
-	return ip, bindPort, nil
-}
-
-// privateIP is the first private IPv4 address of this host's interfaces.
-func privateIP() (string, error) {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return "", err
-	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsPrivate() {
-			return n.IP.String(), nil
-		}
-	}
-	host, _ := os.Hostname()
-	return "", errors.New("no private IPv4 address on " + host)
 }

@@ -4,11 +4,11 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"log/slog"
-	"net"
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/vantageprobe/vantage/internal/gossip"
 )
 
 // Streak is a failing streak of a target, as its owner reported it to
@@ -42,7 +42,7 @@ func (c *Cluster) Announce(s Streak) {
 	if err != nil {
 		return
 	}
-	c.queue.QueueBroadcast(&broadcast{name: s.Module + "\x00" + s.Target, msg: append([]byte{msgStreak}, b...)})
+	c.queue.QueueBroadcast(&gossip.Broadcast{Key: s.Module + "\x00" + s.Target, Msg: append([]byte{msgStreak}, b...)})
 }
 
 // Message types of the user messages between members.
@@ -232,58 +232,4 @@ func (a *admission) NotifyMerge(nodes []*memberlist.Node) error {
 		}
 	}
 	return nil
-}
-
-// broadcast is one queued streak change; a newer change of the same
-// target replaces it.
-type broadcast struct {
-	name string
-	msg  []byte
-}
-
-func (b *broadcast) Name() string    { return b.name }
-func (b *broadcast) Message() []byte { return b.msg }
-func (b *broadcast) Finished()       {}
-func (b *broadcast) Invalidates(other memberlist.Broadcast) bool {
-	o, ok := other.(*broadcast)
-	return ok && o.name == b.name
-}
-
-// transport is memberlist's network transport whose streams leave from
-// the address gossip binds to, as its packets do, so that the traffic of
-// a member is all between its own address and its peers' (firewall rules
-// and routing that name the member's address then cover all of it).
-type transport struct {
-	*memberlist.NetTransport
-	src net.IP
-}
-
-func newTransport(host string, port int, logger *slog.Logger) (*transport, error) {
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-		BindAddrs: []string{host},
-		BindPort:  port,
-		Logger:    slog.NewLogLogger(logger.With("component", "memberlist").Handler(), slog.LevelDebug),
-	})
-	if err != nil {
-		return nil, err
-	}
-	t := &transport{NetTransport: nt}
-	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
-		t.src = ip
-	}
-	return t, nil
-}
-
-// DialTimeout implements memberlist.Transport.
-func (t *transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
-	return t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
-}
-
-// DialAddressTimeout implements memberlist.NodeAwareTransport.
-func (t *transport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
-	d := net.Dialer{Timeout: timeout}
-	if t.src != nil {
-		d.LocalAddr = &net.TCPAddr{IP: t.src}
-	}
-	return d.Dial("tcp", a.Addr)
 }

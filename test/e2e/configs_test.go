@@ -34,11 +34,11 @@ const blindLocation = "sfo"
 
 // targetURLs are the URLs the exporters check.
 type targetURLs struct {
-	outage, oneLocation, blind, slow, demo, canary string
+	outage, oneLocation, blind, slow, demo, canary, maintained string
 }
 
 func (u targetURLs) scheduled() []string {
-	return []string{u.outage, u.oneLocation, u.blind, u.slow, u.demo}
+	return []string{u.outage, u.oneLocation, u.blind, u.slow, u.demo, u.maintained}
 }
 
 // exporterConfig is one location's configuration: every module probes from
@@ -78,12 +78,12 @@ func exporterConfig(l location, caFile string, u targetURLs) string {
   interval: %s
 targets:
   - module: http_2xx
-    targets: [%s, %s, %s]
+    targets: [%s, %s, %s, %s]
     labels: {team: e2e}
   - module: http_demo
     targets: [%s]
     labels: {team: demo, failure_threshold: "3"}
-`, retryInterval, checkInterval, u.outage, u.oneLocation, u.slow, u.demo)
+`, retryInterval, checkInterval, u.outage, u.oneLocation, u.slow, u.maintained, u.demo)
 	if l.name != blindLocation {
 		fmt.Fprintf(&b, `  - module: http_blind
     targets: [%s]
@@ -217,6 +217,8 @@ func prometheusConfig(t *testing.T, root string, addrs map[string]string, coordi
 		delete(job, "scrape_interval")
 		delete(job, "scrape_timeout")
 		if name == "vantage-coordinator" {
+			// The compose stack's pair becomes the test's coordinators.
+			dropTargets(job, func(s string) bool { return strings.HasPrefix(s, "coordinator-") })
 			replaceTarget(t, path, job, coordinatorService, coordinators)
 		}
 		dropUnrunExporters(job, addrs)
@@ -240,13 +242,18 @@ func prometheusConfig(t *testing.T, root string, addrs map[string]string, coordi
 // test/e2e does not run: it runs one exporter per location, where the
 // compose stack runs a location (ams) as a cluster of two.
 func dropUnrunExporters(job map[string]any, addrs map[string]string) {
+	dropTargets(job, func(s string) bool { return strings.HasPrefix(s, "exporter-") && addrs[s] == "" })
+}
+
+// dropTargets removes from a job's static targets those drop says.
+func dropTargets(job map[string]any, drop func(string) bool) {
 	scs, _ := job["static_configs"].([]any)
 	for _, sc := range scs {
 		m, _ := sc.(map[string]any)
 		targets, _ := m["targets"].([]any)
 		kept := targets[:0]
 		for _, tg := range targets {
-			if s, _ := tg.(string); strings.HasPrefix(s, "exporter-") && addrs[s] == "" {
+			if s, _ := tg.(string); drop(s) {
 				continue
 			}
 			kept = append(kept, tg)

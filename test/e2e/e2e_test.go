@@ -13,11 +13,14 @@
 //
 // The scenario: a real outage (an HTTPS target failing for everyone), a
 // target failing for fra only, a target failing for fra that another
-// location cannot check (unknown), and a slow target. Then:
+// location cannot check (unknown), a slow target, and a target failing
+// for everyone inside a maintenance window. Then:
 //  1. TargetConfirmedDown pages (receiver pager, severity critical) for
 //     the outage, with the target's own labels (team) to route by, and
 //     nothing pages for the others; the fra-only failure becomes an info
-//     notification; the outage's own alerts are inhibited;
+//     notification; the outage's own alerts are inhibited; the target
+//     in maintenance pages nobody and its incident is recorded resolved
+//     as maintenance;
 //  2. every query of every dashboard returns data from Prometheus
 //     (dashboards/README.md's substitutions), except the few a short run
 //     cannot produce, which are listed with the reason;
@@ -41,6 +44,8 @@
 package e2e
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -60,7 +65,9 @@ func TestEndToEnd(t *testing.T) {
 	s.waitAllUp(t)
 	t.Logf("stack up, every check succeeding, in %s", time.Since(began).Round(100*time.Millisecond))
 
+	s.startMaintenance(t)
 	failed := time.Now()
+	s.target.set(pathMaintained, "*")
 	s.target.set(pathOutage, "*")
 	s.target.set(pathOneLocation, fraSource)
 	s.target.set(pathBlind, fraSource)
@@ -71,6 +78,9 @@ func TestEndToEnd(t *testing.T) {
 	})
 	t.Run("one location failing is a ticket, unknown is not down", func(t *testing.T) {
 		s.checkOneLocation(t, failed)
+	})
+	t.Run("a maintenance window suppresses the page and records the outage", func(t *testing.T) {
+		s.checkMaintenance(t)
 	})
 	t.Run("a stopped heartbeat is a ticket, a critical one pages", func(t *testing.T) {
 		s.checkEvents(t)
@@ -197,6 +207,8 @@ func (s *stack) checkNothingElsePages(t *testing.T, failed time.Time, pageLatenc
 			switch {
 			case page && a.Labels["alertname"] == "EventRaised" && a.Labels["id"] == criticalEvent:
 				// The heartbeat that pages when it stops.
+			case page && a.Labels["target"] == s.urls.maintained:
+				t.Errorf("the target in maintenance paged, at %s: %v", n.path, a.Labels)
 			case page && (a.Labels["alertname"] != "TargetConfirmedDown" || a.Labels["target"] != s.urls.outage):
 				t.Errorf("page for something other than the outage, at %s: %v", n.path, a.Labels)
 			case page != (n.path == "/pager"):
@@ -284,5 +296,77 @@ func (s *stack) checkEvents(t *testing.T) {
 		if n.path != c.path {
 			t.Errorf("EventRaised for %s came to %s, want %s", c.id, n.path, c.path)
 		}
+	}
+}
+
+// startMaintenance opens a maintenance window for the maintained target
+// through the coordinator's API, before it fails.
+func (s *stack) startMaintenance(t *testing.T) {
+	body, err := json.Marshal(map[string]any{"matchers": []string{fmt.Sprintf("target=%q", s.urls.maintained)}, "duration": "1h", "comment": "end-to-end"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(s.coordinator+"/api/v1/maintenances", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("creating the maintenance window: %s, want 201", resp.Status)
+	}
+}
+
+// checkMaintenance: the target failing everywhere inside its window is
+// recorded as an incident resolved as maintenance, never confirmed, and
+// Prometheus sees vantage_target_maintenance 1 for it. That no page
+// reaches the pager for it is checked with every other notification, at
+// the end of the run (checkNothingElsePages).
+func (s *stack) checkMaintenance(t *testing.T) {
+	s.procs.waitFor(t, "the maintained target's incident resolved as maintenance", 30*time.Second, func() (bool, string) {
+		resp, err := http.Get(s.coordinator + "/api/v1/incidents?state=all")
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		var incidents []struct {
+			Target, Resolution string
+			ConfirmedAt        *time.Time `json:"confirmed_at"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&incidents); err != nil {
+			return false, err.Error()
+		}
+		var seen []string
+		for _, inc := range incidents {
+			if inc.Target != s.urls.maintained {
+				continue
+			}
+			if inc.ConfirmedAt != nil {
+				t.Fatalf("the maintained target's incident was confirmed: %+v", inc)
+			}
+			if inc.Resolution == "maintenance" {
+				return true, ""
+			}
+			seen = append(seen, inc.Resolution)
+		}
+		return false, fmt.Sprintf("its incidents' resolutions: %q", seen)
+	})
+	s.procs.waitFor(t, "vantage_target_maintenance 1 in Prometheus", 30*time.Second, func() (bool, string) {
+		v, _, err := s.prom.value(fmt.Sprintf(`vantage_target_maintenance{job="vantage-coordinator", target=%q}`, s.urls.maintained))
+		if err != nil {
+			return false, err.Error()
+		}
+		return v == 1, fmt.Sprintf("value %g", v)
+	})
+	// The failure is seen from every location, yet never confirmed.
+	s.procs.waitFor(t, "the maintained target failing from every location in Prometheus", 30*time.Second, func() (bool, string) {
+		ss, err := s.prom.instant(fmt.Sprintf(`probe_success{job="vantage-exporter", target=%q} == 0`, s.urls.maintained), time.Now())
+		if err != nil {
+			return false, err.Error()
+		}
+		got := locationsOf(ss)
+		return len(got) == len(locations), fmt.Sprintf("failing from %v", got)
+	})
+	if v, _, _ := s.prom.value(fmt.Sprintf(`max_over_time(vantage_target_confirmed_down{job="vantage-coordinator", target=%q}[10m])`, s.urls.maintained)); v != 0 {
+		t.Errorf("the maintained target was confirmed down")
 	}
 }

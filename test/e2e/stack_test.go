@@ -90,6 +90,7 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 		slow:        s.target.httpBase + pathSlow,
 		demo:        s.target.httpBase + pathDemo,
 		canary:      s.target.httpBase + pathHealthy,
+		maintained:  s.target.httpBase + pathMaintained,
 	}
 	s.otlp = otlptest.NewHTTP(t)
 	s.hook = startWebhook(t)

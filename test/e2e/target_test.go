@@ -27,6 +27,7 @@ const (
 	pathOneLocation = "/one-location" // fails for fra's source address only
 	pathBlind       = "/blind"        // fails for fra; sfo has no module for it
 	pathSlow        = "/slow"         // answers after slowDelay
+	pathMaintained  = "/maintained"   // fails for everyone inside a maintenance window
 )
 
 // demoBody is what the http_demo module of deploy/exporter.yml requires.
