@@ -2,7 +2,7 @@
 // loopback, each coordinator on its own address (127.0.0.2, .3, .4) with
 // its own incident log, gossiping with memberlist: what a client writes
 // to one (pushed events, acknowledgements, maintenance windows,
-// deletions) takes effect on the others, a peer that was stopped catches
+// registered monitors, deletions) takes effect on the others, a peer that was stopped catches
 // up when it returns, and what was deleted while it was away stays
 // deleted.
 package peers
@@ -67,9 +67,10 @@ func startGroup(t *testing.T, n int) []*peer {
 	bin := testbin.Build(t, "./cmd/vantage-coordinator")[0]
 	dir := t.TempDir()
 	// Two locations nobody answers for: reports are all the coordinator
-	// hears of targets.
+	// hears of targets. Monitors may use http_2xx.
 	config := filepath.Join(dir, "coordinator.yml")
-	conf := fmt.Sprintf("locations:\n  - {name: ams, url: \"http://%s\"}\n  - {name: fra, url: \"http://%s\"}\n", testbin.FreeAddr(t), testbin.FreeAddr(t))
+	conf := fmt.Sprintf("locations:\n  - {name: ams, url: \"http://%s\"}\n  - {name: fra, url: \"http://%s\"}\n"+
+		"registry:\n  modules:\n    http_2xx: {prober: http, timeout: 5s}\n", testbin.FreeAddr(t), testbin.FreeAddr(t))
 	if err := os.WriteFile(config, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -344,4 +345,86 @@ func TestStoppedPeerCatchesUp(t *testing.T) {
 			t.Errorf("the deleted event came back on %s: %q", p.name, s)
 		}
 	}
+}
+
+// monitor returns p's view of the registered monitor id: its target and
+// interval, or "" when p does not have it.
+func (p *peer) monitor(id string) string {
+	p.t.Helper()
+	status, body := p.do(http.MethodGet, "/api/v1/monitors/"+id, "", "")
+	if status == http.StatusNotFound {
+		return ""
+	}
+	if status != http.StatusOK {
+		p.t.Fatalf("GET monitor %s on %s: %d %s", id, p.name, status, body)
+	}
+	var m struct {
+		Target   string `json:"target"`
+		Interval string `json:"interval"`
+	}
+	if err := json.Unmarshal([]byte(body), &m); err != nil {
+		p.t.Fatal(err)
+	}
+	return m.Target + " every " + m.Interval
+}
+
+// register creates a monitor of target on p and returns its id.
+func (p *peer) register(target, interval string) string {
+	p.t.Helper()
+	out := p.mustWrite(http.MethodPost, "/api/v1/monitors", "application/json",
+		fmt.Sprintf(`{"target": %q, "module": "http_2xx", "interval": %q}`, target, interval))
+	var m struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal([]byte(out), &m); err != nil || m.ID == "" {
+		p.t.Fatalf("registering %s on %s: %q (%v)", target, p.name, out, err)
+	}
+	return m.ID
+}
+
+// waitMonitor waits until every peer of group has monitor id as want
+// ("" for gone), and returns how long that took.
+func waitMonitor(t *testing.T, group []*peer, id, want string, limit time.Duration) time.Duration {
+	t.Helper()
+	return testbin.WaitFor(t, fmt.Sprintf("monitor %s to be %q on every peer", id, want), limit, func() error {
+		for _, p := range group {
+			if got := p.monitor(id); got != want {
+				return fmt.Errorf("%s has %q", p.name, got)
+			}
+		}
+		return nil
+	})
+}
+
+// TestMonitorRegistryReplicated: a monitor registered on one coordinator
+// is served by the other within 5s, in its API and its http_sd document;
+// a change and a deletion follow; a peer stopped during three writes has
+// them all within 10s of its return.
+func TestMonitorRegistryReplicated(t *testing.T) {
+	group := startGroup(t, 2)
+	a, b := group[0], group[1]
+	id := a.register("http://127.0.0.1:9/one", "30s")
+	took := waitMonitor(t, group, id, "http://127.0.0.1:9/one every 30s", 5*time.Second)
+	t.Logf("monitor registered on %s served by %s after %s", a.name, b.name, took.Round(time.Millisecond))
+	if sd := b.get("/api/v1/sd?location=ams"); !strings.Contains(sd, "http://127.0.0.1:9/one") {
+		t.Errorf("%s's http_sd document lacks the monitor: %s", b.name, sd)
+	}
+	b.mustWrite(http.MethodPut, "/api/v1/monitors/"+id, "application/json", `{"target": "http://127.0.0.1:9/one", "module": "http_2xx", "interval": "1m"}`)
+	waitMonitor(t, group, id, "http://127.0.0.1:9/one every 1m", 5*time.Second)
+
+	b.stop()
+	a.waitMembers(1)
+	two := a.register("http://127.0.0.1:9/two", "30s")
+	three := a.register("http://127.0.0.1:9/three", "30s")
+	a.mustWrite(http.MethodDelete, "/api/v1/monitors/"+id, "", "")
+	b.start()
+	took = testbin.WaitFor(t, b.name+" to catch up with three writes", 10*time.Second, func() error {
+		for id, want := range map[string]string{id: "", two: "http://127.0.0.1:9/two every 30s", three: "http://127.0.0.1:9/three every 30s"} {
+			if got := b.monitor(id); got != want {
+				return fmt.Errorf("monitor %s is %q", id, got)
+			}
+		}
+		return nil
+	})
+	t.Logf("%s had the three writes made while it was stopped %s after its return", b.name, took.Round(time.Millisecond))
 }
