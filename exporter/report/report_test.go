@@ -182,9 +182,14 @@ func TestDeliversInOrderInBatches(t *testing.T) {
 	if in.batches < 8 {
 		t.Errorf("%d batches for 50 reports of at most 7, want at least 8", in.batches)
 	}
-	if v := testutil.ToFloat64(r.delivered.WithLabelValues(in.srv.URL)); v != 50 {
-		t.Errorf("delivered counter = %v", v)
-	}
+	// The counter moves once the coordinator's answer is read, after the
+	// coordinator has taken the batch.
+	testbin.WaitFor(t, "50 reports counted as delivered", waitLimit, func() error {
+		if v := testutil.ToFloat64(r.delivered.WithLabelValues(in.srv.URL)); v != 50 {
+			return fmt.Errorf("delivered counter = %v", v)
+		}
+		return nil
+	})
 }
 
 func TestRetriesUntilTheCoordinatorReturns(t *testing.T) {
