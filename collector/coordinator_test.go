@@ -1,10 +1,14 @@
 package collector
 
 import (
+	"bytes"
+	"compress/gzip"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -51,7 +55,48 @@ vantage_target_state{module="http_2xx",state="seems_down",target="https://b.exam
 vantage_target_state{module="http_2xx",state="unknown",target="https://b.example"} 0
 vantage_target_state{module="http_2xx",state="up",target="https://b.example"} 1
 `
-	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	if err := testutil.GatherAndCompare(prometheus.Gatherers{reg, c.Gatherer()}, strings.NewReader(want)); err != nil {
 		t.Error(err)
+	}
+	// The text carries the labels sorted by name, as client_golang writes
+	// them, and the gzip stream holds the same text.
+	var plain bytes.Buffer
+	if _, err := c.WriteFormat(&plain, FormatText); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{
+		`vantage_target_state{env="prod",module="http_2xx",state="down",target="https://a.example",team="web"} 1` + "\n",
+		`vantage_target_location_success{env="prod",location="fra",module="http_2xx",target="https://a.example",team="web"} 1` + "\n",
+		`vantage_target_confirmed_down{module="http_2xx",target="https://b.example"} 0` + "\n",
+	} {
+		if !strings.Contains(plain.String(), line) {
+			t.Errorf("text lacks %q:\n%s", line, plain.String())
+		}
+	}
+	var gz bytes.Buffer
+	if err := c.WriteGzipFormat(&gz, 2, FormatText); err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(&gz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unzipped, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(unzipped) != plain.String() {
+		t.Errorf("gzip stream differs from the text:\n%s\nwant\n%s", unzipped, plain.String())
+	}
+}
+
+// Without targets, no target family is written, not even its header.
+func TestCoordinatorWithoutTargetsWritesNothing(t *testing.T) {
+	c := NewCoordinator([]string{"up"}, func() []TargetState { return nil }, func() []LocationHealth { return nil })
+	var b bytes.Buffer
+	if _, err := c.WriteFormat(&b, FormatText); err != nil || b.Len() != 0 {
+		t.Errorf("WriteTo = %q, %v; want nothing", b.String(), err)
 	}
 }

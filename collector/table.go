@@ -380,30 +380,41 @@ func (t *Table) WriteGzip(w io.Writer, workers int) error {
 func (t *Table) WriteGzipFormat(w io.Writer, workers int, format Format) error {
 	sc := t.snapshot(format)
 	workers = max(1, min(workers, len(sc.renders)))
+	return writeGzipParts(w, workers, len(sc.order), func(k int) func(i int, cw *countingWriter) {
+		part := sc.renders[k*len(sc.renders)/workers : (k+1)*len(sc.renders)/workers]
+		cursors := make([]int, len(part))
+		return func(i int, cw *countingWriter) { sc.writeFamily(cw, sc.order[i], part, cursors, k == 0) }
+	})
+}
+
+// writeGzipParts writes an exposition of families, split into workers
+// parts, gzip-compressed by one goroutine per part. part(k) is called in
+// part k's goroutine and returns what writes that part's lines of the
+// i-th family (the first part writes the family's header too). Each part's
+// share of each family becomes one gzip member; the members are written in
+// family order, then part order, which makes one valid multi-member gzip
+// stream (RFC 1952) of the whole text.
+func writeGzipParts(w io.Writer, workers, families int, part func(k int) func(i int, cw *countingWriter)) error {
 	chunks := make([][]*bytes.Buffer, workers)
 	var wg sync.WaitGroup
 	for k := range workers {
-		part := sc.renders[k*len(sc.renders)/workers : (k+1)*len(sc.renders)/workers]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
+			write := part(k)
 			gz, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
 			bw := bufio.NewWriterSize(gz, 32<<10)
-			cursors := make([]int, len(part))
-			for _, f := range sc.order {
+			for i := range families {
 				buf := &bytes.Buffer{}
 				gz.Reset(buf)
 				bw.Reset(gz)
-				cw := &countingWriter{w: bw}
-				sc.writeFamily(cw, f, part, cursors, k == 0)
+				write(i, &countingWriter{w: bw})
 				_ = bw.Flush()
 				_ = gz.Close()
 				chunks[k] = append(chunks[k], buf)
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	for i := range sc.order {
+	for i := range families {
 		for k := range workers {
 			if _, err := w.Write(chunks[k][i].Bytes()); err != nil {
 				return err

@@ -822,10 +822,8 @@ func (m *Machine) Targets() []TargetView {
 		v := TargetView{Target: t.key.Target, Module: t.key.Module, State: t.state, Since: t.since, Locations: []Evidence{}, Flapping: t.flapping}
 		if t.incident != nil {
 			v.IncidentID = t.incident.ID
-			if t.incident.Confirmed() && t.state == StateDown {
-				v.DownSince = t.incident.StartedAt
-			}
 		}
+		v.DownSince = t.downSince()
 		for _, l := range m.locations {
 			for i := range t.locs {
 				ls := &t.locs[i]
@@ -847,6 +845,59 @@ func (m *Machine) Targets() []TargetView {
 	})
 	return out
 }
+
+// downSince is the start of the target's confirmed outage while it is
+// down; zero otherwise.
+func (t *target) downSince() time.Time {
+	if t.incident != nil && t.incident.Confirmed() && t.state == StateDown {
+		return t.incident.StartedAt
+	}
+	return time.Time{}
+}
+
+// LocationOutcome is a location's latest known outcome of a target.
+type LocationOutcome struct {
+	Location string
+	Success  bool
+}
+
+// Standing is what a target's series show, lighter than its TargetView:
+// each location's outcome instead of its evidence.
+type Standing struct {
+	Key       Key
+	State     State
+	DownSince time.Time // as in TargetView
+	Flapping  bool
+	// Outcomes holds each location's latest outcome, in the order of the
+	// configured locations; locations that cannot tell are left out.
+	Outcomes []LocationOutcome
+}
+
+// EachStanding calls f with the standing of every known target, sorted
+// by target and module. The standing's Outcomes are reused after f
+// returns.
+func (m *Machine) EachStanding(f func(*Standing)) {
+	ts := make([]*target, 0, len(m.targets))
+	for _, t := range m.targets {
+		ts = append(ts, t)
+	}
+	slices.SortFunc(ts, func(a, b *target) int {
+		return cmp.Or(cmp.Compare(a.key.Target, b.key.Target), cmp.Compare(a.key.Module, b.key.Module))
+	})
+	var s Standing
+	for _, t := range ts {
+		s = Standing{Key: t.key, State: t.state, DownSince: t.downSince(), Flapping: t.flapping, Outcomes: s.Outcomes[:0]}
+		for _, l := range m.locations {
+			if ls := t.find(l); ls != nil && ls.outcome != "" && ls.outcome != OutcomeUnknown {
+				s.Outcomes = append(s.Outcomes, LocationOutcome{Location: l, Success: ls.outcome == OutcomeSuccess})
+			}
+		}
+		f(&s)
+	}
+}
+
+// Len is the number of known targets.
+func (m *Machine) Len() int { return len(m.targets) }
 
 // OpenRounds counts the verification rounds in flight.
 func (m *Machine) OpenRounds() int {

@@ -263,30 +263,8 @@ func countDown(ctx context.Context, base string) (int64, error) {
 // plain scrape counts the targets in state down (Rows) and the samples
 // (Success).
 func scrapeCoordinator(ctx context.Context, base string, gzip bool) (fullScrape, error) {
-	var s fullScrape
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
-	req.Close = true
-	if gzip {
-		req.Header.Set("Accept-Encoding", "gzip")
-	}
-	start := time.Now()
-	resp, err := plainClient(60 * time.Second).Do(req)
-	if err != nil {
-		return s, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return s, fmt.Errorf("GET /metrics: %s", resp.Status)
-	}
-	if gzip {
-		s.Bytes, err = io.Copy(io.Discard, resp.Body)
-		s.Duration = time.Since(start)
-		return s, err
-	}
-	body, err := io.ReadAll(resp.Body)
-	s.Duration = time.Since(start)
-	s.Bytes = int64(len(body))
-	if err != nil {
+	s, body, err := fetchMetrics(ctx, base, gzip)
+	if err != nil || gzip {
 		return s, err
 	}
 	const down = `vantage_target_state{`
