@@ -1,12 +1,14 @@
 package coordinator
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -420,8 +422,8 @@ func (c *Coordinator) verifyDue(ctx context.Context) {
 	}
 }
 
-// targetStates is the machine's state for the series. The locations'
-// verdicts of all targets share one array.
+// targetStates is the machine's state for the series, sorted by target
+// and module. The locations' verdicts of all targets share one array.
 func (c *Coordinator) targetStates() []collector.TargetState {
 	var out []collector.TargetState
 	var verdicts []collector.LocationVerdict
@@ -440,6 +442,9 @@ func (c *Coordinator) targetStates() []collector.TargetState {
 			DownSince: s.DownSince, Flapping: s.Flapping, Locations: verdicts[from:len(verdicts):len(verdicts)]})
 	})
 	c.mu.Unlock()
+	slices.SortFunc(out, func(a, b collector.TargetState) int {
+		return cmp.Or(cmp.Compare(a.Target, b.Target), cmp.Compare(a.Module, b.Module))
+	})
 	c.labels.fill(out)
 	return out
 }

@@ -102,10 +102,15 @@ type locState struct {
 }
 
 // see records e as the location's latest evidence, unless a later one is
-// known.
-func (l *locState) see(e Evidence) {
+// known. An error text equal to the previous evidence's is shared with it
+// (in *e too), so that repeated evidence holds one copy.
+func (l *locState) see(e *Evidence) {
+	if l.detail != nil && l.detail.Error == e.Error {
+		e.Error = l.detail.Error
+	}
 	if l.outcome == "" || !e.Time.Before(l.at) {
-		l.outcome, l.at, l.detail = e.Result, e.Time, &e
+		d := *e
+		l.outcome, l.at, l.detail = e.Result, e.Time, &d
 	}
 }
 
@@ -277,7 +282,7 @@ func (m *Machine) Restore(open []Incident, now time.Time) {
 		t.since = now
 		t.nextRound = now
 		for _, e := range inc.Evidence {
-			t.loc(e.Location).see(e)
+			t.loc(e.Location).see(&e)
 		}
 	}
 }
@@ -414,7 +419,7 @@ func (m *Machine) applyReport(t *target, location string, r *api.Report) Evidenc
 		}
 		ls.history().close(r.Time, true)
 	}
-	ls.see(e)
+	ls.see(&e)
 	m.observeRound(t, e)
 	return e
 }
@@ -528,7 +533,7 @@ func (m *Machine) RoundDone(k Key, id uint64, answers []Evidence, now time.Time)
 		// An unknown answer (often the coordinator's own trouble
 		// reaching the location) makes the location unknown and
 		// changes no interval.
-		ls.see(e)
+		ls.see(&e)
 		m.observeRound(t, e)
 		t.incident.addEvidence(e)
 	}
@@ -873,19 +878,13 @@ type Standing struct {
 	Outcomes []LocationOutcome
 }
 
-// EachStanding calls f with the standing of every known target, sorted
-// by target and module. The standing's Outcomes are reused after f
+// EachStanding calls f with the standing of every known target, in no
+// particular order (sorting is left to the caller, outside whatever lock
+// guards the machine). The standing's Outcomes are reused after f
 // returns.
 func (m *Machine) EachStanding(f func(*Standing)) {
-	ts := make([]*target, 0, len(m.targets))
-	for _, t := range m.targets {
-		ts = append(ts, t)
-	}
-	slices.SortFunc(ts, func(a, b *target) int {
-		return cmp.Or(cmp.Compare(a.key.Target, b.key.Target), cmp.Compare(a.key.Module, b.key.Module))
-	})
 	var s Standing
-	for _, t := range ts {
+	for _, t := range m.targets {
 		s = Standing{Key: t.key, State: t.state, DownSince: t.downSince(), Flapping: t.flapping, Outcomes: s.Outcomes[:0]}
 		for _, l := range m.locations {
 			if ls := t.find(l); ls != nil && ls.outcome != "" && ls.outcome != OutcomeUnknown {
