@@ -5,6 +5,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,6 +64,12 @@ type Coordinator struct {
 	locations func() []LocationHealth
 
 	healthy *prometheus.Desc
+
+	// gz holds the latest compressed scrape (see WriteGzipFormat).
+	gz struct {
+		sync.Mutex
+		cache *gzipCache
+	}
 }
 
 // Target series: name, help, and the target's own label (empty for none).
@@ -164,13 +171,80 @@ func (c *Coordinator) WriteFormat(w io.Writer, format Format) (int64, error) {
 }
 
 // WriteGzipFormat writes what WriteFormat writes, gzip-compressed by up
-// to workers goroutines, as Table.WriteGzip does.
+// to workers goroutines, as Table.WriteGzip does: a gzip member per chunk
+// of gzipChunk targets and family. A chunk whose targets are as they were
+// at the previous compressed scrape is not compressed again: its members
+// are kept (a few MiB at 100,000 targets, with the targets' states they
+// render), so a scrape of a coordinator whose targets hardly change costs
+// little more than reading the state.
 func (c *Coordinator) WriteGzipFormat(w io.Writer, workers int, format Format) error {
 	ts := c.scrape(format)
-	workers = max(1, min(workers, len(ts.targets)))
-	return writeGzipParts(w, workers, len(ts.fams), func(k int) func(i int, cw *countingWriter) {
-		part := ts.targets[k*len(ts.targets)/workers : (k+1)*len(ts.targets)/workers]
-		return func(i int, cw *countingWriter) { ts.writeFamily(cw, i, part, k == 0) }
+	c.gz.Lock()
+	defer c.gz.Unlock()
+	prev := c.gz.cache
+	if prev == nil || prev.format != format || !slices.Equal(prev.fams, ts.fams) {
+		prev = &gzipCache{}
+	}
+	next := &gzipCache{format: format, fams: ts.fams}
+	var stale []int
+	for k := 0; k*gzipChunk < len(ts.targets); k++ {
+		part := ts.targets[k*gzipChunk : min(len(ts.targets), (k+1)*gzipChunk)]
+		ch := gzipChunkOf{targets: part}
+		if k < len(prev.chunks) && sameTargets(prev.chunks[k].targets, part) {
+			ch.members = prev.chunks[k].members
+		} else {
+			stale = append(stale, k)
+		}
+		next.chunks = append(next.chunks, ch)
+	}
+	var wg sync.WaitGroup
+	work := make(chan int, len(stale))
+	for _, k := range stale {
+		work <- k
+	}
+	close(work)
+	for range max(1, min(workers, len(stale))) {
+		wg.Go(func() {
+			for k := range work {
+				ch := &next.chunks[k]
+				ch.members = gzipMembers(len(ts.fams), func(i int, cw *countingWriter) { ts.writeFamily(cw, i, ch.targets, k == 0) })
+			}
+		})
+	}
+	wg.Wait()
+	c.gz.cache = next
+	for i := range ts.fams {
+		for _, ch := range next.chunks {
+			if _, err := w.Write(ch.members[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// gzipChunk is how many targets share the gzip members of a chunk.
+const gzipChunk = 2000
+
+// gzipCache is the latest compressed scrape, chunk by chunk.
+type gzipCache struct {
+	format Format
+	fams   []targetFamily
+	chunks []gzipChunkOf
+}
+
+// gzipChunkOf is the targets of one chunk, as rendered, and their
+// members, one per family.
+type gzipChunkOf struct {
+	targets []TargetState
+	members [][]byte
+}
+
+// sameTargets reports whether a and b render the same lines.
+func sameTargets(a, b []TargetState) bool {
+	return slices.EqualFunc(a, b, func(x, y TargetState) bool {
+		return x.Target == y.Target && x.Module == y.Module && x.State == y.State && x.DownSince.Equal(y.DownSince) &&
+			x.Flapping == y.Flapping && slices.Equal(x.Labels, y.Labels) && slices.Equal(x.Locations, y.Locations)
 	})
 }
 
@@ -271,7 +345,14 @@ func appendTargetLine(b []byte, name string, pairs []Label, ownName, ownValue st
 		b = appendLabelPair(b, ownName, ownValue, written > 0)
 	}
 	b = append(b, '}', ' ')
-	b = appendFloat(b, value)
+	switch value {
+	case 0:
+		b = append(b, '0')
+	case 1:
+		b = append(b, '1')
+	default:
+		b = appendFloat(b, value)
+	}
 	return append(b, '\n')
 }
 

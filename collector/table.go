@@ -395,33 +395,38 @@ func (t *Table) WriteGzipFormat(w io.Writer, workers int, format Format) error {
 // family order, then part order, which makes one valid multi-member gzip
 // stream (RFC 1952) of the whole text.
 func writeGzipParts(w io.Writer, workers, families int, part func(k int) func(i int, cw *countingWriter)) error {
-	chunks := make([][]*bytes.Buffer, workers)
+	chunks := make([][][]byte, workers)
 	var wg sync.WaitGroup
 	for k := range workers {
-		wg.Go(func() {
-			write := part(k)
-			gz, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
-			bw := bufio.NewWriterSize(gz, 32<<10)
-			for i := range families {
-				buf := &bytes.Buffer{}
-				gz.Reset(buf)
-				bw.Reset(gz)
-				write(i, &countingWriter{w: bw})
-				_ = bw.Flush()
-				_ = gz.Close()
-				chunks[k] = append(chunks[k], buf)
-			}
-		})
+		wg.Go(func() { chunks[k] = gzipMembers(families, part(k)) })
 	}
 	wg.Wait()
 	for i := range families {
 		for k := range workers {
-			if _, err := w.Write(chunks[k][i].Bytes()); err != nil {
+			if _, err := w.Write(chunks[k][i]); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// gzipMembers compresses each of families families, written by write,
+// into a gzip member of its own.
+func gzipMembers(families int, write func(i int, cw *countingWriter)) [][]byte {
+	members := make([][]byte, families)
+	gz, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	bw := bufio.NewWriterSize(gz, 32<<10)
+	for i := range families {
+		buf := &bytes.Buffer{}
+		gz.Reset(buf)
+		bw.Reset(gz)
+		write(i, &countingWriter{w: bw})
+		_ = bw.Flush()
+		_ = gz.Close()
+		members[i] = buf.Bytes()
+	}
+	return members
 }
 
 type countingWriter struct {
@@ -496,6 +501,9 @@ func renderTargetLabels(t *Row) []byte {
 
 // appendEscaped escapes a label value for the text format.
 func appendEscaped(b []byte, s string) []byte {
+	if !needsEscape(s) {
+		return append(b, s...)
+	}
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; c {
 		case '\\':
@@ -509,6 +517,15 @@ func appendEscaped(b []byte, s string) []byte {
 		}
 	}
 	return b
+}
+
+func needsEscape(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '\\' || c == '"' || c == '\n' {
+			return true
+		}
+	}
+	return false
 }
 
 func escapeHelp(s string) string {

@@ -70,17 +70,32 @@ func (p Phases) MarshalJSON() ([]byte, error) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		name, err := json.Marshal(ps.Name)
-		if err != nil {
-			return nil, err
+		if plainName(ps.Name) {
+			b = append(append(append(b, '"'), ps.Name...), '"', ':')
+		} else {
+			name, err := json.Marshal(ps.Name)
+			if err != nil {
+				return nil, err
+			}
+			b = append(append(b, name...), ':')
 		}
-		b = append(append(b, name...), ':')
 		if math.IsNaN(ps.Seconds) || math.IsInf(ps.Seconds, 0) {
 			return nil, &json.UnsupportedValueError{Str: strconv.FormatFloat(ps.Seconds, 'g', -1, 64)}
 		}
 		b = appendJSONFloat(b, ps.Seconds)
 	}
 	return append(b, '}'), nil
+}
+
+// plainName: the name needs no escaping in JSON (the probers' phase
+// names).
+func plainName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // appendJSONFloat formats f as encoding/json does (ES6 number to string).

@@ -12,7 +12,7 @@ import (
 // Phases are written and read as the map they replace was: an object of
 // name to seconds, keys in order, numbers as encoding/json writes them.
 func TestPhasesJSONIsTheMapsJSON(t *testing.T) {
-	m := map[string]float64{"transfer": 2.5e-7, "connect": 0.002, "resolve": 0, "tls": 1e21, "processing": 12.000001}
+	m := map[string]float64{"transfer": 2.5e-7, "connect": 0.002, "resolve": 0, "tls": 1e21, "processing": 12.000001, `a"<b>&`: 1}
 	var p Phases
 	for name, s := range m {
 		p = p.with(name, s)

@@ -168,10 +168,33 @@ func streakStart(r *api.Report) time.Time {
 type round struct {
 	id      uint64
 	started time.Time
-	answers map[string]Evidence
+	// answers holds at most one answer per location (a few: a slice
+	// costs less than a map in each of many open rounds).
+	answers []Evidence
 	// overloaded counts the locations the coordinator could not ask in
 	// time for lack of capacity.
 	overloaded int
+}
+
+// answer returns the location's answer in the round.
+func (r *round) answer(location string) (Evidence, bool) {
+	for _, e := range r.answers {
+		if e.Location == location {
+			return e, true
+		}
+	}
+	return Evidence{}, false
+}
+
+// setAnswer records e as its location's answer, replacing an earlier one.
+func (r *round) setAnswer(e Evidence) {
+	for i := range r.answers {
+		if r.answers[i].Location == e.Location {
+			r.answers[i] = e
+			return
+		}
+	}
+	r.answers = append(r.answers, e)
 }
 
 // recovery counts successes since an outage was confirmed or last seen
@@ -290,7 +313,9 @@ func (m *Machine) Restore(open []Incident, now time.Time) {
 func (m *Machine) target(k Key, now time.Time) *target {
 	t, ok := m.targets[k]
 	if !ok {
-		t = &target{key: k, state: StateUp, since: now}
+		// Room for every location at once: most targets are heard of
+		// from all of them.
+		t = &target{key: k, state: StateUp, since: now, locs: make([]locState, 0, len(m.locations))}
 		m.targets[k] = t
 	}
 	t.touched = now
@@ -466,7 +491,7 @@ func (m *Machine) observeRound(t *target, e Evidence) {
 	if t.round == nil {
 		return
 	}
-	prev, ok := t.round.answers[e.Location]
+	prev, ok := t.round.answer(e.Location)
 	switch {
 	case !ok:
 	case e.Result == OutcomeUnknown && prev.Result != OutcomeUnknown:
@@ -474,14 +499,14 @@ func (m *Machine) observeRound(t *target, e Evidence) {
 	case prev.Result != OutcomeUnknown && e.Time.Before(prev.Time):
 		return
 	}
-	t.round.answers[e.Location] = e
+	t.round.setAnswer(e)
 }
 
 // startRound opens a verification round that asks every location whose
 // answer is not known yet.
 func (m *Machine) startRound(t *target, now time.Time) Effects {
 	m.lastRound++
-	t.round = &round{id: m.lastRound, started: now, answers: map[string]Evidence{}}
+	t.round = &round{id: m.lastRound, started: now}
 	var ask []string
 	for _, l := range m.locations {
 		if !m.trusted(l) {
@@ -490,7 +515,7 @@ func (m *Machine) startRound(t *target, now time.Time) Effects {
 		if e, ok := t.seen(l); ok && e.Result == OutcomeFailure && t.incident.Rounds == 0 && !e.Time.Before(t.incident.StartedAt) {
 			// The failure that opened the incident (or one seen
 			// with it) is this location's answer in the first round.
-			t.round.answers[l] = e
+			t.round.setAnswer(e)
 			continue
 		}
 		ask = append(ask, l)
@@ -562,13 +587,14 @@ func (m *Machine) verdict(t *target, r *round, now time.Time) Effects {
 			}
 			continue
 		}
-		switch r.answers[l].Result {
+		answer, _ := r.answer(l)
+		switch answer.Result {
 		case OutcomeFailure:
 			failing++
 		case OutcomeSuccess:
 			succeeding++
 			if t.incident.Confirmed() {
-				m.countSuccess(t, r.answers[l])
+				m.countSuccess(t, answer)
 			}
 		default:
 			unknown++
