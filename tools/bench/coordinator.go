@@ -45,7 +45,7 @@ func coordFlags(fs *flag.FlagSet, o *coordOptions) {
 	fs.IntVar(&o.batch, "coord-batch", 1000, "reports per batch posted in g (the coordinator accepts up to 1000)")
 	fs.IntVar(&o.runs, "coord-runs", 3, "timed scrapes of each kind (plain, gzip) at each stage of g")
 	fs.StringVar(&o.pkg, "coordinator-pkg", "./cmd/vantage-coordinator", "package to build as vantage-coordinator")
-	fs.StringVar(&o.profileDir, "coord-profile", "", "directory to write the coordinator's heap profile and the CPU profile of one plain scrape in g (empty: none)")
+	fs.StringVar(&o.profileDir, "coord-profile", "", "directory to write the coordinator's heap profile and a CPU profile of one plain and one gzip scrape at the incidents stage of g (empty: none)")
 }
 
 var coordLocations = []string{"ams", "fra", "sfo"}
@@ -282,7 +282,7 @@ func scrapeCoordinator(ctx context.Context, base string, gzip bool) (fullScrape,
 
 // measureCoordinator takes runs plain and gzip scrapes, the live heap,
 // RSS and the load, and with profileDir the heap profile and a CPU
-// profile of one more plain scrape.
+// profile of one more plain and one more gzip scrape.
 func measureCoordinator(ctx context.Context, c *child, base, name string, runs int, profileDir string) (coordStage, error) {
 	st := coordStage{Name: name}
 	p0, err := readProc(c.pid())
