@@ -53,30 +53,29 @@ var coordLocations = []string{"ams", "fra", "sfo"}
 // coordStage is what was measured once the coordinator held one stage's
 // state.
 type coordStage struct {
-	Name        string
-	Plain, Gzip []fullScrape
-	Series      int64 // lines of the plain text that are samples
-	HeapBytes   int64 // live heap after a GC
-	RSS, HWM    int64
-	Load        string
-	CPUPerScrap float64 // coordinator CPU seconds per scrape, both kinds
+	Name         string
+	Plain, Gzip  []fullScrape
+	Series       int64 // lines of the plain text that are samples
+	HeapBytes    int64 // live heap after a GC
+	RSS, HWM     int64
+	Load         string
+	CPUPerScrape float64 // coordinator CPU seconds per scrape, both kinds
 }
 
 type coordResult struct {
-	Targets           int
-	Startup           time.Duration
-	Empty             coordStage
-	Known             coordStage
-	Incidents         coordStage
-	KnownPosted       time.Duration // the three snapshots
-	FailPosted        time.Duration // every failing report of the three locations
-	Confirmed         time.Duration // from the first failing report to every target down
-	Down              int64
-	ChecksAsked       int64
-	PostCPU, ConfCPU  float64
-	HWMBeforeScrapes  int64
-	ProfileDir        string
-	ConfirmationsSeen float64
+	Targets          int
+	Startup          time.Duration
+	Empty            coordStage
+	Known            coordStage
+	Incidents        coordStage
+	KnownPosted      time.Duration // the three snapshots
+	FailPosted       time.Duration // every failing report of the three locations
+	Confirmed        time.Duration // from the first failing report to every target down
+	Down             int64
+	ChecksAsked      int64
+	PostCPU, ConfCPU float64
+	HWMBeforeScrapes int64
+	ProfileDir       string
 }
 
 func phaseCoordinator(ctx context.Context, env *env) (coordResult, error) {
@@ -307,7 +306,7 @@ func measureCoordinator(ctx context.Context, c *child, base, name string, runs i
 	if err != nil {
 		return st, err
 	}
-	st.CPUPerScrap = (p1.cpuSeconds() - p0.cpuSeconds()) / float64(2*runs)
+	st.CPUPerScrape = (p1.cpuSeconds() - p0.cpuSeconds()) / float64(2*runs)
 	st.RSS, st.HWM = p1.RSSBytes, p1.HWMBytes
 	st.Load = loadAverage()
 	if st.HeapBytes, err = liveHeap(ctx, base); err != nil {
@@ -460,7 +459,7 @@ func (r *report) printCoordinator(w io.Writer) {
 		gLo, gMed, gHi := durations(s.Gzip)
 		fmt.Fprintf(w, "  %14s %10d %9s (%s-%s) %12s %9s (%s-%s) %11s %9.2fs %10s %11s %9s  %s\n",
 			s.Name, s.Series, ms(pMed), ms(pLo), ms(pHi), mib(s.Plain[0].Bytes), ms(gMed), ms(gLo), ms(gHi), mib(s.Gzip[0].Bytes),
-			s.CPUPerScrap, mib(s.HeapBytes), mib(s.RSS), mib(s.HWM), s.Load)
+			s.CPUPerScrape, mib(s.HeapBytes), mib(s.RSS), mib(s.HWM), s.Load)
 	}
 	if c.Targets > 0 {
 		fmt.Fprintf(w, "  live heap per known target (3 locations): %.0f bytes; per open confirmed incident (3 failing reports, its evidence and intervals): %.0f bytes\n",
