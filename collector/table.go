@@ -380,37 +380,53 @@ func (t *Table) WriteGzip(w io.Writer, workers int) error {
 func (t *Table) WriteGzipFormat(w io.Writer, workers int, format Format) error {
 	sc := t.snapshot(format)
 	workers = max(1, min(workers, len(sc.renders)))
-	chunks := make([][]*bytes.Buffer, workers)
+	return writeGzipParts(w, workers, len(sc.order), func(k int) func(i int, cw *countingWriter) {
+		part := sc.renders[k*len(sc.renders)/workers : (k+1)*len(sc.renders)/workers]
+		cursors := make([]int, len(part))
+		return func(i int, cw *countingWriter) { sc.writeFamily(cw, sc.order[i], part, cursors, k == 0) }
+	})
+}
+
+// writeGzipParts writes an exposition of families, split into workers
+// parts, gzip-compressed by one goroutine per part. part(k) is called in
+// part k's goroutine and returns what writes that part's lines of the
+// i-th family (the first part writes the family's header too). Each part's
+// share of each family becomes one gzip member; the members are written in
+// family order, then part order, which makes one valid multi-member gzip
+// stream (RFC 1952) of the whole text.
+func writeGzipParts(w io.Writer, workers, families int, part func(k int) func(i int, cw *countingWriter)) error {
+	chunks := make([][][]byte, workers)
 	var wg sync.WaitGroup
 	for k := range workers {
-		part := sc.renders[k*len(sc.renders)/workers : (k+1)*len(sc.renders)/workers]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			gz, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
-			bw := bufio.NewWriterSize(gz, 32<<10)
-			cursors := make([]int, len(part))
-			for _, f := range sc.order {
-				buf := &bytes.Buffer{}
-				gz.Reset(buf)
-				bw.Reset(gz)
-				cw := &countingWriter{w: bw}
-				sc.writeFamily(cw, f, part, cursors, k == 0)
-				_ = bw.Flush()
-				_ = gz.Close()
-				chunks[k] = append(chunks[k], buf)
-			}
-		}()
+		wg.Go(func() { chunks[k] = gzipMembers(families, part(k)) })
 	}
 	wg.Wait()
-	for i := range sc.order {
+	for i := range families {
 		for k := range workers {
-			if _, err := w.Write(chunks[k][i].Bytes()); err != nil {
+			if _, err := w.Write(chunks[k][i]); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// gzipMembers compresses each of families families, written by write,
+// into a gzip member of its own.
+func gzipMembers(families int, write func(i int, cw *countingWriter)) [][]byte {
+	members := make([][]byte, families)
+	gz, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	bw := bufio.NewWriterSize(gz, 32<<10)
+	for i := range families {
+		buf := &bytes.Buffer{}
+		gz.Reset(buf)
+		bw.Reset(gz)
+		write(i, &countingWriter{w: bw})
+		_ = bw.Flush()
+		_ = gz.Close()
+		members[i] = buf.Bytes()
+	}
+	return members
 }
 
 type countingWriter struct {
@@ -485,6 +501,9 @@ func renderTargetLabels(t *Row) []byte {
 
 // appendEscaped escapes a label value for the text format.
 func appendEscaped(b []byte, s string) []byte {
+	if !needsEscape(s) {
+		return append(b, s...)
+	}
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; c {
 		case '\\':
@@ -498,6 +517,15 @@ func appendEscaped(b []byte, s string) []byte {
 		}
 	}
 	return b
+}
+
+func needsEscape(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '\\' || c == '"' || c == '\n' {
+			return true
+		}
+	}
+	return false
 }
 
 func escapeHelp(s string) string {

@@ -2,13 +2,11 @@ package coordinator
 
 import (
 	"fmt"
-	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/vantageprobe/vantage/api"
@@ -47,7 +45,7 @@ func (c *Coordinator) Handler() http.Handler {
 		c.handleStatusPage(mux)
 	}
 	mux.HandleFunc("GET /probe", c.handleProbe)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(c.logger.Handler(), slog.LevelError)}))
+	mux.HandleFunc("GET /metrics", c.handleMetrics)
 	mux.HandleFunc("GET /config", c.handleConfig)
 	webserver.HandleOperational(mux, c.reloads, c.clocks.set.Unhealthy)
 	if c.opts.EnablePprof {

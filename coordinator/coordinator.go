@@ -1,12 +1,14 @@
 package coordinator
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,7 +21,6 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/collector"
 	"github.com/vantageprobe/vantage/coordinator/config"
 	"github.com/vantageprobe/vantage/coordinator/confirm"
@@ -67,10 +68,12 @@ type Coordinator struct {
 	intake   *intake
 	labels   *targetLabels
 	reg      *prometheus.Registry
-	metrics  *metrics
-	clocks   *clocks
-	reloads  chan chan error
-	maint    maintenances
+	// series renders the targets' series, after reg's, on /metrics.
+	series  *collector.Coordinator
+	metrics *metrics
+	clocks  *clocks
+	reloads chan chan error
+	maint   maintenances
 
 	// run identifies this process to the exporters (api.ReportsAnswer.Run):
 	// a new one makes them send a snapshot.
@@ -212,11 +215,12 @@ func newCoordinator(opts Options, conf *config.CoordinatorConfig, reg *prometheu
 		c.logger.Error("Writing the incident log failed", "err", err)
 	})
 	c.clocks = newClocks(c)
+	c.series = collector.NewCoordinator(stateNames(), c.targetStates, c.health.snapshot)
 	c.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		versioncollector.NewCollector("vantage_coordinator"),
-		collector.NewCoordinator(stateNames(), c.targetStates, c.health.snapshot),
+		c.series,
 		eventCollector{c.events},
 		newMaintenanceCollector(c),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -450,25 +454,30 @@ func (c *Coordinator) verifyDue(ctx context.Context) {
 	}
 }
 
-// targetStates is the machine's state for the series.
+// targetStates is the machine's state for the series, sorted by target
+// and module. The locations' verdicts of all targets share one array.
 func (c *Coordinator) targetStates() []collector.TargetState {
+	var out []collector.TargetState
+	var verdicts []collector.LocationVerdict
 	c.mu.Lock()
-	views := c.machine.Targets()
-	c.mu.Unlock()
-	out := make([]collector.TargetState, len(views))
-	held := make(map[api.TargetKey]bool, len(views))
-	for i, v := range views {
-		k := api.TargetKey{Target: v.Target, Module: v.Module}
-		held[k] = true
-		ts := collector.TargetState{Target: v.Target, Module: v.Module, State: string(v.State), DownSince: v.DownSince, Labels: c.labels.get(k), Flapping: v.Flapping}
-		for _, e := range v.Locations {
-			if e.Result != confirm.OutcomeUnknown {
-				ts.Locations = append(ts.Locations, collector.LocationVerdict{Location: e.Location, Success: e.Result == confirm.OutcomeSuccess})
-			}
+	c.machine.EachStanding(func(s *confirm.Standing) {
+		if out == nil {
+			// Sized once the lock is held: the targets are known then.
+			out = make([]collector.TargetState, 0, c.machine.Len())
+			verdicts = make([]collector.LocationVerdict, 0, 3*c.machine.Len())
 		}
-		out[i] = ts
-	}
-	c.labels.retain(held)
+		from := len(verdicts)
+		for _, o := range s.Outcomes {
+			verdicts = append(verdicts, collector.LocationVerdict{Location: o.Location, Success: o.Success})
+		}
+		out = append(out, collector.TargetState{Target: s.Key.Target, Module: s.Key.Module, State: string(s.State),
+			DownSince: s.DownSince, Flapping: s.Flapping, Locations: verdicts[from:len(verdicts):len(verdicts)]})
+	})
+	c.mu.Unlock()
+	slices.SortFunc(out, func(a, b collector.TargetState) int {
+		return cmp.Or(cmp.Compare(a.Target, b.Target), cmp.Compare(a.Module, b.Module))
+	})
+	c.labels.fill(out)
 	return out
 }
 

@@ -498,6 +498,9 @@ func (d *dispatcher) sendBatch(ctx context.Context, q *locQueue, batch []*item, 
 			continue
 		}
 		answers[i] = answerFrom(q.key.name, &resp.Results[i], started)
+		// A round reads the evidence only: the result would be held
+		// until every location of the round answered.
+		answers[i].result = nil
 	}
 	return answers, nil
 }

@@ -49,15 +49,28 @@ func (tl *targetLabels) get(k api.TargetKey) []collector.Label {
 	return tl.labels[k]
 }
 
-// retain forgets the labels of targets no longer held.
-func (tl *targetLabels) retain(held map[api.TargetKey]bool) {
+// fill sets the labels of every target of a scrape, and forgets the
+// labels of targets no longer held.
+func (tl *targetLabels) fill(targets []collector.TargetState) {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
-	for k := range tl.labels {
-		if !held[k] {
-			delete(tl.labels, k)
+	held := 0
+	for i := range targets {
+		t := &targets[i]
+		if t.Labels = tl.labels[api.TargetKey{Target: t.Target, Module: t.Module}]; t.Labels != nil {
+			held++
 		}
 	}
+	if held == len(tl.labels) {
+		return
+	}
+	keep := make(map[api.TargetKey][]collector.Label, held)
+	for i := range targets {
+		if t := &targets[i]; t.Labels != nil {
+			keep[api.TargetKey{Target: t.Target, Module: t.Module}] = t.Labels
+		}
+	}
+	tl.labels = keep
 }
 
 func sortedLabels(m map[string]string) []collector.Label {

@@ -90,7 +90,7 @@ func TestMaintenanceWindowSuppressesAnOutage(t *testing.T) {
 	if v := testutil.ToFloat64(c.metrics.incidents.WithLabelValues(confirm.ResolutionMaintenance)); v != 1 {
 		t.Errorf("vantage_incidents_total{resolution=maintenance} = %v, want 1", v)
 	}
-	err := testutil.GatherAndCompare(c.reg, strings.NewReader(`
+	err := testutil.GatherAndCompare(c.gatherer(), strings.NewReader(`
 # HELP vantage_target_maintenance 1 while a maintenance window applies to the target: its failures are recorded but never confirmed; absent otherwise.
 # TYPE vantage_target_maintenance gauge
 vantage_target_maintenance{module="http_2xx",target="https://db-1.example"} 1
@@ -116,7 +116,7 @@ vantage_target_confirmed_down{module="http_2xx",target="https://web.example"} 1
 		}
 		return nil
 	})
-	if err := testutil.GatherAndCompare(c.reg, strings.NewReader(""), "vantage_target_maintenance"); err != nil {
+	if err := testutil.GatherAndCompare(c.gatherer(), strings.NewReader(""), "vantage_target_maintenance"); err != nil {
 		t.Errorf("after the window: %v", err)
 	}
 }

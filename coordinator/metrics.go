@@ -1,16 +1,20 @@
 package coordinator
 
 import (
+	"net/http"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/vantageprobe/vantage/api"
+	"github.com/vantageprobe/vantage/collector"
 	"github.com/vantageprobe/vantage/coordinator/config"
 	"github.com/vantageprobe/vantage/coordinator/confirm"
 )
 
 // metrics are the coordinator's own counters; target states are rendered
-// at scrape time by collector.Coordinator.
+// at scrape time by collector.Coordinator (see handleMetrics).
 type metrics struct {
 	reportsReceived *prometheus.CounterVec
 	duplicates      *prometheus.CounterVec
@@ -149,4 +153,17 @@ func newMetrics(reg prometheus.Registerer, conf *config.CoordinatorConfig) *metr
 		m.overload.WithLabelValues(l.Name)
 	}
 	return m
+}
+
+// handleMetrics serves the coordinator's own metrics, then the series of
+// every target, in the Prometheus text format, gzip-compressed (on every
+// core) when the scraper accepts it.
+func (c *Coordinator) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	collector.ServeMetrics(w, r, c.reg, c.series, expfmt.NewFormat(expfmt.TypeTextPlain), c.logger)
+}
+
+// gatherer gathers what /metrics serves: the registry and the targets'
+// series.
+func (c *Coordinator) gatherer() prometheus.Gatherer {
+	return prometheus.Gatherers{c.reg, c.series.Gatherer()}
 }

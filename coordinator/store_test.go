@@ -30,7 +30,7 @@ func TestStoreKeepsIncidentsAcrossReopen(t *testing.T) {
 	s := mustOpenStore(t, dir)
 	open := confirm.Incident{ID: 1, Target: "https://a.example", Module: "http_2xx", State: confirm.StateDown, Reporter: "ams",
 		StartedAt: t0, OpenedAt: t0, ConfirmedAt: t0.Add(time.Second),
-		Evidence: []confirm.Evidence{{Location: "ams", Time: t0, Source: confirm.SourceReport, Result: confirm.OutcomeFailure, Reason: "connect_refused", Phases: map[string]float64{"connect": 0.001}}}}
+		Evidence: []confirm.Evidence{{Location: "ams", Time: t0, Source: confirm.SourceReport, Result: confirm.OutcomeFailure, Reason: "connect_refused", Phases: confirm.Phases{{Name: "connect", Seconds: 0.001}}}}}
 	resolved := confirm.Incident{ID: 2, Target: "https://b.example", Module: "http_2xx", State: confirm.StateSeemsDown, StartedAt: t0, OpenedAt: t0,
 		ResolvedAt: t0.Add(2 * time.Second), Resolution: confirm.ResolutionFalseAlarm}
 	// Incident 2 is written open first, then resolved in the same batch:
@@ -53,7 +53,7 @@ func TestStoreKeepsIncidentsAcrossReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].ID != 1 || got[0].Evidence[0].Phases["connect"] != 0.001 || !got[0].ConfirmedAt.Equal(t0.Add(time.Second)) {
+	if len(got) != 1 || got[0].ID != 1 || got[0].Evidence[0].Phases.Get("connect") != 0.001 || !got[0].ConfirmedAt.Equal(t0.Add(time.Second)) {
 		t.Errorf("open incidents after reopening = %+v, want incident 1 with its evidence", got)
 	}
 	all, err := s.List(false, 0)

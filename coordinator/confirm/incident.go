@@ -84,7 +84,7 @@ type Evidence struct {
 	// Error says why the check failed, or why its outcome is unknown.
 	Error string `json:"error,omitempty"`
 	// Phases are the check's phase durations in seconds.
-	Phases map[string]float64 `json:"phases,omitempty"`
+	Phases Phases `json:"phases,omitempty"`
 	// DurationSeconds is how long the check took.
 	DurationSeconds float64 `json:"duration_seconds,omitempty"`
 	// StatusCode is the HTTP status code of http checks.
@@ -105,15 +105,10 @@ func EvidenceFrom(location, source string, r *result.Result, fallback time.Time)
 	if r.Success {
 		e.Result = OutcomeSuccess
 	}
-	e.Reason = r.Reason
+	e.Reason = internReason(r.Reason)
 	e.Error = r.Error
 	e.DurationSeconds = r.Duration.Seconds()
-	if len(r.Phases) > 0 {
-		e.Phases = make(map[string]float64, len(r.Phases))
-		for _, p := range r.Phases {
-			e.Phases[p.Name] = p.Duration.Seconds()
-		}
-	}
+	e.Phases = phasesFrom(r.Phases)
 	if r.HTTP != nil {
 		e.StatusCode = r.HTTP.StatusCode
 	}
@@ -177,13 +172,32 @@ const (
 )
 
 // addEvidence appends e, keeping the first maxEvidenceHead entries (how
-// the incident was confirmed) and the latest ones.
+// the incident was confirmed) and the latest ones. The evidence grows a
+// few entries at a time, and an error text equal to the location's
+// previous one is shared with it.
 func (i *Incident) addEvidence(e Evidence) {
 	if len(i.Evidence) >= maxEvidence {
 		i.Evidence = append(i.Evidence[:maxEvidenceHead], i.Evidence[maxEvidenceHead+1:]...)
 	}
+	for j := len(i.Evidence) - 1; j >= 0; j-- {
+		if prev := &i.Evidence[j]; prev.Location == e.Location {
+			if prev.Error == e.Error {
+				e.Error = prev.Error
+			}
+			break
+		}
+	}
+	if len(i.Evidence) == cap(i.Evidence) {
+		grown := make([]Evidence, len(i.Evidence), len(i.Evidence)+evidenceGrowth)
+		copy(grown, i.Evidence)
+		i.Evidence = grown
+	}
 	i.Evidence = append(i.Evidence, e)
 }
+
+// evidenceGrowth is how many entries an incident's evidence grows by:
+// doubling would leave half of a long incident's evidence unused.
+const evidenceGrowth = 4
 
 // clone returns a copy that shares nothing mutable with i.
 func (i *Incident) clone() Incident {

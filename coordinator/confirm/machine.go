@@ -102,10 +102,15 @@ type locState struct {
 }
 
 // see records e as the location's latest evidence, unless a later one is
-// known.
-func (l *locState) see(e Evidence) {
+// known. An error text equal to the previous evidence's is shared with it
+// (in *e too), so that repeated evidence holds one copy.
+func (l *locState) see(e *Evidence) {
+	if l.detail != nil && l.detail.Error == e.Error {
+		e.Error = l.detail.Error
+	}
 	if l.outcome == "" || !e.Time.Before(l.at) {
-		l.outcome, l.at, l.detail = e.Result, e.Time, &e
+		d := *e
+		l.outcome, l.at, l.detail = e.Result, e.Time, &d
 	}
 }
 
@@ -163,10 +168,33 @@ func streakStart(r *api.Report) time.Time {
 type round struct {
 	id      uint64
 	started time.Time
-	answers map[string]Evidence
+	// answers holds at most one answer per location (a few: a slice
+	// costs less than a map in each of many open rounds).
+	answers []Evidence
 	// overloaded counts the locations the coordinator could not ask in
 	// time for lack of capacity.
 	overloaded int
+}
+
+// answer returns the location's answer in the round.
+func (r *round) answer(location string) (Evidence, bool) {
+	for _, e := range r.answers {
+		if e.Location == location {
+			return e, true
+		}
+	}
+	return Evidence{}, false
+}
+
+// setAnswer records e as its location's answer, replacing an earlier one.
+func (r *round) setAnswer(e Evidence) {
+	for i := range r.answers {
+		if r.answers[i].Location == e.Location {
+			r.answers[i] = e
+			return
+		}
+	}
+	r.answers = append(r.answers, e)
 }
 
 // recovery counts successes since an outage was confirmed or last seen
@@ -277,7 +305,7 @@ func (m *Machine) Restore(open []Incident, now time.Time) {
 		t.since = now
 		t.nextRound = now
 		for _, e := range inc.Evidence {
-			t.loc(e.Location).see(e)
+			t.loc(e.Location).see(&e)
 		}
 	}
 }
@@ -285,7 +313,9 @@ func (m *Machine) Restore(open []Incident, now time.Time) {
 func (m *Machine) target(k Key, now time.Time) *target {
 	t, ok := m.targets[k]
 	if !ok {
-		t = &target{key: k, state: StateUp, since: now}
+		// Room for every location at once: most targets are heard of
+		// from all of them.
+		t = &target{key: k, state: StateUp, since: now, locs: make([]locState, 0, len(m.locations))}
 		m.targets[k] = t
 	}
 	t.touched = now
@@ -414,7 +444,7 @@ func (m *Machine) applyReport(t *target, location string, r *api.Report) Evidenc
 		}
 		ls.history().close(r.Time, true)
 	}
-	ls.see(e)
+	ls.see(&e)
 	m.observeRound(t, e)
 	return e
 }
@@ -461,7 +491,7 @@ func (m *Machine) observeRound(t *target, e Evidence) {
 	if t.round == nil {
 		return
 	}
-	prev, ok := t.round.answers[e.Location]
+	prev, ok := t.round.answer(e.Location)
 	switch {
 	case !ok:
 	case e.Result == OutcomeUnknown && prev.Result != OutcomeUnknown:
@@ -469,14 +499,14 @@ func (m *Machine) observeRound(t *target, e Evidence) {
 	case prev.Result != OutcomeUnknown && e.Time.Before(prev.Time):
 		return
 	}
-	t.round.answers[e.Location] = e
+	t.round.setAnswer(e)
 }
 
 // startRound opens a verification round that asks every location whose
 // answer is not known yet.
 func (m *Machine) startRound(t *target, now time.Time) Effects {
 	m.lastRound++
-	t.round = &round{id: m.lastRound, started: now, answers: map[string]Evidence{}}
+	t.round = &round{id: m.lastRound, started: now}
 	var ask []string
 	for _, l := range m.locations {
 		if !m.trusted(l) {
@@ -485,7 +515,7 @@ func (m *Machine) startRound(t *target, now time.Time) Effects {
 		if e, ok := t.seen(l); ok && e.Result == OutcomeFailure && t.incident.Rounds == 0 && !e.Time.Before(t.incident.StartedAt) {
 			// The failure that opened the incident (or one seen
 			// with it) is this location's answer in the first round.
-			t.round.answers[l] = e
+			t.round.setAnswer(e)
 			continue
 		}
 		ask = append(ask, l)
@@ -528,7 +558,7 @@ func (m *Machine) RoundDone(k Key, id uint64, answers []Evidence, now time.Time)
 		// An unknown answer (often the coordinator's own trouble
 		// reaching the location) makes the location unknown and
 		// changes no interval.
-		ls.see(e)
+		ls.see(&e)
 		m.observeRound(t, e)
 		t.incident.addEvidence(e)
 	}
@@ -557,13 +587,14 @@ func (m *Machine) verdict(t *target, r *round, now time.Time) Effects {
 			}
 			continue
 		}
-		switch r.answers[l].Result {
+		answer, _ := r.answer(l)
+		switch answer.Result {
 		case OutcomeFailure:
 			failing++
 		case OutcomeSuccess:
 			succeeding++
 			if t.incident.Confirmed() {
-				m.countSuccess(t, r.answers[l])
+				m.countSuccess(t, answer)
 			}
 		default:
 			unknown++
@@ -822,10 +853,8 @@ func (m *Machine) Targets() []TargetView {
 		v := TargetView{Target: t.key.Target, Module: t.key.Module, State: t.state, Since: t.since, Locations: []Evidence{}, Flapping: t.flapping}
 		if t.incident != nil {
 			v.IncidentID = t.incident.ID
-			if t.incident.Confirmed() && t.state == StateDown {
-				v.DownSince = t.incident.StartedAt
-			}
 		}
+		v.DownSince = t.downSince()
 		for _, l := range m.locations {
 			for i := range t.locs {
 				ls := &t.locs[i]
@@ -847,6 +876,53 @@ func (m *Machine) Targets() []TargetView {
 	})
 	return out
 }
+
+// downSince is the start of the target's confirmed outage while it is
+// down; zero otherwise.
+func (t *target) downSince() time.Time {
+	if t.incident != nil && t.incident.Confirmed() && t.state == StateDown {
+		return t.incident.StartedAt
+	}
+	return time.Time{}
+}
+
+// LocationOutcome is a location's latest known outcome of a target.
+type LocationOutcome struct {
+	Location string
+	Success  bool
+}
+
+// Standing is what a target's series show, lighter than its TargetView:
+// each location's outcome instead of its evidence.
+type Standing struct {
+	Key       Key
+	State     State
+	DownSince time.Time // as in TargetView
+	Flapping  bool
+	// Outcomes holds each location's latest outcome, in the order of the
+	// configured locations; locations that cannot tell are left out.
+	Outcomes []LocationOutcome
+}
+
+// EachStanding calls f with the standing of every known target, in no
+// particular order (sorting is left to the caller, outside whatever lock
+// guards the machine). The standing's Outcomes are reused after f
+// returns.
+func (m *Machine) EachStanding(f func(*Standing)) {
+	var s Standing
+	for _, t := range m.targets {
+		s = Standing{Key: t.key, State: t.state, DownSince: t.downSince(), Flapping: t.flapping, Outcomes: s.Outcomes[:0]}
+		for _, l := range m.locations {
+			if ls := t.find(l); ls != nil && ls.outcome != "" && ls.outcome != OutcomeUnknown {
+				s.Outcomes = append(s.Outcomes, LocationOutcome{Location: l, Success: ls.outcome == OutcomeSuccess})
+			}
+		}
+		f(&s)
+	}
+}
+
+// Len is the number of known targets.
+func (m *Machine) Len() int { return len(m.targets) }
 
 // OpenRounds counts the verification rounds in flight.
 func (m *Machine) OpenRounds() int {

@@ -114,7 +114,7 @@ func TestOutageConfirmedByTheOtherLocations(t *testing.T) {
 	if !inc.ConfirmedAt.Equal(done) || inc.State != StateDown || inc.Rounds != 1 || len(inc.Evidence) != 3 {
 		t.Errorf("confirmed incident = %+v, want confirmed at %v, down, 1 round, 3 pieces of evidence", inc, done)
 	}
-	if inc.Evidence[0].Location != "ams" || inc.Evidence[0].Source != SourceReport || inc.Evidence[0].Phases["connect"] != 0.002 {
+	if inc.Evidence[0].Location != "ams" || inc.Evidence[0].Source != SourceReport || inc.Evidence[0].Phases.Get("connect") != 0.002 {
 		t.Errorf("first evidence = %+v, want ams's report with its phases", inc.Evidence[0])
 	}
 }

@@ -60,12 +60,13 @@ type options struct {
 	scale                           float64
 	tune, keep                      bool
 	vantagePkg, blackboxBin, goTool string
+	coord                           coordOptions
 }
 
 func parseOptions(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.StringVar(&o.phases, "phases", "a,b,c,d,e,f", "phases to run: a scheduled vantage, b blackbox, c minimal client, d checks in flight, e /metrics scrape, f clusters of 1-3 members")
+	fs.StringVar(&o.phases, "phases", "a,b,c,d,e,f,g", "phases to run: a scheduled vantage, b blackbox, c minimal client, d checks in flight, e /metrics scrape, f clusters of 1-3 members, g the coordinator at 100,000 targets")
 	fs.Float64Var(&o.rate, "rate", 5000, "target checks per second for a, b and c")
 	fs.DurationVar(&o.interval, "interval", 10*time.Second, "check interval in a; a schedules rate×interval targets")
 	fs.DurationVar(&o.warmup, "warmup", 15*time.Second, "load before a's measurement window")
@@ -98,6 +99,7 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&o.vantagePkg, "vantage-pkg", "./cmd/vantage-exporter", "package to build as vantage-exporter")
 	fs.StringVar(&o.blackboxBin, "blackbox", "/usr/bin/prometheus-blackbox-exporter", "blackbox_exporter binary")
 	fs.StringVar(&o.goTool, "go", "go", "go command used to build vantage-exporter")
+	coordFlags(fs, &o.coord)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -256,6 +258,13 @@ func runPhases(ctx context.Context, e *env, rep *report) error {
 			return fmt.Errorf("phase f: %w", err)
 		}
 		rep.cluster = rows
+	}
+	if has("g") {
+		r, err := phaseCoordinator(ctx, e)
+		if err != nil {
+			return fmt.Errorf("phase g: %w", err)
+		}
+		rep.coord = &r
 	}
 	return nil
 }

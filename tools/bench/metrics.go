@@ -169,31 +169,8 @@ type fullScrape struct {
 // Prometheus does and times the compressed transfer without decoding it
 // (Rows, Success and Failure stay 0).
 func scrapeAll(ctx context.Context, base string, gzip bool) (fullScrape, error) {
-	var s fullScrape
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
-	req.Close = true
-	if gzip {
-		// Setting the header ourselves stops Transport from decoding it.
-		req.Header.Set("Accept-Encoding", "gzip")
-	}
-	start := time.Now()
-	resp, err := plainClient(60 * time.Second).Do(req)
-	if err != nil {
-		return s, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return s, fmt.Errorf("GET /metrics: %s", resp.Status)
-	}
-	if gzip {
-		s.Bytes, err = io.Copy(io.Discard, resp.Body)
-		s.Duration = time.Since(start)
-		return s, err
-	}
-	body, err := io.ReadAll(resp.Body)
-	s.Duration = time.Since(start)
-	s.Bytes = int64(len(body))
-	if err != nil {
+	s, body, err := fetchMetrics(ctx, base, gzip)
+	if err != nil || gzip {
 		return s, err
 	}
 	const p = "vantage_probe_checks_total{"
@@ -214,4 +191,35 @@ func scrapeAll(ctx context.Context, base string, gzip bool) (fullScrape, error) 
 		}
 	}
 	return s, nil
+}
+
+// fetchMetrics times a complete GET /metrics and returns its body; with
+// gzip it asks for gzip as Prometheus does and times the compressed
+// transfer without decoding it (no body).
+func fetchMetrics(ctx context.Context, base string, gzip bool) (fullScrape, []byte, error) {
+	var s fullScrape
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	req.Close = true
+	if gzip {
+		// Setting the header ourselves stops Transport from decoding it.
+		req.Header.Set("Accept-Encoding", "gzip")
+	}
+	start := time.Now()
+	resp, err := plainClient(120 * time.Second).Do(req)
+	if err != nil {
+		return s, nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return s, nil, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	if gzip {
+		s.Bytes, err = io.Copy(io.Discard, resp.Body)
+		s.Duration = time.Since(start)
+		return s, nil, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	s.Duration = time.Since(start)
+	s.Bytes = int64(len(body))
+	return s, body, err
 }

@@ -61,6 +61,7 @@ type report struct {
 	inflight *inFlightResult
 	scrape   *scrapeResult
 	cluster  []clusterRow
+	coord    *coordResult
 }
 
 func (r *report) print(w io.Writer) {
@@ -80,6 +81,7 @@ func (r *report) print(w io.Writer) {
 	r.printInFlight(w)
 	r.printScrape(w)
 	r.printCluster(w)
+	r.printCoordinator(w)
 	r.printGoals(w)
 	r.printWhere(w)
 }
@@ -107,6 +109,9 @@ func (r *report) rows() []sysResult {
 }
 
 func (r *report) printTable(w io.Writer) {
+	if len(r.rows()) == 0 {
+		return
+	}
 	fmt.Fprintln(w, "Checks. CPU s/1k checks, user/sys and peak RSS are the measured process's, from /proc/<pid>/stat and status.")
 	fmt.Fprintln(w, "farm, bench (load driver) and other (everything else on the machine) are cores used over the same window.")
 	fmt.Fprintln(w)

@@ -1,0 +1,78 @@
+package confirm
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/vantageprobe/vantage/prober/result"
+)
+
+// Phases are written and read as the map they replace was: an object of
+// name to seconds, keys in order, numbers as encoding/json writes them.
+func TestPhasesJSONIsTheMapsJSON(t *testing.T) {
+	m := map[string]float64{"transfer": 2.5e-7, "connect": 0.002, "resolve": 0, "tls": 1e21, "processing": 12.000001, `a"<b>&`: 1}
+	var p Phases
+	for name, s := range m {
+		p = p.with(name, s)
+	}
+	got, err := json.Marshal(Evidence{Phases: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(struct {
+		Location string             `json:"location"`
+		Time     time.Time          `json:"time"`
+		Source   string             `json:"source"`
+		Result   Outcome            `json:"result"`
+		Phases   map[string]float64 `json:"phases,omitempty"`
+	}{Phases: m})
+	if string(got) != string(want) {
+		t.Fatalf("Marshal = %s\nwant      %s", got, want)
+	}
+	var back Evidence
+	if err := json.Unmarshal(got, &back); err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range m {
+		if back.Phases.Get(name) != s {
+			t.Errorf("%s: read back %v, want %v", name, back.Phases.Get(name), s)
+		}
+	}
+	if len(back.Phases) != len(m) || back.Phases.Get("rtt") != 0 {
+		t.Errorf("read back %v", back.Phases)
+	}
+	if out, _ := json.Marshal(Evidence{}); string(out) != `{"location":"","time":"0001-01-01T00:00:00Z","source":"","result":""}` {
+		t.Errorf("no phases: %s", out)
+	}
+}
+
+// Repeated evidence of a location shares its error text, and evidence
+// read from a result shares the phase names and the reason.
+func TestEvidenceSharesRepeatedText(t *testing.T) {
+	r := result.New("http", time.Unix(100, 0), false)
+	r.SetPhase(string([]byte("connect")), time.Millisecond)
+	r.Fail(result.Reason([]byte("connect_refused")), "dial: %s", "connection refused")
+	e1 := EvidenceFrom("ams", SourceReport, r, time.Time{})
+	if e1.Phases[0].Name != phaseNames[1] || unsafeData(e1.Phases[0].Name) != unsafeData(phaseNames[1]) {
+		t.Errorf("phase name %q is a copy", e1.Phases[0].Name)
+	}
+	if unsafeData(string(e1.Reason)) != unsafeData(string(result.ReasonConnectRefused)) {
+		t.Errorf("reason %q is a copy", e1.Reason)
+	}
+	r2 := *r
+	r2.Error = string([]byte(r.Error)) // the same text, decoded again
+	e2 := EvidenceFrom("ams", SourceCheck, &r2, time.Time{})
+	var inc Incident
+	var ls locState
+	ls.see(&e1)
+	inc.addEvidence(e1)
+	ls.see(&e2)
+	inc.addEvidence(e2)
+	if len(inc.Evidence) != 2 || unsafeData(inc.Evidence[1].Error) != unsafeData(inc.Evidence[0].Error) || unsafeData(ls.detail.Error) != unsafeData(e1.Error) {
+		t.Errorf("repeated error text is not shared: %+v", inc.Evidence)
+	}
+}
+
+func unsafeData(s string) *byte { return unsafe.StringData(s) }
