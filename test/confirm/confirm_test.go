@@ -254,13 +254,26 @@ func sampleAt(t *testing.T, base, name string, labels map[string]string) string 
 	return ""
 }
 
+// confirmedDown reports whether the coordinator's series says target is
+// confirmed down, whatever the incident log holds yet.
 func (s *stack) confirmedDown(t *testing.T, target string) bool {
-	return s.down(t, target)() == nil
+	return s.sample(t, "vantage_target_confirmed_down", map[string]string{"target": target, "module": "http_2xx"}) == "1"
 }
 
 // down is the condition "target is confirmed down" for testbin.WaitFor.
+// The incident log is written after the state changes, so the condition
+// also waits for the log to hold the confirmed incident.
 func (s *stack) down(t *testing.T, target string) func() error {
-	return s.sampleIs(t, "vantage_target_confirmed_down", map[string]string{"target": target, "module": "http_2xx"}, "1")
+	series := s.sampleIs(t, "vantage_target_confirmed_down", map[string]string{"target": target, "module": "http_2xx"}, "1")
+	return func() error {
+		if err := series(); err != nil {
+			return err
+		}
+		if incs := s.incidents(t, target); len(incs) == 0 || incs[0].ConfirmedAt.IsZero() {
+			return fmt.Errorf("the incident log holds no confirmed incident of %s yet", target)
+		}
+		return nil
+	}
 }
 
 // sampleIs is the condition "the coordinator's series name{labels} has
