@@ -62,8 +62,10 @@ type Check struct {
 // concatenates them family by family. Series of removed targets disappear
 // with their rows.
 type Table struct {
-	mu   sync.RWMutex
-	rows map[rowKey]*row
+	// syncMu serialises Sync; mu guards the swap of rows and sorted.
+	syncMu sync.Mutex
+	mu     sync.RWMutex
+	rows   map[rowKey]*row
 	// sorted holds the rows in key order; rebuilt by Sync.
 	sorted []*row
 
@@ -111,31 +113,55 @@ func NewTable(reg prometheus.Registerer) *Table {
 }
 
 // Sync makes the table hold exactly the given rows: new ones get no series
-// until their first check, removed ones are dropped.
+// until their first check, removed ones are dropped. The new rows are
+// built beside the old ones and swapped in at once, so results recorded
+// and scrapes served meanwhile wait for the swap only, not for the build.
 func (t *Table) Sync(rows []Row) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.syncMu.Lock()
+	defer t.syncMu.Unlock()
+	// Only Sync replaces t.rows and t.sorted, and never changes them in
+	// place: under syncMu they can be read without t.mu.
+	old, oldSorted := t.rows, t.sorted
 	held := make(map[rowKey]*row, len(rows))
 	for i := range rows {
 		next := newRow(&rows[i])
-		if r, ok := t.rows[next.key]; ok && r.sameAs(next) {
+		if r, ok := old[next.key]; ok && r.sameAs(next) {
 			r.interval.Store(int64(rows[i].Interval))
 			held[next.key] = r
 			continue
 		}
 		held[next.key] = next
 	}
-	t.rows = held
-	t.sorted = t.sorted[:0]
-	for _, r := range held {
-		t.sorted = append(t.sorted, r)
-	}
-	slices.SortFunc(t.sorted, func(a, b *row) int {
-		if c := strings.Compare(a.key.module, b.key.module); c != 0 {
-			return c
+	sorted := oldSorted
+	if !sameRows(held, old) {
+		// Rows came or went: sort again. An unchanged set keeps its order.
+		sorted = make([]*row, 0, len(held))
+		for _, r := range held {
+			sorted = append(sorted, r)
 		}
-		return strings.Compare(a.key.target, b.key.target)
-	})
+		slices.SortFunc(sorted, func(a, b *row) int {
+			if c := strings.Compare(a.key.module, b.key.module); c != 0 {
+				return c
+			}
+			return strings.Compare(a.key.target, b.key.target)
+		})
+	}
+	t.mu.Lock()
+	t.rows, t.sorted = held, sorted
+	t.mu.Unlock()
+}
+
+// sameRows reports whether a and b hold the same rows under the same keys.
+func sameRows(a, b map[rowKey]*row) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, r := range a {
+		if b[k] != r {
+			return false
+		}
+	}
+	return true
 }
 
 func newRow(rw *Row) *row {
@@ -289,14 +315,19 @@ func (t *Table) snapshot(format Format) *scrape {
 	t.mu.RLock()
 	rows := slices.Clone(t.sorted)
 	t.mu.RUnlock()
-	sc := &scrape{format: format, fams: t.families.snapshot(), renders: make([]*rendering, 0, len(rows))}
-	present := make([]bool, len(sc.fams))
+	sc := &scrape{format: format, renders: make([]*rendering, 0, len(rows))}
 	for _, r := range rows {
 		if rd := r.rendered.Load(); rd != nil {
 			sc.renders = append(sc.renders, rd)
-			for _, s := range rd.segs {
-				present[s.family] = true
-			}
+		}
+	}
+	// Families only grow: taken after the renderings, the list names
+	// every family they refer to, also one a check added meanwhile.
+	sc.fams = t.families.snapshot()
+	present := make([]bool, len(sc.fams))
+	for _, rd := range sc.renders {
+		for _, s := range rd.segs {
+			present[s.family] = true
 		}
 	}
 	for i, ok := range present {

@@ -280,3 +280,33 @@ func TestTableLatest(t *testing.T) {
 		t.Errorf("after its interval changed: %+v, %s, %v; want the same check and the new interval", c, interval, ok)
 	}
 }
+
+// A scrape that starts while a target's first result arrives (its
+// families new to the table) holds the families that result refers to.
+func TestScrapeDuringAFirstResult(t *testing.T) {
+	rows := make([]Row, 2000)
+	for j := range rows {
+		rows[j] = Row{Module: "http_2xx", Target: fmt.Sprintf("http://t%05d", j)}
+	}
+	for i := range 100 {
+		tab := NewTable(prometheus.NewRegistry())
+		tab.Sync(rows)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			// The last rows first: a scrape reaches them last.
+			for j := len(rows) - 1; j >= len(rows)-20; j-- {
+				tab.Record(checkOf(rows[j], Check{Result: httpResult(true, 200), Attempts: 1, Planned: time.Unix(1, 0)}))
+			}
+		}()
+		for range 3 {
+			if _, err := tab.WriteTo(io.Discard); err != nil {
+				t.Fatalf("round %d: %v", i, err)
+			}
+			if err := tab.WriteGzip(io.Discard, 2); err != nil {
+				t.Fatalf("round %d: %v", i, err)
+			}
+		}
+		<-done
+	}
+}

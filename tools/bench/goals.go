@@ -53,7 +53,7 @@ func (r *report) goals() []goal {
 			detail: fmt.Sprintf("%.3f vs %.3f CPU s/1k checks: ratio %.2f, goal ≤ 1.50", v.cpuPer1k(), c.cpuPer1k(), ratio),
 		})
 	}
-	gs = append(gs, r.inFlightGoal(), r.scrapeGoal(), r.clusterGoal())
+	gs = append(gs, r.inFlightGoal(), r.scrapeGoal(), r.clusterGoal(), r.startupGoal())
 	return gs
 }
 

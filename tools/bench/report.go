@@ -61,6 +61,7 @@ type report struct {
 	inflight *inFlightResult
 	scrape   *scrapeResult
 	cluster  []clusterRow
+	startup  *startupResult
 }
 
 func (r *report) print(w io.Writer) {
@@ -80,6 +81,7 @@ func (r *report) print(w io.Writer) {
 	r.printInFlight(w)
 	r.printScrape(w)
 	r.printCluster(w)
+	r.printStartup(w)
 	r.printGoals(w)
 	r.printWhere(w)
 }
