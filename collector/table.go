@@ -71,6 +71,43 @@ type Table struct {
 
 	families familyIndex
 	phases   *prometheus.HistogramVec
+	// minimal leaves out the series minimalOmits names (SetMinimal).
+	minimal atomic.Bool
+}
+
+// minimalOmits are the series a minimal table leaves out: settings of the
+// module or target, which a check cannot change (probe_timeout_seconds,
+// vantage_probe_interval_seconds, probe_ip_protocol: the module's
+// preferred_ip_protocol unless it fell back), and series another one
+// repeats (probe_failed_due_to_regex and probe_failed_due_to_cel:
+// probe_failure_info{reason}; probe_dns_lookup_time_seconds: the resolve
+// phase of the prober's duration series, when it has one).
+var minimalOmits = map[string]bool{
+	"probe_timeout_seconds":          true,
+	"vantage_probe_interval_seconds": true,
+	"probe_ip_protocol":              true,
+	"probe_failed_due_to_regex":      true,
+	"probe_failed_due_to_cel":        true,
+}
+
+// SetMinimal chooses between every series (false, the default) and the
+// minimal set, which leaves out the series minimalOmits names. Rows that
+// hold a result are rendered again when the choice changes.
+func (t *Table) SetMinimal(minimal bool) {
+	if t.minimal.Swap(minimal) == minimal {
+		return
+	}
+	t.mu.RLock()
+	rows := slices.Clone(t.sorted)
+	t.mu.RUnlock()
+	for _, r := range rows {
+		// A check recorded meanwhile renders itself, in the new choice:
+		// its rendering stays.
+		rd := r.rendered.Load()
+		if c := r.latest.Load(); c != nil {
+			r.rendered.CompareAndSwap(rd, t.render(r, c))
+		}
+	}
 }
 
 type rowKey struct{ module, target string }
@@ -222,8 +259,8 @@ func (t *Table) Record(c Check) {
 		}
 		obs.Observe(p.Duration.Seconds())
 	}
-	r.rendered.Store(t.render(r, &c))
 	r.latest.Store(&c)
+	r.rendered.Store(t.render(r, &c))
 }
 
 func (t *Table) render(r *row, c *Check) *rendering {
@@ -261,7 +298,17 @@ func (t *Table) render(r *row, c *Check) *rendering {
 	add := func(name, help, typ string, labelNames, labelValues []string, value float64) {
 		line(name, help, typ, "", labelNames, labelValues, "", value)
 	}
+	minimal := t.minimal.Load()
+	resolvePhase := false // the result has a "resolve" phase series
 	c.Result.Samples(func(s result.Sample) {
+		if minimal {
+			if len(s.LabelNames) == 1 && s.LabelNames[0] == "phase" && s.LabelValues[0] == "resolve" {
+				resolvePhase = true
+			}
+			if minimalOmits[s.Name] || (resolvePhase && s.Name == "probe_dns_lookup_time_seconds") {
+				return
+			}
+		}
 		h := s.Histogram
 		if s.Type != result.HistogramType || h == nil {
 			add(s.Name, s.Help, typeName(s.Type), s.LabelNames, s.LabelValues, s.Value)
@@ -283,7 +330,7 @@ func (t *Table) render(r *row, c *Check) *rendering {
 	if r.hasThreshold {
 		add("vantage_probe_failure_threshold", "Failed checks in the failure-ratio alert's window this target tolerates, from its failure_threshold label.", "gauge", nil, nil, r.threshold)
 	}
-	if iv := time.Duration(r.interval.Load()); iv > 0 {
+	if iv := time.Duration(r.interval.Load()); iv > 0 && !minimal {
 		add("vantage_probe_interval_seconds", "Configured interval between the scheduled checks of the target.", "gauge", nil, nil, iv.Seconds())
 	}
 	// Segments in family-name order let a scrape merge all rows in one pass.

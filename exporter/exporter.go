@@ -368,6 +368,7 @@ func tableCheck(o scheduler.Outcome) collector.Check {
 func (e *Exporter) applySchedule(ctx context.Context) {
 	st := e.config.get()
 	owned := e.ownedTargets(st)
+	e.table.SetMinimal(st.config.Scheduler.Series == config.SeriesMinimal)
 	e.table.Sync(tableRows(owned, e.opts.Location))
 	e.live.configure(owned)
 	if e.trans != nil {

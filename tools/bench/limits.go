@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"time"
 )
@@ -64,6 +65,8 @@ func phaseInFlight(ctx context.Context, env *env) (inFlightResult, error) {
 	if err != nil {
 		return r, err
 	}
+	saveProfile(ctx, env, ex, "heap", "d-heap")
+	saveProfile(ctx, env, ex, "goroutine", "d-goroutine")
 	r.Mean = sum / float64(r.Samples)
 	r.U = between(w0, w1)
 	r.fillScheduler(m0, m1)
@@ -113,9 +116,13 @@ func phaseScrape(ctx context.Context, env *env) (scrapeResult, error) {
 		return r, err
 	}
 	r.WaitedFor = time.Since(start)
-	for range o.scrapeRuns {
+	for i := range o.scrapeRuns {
 		for _, gz := range []bool{false, true} {
-			s, err := scrapeTimed(ctx, ex, gz)
+			var s fullScrape
+			err := profileWhile(ctx, env, ex, 3, fmt.Sprintf("e-cpu-%d-gzip-%t", i, gz), func() (err error) {
+				s, err = scrapeTimed(ctx, ex, gz)
+				return err
+			})
 			if err != nil {
 				return r, err
 			}

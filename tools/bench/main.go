@@ -61,6 +61,7 @@ type options struct {
 	tune, keep                      bool
 	vantagePkg, blackboxBin, goTool string
 	startup                         startupOptions
+	profiles                        string
 }
 
 func parseOptions(args []string) (options, error) {
@@ -91,6 +92,7 @@ func parseOptions(args []string) (options, error) {
 	fs.DurationVar(&o.clusterWarmup, "cluster-warmup", 15*time.Second, "load before each of f's windows (members join, ownership settles)")
 	fs.DurationVar(&o.clusterWindow, "cluster-window", 30*time.Second, "each of f's measurement windows")
 	o.startup.register(fs)
+	fs.StringVar(&o.profiles, "profiles", "", "directory to save the exporter's pprof profiles in (heap and goroutines at d's peak, CPU during e's scrapes); empty: none")
 	fs.StringVar(&o.farmMode, "farm", "child", "where the target farm runs: child (its own process) or inproc")
 	fs.IntVar(&o.farmIPs, "farm-ips", 8, "farm listen addresses 127.0.1.1..N")
 	fs.IntVar(&o.farmPorts, "farm-ports", 4, "farm ports per address")

@@ -109,6 +109,9 @@ func (r *report) rows() []sysResult {
 }
 
 func (r *report) printTable(w io.Writer) {
+	if len(r.rows()) == 0 {
+		return
+	}
 	fmt.Fprintln(w, "Checks. CPU s/1k checks, user/sys and peak RSS are the measured process's, from /proc/<pid>/stat and status.")
 	fmt.Fprintln(w, "farm, bench (load driver) and other (everything else on the machine) are cores used over the same window.")
 	fmt.Fprintln(w)

@@ -48,6 +48,7 @@ type startupResult struct {
 	// bound: the polls are Poll apart), the highest lag bucket any check
 	// started in, and the checks started per second before and during it.
 	Stall          time.Duration
+	StallAt        time.Duration // when the longest stretch began, from the reload request
 	MaxLag         float64
 	RateBefore     float64
 	RateDuring     float64
@@ -73,7 +74,7 @@ func phaseStartup(ctx context.Context, env *env) (startupResult, error) {
 	}
 	// Info level: the scheduler logs when it took a new target set.
 	t0 := time.Now()
-	ex, err := startExporter(ctx, env.dir, "vantage-s", env.vantageBin, cfg, "/-/ready", "--log.level=info")
+	ex, err := startExporter(ctx, env.dir, "vantage-s", env.vantageBin, cfg, "/-/ready", append([]string{"--log.level=info"}, env.pprofArgs()...)...)
 	if err != nil {
 		return r, err
 	}
@@ -104,6 +105,7 @@ func phaseStartup(ctx context.Context, env *env) (startupResult, error) {
 	}
 	p, _ = readProc(ex.pid())
 	r.RSSIdle, r.HWMStart = p.RSSBytes, p.HWMBytes
+	saveProfile(ctx, env, ex, "heap", "s-heap-idle")
 
 	// Watch before the reload, during it and after it was applied.
 	w := &stallWatch{ctx: ctx, base: ex.base, poll: o.poll}
@@ -117,6 +119,7 @@ func phaseStartup(ctx context.Context, env *env) (startupResult, error) {
 	start := time.Now()
 	answered := make(chan error, 1)
 	go func() { answered <- postReload(ctx, ex.base) }()
+	go saveProfile(ctx, env, ex, "profile?seconds=60", "s-cpu-reload")
 	var answer error
 	for done := false; !done; {
 		if err := w.sample(); err != nil {
@@ -151,7 +154,10 @@ func phaseStartup(ctx context.Context, env *env) (startupResult, error) {
 	r.ReloadCPU = p1.cpuSeconds() - p0.cpuSeconds()
 	r.HWMReload, r.RSSAfter = p1.HWMBytes, p1.RSSBytes
 	during := w.since(start)
-	r.Stall, r.MaxLag = during.stall(), lagMax(before.m, w.samples[len(w.samples)-1].m)
+	var stallFrom time.Time
+	r.Stall, stallFrom = during.stall()
+	r.StallAt = stallFrom.Sub(start)
+	r.MaxLag = lagMax(before.m, w.samples[len(w.samples)-1].m)
 	last := w.samples[len(w.samples)-1]
 	r.RateDuring = (last.m.Checks - before.m.Checks) / last.at.Sub(before.at).Seconds()
 	r.Polls = len(during.samples)
@@ -199,14 +205,17 @@ type schedSample struct {
 	m  schedMetrics
 }
 
+// sample reads the series once. Its time is when the request went out:
+// the exporter reads its counters first thing, and the answer may come
+// much later while the exporter is busy.
 func (w *stallWatch) sample() error {
-	next := time.Now().Add(w.poll)
+	at := time.Now()
 	m, err := scrapeScheduler(w.ctx, w.base)
 	if err != nil {
 		return err
 	}
-	w.samples = append(w.samples, schedSample{at: time.Now(), m: m})
-	return sleep(w.ctx, time.Until(next))
+	w.samples = append(w.samples, schedSample{at: at, m: m})
+	return sleep(w.ctx, time.Until(at.Add(w.poll)))
 }
 
 func (w *stallWatch) watch(d time.Duration) error {
@@ -229,19 +238,23 @@ func (w *stallWatch) since(t time.Time) *stallWatch {
 
 // stall is the longest time the checks counter stood still: from the first
 // sample showing a value to the first showing a higher one.
-func (w *stallWatch) stall() time.Duration {
-	var longest time.Duration
+func (w *stallWatch) stall() (longest time.Duration, began time.Time) {
 	from := 0
+	end := func(i int) {
+		if d := w.samples[i].at.Sub(w.samples[from].at); d > longest {
+			longest, began = d, w.samples[from].at
+		}
+	}
 	for i := 1; i < len(w.samples); i++ {
 		if w.samples[i].m.Checks > w.samples[from].m.Checks {
-			longest = max(longest, w.samples[i].at.Sub(w.samples[from].at))
+			end(i)
 			from = i
 		}
 	}
 	if n := len(w.samples); n > 0 {
-		longest = max(longest, w.samples[n-1].at.Sub(w.samples[from].at))
+		end(n - 1)
 	}
-	return longest
+	return longest, began
 }
 
 // lagMax is the upper bound of the highest lag bucket that gained an
@@ -288,8 +301,8 @@ func (r *report) printStartup(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  reload of the same file (POST /-/reload): answered after %s, scheduler took the targets after %s; %.2f CPU s; peak RSS %s before, %s after; RSS after %s\n",
 		s.ReloadAnswer.Round(time.Millisecond), applied, s.ReloadCPU, mib(s.HWMStart), mib(s.HWMReload), mib(s.RSSAfter))
-	fmt.Fprintf(w, "  checking during the reload (%d reads of the scheduler's series, %s apart): longest stretch without a check started %s, highest lag bucket %s, %.0f checks/s (%.0f before)\n\n",
-		s.Polls, r.env.opts.startup.poll, ms(s.Stall), lagBucket(s.MaxLag), s.RateDuring, s.RateBefore)
+	fmt.Fprintf(w, "  checking during the reload (%d reads of the scheduler's series, %s apart): longest stretch without a check started %s (from %s after the request), highest lag bucket %s, %.0f checks/s (%.0f before)\n\n",
+		s.Polls, r.env.opts.startup.poll, ms(s.Stall), s.StallAt.Round(time.Millisecond), lagBucket(s.MaxLag), s.RateDuring, s.RateBefore)
 }
 
 func lagBucket(le float64) string {

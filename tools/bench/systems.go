@@ -91,7 +91,7 @@ func startVantage(ctx context.Context, env *env, name string, spec vantageSpec) 
 	if err != nil {
 		return nil, err
 	}
-	return startExporter(ctx, env.dir, name, env.vantageBin, cfg, "/-/ready", "--log.level=warn")
+	return startExporter(ctx, env.dir, name, env.vantageBin, cfg, "/-/ready", append([]string{"--log.level=warn"}, env.pprofArgs()...)...)
 }
 
 // startBlackbox starts Debian's blackbox_exporter with the same module.
