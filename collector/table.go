@@ -264,7 +264,8 @@ func (t *Table) Record(c Check) {
 }
 
 func (t *Table) render(r *row, c *Check) *rendering {
-	rd := &rendering{buf: make([]byte, 0, 2048)}
+	scratch := renderScratch.Get().(*[]byte)
+	rd := &rendering{buf: (*scratch)[:0]}
 	// line adds one line of family name: the series name+suffix, with le
 	// (a histogram bucket's) after the other labels when set.
 	line := func(name, help, typ, suffix string, labelNames, labelValues []string, le string, value float64) {
@@ -336,8 +337,21 @@ func (t *Table) render(r *row, c *Check) *rendering {
 	// Segments in family-name order let a scrape merge all rows in one pass.
 	names := t.families.snapshot()
 	slices.SortStableFunc(rd.segs, func(a, b segment) int { return strings.Compare(names[a.family].name, names[b.family].name) })
+	// The rendering is held until the next check: copied out of the
+	// scratch buffer, without the spare capacity of its growth, a row
+	// holds about half as many bytes.
+	buf := make([]byte, len(rd.buf))
+	copy(buf, rd.buf)
+	*scratch = rd.buf[:0]
+	renderScratch.Put(scratch)
+	rd.buf = buf
+	rd.segs = append(make([]segment, 0, len(rd.segs)), rd.segs...)
 	return rd
 }
+
+// renderScratch holds the buffers rows are rendered in before they are
+// copied out at their size.
+var renderScratch = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // Format is an exposition format the table renders in.
 type Format int

@@ -80,6 +80,12 @@ func (st *probeState) directRoundTrip(req *http.Request) (*http.Response, error)
 		return nil, dc.ctxErr(ctx, err)
 	}
 	lr := &responseReader{r: conn, n: maxResponseHeaderBytes}
+	// The read buffer is made once the answer begins: a check waiting for
+	// a slow server holds one byte, not probeReadBuffer.
+	if err := lr.awaitFirstByte(); err != nil {
+		dc.release()
+		return nil, dc.ctxErr(ctx, err)
+	}
 	br := bufio.NewReaderSize(lr, probeReadBuffer)
 	for {
 		if _, err := br.Peek(1); err != nil {
@@ -166,9 +172,32 @@ type responseReader struct {
 	r   io.Reader
 	n   int64 // bytes left to read; raised once the headers are in
 	err error // the first read error
+	// first is the answer's first byte, read by awaitFirstByte and handed
+	// out by the next Read when held.
+	first byte
+	held  bool
+}
+
+// awaitFirstByte waits for the answer's first byte and holds it.
+func (l *responseReader) awaitFirstByte() error {
+	var b [1]byte
+	for {
+		n, err := l.Read(b[:])
+		if n == 1 {
+			l.first, l.held = b[0], true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 func (l *responseReader) Read(p []byte) (int, error) {
+	if l.held && len(p) > 0 {
+		p[0], l.held = l.first, false
+		return 1, nil
+	}
 	if l.n <= 0 {
 		l.err = cmp.Or(l.err, errResponseHeaderTooLarge)
 		return 0, errResponseHeaderTooLarge

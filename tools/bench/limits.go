@@ -18,6 +18,8 @@ type inFlightResult struct {
 	Delay         time.Duration
 	IntervalUsed  time.Duration
 	FarmPeakConns int64
+	// The runtime's figures at the sample with the most checks in flight.
+	AtPeak schedMetrics
 }
 
 // phaseInFlight is (d): many slow targets, so that max_in_flight checks
@@ -52,6 +54,9 @@ func phaseInFlight(ctx context.Context, env *env) (inFlightResult, error) {
 			return r, err
 		}
 		fs, _ := getFarmStats(env.farm)
+		if m.InFlight > r.Peak {
+			r.AtPeak = m
+		}
 		r.Peak = max(r.Peak, m.InFlight)
 		r.FarmPeakConns = max(r.FarmPeakConns, fs.InFlight)
 		sum += m.InFlight
