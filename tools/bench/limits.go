@@ -81,6 +81,7 @@ func phaseInFlight(ctx context.Context, env *env) (inFlightResult, error) {
 
 // scrapeResult is (e).
 type scrapeResult struct {
+	Series      string // scheduler.series
 	Targets     int
 	Interval    time.Duration
 	Startup     time.Duration
@@ -91,12 +92,12 @@ type scrapeResult struct {
 }
 
 // phaseScrape is (e): GET /metrics over a large table of results.
-func phaseScrape(ctx context.Context, env *env) (scrapeResult, error) {
+func phaseScrape(ctx context.Context, env *env, series string) (scrapeResult, error) {
 	o := env.opts
-	r := scrapeResult{Targets: o.scrapeTargets, Interval: o.scrapeInterval}
-	progress("e: vantage-exporter, %d targets every %s; waiting for every target's first result", o.scrapeTargets, o.scrapeInterval)
-	spec := vantageSpec{Targets: o.scrapeTargets, Interval: o.scrapeInterval, Timeout: 5 * time.Second, MaxInFlight: o.maxInFlight}
-	ex, err := startVantage(ctx, env, "vantage-e", spec)
+	r := scrapeResult{Series: series, Targets: o.scrapeTargets, Interval: o.scrapeInterval}
+	progress("e: vantage-exporter, %d targets every %s, series: %s; waiting for every target's first result", o.scrapeTargets, o.scrapeInterval, series)
+	spec := vantageSpec{Targets: o.scrapeTargets, Interval: o.scrapeInterval, Timeout: 5 * time.Second, MaxInFlight: o.maxInFlight, Series: series}
+	ex, err := startVantage(ctx, env, "vantage-e-"+series, spec)
 	if err != nil {
 		return r, err
 	}
@@ -124,7 +125,7 @@ func phaseScrape(ctx context.Context, env *env) (scrapeResult, error) {
 	for i := range o.scrapeRuns {
 		for _, gz := range []bool{false, true} {
 			var s fullScrape
-			err := profileWhile(ctx, env, ex, 3, fmt.Sprintf("e-cpu-%d-gzip-%t", i, gz), func() (err error) {
+			err := profileWhile(ctx, env, ex, 3, fmt.Sprintf("e-%s-cpu-%d-gzip-%t", series, i, gz), func() (err error) {
 				s, err = scrapeTimed(ctx, ex, gz)
 				return err
 			})

@@ -248,11 +248,13 @@ func runPhases(ctx context.Context, e *env, rep *report) error {
 		rep.inflight = &r
 	}
 	if has("e") {
-		r, err := phaseScrape(ctx, e)
-		if err != nil {
-			return fmt.Errorf("phase e: %w", err)
+		for _, series := range []string{"full", "minimal"} {
+			r, err := phaseScrape(ctx, e, series)
+			if err != nil {
+				return fmt.Errorf("phase e: %w", err)
+			}
+			rep.scrapes = append(rep.scrapes, r)
 		}
-		rep.scrape = &r
 	}
 	if has("s") {
 		r, err := phaseStartup(ctx, e)

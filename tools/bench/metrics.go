@@ -175,6 +175,7 @@ type fullScrape struct {
 	Rows     int64         // targets with a vantage_probe_checks_total{result="success"} row
 	Success  float64       // sum of vantage_probe_checks_total{result="success"}
 	Failure  float64       // sum of vantage_probe_checks_total{result="failure"}
+	Series   int64         // samples of a target (with a target label)
 	CPU      float64       // exporter CPU seconds during the scrape (scheduled checks included)
 }
 
@@ -211,6 +212,9 @@ func scrapeAll(ctx context.Context, base string, gzip bool) (fullScrape, error) 
 	}
 	const p = "vantage_probe_checks_total{"
 	for line := range strings.SplitSeq(string(body), "\n") {
+		if strings.Contains(line, "{target=\"") {
+			s.Series++
+		}
 		if !strings.HasPrefix(line, p) {
 			continue
 		}

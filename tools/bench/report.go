@@ -59,7 +59,7 @@ type report struct {
 	blackbox []sysResult
 	client   *sysResult
 	inflight *inFlightResult
-	scrape   *scrapeResult
+	scrapes  []scrapeResult // full, then minimal series
 	cluster  []clusterRow
 	startup  *startupResult
 }
@@ -153,12 +153,14 @@ func (r *report) printInFlight(w io.Writer) {
 }
 
 func (r *report) printScrape(w io.Writer) {
-	s := r.scrape
-	if s == nil {
-		return
+	for i := range r.scrapes {
+		r.printScrapeOf(w, &r.scrapes[i])
 	}
-	fmt.Fprintf(w, "GET /metrics (e): %d targets every %s; started in %s; scraped %s after the start, %d targets had a result\n",
-		s.Targets, s.Interval, s.Startup.Round(time.Millisecond), s.WaitedFor.Round(time.Second), s.Rows)
+}
+
+func (r *report) printScrapeOf(w io.Writer, s *scrapeResult) {
+	fmt.Fprintf(w, "GET /metrics (e, series: %s): %d targets every %s; started in %s; scraped %s after the start, %d targets had a result\n",
+		s.Series, s.Targets, s.Interval, s.Startup.Round(time.Millisecond), s.WaitedFor.Round(time.Second), s.Rows)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "  encoding\truns\tmin\tmedian\tmax\tsize\texporter CPU/scrape\t")
 	for _, k := range []struct {
