@@ -98,7 +98,7 @@ func (t *Table) SetMinimal(minimal bool) {
 		return
 	}
 	t.mu.RLock()
-	rows := slices.Clone(t.sorted)
+	rows := t.sorted
 	t.mu.RUnlock()
 	for _, r := range rows {
 		// A check recorded meanwhile renders itself, in the new choice:
@@ -373,8 +373,10 @@ type scrape struct {
 }
 
 func (t *Table) snapshot(format Format) *scrape {
+	// Sync replaces sorted and never changes it in place: the scrape
+	// reads the slice it got without copying it.
 	t.mu.RLock()
-	rows := slices.Clone(t.sorted)
+	rows := t.sorted
 	t.mu.RUnlock()
 	sc := &scrape{format: format, renders: make([]*rendering, 0, len(rows))}
 	for _, r := range rows {

@@ -47,7 +47,13 @@ func (e *Exporter) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !gzipped {
-		_, err = e.table.WriteFormat(bw, tableFormat)
+		// The exporter's own series go out before the table is read: a
+		// client that wants only those (the scheduler's counters) has them
+		// at once.
+		err = bw.Flush()
+		if err == nil {
+			_, err = e.table.WriteFormat(bw, tableFormat)
+		}
 		if err == nil && openMetrics {
 			_, err = expfmt.FinalizeOpenMetrics(bw)
 		}

@@ -48,6 +48,16 @@ func (t *Target) Key() string {
 	return Key(t.Module, t.Target)
 }
 
+// entryKey identifies a target among the scheduler's entries as Key does,
+// without building a string: taking a set of a million targets allocates
+// nothing for the targets it already holds.
+type entryKey struct {
+	canary         bool
+	module, target string
+}
+
+func keyOf(t *Target) entryKey { return entryKey{t.Canary, t.Module, t.Target} }
+
 // Key identifies a (module, target) pair.
 func Key(module, target string) string { return module + "\x00" + target }
 
@@ -145,7 +155,7 @@ type Scheduler struct {
 
 	// Owned by the Run goroutine.
 	queue   entryHeap
-	entries map[string]*entry
+	entries map[entryKey]*entry
 	gen     uint64  // numbers the target sets taken
 	pending *update // the set being applied, nil for none
 
@@ -186,7 +196,7 @@ func New(opts Options) *Scheduler {
 	s := &Scheduler{
 		opts:    opts,
 		updates: make(chan []Target),
-		entries: map[string]*entry{},
+		entries: map[entryKey]*entry{},
 		judge:   newJudge(opts.Bounds),
 	}
 	s.SetSettings(opts.Settings)
@@ -359,7 +369,7 @@ func (s *Scheduler) applySome(now time.Time, n int) {
 		e.removed.Store(true)
 		s.markStale(e, false)
 		heap.Remove(&s.queue, e.index)
-		delete(s.entries, e.target.Load().Key())
+		delete(s.entries, keyOf(e.target.Load()))
 	}
 	u.stale = u.stale[end:]
 	if len(u.stale) > 0 {
@@ -373,7 +383,7 @@ func (s *Scheduler) applySome(now time.Time, n int) {
 // applyTarget schedules t: a target already scheduled keeps its slot (a
 // new interval moves it), a new one joins at its own offset.
 func (s *Scheduler) applyTarget(t *Target, gen uint64, now time.Time) {
-	key := t.Key()
+	key := keyOf(t)
 	if e, ok := s.entries[key]; ok {
 		e.gen = gen
 		old := e.target.Load()

@@ -451,7 +451,7 @@ func TestALargeSetIsAppliedInSteps(t *testing.T) {
 	if got := testutil.ToFloat64(mustGauge(t, reg, "vantage_scheduler_targets")); got != 3*applyStep+1 {
 		t.Fatalf("vantage_scheduler_targets = %v after the first set, want %d", got, 3*applyStep+1)
 	}
-	removed := s.entries[Key("m", "x0")]
+	removed := s.entries[entryKey{module: "m", target: "x0"}]
 
 	// The second set drops x0..x4095 and adds x12288..x16383.
 	next := many(applyStep, 4*applyStep)
@@ -475,7 +475,7 @@ func TestALargeSetIsAppliedInSteps(t *testing.T) {
 		t.Fatalf("%d entries and %d queued after the update, want %d", len(s.entries), len(s.queue), len(next))
 	}
 	for i := range next {
-		e := s.entries[next[i].Key()]
+		e := s.entries[keyOf(&next[i])]
 		if e == nil || e.removed.Load() {
 			t.Fatalf("target %s of the new set is not scheduled", next[i].Target)
 		}

@@ -26,7 +26,7 @@ func (so *startupOptions) register(fs *flag.FlagSet) {
 	fs.IntVar(&so.targets, "startup-targets", 1000000, "targets in s (startup and reload)")
 	fs.DurationVar(&so.interval, "startup-interval", time.Hour, "check interval of s's targets: long, so that they are not all checked")
 	fs.DurationVar(&so.canary, "startup-canary-interval", time.Second, "interval of s's canary target, which shows that checking goes on during the reload")
-	fs.DurationVar(&so.poll, "startup-poll", 100*time.Millisecond, "how often s reads the scheduler's series around the reload")
+	fs.DurationVar(&so.poll, "startup-poll", 250*time.Millisecond, "how often s reads the scheduler's series around the reload")
 	fs.DurationVar(&so.settle, "startup-settle", 5*time.Second, "how long s watches before the reload and after it was applied")
 	fs.DurationVar(&so.maxStall, "startup-max-stall", 500*time.Millisecond, "longest stretch without a check started that s accepts during the reload")
 }
