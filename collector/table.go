@@ -160,14 +160,17 @@ func (t *Table) Sync(rows []Row) {
 	// place: under syncMu they can be read without t.mu.
 	old, oldSorted := t.rows, t.sorted
 	held := make(map[rowKey]*row, len(rows))
+	var labels []byte // scratch: a kept row allocates nothing
 	for i := range rows {
-		next := newRow(&rows[i])
-		if r, ok := old[next.key]; ok && r.sameAs(next) {
-			r.interval.Store(int64(rows[i].Interval))
-			held[next.key] = r
+		rw := &rows[i]
+		key := rowKey{rw.Module, rw.Target}
+		labels = appendTargetLabels(labels[:0], rw)
+		if r, ok := old[key]; ok && r.renders(labels, rw.FailureThreshold) {
+			r.interval.Store(int64(rw.Interval))
+			held[key] = r
 			continue
 		}
-		held[next.key] = next
+		held[key] = newRow(rw)
 	}
 	sorted := oldSorted
 	if !sameRows(held, old) {
@@ -210,10 +213,13 @@ func newRow(rw *Row) *row {
 	return r
 }
 
-// sameAs reports whether r renders the same labels and threshold as o, so a
-// kept target keeps its row and counters.
-func (r *row) sameAs(o *row) bool {
-	return bytes.Equal(r.labels, o.labels) && r.hasThreshold == o.hasThreshold && r.threshold == o.threshold
+// renders reports whether r renders these labels and failure threshold,
+// so a kept target keeps its row and counters.
+func (r *row) renders(labels []byte, threshold *float64) bool {
+	if !bytes.Equal(r.labels, labels) || r.hasThreshold != (threshold != nil) {
+		return false
+	}
+	return threshold == nil || r.threshold == *threshold
 }
 
 // Latest returns the latest check recorded of a target and the target's
@@ -561,7 +567,12 @@ func (fi *familyIndex) snapshot() []family {
 }
 
 func renderTargetLabels(t *Row) []byte {
-	b := make([]byte, 0, 64)
+	return appendTargetLabels(make([]byte, 0, 64), t)
+}
+
+// appendTargetLabels appends a target's labels: `target="…",module="…"`,
+// then its configured labels.
+func appendTargetLabels(b []byte, t *Row) []byte {
 	b = append(b, `target="`...)
 	b = appendEscaped(b, t.Target)
 	b = append(b, `",module="`...)

@@ -364,3 +364,28 @@ func TestMinimalSeriesLeaveOutSettingsAndRepeats(t *testing.T) {
 		t.Errorf("switching back to the full set did not render the settings again: %v", back["probe_timeout_seconds"])
 	}
 }
+
+// A sync keeps the row (and counters) of a target whose labels and
+// threshold stay, and starts a new one when either changes.
+func TestSyncKeepsOnlyUnchangedRows(t *testing.T) {
+	tab := NewTable(prometheus.NewRegistry())
+	a := Row{Module: "http_2xx", Target: "https://a.example", Labels: []Label{{Name: "team", Value: "web"}}}
+	b := Row{Module: "http_2xx", Target: "https://b.example", FailureThreshold: new(3.0)}
+	tab.Sync([]Row{a, b})
+	for _, rw := range []Row{a, b} {
+		tab.Record(checkOf(rw, Check{Result: httpResult(true, 200), Attempts: 1, Planned: time.Unix(1000, 0)}))
+	}
+	tab.Sync([]Row{a, b})
+	fams := mustScrape(t, tab)
+	for _, rw := range []Row{a, b} {
+		if v := find(t, fams, "vantage_probe_checks_total", map[string]string{"target": rw.Target, "result": "success"}); v != "1" {
+			t.Errorf("%s: successes %s after an unchanged sync, want 1", rw.Target, v)
+		}
+	}
+	a.Labels = []Label{{Name: "team", Value: "api"}}
+	b.FailureThreshold = new(4.0)
+	tab.Sync([]Row{a, b})
+	if fams := mustScrape(t, tab); len(fams) != 0 {
+		t.Errorf("rows whose labels or threshold changed kept their series: %v", fams)
+	}
+}
