@@ -63,11 +63,18 @@ func (s *streak) gossiped(ended bool) cluster.Streak {
 // checks: they become remote until their new owner adopts them (or
 // gossips their end).
 func (tr *transitions) release(owned []scheduler.Target) {
-	keep := keys(owned)
+	tr.mu.Lock()
+	held := make([]string, 0, len(tr.failing))
+	for key := range tr.failing {
+		held = append(held, key)
+	}
+	tr.mu.Unlock()
+	keep := keysAmong(owned, held)
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	for key, s := range tr.failing {
-		if keep[key] {
+	for _, key := range held {
+		s, ok := tr.failing[key]
+		if !ok || keep[key] {
 			continue
 		}
 		delete(tr.failing, key)
