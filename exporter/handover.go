@@ -3,6 +3,8 @@ package exporter
 import (
 	"github.com/vantageprobe/vantage/exporter/cluster"
 	"github.com/vantageprobe/vantage/exporter/scheduler"
+	"maps"
+	"slices"
 )
 
 // In a cluster, a target's failing streak moves with its ownership: the
@@ -64,10 +66,7 @@ func (s *streak) gossiped(ended bool) cluster.Streak {
 // gossips their end).
 func (tr *transitions) release(owned []scheduler.Target) {
 	tr.mu.Lock()
-	held := make([]string, 0, len(tr.failing))
-	for key := range tr.failing {
-		held = append(held, key)
-	}
+	held := slices.Collect(maps.Keys(tr.failing))
 	tr.mu.Unlock()
 	keep := keysAmong(owned, held)
 	tr.mu.Lock()

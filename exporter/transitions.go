@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -190,13 +191,7 @@ func (tr *transitions) checked(module, target string, r *result.Result) {
 // retain forgets targets no longer scheduled.
 func (tr *transitions) retain(targets []scheduler.Target) {
 	tr.mu.Lock()
-	held := make([]string, 0, len(tr.failing)+len(tr.remote))
-	for key := range tr.failing {
-		held = append(held, key)
-	}
-	for key := range tr.remote {
-		held = append(held, key)
-	}
+	held := slices.AppendSeq(slices.Collect(maps.Keys(tr.failing)), maps.Keys(tr.remote))
 	tr.mu.Unlock()
 	keep := keysAmong(targets, held)
 	tr.mu.Lock()

@@ -119,7 +119,7 @@ func phaseStartup(ctx context.Context, env *env) (startupResult, error) {
 	start := time.Now()
 	answered := make(chan error, 1)
 	go func() { answered <- postReload(ctx, ex.base) }()
-	go saveProfile(ctx, env, ex, "profile?seconds=60", "s-cpu-reload")
+	go saveProfile(ctx, env, ex, "profile?seconds=30", "s-cpu-reload")
 	var answer error
 	for done := false; !done; {
 		if err := w.sample(); err != nil {
