@@ -58,7 +58,13 @@ func ServeMetrics(w http.ResponseWriter, r *http.Request, reg prometheus.Gathere
 		}
 	}
 	if !gzipped {
-		_, err = x.WriteFormat(bw, format)
+		// The registry's series go out before the hand-written ones are
+		// read: a client that wants only those (the exporter's scheduler
+		// counters) has them at once.
+		err = bw.Flush()
+		if err == nil {
+			_, err = x.WriteFormat(bw, format)
+		}
 		if err == nil && format == FormatOpenMetrics {
 			_, err = expfmt.FinalizeOpenMetrics(bw)
 		}

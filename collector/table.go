@@ -62,13 +62,52 @@ type Check struct {
 // concatenates them family by family. Series of removed targets disappear
 // with their rows.
 type Table struct {
-	mu   sync.RWMutex
-	rows map[rowKey]*row
+	// syncMu serialises Sync; mu guards the swap of rows and sorted.
+	syncMu sync.Mutex
+	mu     sync.RWMutex
+	rows   map[rowKey]*row
 	// sorted holds the rows in key order; rebuilt by Sync.
 	sorted []*row
 
 	families familyIndex
 	phases   *prometheus.HistogramVec
+	// minimal leaves out the series minimalOmits names (SetMinimal).
+	minimal atomic.Bool
+}
+
+// minimalOmits are the series a minimal table leaves out: settings of the
+// module or target, which a check cannot change (probe_timeout_seconds,
+// vantage_probe_interval_seconds, probe_ip_protocol: the module's
+// preferred_ip_protocol unless it fell back), and series another one
+// repeats (probe_failed_due_to_regex and probe_failed_due_to_cel:
+// probe_failure_info{reason}; probe_dns_lookup_time_seconds: the resolve
+// phase of the prober's duration series, when it has one).
+var minimalOmits = map[string]bool{
+	"probe_timeout_seconds":          true,
+	"vantage_probe_interval_seconds": true,
+	"probe_ip_protocol":              true,
+	"probe_failed_due_to_regex":      true,
+	"probe_failed_due_to_cel":        true,
+}
+
+// SetMinimal chooses between every series (false, the default) and the
+// minimal set, which leaves out the series minimalOmits names. Rows that
+// hold a result are rendered again when the choice changes.
+func (t *Table) SetMinimal(minimal bool) {
+	if t.minimal.Swap(minimal) == minimal {
+		return
+	}
+	t.mu.RLock()
+	rows := t.sorted
+	t.mu.RUnlock()
+	for _, r := range rows {
+		// A check recorded meanwhile renders itself, in the new choice:
+		// its rendering stays.
+		rd := r.rendered.Load()
+		if c := r.latest.Load(); c != nil {
+			r.rendered.CompareAndSwap(rd, t.render(r, c))
+		}
+	}
 }
 
 type rowKey struct{ module, target string }
@@ -111,31 +150,58 @@ func NewTable(reg prometheus.Registerer) *Table {
 }
 
 // Sync makes the table hold exactly the given rows: new ones get no series
-// until their first check, removed ones are dropped.
+// until their first check, removed ones are dropped. The new rows are
+// built beside the old ones and swapped in at once, so results recorded
+// and scrapes served meanwhile wait for the swap only, not for the build.
 func (t *Table) Sync(rows []Row) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.syncMu.Lock()
+	defer t.syncMu.Unlock()
+	// Only Sync replaces t.rows and t.sorted, and never changes them in
+	// place: under syncMu they can be read without t.mu.
+	old, oldSorted := t.rows, t.sorted
 	held := make(map[rowKey]*row, len(rows))
+	var labels []byte // scratch: a kept row allocates nothing
 	for i := range rows {
-		next := newRow(&rows[i])
-		if r, ok := t.rows[next.key]; ok && r.sameAs(next) {
-			r.interval.Store(int64(rows[i].Interval))
-			held[next.key] = r
+		rw := &rows[i]
+		key := rowKey{rw.Module, rw.Target}
+		labels = appendTargetLabels(labels[:0], rw)
+		if r, ok := old[key]; ok && r.renders(labels, rw.FailureThreshold) {
+			r.interval.Store(int64(rw.Interval))
+			held[key] = r
 			continue
 		}
-		held[next.key] = next
+		held[key] = newRow(rw)
 	}
-	t.rows = held
-	t.sorted = t.sorted[:0]
-	for _, r := range held {
-		t.sorted = append(t.sorted, r)
-	}
-	slices.SortFunc(t.sorted, func(a, b *row) int {
-		if c := strings.Compare(a.key.module, b.key.module); c != 0 {
-			return c
+	sorted := oldSorted
+	if !sameRows(held, old) {
+		// Rows came or went: sort again. An unchanged set keeps its order.
+		sorted = make([]*row, 0, len(held))
+		for _, r := range held {
+			sorted = append(sorted, r)
 		}
-		return strings.Compare(a.key.target, b.key.target)
-	})
+		slices.SortFunc(sorted, func(a, b *row) int {
+			if c := strings.Compare(a.key.module, b.key.module); c != 0 {
+				return c
+			}
+			return strings.Compare(a.key.target, b.key.target)
+		})
+	}
+	t.mu.Lock()
+	t.rows, t.sorted = held, sorted
+	t.mu.Unlock()
+}
+
+// sameRows reports whether a and b hold the same rows under the same keys.
+func sameRows(a, b map[rowKey]*row) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, r := range a {
+		if b[k] != r {
+			return false
+		}
+	}
+	return true
 }
 
 func newRow(rw *Row) *row {
@@ -147,10 +213,13 @@ func newRow(rw *Row) *row {
 	return r
 }
 
-// sameAs reports whether r renders the same labels and threshold as o, so a
-// kept target keeps its row and counters.
-func (r *row) sameAs(o *row) bool {
-	return bytes.Equal(r.labels, o.labels) && r.hasThreshold == o.hasThreshold && r.threshold == o.threshold
+// renders reports whether r renders these labels and failure threshold,
+// so a kept target keeps its row and counters.
+func (r *row) renders(labels []byte, threshold *float64) bool {
+	if !bytes.Equal(r.labels, labels) || r.hasThreshold != (threshold != nil) {
+		return false
+	}
+	return threshold == nil || r.threshold == *threshold
 }
 
 // Latest returns the latest check recorded of a target and the target's
@@ -196,12 +265,13 @@ func (t *Table) Record(c Check) {
 		}
 		obs.Observe(p.Duration.Seconds())
 	}
-	r.rendered.Store(t.render(r, &c))
 	r.latest.Store(&c)
+	r.rendered.Store(t.render(r, &c))
 }
 
 func (t *Table) render(r *row, c *Check) *rendering {
-	rd := &rendering{buf: make([]byte, 0, 2048)}
+	scratch := renderScratch.Get().(*[]byte)
+	rd := &rendering{buf: (*scratch)[:0]}
 	// line adds one line of family name: the series name+suffix, with le
 	// (a histogram bucket's) after the other labels when set.
 	line := func(name, help, typ, suffix string, labelNames, labelValues []string, le string, value float64) {
@@ -235,7 +305,17 @@ func (t *Table) render(r *row, c *Check) *rendering {
 	add := func(name, help, typ string, labelNames, labelValues []string, value float64) {
 		line(name, help, typ, "", labelNames, labelValues, "", value)
 	}
+	minimal := t.minimal.Load()
+	resolvePhase := false // the result has a "resolve" phase series
 	c.Result.Samples(func(s result.Sample) {
+		if minimal {
+			if len(s.LabelNames) == 1 && s.LabelNames[0] == "phase" && s.LabelValues[0] == "resolve" {
+				resolvePhase = true
+			}
+			if minimalOmits[s.Name] || (resolvePhase && s.Name == "probe_dns_lookup_time_seconds") {
+				return
+			}
+		}
 		h := s.Histogram
 		if s.Type != result.HistogramType || h == nil {
 			add(s.Name, s.Help, typeName(s.Type), s.LabelNames, s.LabelValues, s.Value)
@@ -257,14 +337,27 @@ func (t *Table) render(r *row, c *Check) *rendering {
 	if r.hasThreshold {
 		add("vantage_probe_failure_threshold", "Failed checks in the failure-ratio alert's window this target tolerates, from its failure_threshold label.", "gauge", nil, nil, r.threshold)
 	}
-	if iv := time.Duration(r.interval.Load()); iv > 0 {
+	if iv := time.Duration(r.interval.Load()); iv > 0 && !minimal {
 		add("vantage_probe_interval_seconds", "Configured interval between the scheduled checks of the target.", "gauge", nil, nil, iv.Seconds())
 	}
 	// Segments in family-name order let a scrape merge all rows in one pass.
 	names := t.families.snapshot()
 	slices.SortStableFunc(rd.segs, func(a, b segment) int { return strings.Compare(names[a.family].name, names[b.family].name) })
+	// The rendering is held until the next check: copied out of the
+	// scratch buffer, without the spare capacity of its growth, a row
+	// holds about half as many bytes.
+	buf := make([]byte, len(rd.buf))
+	copy(buf, rd.buf)
+	*scratch = rd.buf[:0]
+	renderScratch.Put(scratch)
+	rd.buf = buf
+	rd.segs = append(make([]segment, 0, len(rd.segs)), rd.segs...)
 	return rd
 }
+
+// renderScratch holds the buffers rows are rendered in before they are
+// copied out at their size.
+var renderScratch = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // Format is an exposition format the table renders in.
 type Format int
@@ -286,17 +379,24 @@ type scrape struct {
 }
 
 func (t *Table) snapshot(format Format) *scrape {
+	// Sync replaces sorted and never changes it in place: the scrape
+	// reads the slice it got without copying it.
 	t.mu.RLock()
-	rows := slices.Clone(t.sorted)
+	rows := t.sorted
 	t.mu.RUnlock()
-	sc := &scrape{format: format, fams: t.families.snapshot(), renders: make([]*rendering, 0, len(rows))}
-	present := make([]bool, len(sc.fams))
+	sc := &scrape{format: format, renders: make([]*rendering, 0, len(rows))}
 	for _, r := range rows {
 		if rd := r.rendered.Load(); rd != nil {
 			sc.renders = append(sc.renders, rd)
-			for _, s := range rd.segs {
-				present[s.family] = true
-			}
+		}
+	}
+	// Families only grow: taken after the renderings, the list names
+	// every family they refer to, also one a check added meanwhile.
+	sc.fams = t.families.snapshot()
+	present := make([]bool, len(sc.fams))
+	for _, rd := range sc.renders {
+		for _, s := range rd.segs {
+			present[s.family] = true
 		}
 	}
 	for i, ok := range present {
@@ -483,7 +583,12 @@ func (fi *familyIndex) snapshot() []family {
 }
 
 func renderTargetLabels(t *Row) []byte {
-	b := make([]byte, 0, 64)
+	return appendTargetLabels(make([]byte, 0, 64), t)
+}
+
+// appendTargetLabels appends a target's labels: `target="…",module="…"`,
+// then its configured labels.
+func appendTargetLabels(b []byte, t *Row) []byte {
 	b = append(b, `target="`...)
 	b = appendEscaped(b, t.Target)
 	b = append(b, `",module="`...)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -278,5 +279,113 @@ func TestTableLatest(t *testing.T) {
 	tab.Sync([]Row{{Module: "http_2xx", Target: "a", Interval: time.Minute}})
 	if c, interval, ok := tab.Latest("http_2xx", "a"); !ok || c.Result != r || interval != time.Minute {
 		t.Errorf("after its interval changed: %+v, %s, %v; want the same check and the new interval", c, interval, ok)
+	}
+}
+
+// A scrape that starts while a target's first result arrives (its
+// families new to the table) holds the families that result refers to.
+func TestScrapeDuringAFirstResult(t *testing.T) {
+	rows := make([]Row, 2000)
+	for j := range rows {
+		rows[j] = Row{Module: "http_2xx", Target: fmt.Sprintf("http://t%05d", j)}
+	}
+	for i := range 100 {
+		tab := NewTable(prometheus.NewRegistry())
+		tab.Sync(rows)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			// The last rows first: a scrape reaches them last.
+			for j := len(rows) - 1; j >= len(rows)-20; j-- {
+				tab.Record(checkOf(rows[j], Check{Result: httpResult(true, 200), Attempts: 1, Planned: time.Unix(1, 0)}))
+			}
+		}()
+		for range 3 {
+			if _, err := tab.WriteTo(io.Discard); err != nil {
+				t.Fatalf("round %d: %v", i, err)
+			}
+			if err := tab.WriteGzip(io.Discard, 2); err != nil {
+				t.Fatalf("round %d: %v", i, err)
+			}
+		}
+		<-done
+	}
+}
+
+func TestMinimalSeriesLeaveOutSettingsAndRepeats(t *testing.T) {
+	tab := NewTable(prometheus.NewRegistry())
+	a := Row{Module: "http_2xx", Target: "https://a.example", Interval: time.Minute}
+	tab.Sync([]Row{a})
+	r := httpResult(false, 503)
+	r.Timeout = 5 * time.Second
+	r.HTTP.FailedDueToRegex = true
+	r.HTTP.CELConfigured = true
+	tab.Record(checkOf(a, Check{Result: r, Attempts: 1, Planned: time.Unix(1000, 0)}))
+	full := mustScrape(t, tab)
+	omitted := []string{"probe_timeout_seconds", "vantage_probe_interval_seconds", "probe_ip_protocol",
+		"probe_failed_due_to_regex", "probe_failed_due_to_cel", "probe_dns_lookup_time_seconds"}
+	for _, name := range omitted {
+		if len(full[name]) != 1 {
+			t.Fatalf("the full set has %d series %s, want 1", len(full[name]), name)
+		}
+	}
+
+	// Switching re-renders the rows that hold a result.
+	tab.SetMinimal(true)
+	minimal := mustScrape(t, tab)
+	for _, name := range omitted {
+		if len(minimal[name]) != 0 {
+			t.Errorf("the minimal set has %s", name)
+		}
+	}
+	for name, series := range full {
+		if !slices.Contains(omitted, name) && len(minimal[name]) != len(series) {
+			t.Errorf("the minimal set has %d series %s, the full set %d", len(minimal[name]), name, len(series))
+		}
+	}
+	if v := find(t, minimal, "probe_failure_info", map[string]string{"target": a.Target, "reason": "status_code"}); v != "1" {
+		t.Errorf("probe_failure_info = %s in the minimal set", v)
+	}
+	if v := find(t, minimal, "probe_http_duration_seconds", map[string]string{"target": a.Target, "phase": "resolve"}); v != "0.001" {
+		t.Errorf("the resolve phase = %s in the minimal set", v)
+	}
+
+	// A prober without a resolve phase series keeps probe_dns_lookup_time_seconds.
+	b := Row{Module: "tcp_connect", Target: "b.example:22"}
+	tab.Sync([]Row{a, b})
+	tcp := &result.Result{Prober: "tcp", Success: true, Resolve: &result.ResolveDetails{Host: "b.example", IP: "127.0.0.1", IPProtocol: 4, Lookup: time.Millisecond}, TCP: &result.TCPDetails{}}
+	tab.Record(checkOf(b, Check{Result: tcp, Attempts: 1, Planned: time.Unix(1000, 0)}))
+	if v := find(t, mustScrape(t, tab), "probe_dns_lookup_time_seconds", map[string]string{"target": b.Target}); v != "0.001" {
+		t.Errorf("tcp probe_dns_lookup_time_seconds = %s in the minimal set, want 0.001", v)
+	}
+
+	tab.SetMinimal(false)
+	if back := mustScrape(t, tab); len(back["probe_timeout_seconds"]) != 1 || len(back["vantage_probe_interval_seconds"]) != 1 {
+		t.Errorf("switching back to the full set did not render the settings again: %v", back["probe_timeout_seconds"])
+	}
+}
+
+// A sync keeps the row (and counters) of a target whose labels and
+// threshold stay, and starts a new one when either changes.
+func TestSyncKeepsOnlyUnchangedRows(t *testing.T) {
+	tab := NewTable(prometheus.NewRegistry())
+	a := Row{Module: "http_2xx", Target: "https://a.example", Labels: []Label{{Name: "team", Value: "web"}}}
+	b := Row{Module: "http_2xx", Target: "https://b.example", FailureThreshold: new(3.0)}
+	tab.Sync([]Row{a, b})
+	for _, rw := range []Row{a, b} {
+		tab.Record(checkOf(rw, Check{Result: httpResult(true, 200), Attempts: 1, Planned: time.Unix(1000, 0)}))
+	}
+	tab.Sync([]Row{a, b})
+	fams := mustScrape(t, tab)
+	for _, rw := range []Row{a, b} {
+		if v := find(t, fams, "vantage_probe_checks_total", map[string]string{"target": rw.Target, "result": "success"}); v != "1" {
+			t.Errorf("%s: successes %s after an unchanged sync, want 1", rw.Target, v)
+		}
+	}
+	a.Labels = []Label{{Name: "team", Value: "api"}}
+	b.FailureThreshold = new(4.0)
+	tab.Sync([]Row{a, b})
+	if fams := mustScrape(t, tab); len(fams) != 0 {
+		t.Errorf("rows whose labels or threshold changed kept their series: %v", fams)
 	}
 }

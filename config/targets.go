@@ -26,7 +26,17 @@ var DefaultSchedulerConfig = SchedulerConfig{
 	RetryInterval:       5 * time.Second,
 	Interval:            30 * time.Second,
 	FileRefreshInterval: 30 * time.Second,
+	Series:              SeriesFull,
 }
+
+// The series sets of scheduler.series.
+const (
+	// SeriesFull renders every series /probe has, plus vantage's own.
+	SeriesFull = "full"
+	// SeriesMinimal leaves out the series a check cannot change (settings
+	// of the module and target) and those that repeat another series.
+	SeriesMinimal = "minimal"
+)
 
 // DefaultCheckTimeout bounds one attempt of a scheduled check whose module
 // sets no timeout (and whose interval is longer).
@@ -45,6 +55,9 @@ type SchedulerConfig struct {
 	Interval time.Duration `yaml:"interval"`
 	// FileRefreshInterval is how often target_files are checked for changes.
 	FileRefreshInterval time.Duration `yaml:"file_refresh_interval"`
+	// Series is the set of series each scheduled target has on /metrics:
+	// SeriesFull or SeriesMinimal.
+	Series string `yaml:"series"`
 }
 
 // UnmarshalYAML sets the scheduler defaults before decoding.
@@ -157,6 +170,8 @@ func (s *SchedulerConfig) validate(path []any) error {
 		return yamldoc.Fail(yamldoc.At(path, "interval"), "interval must be at least 1s, got %s", s.Interval)
 	case s.FileRefreshInterval < time.Second:
 		return yamldoc.Fail(yamldoc.At(path, "file_refresh_interval"), "file_refresh_interval must be at least 1s, got %s", s.FileRefreshInterval)
+	case s.Series != SeriesFull && s.Series != SeriesMinimal:
+		return yamldoc.Fail(yamldoc.At(path, "series"), "series must be %q or %q, got %q", SeriesFull, SeriesMinimal, s.Series)
 	}
 	return nil
 }

@@ -170,6 +170,11 @@ func TestScheduledTargetsInvalid(t *testing.T) {
 			want:   `vantage.yml:9: scheduler.max_in_flight: max_in_flight must be at least 1, got 0`,
 		},
 		{
+			name:   "unknown series set",
+			config: "scheduler:\n  series: small\n",
+			want:   `vantage.yml:9: scheduler.series: series must be "full" or "minimal", got "small"`,
+		},
+		{
 			name:   "duplicate in one file",
 			config: "targets:\n  - module: http_2xx\n    targets: [https://a.example]\n  - module: http_2xx\n    targets: [https://a.example]\n",
 			want:   `vantage.yml:12: duplicate target "https://a.example" for module "http_2xx" (first listed at `,

@@ -373,6 +373,7 @@ func tableCheck(o scheduler.Outcome) collector.Check {
 func (e *Exporter) applySchedule(ctx context.Context) {
 	st := e.config.get()
 	owned := e.ownedTargets(st)
+	e.table.SetMinimal(st.config.Scheduler.Series == config.SeriesMinimal)
 	e.table.Sync(tableRows(owned, e.opts.Location))
 	// Counts are kept for every target of the location, owned or not: a
 	// member answers for the checks it made before ownership moved.

@@ -3,6 +3,8 @@ package exporter
 import (
 	"github.com/vantageprobe/vantage/exporter/cluster"
 	"github.com/vantageprobe/vantage/exporter/scheduler"
+	"maps"
+	"slices"
 )
 
 // In a cluster, a target's failing streak moves with its ownership: the
@@ -63,11 +65,15 @@ func (s *streak) gossiped(ended bool) cluster.Streak {
 // checks: they become remote until their new owner adopts them (or
 // gossips their end).
 func (tr *transitions) release(owned []scheduler.Target) {
-	keep := keys(owned)
+	tr.mu.Lock()
+	held := slices.Collect(maps.Keys(tr.failing))
+	tr.mu.Unlock()
+	keep := keysAmong(owned, held)
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	for key, s := range tr.failing {
-		if keep[key] {
+	for _, key := range held {
+		s, ok := tr.failing[key]
+		if !ok || keep[key] {
 			continue
 		}
 		delete(tr.failing, key)

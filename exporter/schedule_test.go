@@ -183,3 +183,41 @@ target_files: [targets/*.json]
 }
 
 func mkdirAll(dir string) error { return os.MkdirAll(dir, 0o755) }
+
+// scheduler.series: minimal leaves the settings of a module and target
+// and the repeated series out of /metrics, and keeps the rest.
+func TestMinimalSeriesOnMetrics(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer up.Close()
+	ts := mustStart(t, `
+modules:
+  http_2xx:
+    prober: http
+    timeout: 1s
+scheduler:
+  retries: 0
+  series: minimal
+targets:
+  - module: http_2xx
+    interval: 1s
+    targets: [`+up.URL+`]
+`)
+	var fams map[string]*familyView
+	testbin.WaitFor(t, "the scheduled target on /metrics", 10*time.Second, func() error {
+		_, body := mustGet(t, ts.url+"/metrics")
+		fams = mustParse(t, body)
+		if _, ok := fams["probe_success"]; !ok {
+			return errors.New("no probe_success series yet")
+		}
+		return nil
+	})
+	for _, name := range []string{"probe_timeout_seconds", "vantage_probe_interval_seconds", "probe_ip_protocol", "probe_failed_due_to_regex", "probe_dns_lookup_time_seconds"} {
+		if _, ok := fams[name]; ok {
+			t.Errorf("%s is on /metrics with series: minimal", name)
+		}
+	}
+	for _, name := range []string{"probe_success", "probe_duration_seconds", "probe_http_status_code", "probe_ip_addr_hash", "vantage_probe_checks_total", "vantage_probe_last_check_timestamp_seconds"} {
+		mustFamily(t, fams, name).value(t, "target", up.URL)
+	}
+	mustFamily(t, fams, "probe_http_duration_seconds").value(t, "target", up.URL, "phase", "resolve")
+}

@@ -97,6 +97,12 @@ func scheduledTargets(resolved []config.ScheduledTarget) []scheduler.Target {
 // A discovered target that a static one, or an earlier group, already
 // names is left out: the first place that names a target configures it.
 func (st *state) compose() {
+	if len(st.discovered) == 0 {
+		// The static targets as they are, the canary already last: a
+		// million targets are not held twice.
+		st.targets = st.static
+		return
+	}
 	n := len(st.static)
 	canary := n > 0 && st.static[n-1].Canary
 	if canary {

@@ -2,7 +2,9 @@ package exporter
 
 import (
 	"cmp"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -188,29 +190,50 @@ func (tr *transitions) checked(module, target string, r *result.Result) {
 
 // retain forgets targets no longer scheduled.
 func (tr *transitions) retain(targets []scheduler.Target) {
-	keep := keys(targets)
+	tr.mu.Lock()
+	held := slices.AppendSeq(slices.Collect(maps.Keys(tr.failing)), maps.Keys(tr.remote))
+	tr.mu.Unlock()
+	keep := keysAmong(targets, held)
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	for key := range tr.failing {
+	for _, key := range held {
 		if !keep[key] {
 			delete(tr.failing, key)
-		}
-	}
-	for key := range tr.remote {
-		if !keep[key] {
 			delete(tr.remote, key)
 		}
 	}
 }
 
-// keys is the set of the targets' keys.
-func keys(targets []scheduler.Target) map[string]bool {
-	keep := make(map[string]bool, len(targets))
+// keysAmong returns which of the held keys are keys of targets. It builds
+// the key only of a target whose name ends as a held key does, so a reload
+// of a million targets with a few of them failing does not build a million
+// keys.
+func keysAmong(targets []scheduler.Target, held []string) map[string]bool {
+	keep := make(map[string]bool, len(held))
+	if len(held) == 0 {
+		return keep
+	}
+	want := make(map[string]bool, len(held))
+	tails := make(map[string]bool, len(held))
+	for _, key := range held {
+		want[key] = true
+		tails[keyTail(key)] = true
+	}
 	for i := range targets {
-		keep[targets[i].Key()] = true
+		t := &targets[i]
+		if !tails[keyTail(t.Target)] {
+			continue
+		}
+		if key := t.Key(); want[key] {
+			keep[key] = true
+		}
 	}
 	return keep
 }
+
+// keyTail is what follows the last NUL byte of s: the same for a target
+// and for its key, which ends with the target.
+func keyTail(s string) string { return s[strings.LastIndexByte(s, 0)+1:] }
 
 // snapshot is the state of the scheduled targets (the canary left out):
 // each target in a failing streak with its state (unknown while its

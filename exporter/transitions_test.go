@@ -197,3 +197,29 @@ func TestTransitionsCarryTargetLabels(t *testing.T) {
 		t.Errorf("snapshot lists %d targets not up, want 1", len(snap.NotUp))
 	}
 }
+
+func TestKeysAmong(t *testing.T) {
+	targets := []scheduler.Target{
+		{Module: "http_2xx", Target: "https://a.example"},
+		{Module: "tcp", Target: "a.example:22"},
+		{Module: "icmp", Target: "odd\x00name"},
+		{Module: "http_2xx", Target: "https://canary.example", Canary: true},
+	}
+	held := []string{
+		scheduler.Key("http_2xx", "https://a.example"),
+		scheduler.Key("tcp", "https://a.example"), // same target, other module: not scheduled
+		scheduler.Key("icmp", "odd\x00name"),
+		targets[3].Key(),
+		scheduler.Key("http_2xx", "https://gone.example"),
+	}
+	got := keysAmong(targets, held)
+	want := map[string]bool{held[0]: true, held[2]: true, held[3]: true}
+	if len(got) != len(want) {
+		t.Fatalf("keysAmong = %v, want %v", got, want)
+	}
+	for k := range want {
+		if !got[k] {
+			t.Errorf("held key %q of a scheduled target not kept", k)
+		}
+	}
+}

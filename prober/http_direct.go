@@ -39,6 +39,17 @@ func (st *probeState) directEligible(req *http.Request) bool {
 // memory. It fires the same httptrace hooks the Transport does, so phases
 // are measured the same way.
 func (st *probeState) directRoundTrip(req *http.Request) (*http.Response, error) {
+	// The dial is the deepest part of a check: made from this small frame,
+	// not from the exchange's, it keeps a check's stack within 8 KiB.
+	conn, err := st.directDial(req)
+	if err != nil {
+		return nil, err
+	}
+	return st.directExchange(req, conn)
+}
+
+// directDial connects to req's host, firing the connect hooks.
+func (st *probeState) directDial(req *http.Request) (net.Conn, error) {
 	ctx := req.Context()
 	trace := httptrace.ContextClientTrace(ctx)
 	port := req.URL.Port()
@@ -59,6 +70,13 @@ func (st *probeState) directRoundTrip(req *http.Request) (*http.Response, error)
 	if trace != nil && trace.GotConn != nil {
 		trace.GotConn(httptrace.GotConnInfo{Conn: conn})
 	}
+	return conn, nil
+}
+
+// directExchange writes req on conn and reads the answer's head.
+func (st *probeState) directExchange(req *http.Request, conn net.Conn) (*http.Response, error) {
+	ctx := req.Context()
+	trace := httptrace.ContextClientTrace(ctx)
 	dc := &directConn{Conn: conn}
 	dc.stop = context.AfterFunc(ctx, dc.close)
 	if dl, ok := ctx.Deadline(); ok {
@@ -68,7 +86,7 @@ func (st *probeState) directRoundTrip(req *http.Request) (*http.Response, error)
 	out := *req // shallow: the caller's request stays as it was
 	out.Close = true
 	bw := bufio.NewWriterSize(conn, probeWriteBuffer)
-	err = out.Write(bw)
+	err := out.Write(bw)
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -80,6 +98,12 @@ func (st *probeState) directRoundTrip(req *http.Request) (*http.Response, error)
 		return nil, dc.ctxErr(ctx, err)
 	}
 	lr := &responseReader{r: conn, n: maxResponseHeaderBytes}
+	// The read buffer is made once the answer begins: a check waiting for
+	// a slow server holds one byte, not probeReadBuffer.
+	if err := lr.awaitFirstByte(); err != nil {
+		dc.release()
+		return nil, dc.ctxErr(ctx, err)
+	}
 	br := bufio.NewReaderSize(lr, probeReadBuffer)
 	for {
 		if _, err := br.Peek(1); err != nil {
@@ -166,9 +190,32 @@ type responseReader struct {
 	r   io.Reader
 	n   int64 // bytes left to read; raised once the headers are in
 	err error // the first read error
+	// first is the answer's first byte, read by awaitFirstByte and handed
+	// out by the next Read when held.
+	first byte
+	held  bool
+}
+
+// awaitFirstByte waits for the answer's first byte and holds it.
+func (l *responseReader) awaitFirstByte() error {
+	var b [1]byte
+	for {
+		n, err := l.Read(b[:])
+		if n == 1 {
+			l.first, l.held = b[0], true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 func (l *responseReader) Read(p []byte) (int, error) {
+	if l.held && len(p) > 0 {
+		p[0], l.held = l.first, false
+		return 1, nil
+	}
 	if l.n <= 0 {
 		l.err = cmp.Or(l.err, errResponseHeaderTooLarge)
 		return 0, errResponseHeaderTooLarge

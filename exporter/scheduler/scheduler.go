@@ -7,6 +7,7 @@ import (
 	"container/heap"
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,6 +47,16 @@ func (t *Target) Key() string {
 	}
 	return Key(t.Module, t.Target)
 }
+
+// entryKey identifies a target among the scheduler's entries as Key does,
+// without building a string: taking a set of a million targets allocates
+// nothing for the targets it already holds.
+type entryKey struct {
+	canary         bool
+	module, target string
+}
+
+func keyOf(t *Target) entryKey { return entryKey{t.Canary, t.Module, t.Target} }
 
 // Key identifies a (module, target) pair.
 func Key(module, target string) string { return module + "\x00" + target }
@@ -144,7 +155,9 @@ type Scheduler struct {
 
 	// Owned by the Run goroutine.
 	queue   entryHeap
-	entries map[string]*entry
+	entries map[entryKey]*entry
+	gen     uint64  // numbers the target sets taken
+	pending *update // the set being applied, nil for none
 
 	targets  atomic.Int64
 	inFlight atomic.Int64
@@ -162,6 +175,7 @@ type entry struct {
 	off     time.Duration
 	next    time.Time // planned time of the next check
 	index   int       // position in the heap
+	gen     uint64    // the latest target set naming the entry
 	running atomic.Bool
 	removed atomic.Bool
 	// done is when the target's latest check ended, or when it was
@@ -182,7 +196,7 @@ func New(opts Options) *Scheduler {
 	s := &Scheduler{
 		opts:    opts,
 		updates: make(chan []Target),
-		entries: map[string]*entry{},
+		entries: map[entryKey]*entry{},
 		judge:   newJudge(opts.Bounds),
 	}
 	s.SetSettings(opts.Settings)
@@ -236,7 +250,9 @@ func (l *limiter) release() { <-l.slots }
 
 // Update replaces the set of scheduled targets. Targets that stay keep their
 // slots; new ones join at their own offset; removed ones stop, and a check of
-// theirs still running is not reported. It blocks until Run takes the set.
+// theirs still running is not reported. It blocks until Run takes the set,
+// which Run applies in steps (applyStep targets each) between which it
+// dispatches the checks due meanwhile.
 func (s *Scheduler) Update(ctx context.Context, targets []Target) error {
 	select {
 	case s.updates <- targets:
@@ -271,9 +287,17 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			}
 			heap.Fix(&s.queue, 0)
 		}
+		updates := s.updates
+		if s.pending != nil {
+			// Due checks went out; the next step of the set follows.
+			s.applySome(time.Now(), applyStep)
+			updates = nil
+		}
 		s.publishNext()
 		wait := time.Hour
-		if len(s.queue) > 0 {
+		if s.pending != nil {
+			wait = 0
+		} else if len(s.queue) > 0 {
 			wait = time.Until(s.queue[0].next)
 		}
 		timer.Reset(wait)
@@ -281,47 +305,102 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
-		case targets := <-s.updates:
-			s.apply(targets, time.Now())
+		case targets := <-updates:
+			s.beginApply(targets)
+			s.applySome(time.Now(), applyStep)
 			s.publishNext()
 		}
 	}
 }
 
-// apply diffs a new target set against the running one.
+// applyStep bounds how many targets one pass of the loop applies of a new
+// set: a set of a million targets is taken in steps between which due
+// checks are dispatched, so a reload never holds checking up.
+const applyStep = 4096
+
+// update is a target set being applied: first its targets, applyStep at a
+// time, then the removal of the entries it no longer names, applyStep at a
+// time among a copy of the queue. Only the Run goroutine touches it.
+type update struct {
+	targets []Target
+	gen     uint64
+	next    int      // targets[:next] are applied
+	stale   []*entry // the entries before the set, checked for removal
+	removal bool     // targets all applied; removing
+}
+
+// apply diffs a new target set against the running one, all at once.
 func (s *Scheduler) apply(targets []Target, now time.Time) {
-	seen := make(map[string]bool, len(targets))
-	for i := range targets {
-		t := &targets[i]
-		key := t.Key()
-		seen[key] = true
-		if e, ok := s.entries[key]; ok {
-			old := e.target.Load()
-			e.target.Store(t)
-			if old.Interval != t.Interval {
-				e.off = offset(t.Module, t.Target, t.Interval)
-				e.next = nextSlot(now, t.Interval, e.off)
-				heap.Fix(&s.queue, e.index)
-			}
+	s.beginApply(targets)
+	for s.pending != nil {
+		s.applySome(now, len(targets)+len(s.queue)+1)
+	}
+}
+
+// beginApply starts applying a new target set; applySome does the work.
+func (s *Scheduler) beginApply(targets []Target) {
+	s.gen++
+	s.pending = &update{targets: targets, gen: s.gen}
+}
+
+// applySome applies up to n targets of the pending set, or, once they are
+// all applied, checks up to n entries for removal.
+func (s *Scheduler) applySome(now time.Time, n int) {
+	u := s.pending
+	if !u.removal {
+		start := u.next
+		end := min(start+n, len(u.targets))
+		for i := start; i < end; i++ {
+			s.applyTarget(&u.targets[i], u.gen, now)
+		}
+		u.next = end
+		if end < len(u.targets) {
+			return
+		}
+		u.removal = true
+		u.stale = slices.Clone(s.queue)
+		n -= end - start
+	}
+	end := min(n, len(u.stale))
+	for _, e := range u.stale[:end] {
+		if e.gen == u.gen || e.removed.Load() {
 			continue
 		}
-		e := &entry{off: offset(t.Module, t.Target, t.Interval)}
-		e.target.Store(t)
-		e.done.Store(now.UnixNano())
-		e.next = nextSlot(now, t.Interval, e.off)
-		s.entries[key] = e
-		heap.Push(&s.queue, e)
+		e.removed.Store(true)
+		s.markStale(e, false)
+		heap.Remove(&s.queue, e.index)
+		delete(s.entries, keyOf(e.target.Load()))
 	}
-	for key, e := range s.entries {
-		if !seen[key] {
-			e.removed.Store(true)
-			s.markStale(e, false)
-			heap.Remove(&s.queue, e.index)
-			delete(s.entries, key)
-		}
+	u.stale = u.stale[end:]
+	if len(u.stale) > 0 {
+		return
 	}
+	s.pending = nil
 	s.targets.Store(int64(len(s.entries)))
 	s.opts.Logger.Info("Scheduled targets updated", "targets", len(s.entries))
+}
+
+// applyTarget schedules t: a target already scheduled keeps its slot (a
+// new interval moves it), a new one joins at its own offset.
+func (s *Scheduler) applyTarget(t *Target, gen uint64, now time.Time) {
+	key := keyOf(t)
+	if e, ok := s.entries[key]; ok {
+		e.gen = gen
+		old := e.target.Load()
+		e.target.Store(t)
+		if old.Interval != t.Interval {
+			e.off = offset(t.Module, t.Target, t.Interval)
+			e.next = nextSlot(now, t.Interval, e.off)
+			heap.Fix(&s.queue, e.index)
+		}
+		return
+	}
+	e := &entry{off: offset(t.Module, t.Target, t.Interval), gen: gen}
+	e.target.Store(t)
+	e.done.Store(now.UnixNano())
+	e.next = nextSlot(now, t.Interval, e.off)
+	s.entries[key] = e
+	heap.Push(&s.queue, e)
 }
 
 // dispatch starts the check planned for planned, unless the target's previous

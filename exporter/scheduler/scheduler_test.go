@@ -435,3 +435,58 @@ func TestObserveBracketsEachCheck(t *testing.T) {
 		}
 	})
 }
+
+func TestALargeSetIsAppliedInSteps(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s := New(Options{Settings: Settings{MaxInFlight: 10}, Check: succeed, Registerer: reg})
+	many := func(from, to int) []Target {
+		ts := []Target{target("a", time.Second)}
+		for i := from; i < to; i++ {
+			ts = append(ts, target(fmt.Sprint("x", i), time.Hour))
+		}
+		return ts
+	}
+	now := time.Now()
+	s.apply(many(0, 3*applyStep), now)
+	if got := testutil.ToFloat64(mustGauge(t, reg, "vantage_scheduler_targets")); got != 3*applyStep+1 {
+		t.Fatalf("vantage_scheduler_targets = %v after the first set, want %d", got, 3*applyStep+1)
+	}
+	removed := s.entries[entryKey{module: "m", target: "x0"}]
+
+	// The second set drops x0..x4095 and adds x12288..x16383.
+	next := many(applyStep, 4*applyStep)
+	s.beginApply(next)
+	steps := 0
+	for s.pending != nil {
+		s.applySome(now, applyStep)
+		steps++
+		if s.pending != nil && testutil.ToFloat64(mustGauge(t, reg, "vantage_scheduler_targets")) != 3*applyStep+1 {
+			t.Fatalf("the target count changed before the set was applied (step %d)", steps)
+		}
+		if steps > 100 {
+			t.Fatal("the set is not applied after 100 steps")
+		}
+	}
+	// Three steps of targets, then the removal among 4×applyStep+1 entries.
+	if steps < 4 {
+		t.Errorf("applied in %d steps, want at least 4 of at most %d targets or entries", steps, applyStep)
+	}
+	if len(s.entries) != len(next) || len(s.queue) != len(next) {
+		t.Fatalf("%d entries and %d queued after the update, want %d", len(s.entries), len(s.queue), len(next))
+	}
+	for i := range next {
+		e := s.entries[keyOf(&next[i])]
+		if e == nil || e.removed.Load() {
+			t.Fatalf("target %s of the new set is not scheduled", next[i].Target)
+		}
+		if s.queue[e.index] != e {
+			t.Fatalf("target %s is not at its place in the queue", next[i].Target)
+		}
+	}
+	if !removed.removed.Load() {
+		t.Error("x0, left out of the new set, is not marked removed")
+	}
+	if got := testutil.ToFloat64(mustGauge(t, reg, "vantage_scheduler_targets")); got != float64(len(next)) {
+		t.Errorf("vantage_scheduler_targets = %v, want %d", got, len(next))
+	}
+}

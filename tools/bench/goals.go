@@ -53,7 +53,9 @@ func (r *report) goals() []goal {
 			detail: fmt.Sprintf("%.3f vs %.3f CPU s/1k checks: ratio %.2f, goal ≤ 1.50", v.cpuPer1k(), c.cpuPer1k(), ratio),
 		})
 	}
-	gs = append(gs, r.inFlightGoal(), r.scrapeGoal(), r.clusterGoal())
+	gs = append(gs, r.inFlightGoal())
+	gs = append(gs, r.scrapeGoals()...)
+	gs = append(gs, r.clusterGoal(), r.startupGoal(), r.seriesGoal())
 	gs = append(gs, r.coordGoals()...)
 	return gs
 }
@@ -84,18 +86,47 @@ func (r *report) inFlightGoal() goal {
 	return g
 }
 
-func (r *report) scrapeGoal() goal {
-	g := goal{name: fmt.Sprintf("GET /metrics over %d targets < 1 s", r.env.opts.scrapeTargets)}
-	s := r.scrape
-	if s == nil {
-		g.skip = true
-		return g
+// scrapeGoals judge e's runs, one per series set.
+func (r *report) scrapeGoals() []goal {
+	if len(r.scrapes) == 0 {
+		return []goal{{name: fmt.Sprintf("GET /metrics over %d targets < 1 s", r.env.opts.scrapeTargets), skip: true}}
 	}
+	var gs []goal
+	for i := range r.scrapes {
+		gs = append(gs, r.scrapeGoalOf(&r.scrapes[i]))
+	}
+	return gs
+}
+
+func (r *report) scrapeGoalOf(s *scrapeResult) goal {
+	g := goal{name: fmt.Sprintf("GET /metrics over %d targets < 1 s (series: %s)", r.env.opts.scrapeTargets, s.Series)}
 	_, pMed, pMax := durations(s.Plain)
 	_, gMed, gMax := durations(s.Gzip)
 	g.pass = pMax < time.Second && gMax < time.Second && s.Rows == int64(s.Targets)
 	g.detail = fmt.Sprintf("plain max %s (median %s, %s), gzip max %s (median %s, %s); %d of %d targets had a result",
 		ms(pMax), ms(pMed), mib(s.Plain[0].Bytes), ms(gMax), ms(gMed), mib(s.Gzip[0].Bytes), s.Rows, s.Targets)
+	return g
+}
+
+// seriesGoal is "Cost in Prometheus": the series per HTTP target on
+// /metrics, counted in e's plain scrapes, with every series and with the
+// opt-in minimal set, which must cost less.
+func (r *report) seriesGoal() goal {
+	g := goal{name: "series per target written down, with an opt-in that reduces them"}
+	per := map[string]float64{}
+	for _, s := range r.scrapes {
+		if len(s.Plain) > 0 && s.Rows > 0 {
+			per[s.Series] = float64(s.Plain[0].Series) / float64(s.Rows)
+		}
+	}
+	full, okF := per["full"]
+	minimal, okM := per["minimal"]
+	if !okF || !okM {
+		g.skip = true
+		return g
+	}
+	g.pass = minimal < full
+	g.detail = fmt.Sprintf("HTTP target: %.1f series (series: full), %.1f (series: minimal); per prober: BENCHMARKS.md", full, minimal)
 	return g
 }
 

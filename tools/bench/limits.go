@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"time"
 )
@@ -17,6 +18,8 @@ type inFlightResult struct {
 	Delay         time.Duration
 	IntervalUsed  time.Duration
 	FarmPeakConns int64
+	// The runtime's figures at the sample with the most checks in flight.
+	AtPeak schedMetrics
 }
 
 // phaseInFlight is (d): many slow targets, so that max_in_flight checks
@@ -51,6 +54,9 @@ func phaseInFlight(ctx context.Context, env *env) (inFlightResult, error) {
 			return r, err
 		}
 		fs, _ := getFarmStats(env.farm)
+		if m.InFlight > r.Peak {
+			r.AtPeak = m
+		}
 		r.Peak = max(r.Peak, m.InFlight)
 		r.FarmPeakConns = max(r.FarmPeakConns, fs.InFlight)
 		sum += m.InFlight
@@ -64,6 +70,8 @@ func phaseInFlight(ctx context.Context, env *env) (inFlightResult, error) {
 	if err != nil {
 		return r, err
 	}
+	saveProfile(ctx, env, ex, "heap", "d-heap")
+	saveProfile(ctx, env, ex, "goroutine", "d-goroutine")
 	r.Mean = sum / float64(r.Samples)
 	r.U = between(w0, w1)
 	r.fillScheduler(m0, m1)
@@ -73,6 +81,7 @@ func phaseInFlight(ctx context.Context, env *env) (inFlightResult, error) {
 
 // scrapeResult is (e).
 type scrapeResult struct {
+	Series      string // scheduler.series
 	Targets     int
 	Interval    time.Duration
 	Startup     time.Duration
@@ -83,12 +92,12 @@ type scrapeResult struct {
 }
 
 // phaseScrape is (e): GET /metrics over a large table of results.
-func phaseScrape(ctx context.Context, env *env) (scrapeResult, error) {
+func phaseScrape(ctx context.Context, env *env, series string) (scrapeResult, error) {
 	o := env.opts
-	r := scrapeResult{Targets: o.scrapeTargets, Interval: o.scrapeInterval}
-	progress("e: vantage-exporter, %d targets every %s; waiting for every target's first result", o.scrapeTargets, o.scrapeInterval)
-	spec := vantageSpec{Targets: o.scrapeTargets, Interval: o.scrapeInterval, Timeout: 5 * time.Second, MaxInFlight: o.maxInFlight}
-	ex, err := startVantage(ctx, env, "vantage-e", spec)
+	r := scrapeResult{Series: series, Targets: o.scrapeTargets, Interval: o.scrapeInterval}
+	progress("e: vantage-exporter, %d targets every %s, series: %s; waiting for every target's first result", o.scrapeTargets, o.scrapeInterval, series)
+	spec := vantageSpec{Targets: o.scrapeTargets, Interval: o.scrapeInterval, Timeout: 5 * time.Second, MaxInFlight: o.maxInFlight, Series: series}
+	ex, err := startVantage(ctx, env, "vantage-e-"+series, spec)
 	if err != nil {
 		return r, err
 	}
@@ -113,9 +122,13 @@ func phaseScrape(ctx context.Context, env *env) (scrapeResult, error) {
 		return r, err
 	}
 	r.WaitedFor = time.Since(start)
-	for range o.scrapeRuns {
+	for i := range o.scrapeRuns {
 		for _, gz := range []bool{false, true} {
-			s, err := scrapeTimed(ctx, ex, gz)
+			var s fullScrape
+			err := profileWhile(ctx, env, ex, 3, fmt.Sprintf("e-%s-cpu-%d-gzip-%t", series, i, gz), func() (err error) {
+				s, err = scrapeTimed(ctx, ex, gz)
+				return err
+			})
 			if err != nil {
 				return r, err
 			}

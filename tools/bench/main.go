@@ -61,12 +61,14 @@ type options struct {
 	tune, keep                      bool
 	vantagePkg, blackboxBin, goTool string
 	coord                           coordOptions
+	startup                         startupOptions
+	profiles                        string
 }
 
 func parseOptions(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.StringVar(&o.phases, "phases", "a,b,c,d,e,f,g", "phases to run: a scheduled vantage, b blackbox, c minimal client, d checks in flight, e /metrics scrape, f clusters of 1-3 members, g the coordinator at 100,000 targets")
+	fs.StringVar(&o.phases, "phases", "a,b,c,d,e,f,g,s", "phases to run: a scheduled vantage, b blackbox, c minimal client, d checks in flight, e /metrics scrape, f clusters of 1-3 members, g the coordinator at 100,000 targets, s startup and reload with a million targets")
 	fs.Float64Var(&o.rate, "rate", 5000, "target checks per second for a, b and c")
 	fs.DurationVar(&o.interval, "interval", 10*time.Second, "check interval in a; a schedules rate×interval targets")
 	fs.DurationVar(&o.warmup, "warmup", 15*time.Second, "load before a's measurement window")
@@ -90,6 +92,8 @@ func parseOptions(args []string) (options, error) {
 	fs.Float64Var(&o.clusterRate, "cluster-rate", 2000, "checks per second in all in f (interval: -interval)")
 	fs.DurationVar(&o.clusterWarmup, "cluster-warmup", 15*time.Second, "load before each of f's windows (members join, ownership settles)")
 	fs.DurationVar(&o.clusterWindow, "cluster-window", 30*time.Second, "each of f's measurement windows")
+	o.startup.register(fs)
+	fs.StringVar(&o.profiles, "profiles", "", "directory to save the exporter's pprof profiles in (heap and goroutines at d's peak, CPU during e's scrapes); empty: none")
 	fs.StringVar(&o.farmMode, "farm", "child", "where the target farm runs: child (its own process) or inproc")
 	fs.IntVar(&o.farmIPs, "farm-ips", 8, "farm listen addresses 127.0.1.1..N")
 	fs.IntVar(&o.farmPorts, "farm-ports", 4, "farm ports per address")
@@ -246,11 +250,20 @@ func runPhases(ctx context.Context, e *env, rep *report) error {
 		rep.inflight = &r
 	}
 	if has("e") {
-		r, err := phaseScrape(ctx, e)
-		if err != nil {
-			return fmt.Errorf("phase e: %w", err)
+		for _, series := range []string{"full", "minimal"} {
+			r, err := phaseScrape(ctx, e, series)
+			if err != nil {
+				return fmt.Errorf("phase e: %w", err)
+			}
+			rep.scrapes = append(rep.scrapes, r)
 		}
-		rep.scrape = &r
+	}
+	if has("s") {
+		r, err := phaseStartup(ctx, e)
+		if err != nil {
+			return fmt.Errorf("phase s: %w", err)
+		}
+		rep.startup = &r
 	}
 	if has("f") {
 		rows, err := phaseCluster(ctx, e)

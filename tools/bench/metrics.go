@@ -21,6 +21,9 @@ type schedMetrics struct {
 	Targets  float64
 	LagCount float64
 	LagLE    map[float64]float64 // cumulative bucket counts by upper bound
+	// The Go runtime's figures, read in the same pass (go_* precede
+	// vantage_scheduler_*).
+	Goroutines, StackInuse, HeapInuse, HeapAlloc float64
 }
 
 func (m schedMetrics) missed() float64 {
@@ -58,6 +61,16 @@ func scrapeScheduler(ctx context.Context, base string) (schedMetrics, error) {
 		name, labels, value, ok := parseSample(line)
 		if !ok {
 			continue
+		}
+		switch name {
+		case "go_goroutines":
+			m.Goroutines = value
+		case "go_memstats_stack_inuse_bytes":
+			m.StackInuse = value
+		case "go_memstats_heap_inuse_bytes":
+			m.HeapInuse = value
+		case "go_memstats_heap_alloc_bytes":
+			m.HeapAlloc = value
 		}
 		if !strings.HasPrefix(name, "vantage_scheduler_") {
 			if seen {
@@ -162,6 +175,7 @@ type fullScrape struct {
 	Rows     int64         // targets with a vantage_probe_checks_total{result="success"} row
 	Success  float64       // sum of vantage_probe_checks_total{result="success"}
 	Failure  float64       // sum of vantage_probe_checks_total{result="failure"}
+	Series   int64         // samples of a target (with a target label)
 	CPU      float64       // exporter CPU seconds during the scrape (scheduled checks included)
 }
 
@@ -175,6 +189,9 @@ func scrapeAll(ctx context.Context, base string, gzip bool) (fullScrape, error) 
 	}
 	const p = "vantage_probe_checks_total{"
 	for line := range strings.SplitSeq(string(body), "\n") {
+		if strings.Contains(line, "{target=\"") {
+			s.Series++
+		}
 		if !strings.HasPrefix(line, p) {
 			continue
 		}

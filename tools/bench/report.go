@@ -59,9 +59,10 @@ type report struct {
 	blackbox []sysResult
 	client   *sysResult
 	inflight *inFlightResult
-	scrape   *scrapeResult
+	scrapes  []scrapeResult // full, then minimal series
 	cluster  []clusterRow
 	coord    *coordResult
+	startup  *startupResult
 }
 
 func (r *report) print(w io.Writer) {
@@ -82,6 +83,7 @@ func (r *report) print(w io.Writer) {
 	r.printScrape(w)
 	r.printCluster(w)
 	r.printCoordinator(w)
+	r.printStartup(w)
 	r.printGoals(w)
 	r.printWhere(w)
 }
@@ -143,17 +145,24 @@ func (r *report) printInFlight(w io.Writer) {
 	fmt.Fprintf(w, "  (max_in_flight is above the expected %.0f so that the limit measures memory, not queueing)\n", d.Demand)
 	fmt.Fprintf(w, "  vantage_scheduler_in_flight over %d samples: peak %.0f, mean %.0f (expected targets×delay/interval = %.0f); farm peak open requests %d\n",
 		d.Samples, d.Peak, d.Mean, d.Demand, d.FarmPeakConns)
-	fmt.Fprintf(w, "  peak RSS %s, %.0f checks/s, %.3f CPU s/1k checks, missed %s, p99 lag %s\n\n",
+	fmt.Fprintf(w, "  peak RSS %s, %.0f checks/s, %.3f CPU s/1k checks, missed %s, p99 lag %s\n",
 		mib(d.HWM), d.Rate, d.cpuPer1k(), num(d.Missed), secs(d.LagP99))
+	if p := d.AtPeak; p.Goroutines > 0 {
+		fmt.Fprintf(w, "  at the peak (%.0f in flight): %.0f goroutines, stacks %s (%.1f KiB each), heap in use %s (live objects %s)\n",
+			p.InFlight, p.Goroutines, mib(int64(p.StackInuse)), p.StackInuse/p.Goroutines/1024, mib(int64(p.HeapInuse)), mib(int64(p.HeapAlloc)))
+	}
+	fmt.Fprintln(w)
 }
 
 func (r *report) printScrape(w io.Writer) {
-	s := r.scrape
-	if s == nil {
-		return
+	for i := range r.scrapes {
+		r.printScrapeOf(w, &r.scrapes[i])
 	}
-	fmt.Fprintf(w, "GET /metrics (e): %d targets every %s; started in %s; scraped %s after the start, %d targets had a result\n",
-		s.Targets, s.Interval, s.Startup.Round(time.Millisecond), s.WaitedFor.Round(time.Second), s.Rows)
+}
+
+func (r *report) printScrapeOf(w io.Writer, s *scrapeResult) {
+	fmt.Fprintf(w, "GET /metrics (e, series: %s): %d targets every %s; started in %s; scraped %s after the start, %d targets had a result\n",
+		s.Series, s.Targets, s.Interval, s.Startup.Round(time.Millisecond), s.WaitedFor.Round(time.Second), s.Rows)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "  encoding\truns\tmin\tmedian\tmax\tsize\texporter CPU/scrape\t")
 	for _, k := range []struct {

@@ -30,6 +30,8 @@ type vantageSpec struct {
 	// Shards > 1 keeps only the targets i with i % Shards == Shard: a
 	// share of the targets split by hand.
 	Shard, Shards int
+	// Series is scheduler.series; "" leaves the default (full).
+	Series string
 }
 
 // writeVantageConfig writes the configuration for spec and returns its path.
@@ -48,6 +50,9 @@ func writeVantageConfig(dir, name string, farm farmInfo, spec vantageSpec) (stri
   interval: %s
   file_refresh_interval: 1h
 `, spec.MaxInFlight, spec.Interval)
+	if spec.Series != "" {
+		fmt.Fprintf(w, "  series: %s\n", spec.Series)
+	}
 	if spec.Targets > 0 {
 		fmt.Fprintf(w, "targets:\n  - module: http_2xx\n    interval: %s\n    targets:\n", spec.Interval)
 	}
@@ -91,7 +96,7 @@ func startVantage(ctx context.Context, env *env, name string, spec vantageSpec) 
 	if err != nil {
 		return nil, err
 	}
-	return startExporter(ctx, env.dir, name, env.vantageBin, cfg, "/-/ready", "--log.level=warn")
+	return startExporter(ctx, env.dir, name, env.vantageBin, cfg, "/-/ready", append([]string{"--log.level=warn"}, env.pprofArgs()...)...)
 }
 
 // startBlackbox starts Debian's blackbox_exporter with the same module.
