@@ -54,6 +54,7 @@ func (r *report) goals() []goal {
 		})
 	}
 	gs = append(gs, r.inFlightGoal(), r.scrapeGoal(), r.clusterGoal())
+	gs = append(gs, r.protocolGoals()...)
 	return gs
 }
 

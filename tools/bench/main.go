@@ -26,6 +26,8 @@ func main() {
 		err = farmMain(os.Args[2:])
 	case len(os.Args) > 1 && os.Args[1] == "client":
 		err = clientMain(os.Args[2:])
+	case len(os.Args) > 1 && os.Args[1] == "protofarm":
+		err = protoFarmMain(os.Args[2:])
 	default:
 		err = benchMain(os.Args[1:])
 	}
@@ -60,12 +62,13 @@ type options struct {
 	scale                           float64
 	tune, keep                      bool
 	vantagePkg, blackboxBin, goTool string
+	proto                           protoOptions
 }
 
 func parseOptions(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.StringVar(&o.phases, "phases", "a,b,c,d,e,f", "phases to run: a scheduled vantage, b blackbox, c minimal client, d checks in flight, e /metrics scrape, f clusters of 1-3 members")
+	fs.StringVar(&o.phases, "phases", "a,b,c,d,e,f,p", "phases to run: a scheduled vantage, b blackbox, c minimal client, d checks in flight, e /metrics scrape, f clusters of 1-3 members, p CPU per check of tcp, dns, icmp and https")
 	fs.Float64Var(&o.rate, "rate", 5000, "target checks per second for a, b and c")
 	fs.DurationVar(&o.interval, "interval", 10*time.Second, "check interval in a; a schedules rate×interval targets")
 	fs.DurationVar(&o.warmup, "warmup", 15*time.Second, "load before a's measurement window")
@@ -98,6 +101,7 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&o.vantagePkg, "vantage-pkg", "./cmd/vantage-exporter", "package to build as vantage-exporter")
 	fs.StringVar(&o.blackboxBin, "blackbox", "/usr/bin/prometheus-blackbox-exporter", "blackbox_exporter binary")
 	fs.StringVar(&o.goTool, "go", "go", "go command used to build vantage-exporter")
+	protoFlags(fs, &o.proto)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -256,6 +260,13 @@ func runPhases(ctx context.Context, e *env, rep *report) error {
 			return fmt.Errorf("phase f: %w", err)
 		}
 		rep.cluster = rows
+	}
+	if has("p") {
+		rows, err := phaseProtocols(ctx, e)
+		if err != nil {
+			return fmt.Errorf("phase p: %w", err)
+		}
+		rep.protocols = rows
 	}
 	return nil
 }

@@ -132,6 +132,13 @@ func phaseBlackbox(ctx context.Context, env *env, rate float64, name string) (sy
 	for i := range urls {
 		urls[i] = ex.base + "/probe?module=http_2xx&target=" + url.QueryEscape(targetURL(env.farm.Addrs, i, ""))
 	}
+	return driveBlackbox(ctx, env, ex, urls, r)
+}
+
+// driveBlackbox offers r.TargetRate /probe requests per second, cycling
+// through urls, and measures blackbox_exporter over the short window.
+func driveBlackbox(ctx context.Context, env *env, ex *exporterProc, urls []string, r sysResult) (sysResult, error) {
+	o, rate := env.opts, r.TargetRate
 	client := &http.Client{
 		Timeout:   15 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: o.bbConcurrency, MaxIdleConns: o.bbConcurrency},
@@ -199,10 +206,16 @@ func phaseClient(ctx context.Context, env *env) (sysResult, error) {
 	o := env.opts
 	r := sysResult{System: "minimal Go client", TargetRate: o.rate, Missed: math.NaN(), LagP99: math.NaN()}
 	progress("c: minimal client at %.0f/s", o.rate)
+	return runClient(ctx, env, r, fmt.Sprint("-targets=", int(o.rate*o.interval.Seconds())), "-addrs="+strings.Join(env.farm.Addrs, ","))
+}
+
+// runClient runs the `client` subcommand at r.TargetRate over the short
+// warm-up and window, with args naming its targets, and reads its report.
+func runClient(ctx context.Context, env *env, r sysResult, args ...string) (sysResult, error) {
+	o := env.opts
 	var out bytes.Buffer
-	c, err := startChild(env.dir, "client", &out, env.self, "client",
-		fmt.Sprint("-rate=", o.rate), fmt.Sprint("-warmup=", o.bbWarmup), fmt.Sprint("-window=", o.bbWindow),
-		fmt.Sprint("-targets=", int(o.rate*o.interval.Seconds())), "-addrs="+strings.Join(env.farm.Addrs, ","))
+	c, err := startChild(env.dir, "client", &out, env.self, append([]string{"client",
+		fmt.Sprint("-rate=", r.TargetRate), fmt.Sprint("-warmup=", o.bbWarmup), fmt.Sprint("-window=", o.bbWindow)}, args...)...)
 	if err != nil {
 		return r, err
 	}
