@@ -28,8 +28,8 @@ type protoOptions struct {
 func protoFlags(fs *flag.FlagSet, p *protoOptions) {
 	fs.StringVar(&p.list, "protocols", "tcp,dns,icmp,https", "protocols of p, in the order they run")
 	fs.Float64Var(&p.rate, "protocol-rate", 500, "checks per second of tcp, dns and icmp in p (blackbox_exporter sustains it)")
-	fs.Float64Var(&p.httpsRate, "protocol-https-rate", 250, "checks per second of https in p")
-	fs.DurationVar(&p.interval, "protocol-interval", 2*time.Second, "check interval in p: vantage schedules rate×interval targets (the module timeout is the same)")
+	fs.Float64Var(&p.httpsRate, "protocol-https-rate", 100, "checks per second of https in p")
+	fs.DurationVar(&p.interval, "protocol-interval", 5*time.Second, "check interval in p: vantage schedules rate×interval targets (the module timeout is the same)")
 	fs.StringVar(&p.profileDir, "protocol-profile-dir", "", "after each vantage window of p, write a CPU profile of the exporter here (<protocol>.pprof)")
 	fs.IntVar(&p.profileSeconds, "protocol-profile-seconds", 10, "length of those CPU profiles")
 }
