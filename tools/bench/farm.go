@@ -119,6 +119,13 @@ func farmMain(args []string) error {
 		return err
 	}
 	defer f.close()
+	return announceAndServe(info)
+}
+
+// announceAndServe prints a server subcommand's info as the one JSON line
+// startServerChild reads, then lets it serve until SIGTERM (or SIGKILL when
+// the benchmark dies).
+func announceAndServe(info any) error {
 	if err := json.NewEncoder(os.Stdout).Encode(info); err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,10 +17,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -126,13 +123,7 @@ func protoFarmMain(args []string) error {
 	})}
 	closers = append(closers, control)
 	go func() { _ = control.Serve(l) }()
-	if err := json.NewEncoder(os.Stdout).Encode(info); err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	<-ctx.Done()
-	return nil
+	return announceAndServe(info)
 }
 
 // acceptAndClose is a TCP service whose only answer is the handshake.
