@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/vantageprobe/vantage/prober/endpoint"
@@ -67,7 +68,12 @@ func newICMPProber(c config.ICMPProbe) (*icmpProbe, error) {
 	return q, nil
 }
 
+// icmpInFlight counts the icmp probes of the process in flight.
+var icmpInFlight atomic.Int64
+
 func (q *icmpProbe) probe(ctx context.Context, target string, p Params, r *result.Result) {
+	icmpInFlight.Add(1)
+	defer icmpInFlight.Add(-1)
 	r.InitPhases("resolve", "setup", "rtt")
 	d := &result.ICMPDetails{PayloadBytes: len(q.payload)}
 	r.ICMP = d
@@ -153,10 +159,13 @@ func (q *icmpProbe) newRequest(sock *icmpSocket, ip net.IP, d *result.ICMPDetail
 	if err != nil {
 		return nil, err
 	}
-	if sock.privileged {
+	if sock.privileged && (q.cfg.Packets > 1 || icmpInFlight.Load() > 1) {
 		// A raw socket sees every ICMP packet the host receives: let the
 		// kernel drop all but the reply to this request. Replies are
-		// matched in full anyway, so a failure only costs wake-ups.
+		// matched in full anyway, so a failure only costs wake-ups. A
+		// single echo sent while no other probe is in flight skips it:
+		// attaching a filter costs more than the few packets of probes
+		// that start during its round trip (which attach theirs).
 		seq := req.seq
 		if q.cfg.Packets > 1 {
 			seq = -1 // every packet has its own

@@ -42,6 +42,9 @@ type Params struct {
 	Propagator propagation.TextMapPropagator
 }
 
+// discardLogger is the logger of a probe whose caller gives none.
+var discardLogger = slog.New(slog.DiscardHandler)
+
 // probeFunc runs one probe and records what it found in r. It records a
 // failure with r.Fail; a probe that records none succeeded. It must return
 // by the context's deadline and leave no goroutine behind.
@@ -120,9 +123,13 @@ func (m *Module) CheckHostname(hostname string) error {
 // timeout is applied on top of it when set.
 func (m *Module) Probe(ctx context.Context, target string, p Params) (r *result.Result) {
 	if p.Logger == nil {
-		p.Logger = slog.New(slog.DiscardHandler)
+		p.Logger = discardLogger
 	}
-	if m.Config.Timeout > 0 {
+	// The module's timeout, unless the caller's deadline comes first (the
+	// scheduler's per-check deadline is the module's timeout): the context
+	// would end at the same moment, and a derived one costs a registration
+	// with its parent on every check.
+	if dl, ok := ctx.Deadline(); m.Config.Timeout > 0 && (!ok || time.Until(dl) > m.Config.Timeout) {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, m.Config.Timeout)
 		defer cancel()

@@ -23,6 +23,9 @@ var errLineTooLong = errors.New("line longer than 64KiB")
 // converse runs the module's query_response steps in order over conn. Every
 // read and write is bounded by the connection deadline bindConnToContext set.
 func (t *tcpProbe) converse(ctx context.Context, conn net.Conn, host string, d *result.TCPDetails, r *result.Result, logger *slog.Logger) {
+	if len(t.steps) == 0 {
+		return // a connect check: no reader to allocate
+	}
 	br := bufio.NewReader(conn)
 	for i, st := range t.steps {
 		logger.Debug("Processing query response entry", "entry_number", i)

@@ -156,8 +156,9 @@ type Scheduler struct {
 	// Owned by the Run goroutine.
 	queue   entryHeap
 	entries map[entryKey]*entry
-	gen     uint64  // numbers the target sets taken
-	pending *update // the set being applied, nil for none
+	gen     uint64   // numbers the target sets taken
+	pending *update  // the set being applied, nil for none
+	workers *workers // the goroutines checks run on
 
 	targets  atomic.Int64
 	inFlight atomic.Int64
@@ -265,8 +266,10 @@ func (s *Scheduler) Update(ctx context.Context, targets []Target) error {
 // Run schedules checks until ctx ends, then waits for running checks, which
 // see ctx's cancellation.
 func (s *Scheduler) Run(ctx context.Context) error {
+	s.workers = newWorkers(ctx.Done())
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	defer s.workers.wait() // after the checks: idle workers end with ctx
 	defer s.wg.Wait()
 	for {
 		now := time.Now()
@@ -418,7 +421,7 @@ func (s *Scheduler) dispatch(ctx context.Context, e *entry, planned time.Time) {
 		return
 	}
 	s.wg.Add(1)
-	go func() {
+	s.workers.run(func() {
 		defer s.wg.Done()
 		defer e.running.Store(false)
 		// A check that cannot start before its next slot is missed; it
@@ -450,7 +453,7 @@ func (s *Scheduler) dispatch(ctx context.Context, e *entry, planned time.Time) {
 			return
 		}
 		s.opts.OnOutcome(o)
-	}()
+	})
 }
 
 // run makes the first attempt (its slot already taken) and then retries a

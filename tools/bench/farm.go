@@ -119,6 +119,13 @@ func farmMain(args []string) error {
 		return err
 	}
 	defer f.close()
+	return announceAndServe(info)
+}
+
+// announceAndServe prints a server subcommand's info as the one JSON line
+// startServerChild reads, then lets it serve until SIGTERM (or SIGKILL when
+// the benchmark dies).
+func announceAndServe(info any) error {
 	if err := json.NewEncoder(os.Stdout).Encode(info); err != nil {
 		return err
 	}
@@ -141,24 +148,34 @@ func runFarm(dir, self, mode string, ips, ports int) (farmInfo, func(), error) {
 	if mode != "child" {
 		return farmInfo{}, nil, fmt.Errorf("-farm must be child or inproc, got %q", mode)
 	}
-	pr, pw := io.Pipe()
-	c, err := startChild(dir, "farm", pw, self, "farm", fmt.Sprint("-ips=", ips), fmt.Sprint("-ports=", ports))
+	var info farmInfo
+	c, err := startServerChild(dir, "farm", &info, self, "farm", fmt.Sprint("-ips=", ips), fmt.Sprint("-ports=", ports))
 	if err != nil {
-		return farmInfo{}, nil, err
+		return info, nil, err
+	}
+	return info, c.stop, nil
+}
+
+// startServerChild starts a server subcommand of the benchmark and decodes
+// the JSON line it prints once it listens into info.
+func startServerChild(dir, name string, info any, self string, args ...string) (*child, error) {
+	pr, pw := io.Pipe()
+	c, err := startChild(dir, name, pw, self, args...)
+	if err != nil {
+		return nil, err
 	}
 	go func() { <-c.done; pw.Close() }()
 	line, err := bufio.NewReader(pr).ReadString('\n')
 	if err != nil {
 		c.stop()
-		return farmInfo{}, nil, fmt.Errorf("farm did not start: %v; its log ends:\n%s", err, c.logTail())
+		return nil, fmt.Errorf("%s did not start: %v; its log ends:\n%s", name, err, c.logTail())
 	}
 	go func() { _, _ = io.Copy(io.Discard, pr) }()
-	var info farmInfo
-	if err := json.Unmarshal([]byte(line), &info); err != nil {
+	if err := json.Unmarshal([]byte(line), info); err != nil {
 		c.stop()
-		return info, nil, fmt.Errorf("farm said %q: %w", line, err)
+		return nil, fmt.Errorf("%s said %q: %w", name, line, err)
 	}
-	return info, c.stop, nil
+	return c, nil
 }
 
 // getFarmStats asks the farm for its counters.

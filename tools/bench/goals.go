@@ -57,6 +57,7 @@ func (r *report) goals() []goal {
 	gs = append(gs, r.scrapeGoals()...)
 	gs = append(gs, r.clusterGoal(), r.startupGoal(), r.seriesGoal())
 	gs = append(gs, r.coordGoals()...)
+	gs = append(gs, r.protocolGoals()...)
 	return gs
 }
 

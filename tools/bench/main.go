@@ -26,6 +26,8 @@ func main() {
 		err = farmMain(os.Args[2:])
 	case len(os.Args) > 1 && os.Args[1] == "client":
 		err = clientMain(os.Args[2:])
+	case len(os.Args) > 1 && os.Args[1] == "protofarm":
+		err = protoFarmMain(os.Args[2:])
 	default:
 		err = benchMain(os.Args[1:])
 	}
@@ -63,12 +65,13 @@ type options struct {
 	coord                           coordOptions
 	startup                         startupOptions
 	profiles                        string
+	proto                           protoOptions
 }
 
 func parseOptions(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.StringVar(&o.phases, "phases", "a,b,c,d,e,f,g,s", "phases to run: a scheduled vantage, b blackbox, c minimal client, d checks in flight, e /metrics scrape, f clusters of 1-3 members, g the coordinator at 100,000 targets, s startup and reload with a million targets")
+	fs.StringVar(&o.phases, "phases", "a,b,c,d,e,f,g,s,p", "phases to run: a scheduled vantage, b blackbox, c minimal client, d checks in flight, e /metrics scrape, f clusters of 1-3 members, g the coordinator at 100,000 targets, s startup and reload with a million targets, p CPU per check of tcp, dns, icmp and https")
 	fs.Float64Var(&o.rate, "rate", 5000, "target checks per second for a, b and c")
 	fs.DurationVar(&o.interval, "interval", 10*time.Second, "check interval in a; a schedules rate×interval targets")
 	fs.DurationVar(&o.warmup, "warmup", 15*time.Second, "load before a's measurement window")
@@ -104,6 +107,7 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&o.blackboxBin, "blackbox", "/usr/bin/prometheus-blackbox-exporter", "blackbox_exporter binary")
 	fs.StringVar(&o.goTool, "go", "go", "go command used to build vantage-exporter")
 	coordFlags(fs, &o.coord)
+	protoFlags(fs, &o.proto)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -278,6 +282,13 @@ func runPhases(ctx context.Context, e *env, rep *report) error {
 			return fmt.Errorf("phase g: %w", err)
 		}
 		rep.coord = &r
+	}
+	if has("p") {
+		rows, err := phaseProtocols(ctx, e)
+		if err != nil {
+			return fmt.Errorf("phase p: %w", err)
+		}
+		rep.protocols = rows
 	}
 	return nil
 }

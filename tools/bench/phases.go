@@ -132,6 +132,13 @@ func phaseBlackbox(ctx context.Context, env *env, rate float64, name string) (sy
 	for i := range urls {
 		urls[i] = ex.base + "/probe?module=http_2xx&target=" + url.QueryEscape(targetURL(env.farm.Addrs, i, ""))
 	}
+	return driveBlackbox(ctx, env, ex, urls, r)
+}
+
+// driveBlackbox offers r.TargetRate /probe requests per second, cycling
+// through urls, and measures blackbox_exporter over the short window.
+func driveBlackbox(ctx context.Context, env *env, ex *exporterProc, urls []string, r sysResult) (sysResult, error) {
+	o, rate := env.opts, r.TargetRate
 	client := &http.Client{
 		Timeout:   15 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: o.bbConcurrency, MaxIdleConns: o.bbConcurrency},
@@ -199,23 +206,53 @@ func phaseClient(ctx context.Context, env *env) (sysResult, error) {
 	o := env.opts
 	r := sysResult{System: "minimal Go client", TargetRate: o.rate, Missed: math.NaN(), LagP99: math.NaN()}
 	progress("c: minimal client at %.0f/s", o.rate)
-	var out bytes.Buffer
-	c, err := startChild(env.dir, "client", &out, env.self, "client",
-		fmt.Sprint("-rate=", o.rate), fmt.Sprint("-warmup=", o.bbWarmup), fmt.Sprint("-window=", o.bbWindow),
-		fmt.Sprint("-targets=", int(o.rate*o.interval.Seconds())), "-addrs="+strings.Join(env.farm.Addrs, ","))
+	return runClient(ctx, env, r, fmt.Sprint("-targets=", int(o.rate*o.interval.Seconds())), "-addrs="+strings.Join(env.farm.Addrs, ","))
+}
+
+// runClient runs the `client` subcommand at r.TargetRate over the short
+// warm-up and window, with args naming its targets, and reads its report.
+func runClient(ctx context.Context, env *env, r sysResult, args ...string) (sysResult, error) {
+	o := env.opts
+	cr, err := startClient(env, r, args...)
 	if err != nil {
 		return r, err
 	}
-	defer c.stop()
+	defer cr.c.stop()
 	// The client measures itself; these windows only frame the farm and machine.
 	if err := sleep(ctx, o.bbWarmup); err != nil {
 		return r, err
 	}
-	w0, _ := takeWindow(env, c.pid())
+	w0, _ := takeWindow(env, cr.c.pid())
 	if err := sleep(ctx, o.bbWindow); err != nil {
 		return r, err
 	}
-	w1, _ := takeWindow(env, c.pid())
+	w1, _ := takeWindow(env, cr.c.pid())
+	return cr.result(ctx, w0, w1)
+}
+
+// clientRun is a running `client` subcommand.
+type clientRun struct {
+	c   *child
+	out *bytes.Buffer
+	r   sysResult
+}
+
+// startClient starts the `client` subcommand at r.TargetRate over the
+// short warm-up and window, with args naming its targets.
+func startClient(env *env, r sysResult, args ...string) (*clientRun, error) {
+	o := env.opts
+	cr := &clientRun{out: new(bytes.Buffer), r: r}
+	var err error
+	cr.c, err = startChild(env.dir, "client", cr.out, env.self, append([]string{"client",
+		fmt.Sprint("-rate=", r.TargetRate), fmt.Sprint("-warmup=", o.bbWarmup), fmt.Sprint("-window=", o.bbWindow)}, args...)...)
+	return cr, err
+}
+
+// result waits for the client's report and stops it; w0 and w1 frame its
+// window for the farm's and the machine's figures.
+func (cr *clientRun) result(ctx context.Context, w0, w1 window) (sysResult, error) {
+	defer cr.c.stop()
+	r, c := cr.r, cr.c
 	select {
 	case <-c.done:
 	case <-time.After(30 * time.Second):
@@ -224,8 +261,8 @@ func phaseClient(ctx context.Context, env *env) (sysResult, error) {
 		return r, ctx.Err()
 	}
 	var rep clientReport
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
-		return r, fmt.Errorf("client output %q: %w; its log ends:\n%s", out.String(), err, c.logTail())
+	if err := json.Unmarshal(cr.out.Bytes(), &rep); err != nil {
+		return r, fmt.Errorf("client output %q: %w; its log ends:\n%s", cr.out.String(), err, c.logTail())
 	}
 	r.U = between(w0, w1)
 	r.U.Seconds, r.U.CPU, r.U.UserCPU = rep.Seconds, rep.CPU, rep.UserCPU

@@ -63,6 +63,8 @@ type report struct {
 	cluster  []clusterRow
 	coord    *coordResult
 	startup  *startupResult
+	// protocols is phase p, one row per protocol.
+	protocols []protoRow
 }
 
 func (r *report) print(w io.Writer) {
@@ -84,6 +86,7 @@ func (r *report) print(w io.Writer) {
 	r.printCluster(w)
 	r.printCoordinator(w)
 	r.printStartup(w)
+	r.printProtocols(w)
 	r.printGoals(w)
 	r.printWhere(w)
 }
@@ -111,27 +114,14 @@ func (r *report) rows() []sysResult {
 }
 
 func (r *report) printTable(w io.Writer) {
-	if len(r.rows()) == 0 {
+	rows := r.rows()
+	if len(rows) == 0 {
 		return
 	}
 	fmt.Fprintln(w, "Checks. CPU s/1k checks, user/sys and peak RSS are the measured process's, from /proc/<pid>/stat and status.")
 	fmt.Fprintln(w, "farm, bench (load driver) and other (everything else on the machine) are cores used over the same window.")
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\ttarget/s\tchecks/s\tCPU s/1k checks\tuser/sys %\tmissed\tp99 lag\tsuccess\terrors\tpeak RSS\tfarm\tbench\tother\tmachine busy\t")
-	for _, s := range r.rows() {
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.3f\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.0f%%\t\n",
-			s.System, s.TargetRate, s.Rate, s.cpuPer1k(), userSys(s.U), num(s.Missed), secs(s.LagP99),
-			pct(s.Success), count(s.Errors), mib(s.HWM), s.U.FarmCPU/s.U.Seconds, s.U.BenchCPU/s.U.Seconds,
-			s.U.otherCores(), 100*s.U.MachineBusy)
-	}
-	tw.Flush()
-	fmt.Fprintln(w)
-	for _, s := range r.rows() {
-		for _, n := range s.Notes {
-			fmt.Fprintf(w, "  %s: %s\n", s.System, n)
-		}
-	}
+	printRows(w, rows)
 	fmt.Fprintln(w)
 }
 
