@@ -57,7 +57,6 @@ func phaseCluster(ctx context.Context, env *env) ([]clusterRow, error) {
 		if err != nil {
 			return nil, err
 		}
-		row.idle = true
 		rows = append(rows, row)
 	}
 	for _, members := range []int{1, 2, 3} {
@@ -74,7 +73,7 @@ func phaseCluster(ctx context.Context, env *env) ([]clusterRow, error) {
 
 func runCluster(ctx context.Context, env *env, spec vantageSpec, members int, cluster bool) (clusterRow, error) {
 	o := env.opts
-	row := clusterRow{members: members, cluster: cluster}
+	row := clusterRow{members: members, cluster: cluster, idle: spec.Targets == 0}
 	progress("f: %s, %d targets every %s (%.0f checks/s in all)", row.name(), spec.Targets, o.interval, o.clusterRate)
 	gossip := make([]string, members)
 	for i := range gossip {
