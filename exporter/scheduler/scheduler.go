@@ -162,6 +162,8 @@ type Scheduler struct {
 
 	targets  atomic.Int64
 	inFlight atomic.Int64
+	// liveWorkers counts the goroutines of workers.
+	liveWorkers atomic.Int64
 	// nextPlanned is the planned time of the earliest check the loop has
 	// not dispatched yet (Unix nanoseconds); 0 without targets.
 	nextPlanned atomic.Int64
@@ -222,6 +224,10 @@ func New(opts Options) *Scheduler {
 		Help: "Check attempts running now.",
 	}, func() float64 { return float64(s.inFlight.Load()) })
 	f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "vantage_scheduler_workers",
+		Help: "Goroutines that run checks, running one or waiting for the next (an idle one ends after 5s without a check; at most 256 wait).",
+	}, func() float64 { return float64(s.liveWorkers.Load()) })
+	f.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "vantage_scheduler_targets",
 		Help: "Targets scheduled.",
 	}, func() float64 { return float64(s.targets.Load()) })
@@ -266,7 +272,7 @@ func (s *Scheduler) Update(ctx context.Context, targets []Target) error {
 // Run schedules checks until ctx ends, then waits for running checks, which
 // see ctx's cancellation.
 func (s *Scheduler) Run(ctx context.Context) error {
-	s.workers = newWorkers(ctx.Done())
+	s.workers = newWorkers(ctx.Done(), &s.liveWorkers)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	defer s.workers.wait() // after the checks: idle workers end with ctx

@@ -22,12 +22,13 @@ const (
 type workers struct {
 	work chan func() // unbuffered: a send succeeds only when a worker waits
 	idle atomic.Int32
+	live *atomic.Int64 // workers running or waiting: vantage_scheduler_workers
 	done <-chan struct{}
 	wg   sync.WaitGroup
 }
 
-func newWorkers(done <-chan struct{}) *workers {
-	return &workers{work: make(chan func()), done: done}
+func newWorkers(done <-chan struct{}, live *atomic.Int64) *workers {
+	return &workers{work: make(chan func()), done: done, live: live}
 }
 
 // run runs f on a waiting worker, or on a new one when none waits.
@@ -38,11 +39,13 @@ func (w *workers) run(f func()) {
 	default:
 	}
 	w.wg.Add(1)
+	w.live.Add(1)
 	go w.loop(f)
 }
 
 func (w *workers) loop(f func()) {
 	defer w.wg.Done()
+	defer w.live.Add(-1)
 	var timer *time.Timer
 	for {
 		f()

@@ -130,7 +130,9 @@ func metricValue(s *dto.Metric) float64 {
 
 // usage is what a leak would make grow: a process's goroutines, open
 // file descriptors, resident memory and heap goal (twice the heap that
-// was live at the last GC, with GOGC=100).
+// was live at the last GC, with GOGC=100). The exporter's check workers
+// (vantage_scheduler_workers, a bounded pool whose size follows how many
+// checks ran at once lately) are not counted among the goroutines.
 type usage struct {
 	Goroutines float64
 	FDs        float64
@@ -140,7 +142,7 @@ type usage struct {
 
 func usageOf(m metrics) usage {
 	return usage{
-		Goroutines: m.get("go_goroutines"),
+		Goroutines: m.get("go_goroutines") - m.get("vantage_scheduler_workers"),
 		FDs:        m.get("process_open_fds"),
 		RSS:        m.get("process_resident_memory_bytes"),
 		HeapGoal:   m.get("go_memstats_next_gc_bytes"),
