@@ -7,11 +7,11 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
-
-	"github.com/vantageprobe/vantage/internal/webserver"
 )
 
 // Exposition is series written by hand after a registry's: the exporter's
@@ -41,7 +41,7 @@ func ServeMetrics(w http.ResponseWriter, r *http.Request, reg prometheus.Gathere
 		format = FormatOpenMetrics
 	}
 	w.Header().Set("Content-Type", string(expFormat))
-	gzipped := webserver.AcceptsGzip(r)
+	gzipped := acceptsGzip(r)
 	var out io.Writer = w
 	var gz *gzip.Writer
 	if gzipped {
@@ -91,4 +91,25 @@ func ServeMetrics(w http.ResponseWriter, r *http.Request, reg prometheus.Gathere
 	if err != nil {
 		logger.Debug("Error writing the hand-written series", "err", err)
 	}
+}
+
+// acceptsGzip reports whether the request accepts gzip with a non-zero
+// quality (Accept-Encoding).
+func acceptsGzip(r *http.Request) bool {
+	for part := range strings.SplitSeq(r.Header.Get("Accept-Encoding"), ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if !strings.EqualFold(strings.TrimSpace(name), "gzip") {
+			continue
+		}
+		q := 1.0
+		for p := range strings.SplitSeq(params, ";") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.TrimSpace(k) == "q" {
+				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+					q = f
+				}
+			}
+		}
+		return q > 0
+	}
+	return false
 }
