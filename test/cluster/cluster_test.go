@@ -1,4 +1,4 @@
-// Package cluster tests a location of three exporters that share 1,500
+// Package cluster tests a location of three exporters that share 3,000
 // targets over gossip: real processes on loopback, in a network
 // namespace of the test's own, with a coordinator.
 package cluster
@@ -22,7 +22,7 @@ import (
 )
 
 const (
-	targets  = 1500
+	targets  = 3000
 	interval = 2 * time.Second
 )
 
@@ -168,7 +168,7 @@ type stack struct {
 }
 
 // TestCluster runs three exporters of location ams as one cluster with
-// 1,500 targets at 2s, and a coordinator that reaches ams through any
+// 3,000 targets at 2s, and a coordinator that reaches ams through any
 // member: ownership, a SIGKILLed member, its return, and a partition.
 // Throughout, no target may fail: no report, no incident.
 func TestCluster(t *testing.T) {
