@@ -2,7 +2,6 @@ package prober
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -24,7 +23,7 @@ const secretRefresh = time.Minute
 func secretReader(inline promconfig.Secret, file, ref string) (promconfig.SecretReader, error) {
 	switch {
 	case ref != "":
-		return nil, errors.New("secret references (*_ref) are not supported")
+		return nil, errSecretRef
 	case file != "":
 		s := &fileSecret{path: file}
 		if _, err := s.Fetch(context.Background()); err != nil {
