@@ -205,3 +205,49 @@ func TestHTTPSecretRefsRefused(t *testing.T) {
 		}
 	}
 }
+
+// A chain that fails before its transport (an OAuth2 token error, a
+// credentials file gone) fails the probe as config_error, without a request
+// to the target.
+func TestHTTPChainFailureBeforeTransport(t *testing.T) {
+	var mu sync.Mutex
+	targetRequests := 0
+	srv := newHTTPTestServer(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		mu.Lock()
+		targetRequests++
+		mu.Unlock()
+	}))
+	tokenSrv := newHTTPTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "token service down", http.StatusInternalServerError)
+	}))
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	modules := map[string]config.Module{
+		"oauth2 token error": httpTestModule(func(p *config.HTTPProbe) {
+			p.HTTPClientConfig.OAuth2 = &promconfig.OAuth2{ClientID: "id", ClientSecret: "s", TokenURL: tokenSrv.URL}
+		}),
+		"credentials file gone": httpTestModule(func(p *config.HTTPProbe) { p.HTTPClientConfig.BearerTokenFile = tokenFile }),
+	}
+	for name, m := range modules {
+		if err := os.WriteFile(tokenFile, []byte("t"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mod, err := Prepare("failing", m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(tokenFile); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		r := mod.Probe(ctx, srv.URL, Params{})
+		cancel()
+		if r.Reason != result.ReasonConfigError {
+			t.Errorf("%s: reason %q (%s), want config_error", name, r.Reason, r.Error)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if targetRequests != 0 {
+		t.Errorf("the target got %d requests", targetRequests)
+	}
+}

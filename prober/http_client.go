@@ -254,9 +254,17 @@ func (st *probeState) roundTrip(req *http.Request) (*http.Response, error) {
 	return st.send(req)
 }
 
-// send sends one round trip's request.
+// send sends one round trip's request. The direct path and HTTP/3 have
+// their authentication behind them; a chain's transport marks the request
+// sent when it asks for a connection (httptrace's GetConn).
 func (st *probeState) send(req *http.Request) (*http.Response, error) {
-	if st.c.direct && st.directEligible(req) {
+	direct := st.c.direct && st.directEligible(req)
+	if direct || st.c.http3 {
+		if tr := st.last(); tr != nil {
+			tr.markSent()
+		}
+	}
+	if direct {
 		return st.directRoundTrip(req)
 	}
 	rt, err := st.transportFor(req.URL.Host)
