@@ -251,3 +251,53 @@ func TestHTTPChainFailureBeforeTransport(t *testing.T) {
 		t.Errorf("the target got %d requests", targetRequests)
 	}
 }
+
+// Which modules loaded from YAML may take the direct path: those without
+// client settings, whatever else they set.
+func TestHTTPDirectPathOfYAMLModules(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+modules:
+  http_2xx:
+    prober: http
+  plain_settings:
+    prober: http
+    http:
+      method: POST
+      headers: {Host: vhost.example, X-Probe: vantage}
+      no_follow_redirects: true
+      enable_http2: false
+      valid_status_codes: [200, 204]
+      fail_if_body_not_matches_regexp: [ok]
+  basic_auth:
+    prober: http
+    http:
+      basic_auth: {username: u, password: p}
+  headers:
+    prober: http
+    http:
+      http_headers:
+        X-Token: {values: [v]}
+  tls:
+    prober: http
+    http:
+      tls_config: {insecure_skip_verify: true}
+  proxy:
+    prober: http
+    http:
+      proxy_url: http://127.0.0.1:3128
+`), "test.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"http_2xx": true, "plain_settings": true, "basic_auth": false, "headers": false, "tls": false, "proxy": false}
+	for name, direct := range want {
+		m := cfg.Modules[name]
+		c, err := newHTTPClient(m.HTTP, m.Destinations)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if c.direct != direct {
+			t.Errorf("%s: direct path %v, want %v", name, c.direct, direct)
+		}
+	}
+}
