@@ -2,9 +2,7 @@ package prober
 
 import (
 	"context"
-	"crypto/tls"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,13 +68,7 @@ func TestHTTPAuthModuleTakesChain(t *testing.T) {
 // one probe at a time, so no probe takes a connection another dialed.
 func TestHTTPChainSameHostConcurrentProbes(t *testing.T) {
 	cert := newValidHTTPTestCert(t)
-	var conns connCounter
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
-	srv.Config.ConnState = conns.hook
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert.cert}}
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
+	srv, conns := newCountingTLSServer(t, cert, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	mod, err := Prepare("same_host", httpTestModule(func(p *config.HTTPProbe) {
 		p.HTTPClientConfig.TLSConfig.CAFile = cert.caFile
 	}))
