@@ -255,11 +255,13 @@ func (st *probeState) roundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // send sends one round trip's request. The direct path and HTTP/3 have
-// their authentication behind them; a chain's transport marks the request
-// sent when it asks for a connection (httptrace's GetConn).
+// their authentication behind them, and net/http refuses a scheme other
+// than http and https (a redirect to ftp://) before asking for a
+// connection: those requests are sent here. A chain's transport marks the
+// request sent when it asks for a connection (httptrace's GetConn).
 func (st *probeState) send(req *http.Request) (*http.Response, error) {
 	direct := st.c.direct && st.directEligible(req)
-	if direct || st.c.http3 {
+	if direct || st.c.http3 || (req.URL.Scheme != "http" && req.URL.Scheme != "https") {
 		if tr := st.last(); tr != nil {
 			tr.markSent()
 		}
