@@ -71,13 +71,14 @@ func newHTTPClient(cfg config.HTTPProbe, destinations *config.Destinations) (*ht
 	if c.http3 && (cc.ProxyURL.URL != nil || cc.ProxyFromEnvironment) {
 		return nil, errors.New("http: enable_http3 cannot be used with a proxy")
 	}
+	// Before cc.Proxy(), which caches its function in cc.
+	c.direct = !c.http3 && !hasClientOptions(cc)
 	c.proxy = cc.Proxy()
 	if c.http3 {
 		c.chain, err = newAuthChain(cc, probeRoundTripper{})
 		return c, err
 	}
 	c.chain = probeRoundTripper{}
-	c.direct = !hasClientOptions(cc)
 	if c.chains, err = newClientChains(cc); err != nil {
 		return nil, err
 	}
