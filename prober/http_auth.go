@@ -2,7 +2,6 @@ package prober
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -24,7 +23,7 @@ const secretRefresh = time.Minute
 func secretReader(inline promconfig.Secret, file, ref string) (promconfig.SecretReader, error) {
 	switch {
 	case ref != "":
-		return nil, errors.New("secret references (*_ref) are not supported")
+		return nil, errSecretRef
 	case file != "":
 		s := &fileSecret{path: file}
 		if _, err := s.Fetch(context.Background()); err != nil {
@@ -63,9 +62,10 @@ func (s *fileSecret) Fetch(context.Context) (string, error) {
 func (s *fileSecret) Description() string { return "file " + s.path }
 func (s *fileSecret) Immutable() bool     { return false }
 
-// headersRoundTripper adds the http_headers values to every request, as
-// prometheus/common's does, but with header files cached like other secrets
-// and without forwarding sensitive headers on a redirect to another host.
+// headersRoundTripper adds the http_headers values to every request of an
+// HTTP/3 module, as prometheus/common's does (whose sensitive-header
+// stripping on redirects to other hosts is not exported), with header files
+// cached like other secrets.
 type headersRoundTripper struct {
 	headers []configuredHeader
 	next    http.RoundTripper

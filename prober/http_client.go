@@ -26,28 +26,28 @@ import (
 // userAgent is sent when the module sets no User-Agent header.
 var userAgent = "Vantage Exporter/" + version.Version
 
-// httpClient holds the client pieces of an http module that are built once:
-// the TLS configuration (CA and client certificate read once), the proxy
-// settings, and the chain of prometheus/common round trippers (auth, OAuth2
-// with its token cache, http_headers). The chain ends in probeRoundTripper,
-// which hands each request to transports created for that probe alone, so
-// every probe opens fresh connections and measures real DNS, TCP and TLS.
+// httpClient holds the client pieces of an http module that are built once.
+// Requests go through prometheus/common's round-tripper chain of the module
+// (clientChains), one chain per probe at a time, so every probe opens fresh
+// connections and measures real DNS, TCP and TLS. A module without client
+// options sends plain-HTTP requests on the direct path instead
+// (http_direct.go); an HTTP/3 module keeps its own chain of prometheus/common
+// round trippers (newAuthChain) over a QUIC transport per probe.
 type httpClient struct {
-	chain              http.RoundTripper
-	tlsConfig          *tls.Config // template; cloned per transport
-	proxy              func(*http.Request) (*url.URL, error)
-	proxyConnectHeader http.Header
-	localAddr          net.IP            // source_ip_address, nil for any
-	guard              *destinationGuard // the module's destinations, nil for none
-	http2              bool
-	http3              bool
-	preferIP4          bool
+	chain     http.RoundTripper // the probe's http.Client sends through it
+	chains    *clientChains     // nil with HTTP/3
+	direct    bool              // plain-HTTP requests may take the direct path
+	tlsConfig *tls.Config       // HTTP/3's template; its ServerName is the configured one
+	proxy     func(*http.Request) (*url.URL, error)
+	localAddr net.IP            // source_ip_address, nil for any
+	guard     *destinationGuard // the module's destinations, nil for none
+	http3     bool
+	preferIP4 bool
 }
 
 func newHTTPClient(cfg config.HTTPProbe, destinations *config.Destinations) (*httpClient, error) {
 	cc := cfg.HTTPClientConfig
 	c := &httpClient{
-		http2:     cc.EnableHTTP2 && !cfg.EnableHTTP3,
 		http3:     cfg.EnableHTTP3,
 		preferIP4: cfg.IPProtocol == "ip4",
 	}
@@ -60,6 +60,9 @@ func newHTTPClient(cfg config.HTTPProbe, destinations *config.Destinations) (*ht
 			return nil, fmt.Errorf("http.source_ip_address: %q is not an IP address", cfg.SourceIPAddress)
 		}
 	}
+	if err := checkClientSecrets(cc); err != nil {
+		return nil, err
+	}
 	tc, err := newClientTLSConfig(&cc.TLSConfig)
 	if err != nil {
 		return nil, fmt.Errorf("http.tls_config: %w", err)
@@ -68,9 +71,15 @@ func newHTTPClient(cfg config.HTTPProbe, destinations *config.Destinations) (*ht
 	if c.http3 && (cc.ProxyURL.URL != nil || cc.ProxyFromEnvironment) {
 		return nil, errors.New("http: enable_http3 cannot be used with a proxy")
 	}
+	// Before cc.Proxy(), which caches its function in cc.
+	c.direct = !c.http3 && !hasClientOptions(cc)
 	c.proxy = cc.Proxy()
-	c.proxyConnectHeader = cc.GetProxyConnectHeader()
-	if c.chain, err = newAuthChain(cc, probeRoundTripper{}); err != nil {
+	if c.http3 {
+		c.chain, err = newAuthChain(cc, probeRoundTripper{})
+		return c, err
+	}
+	c.chain = probeRoundTripper{}
+	if c.chains, err = newClientChains(cc); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -94,7 +103,9 @@ func newClientTLSConfig(cfg *promconfig.TLSConfig) (*tls.Config, error) {
 }
 
 // newAuthChain wraps next in the round trippers of the module's
-// authentication and http_headers settings, in prometheus/common's order.
+// authentication and http_headers settings, in prometheus/common's order,
+// for HTTP/3: prometheus/common's NewRoundTripperFromConfig always ends in
+// a net/http Transport, which does not speak QUIC.
 func newAuthChain(cc promconfig.HTTPClientConfig, next http.RoundTripper) (http.RoundTripper, error) {
 	rt := next
 	if a := cc.Authorization; a != nil {
@@ -157,8 +168,9 @@ type probeStateKey struct{}
 // that its dial, which goes to the proxy, skips the destination guard.
 type viaProxyKey struct{}
 
-// probeRoundTripper ends every module's chain: it sends the request through
-// the transports of the probe the request belongs to.
+// probeRoundTripper is the transport of a probe's http.Client (under the
+// authentication of an HTTP/3 module): it sends each request through the
+// probe the request belongs to.
 type probeRoundTripper struct{}
 
 func (probeRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -192,7 +204,7 @@ type probeState struct {
 
 	primary http.RoundTripper // for requests to the first host
 	other   http.RoundTripper // for redirects to other hosts, when serverName is set
-	closers []func()
+	closers []func()          // give back chains, close HTTP/3 transports
 }
 
 func (c *httpClient) newProbeState(ctx context.Context, u *url.URL, ip net.IP, host string, logger *slog.Logger) *probeState {
@@ -243,68 +255,69 @@ func (st *probeState) roundTrip(req *http.Request) (*http.Response, error) {
 	return st.send(req)
 }
 
-// send sends one round trip's request.
+// send sends one round trip's request. The direct path and HTTP/3 have
+// their authentication behind them, and net/http refuses a scheme other
+// than http and https (a redirect to ftp://) before asking for a
+// connection: those requests are sent here. A chain's transport marks the
+// request sent when it asks for a connection (httptrace's GetConn).
 func (st *probeState) send(req *http.Request) (*http.Response, error) {
-	if st.directEligible(req) {
+	direct := st.c.direct && st.directEligible(req)
+	if direct || st.c.http3 || (req.URL.Scheme != "http" && req.URL.Scheme != "https") {
+		if tr := st.last(); tr != nil {
+			tr.markSent()
+		}
+	}
+	if direct {
 		return st.directRoundTrip(req)
 	}
-	return st.transportFor(req.URL.Host).RoundTrip(req)
+	rt, err := st.transportFor(req.URL.Host)
+	if err != nil {
+		return nil, err
+	}
+	return rt.RoundTrip(req)
 }
 
-// transportFor returns the transport for a request to urlHost, creating it
+// transportFor returns the transport for a request to urlHost, taking it
 // on first use. A redirect to another host does not reuse the first host's
 // TLS server name (configured or from the Host header): TLS then asks for
 // the URL's host, as blackbox_exporter does.
-func (st *probeState) transportFor(urlHost string) http.RoundTripper {
+func (st *probeState) transportFor(urlHost string) (http.RoundTripper, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if urlHost == st.firstHost || st.serverName == "" {
-		if st.primary == nil {
-			st.primary = st.newTransport(st.serverName)
+	slot, serverName := &st.primary, st.serverName
+	if urlHost != st.firstHost && st.serverName != "" {
+		if st.other == nil {
+			st.logger.Debug("Address does not match first address, not sending TLS ServerName", "first", st.firstHost, "address", urlHost)
 		}
-		return st.primary
+		slot, serverName = &st.other, ""
 	}
-	if st.other == nil {
-		st.logger.Debug("Address does not match first address, not sending TLS ServerName", "first", st.firstHost, "address", urlHost)
-		st.other = st.newTransport("")
+	if *slot == nil {
+		rt, release, err := st.newTransport(serverName)
+		if err != nil {
+			return nil, err
+		}
+		*slot = rt
+		st.closers = append(st.closers, release)
 	}
-	return st.other
+	return *slot, nil
 }
 
-// Per-connection buffer sizes of HTTP/1 probes.
+// Per-connection buffer sizes of the direct path.
 const (
 	probeWriteBuffer = 1024
 	probeReadBuffer  = 2048
 )
 
-func (st *probeState) newTransport(serverName string) http.RoundTripper {
+// newTransport returns a transport for this probe alone whose TLS asks for
+// serverName, and the function that releases it.
+func (st *probeState) newTransport(serverName string) (http.RoundTripper, func(), error) {
+	if !st.c.http3 {
+		return st.c.chains.take(serverName)
+	}
 	tc := st.c.tlsConfig.Clone()
 	tc.ServerName = serverName
-	if st.c.http3 {
-		t := st.newHTTP3Transport(tc)
-		st.closers = append(st.closers, func() { _ = t.Close() })
-		return t
-	}
-	protocols := new(http.Protocols)
-	protocols.SetHTTP1(true)
-	protocols.SetHTTP2(st.c.http2)
-	t := &http.Transport{
-		Proxy:              st.c.proxy,
-		ProxyConnectHeader: st.c.proxyConnectHeader,
-		DialContext:        st.dial,
-		TLSClientConfig:    tc,
-		DisableKeepAlives:  true,
-		DisableCompression: true,
-		Protocols:          protocols,
-		// A probe sends one small request and reads one response on a
-		// connection of its own; net/http's 4 KiB buffers per connection
-		// dominate memory with thousands of checks in flight. Longer lines
-		// and bodies still pass through.
-		WriteBufferSize: probeWriteBuffer,
-		ReadBufferSize:  probeReadBuffer,
-	}
-	st.closers = append(st.closers, t.CloseIdleConnections)
-	return t
+	t := st.newHTTP3Transport(tc)
+	return t, func() { _ = t.Close() }, nil
 }
 
 // viaProxy reports whether req goes through a proxy.
@@ -422,8 +435,8 @@ func (st *probeState) recordPhases(r *result.Result, failedAt time.Time) {
 	}
 }
 
-// close releases the probe's transports: closing idle connections also
-// cancels dials still in flight after a failed request.
+// close releases the probe's transports, which also ends dials still in
+// flight after a failed request.
 func (st *probeState) close() {
 	st.mu.Lock()
 	closers := st.closers

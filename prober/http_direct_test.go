@@ -13,6 +13,7 @@ import (
 	"github.com/vantageprobe/vantage/prober/result"
 
 	"github.com/vantageprobe/vantage/config"
+	"github.com/vantageprobe/vantage/internal/testbin"
 )
 
 // A plain-HTTP probe in flight costs one goroutine on the client side (its
@@ -73,8 +74,9 @@ func TestDirectRoundTripGoroutinesPerProbe(t *testing.T) {
 	}
 }
 
-// The direct path and net/http's Transport give the same series (timings
-// apart) and the same failure reason for the same target.
+// The direct path and the module's prometheus/common chain give the same
+// series (timings apart: status, phases present, redirects...) and the same
+// failure reason for the same module and target.
 func TestDirectPathMatchesTransport(t *testing.T) {
 	lastModified := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 	mux := http.NewServeMux()
@@ -103,6 +105,7 @@ func TestDirectPathMatchesTransport(t *testing.T) {
 		}
 	})
 	srv := newHTTPTestServer(t, mux)
+	refused := testbin.RefusedAddr(t)
 
 	modules := map[string]config.Module{
 		"default": httpTestModule(nil),
@@ -120,7 +123,11 @@ func TestDirectPathMatchesTransport(t *testing.T) {
 		old := directHTTP
 		directHTTP = direct
 		defer func() { directHTTP = old }()
+		dials := chainDials(t)
 		r := httpTestProbe(t, m, target, Params{}, 5*time.Second)
+		if viaChain := chainDials(t) > dials; viaChain == direct {
+			t.Errorf("%s: direct %v, but the chain dialed: %v", target, direct, viaChain)
+		}
 		out := map[string]float64{}
 		for name, v := range seriesOfResult(r) {
 			if timing(name) {
@@ -131,20 +138,21 @@ func TestDirectPathMatchesTransport(t *testing.T) {
 		return out, r.Reason
 	}
 	for mname, m := range modules {
-		for _, path := range []string{"/", "/redirect", "/missing", "/chunked", "/gzip", "/cut"} {
-			direct, dReason := probe(m, srv.URL+path, true)
-			viaTransport, tReason := probe(m, srv.URL+path, false)
+		for _, target := range []string{srv.URL + "/", srv.URL + "/redirect", srv.URL + "/missing", srv.URL + "/chunked",
+			srv.URL + "/gzip", srv.URL + "/cut", "http://" + refused + "/"} {
+			direct, dReason := probe(m, target, true)
+			viaTransport, tReason := probe(m, target, false)
 			if dReason != tReason {
-				t.Errorf("%s %s: reason direct %q, Transport %q", mname, path, dReason, tReason)
+				t.Errorf("%s %s: reason direct %q, Transport %q", mname, target, dReason, tReason)
 			}
 			for name, v := range viaTransport {
 				if got, ok := direct[name]; !ok || got != v {
-					t.Errorf("%s %s: %s direct %v (present %v), Transport %v", mname, path, name, got, ok, v)
+					t.Errorf("%s %s: %s direct %v (present %v), Transport %v", mname, target, name, got, ok, v)
 				}
 			}
 			for name := range direct {
 				if _, ok := viaTransport[name]; !ok {
-					t.Errorf("%s %s: %s only on the direct path", mname, path, name)
+					t.Errorf("%s %s: %s only on the direct path", mname, target, name)
 				}
 			}
 		}

@@ -137,6 +137,20 @@ func newHTTPTestTLSServer(tb testing.TB, cert httpTestCert, http2 bool, h http.H
 	return srv
 }
 
+// newCountingTLSServer starts an https server on 127.0.0.1 with cert,
+// HTTP/2 on, counting the connections it accepts.
+func newCountingTLSServer(tb testing.TB, cert httpTestCert, h http.Handler) (*httptest.Server, *connCounter) {
+	tb.Helper()
+	conns := new(connCounter)
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnState = conns.hook
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert.cert}}
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	tb.Cleanup(srv.Close)
+	return srv, conns
+}
+
 func newHTTPTestServer(tb testing.TB, h http.Handler) *httptest.Server {
 	tb.Helper()
 	srv := httptest.NewServer(h)

@@ -5,7 +5,6 @@ import (
 	"compress/flate"
 	"compress/gzip"
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -529,18 +528,12 @@ func BenchmarkHTTPProbe(b *testing.B) {
 
 func TestHTTPConcurrentProbesShareModule(t *testing.T) {
 	cert := newValidHTTPTestCert(t)
-	var conns connCounter
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv, conns := newCountingTLSServer(t, cert, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Each probe's SNI must be its own Host, whatever runs beside it.
 		if r.TLS.ServerName != r.Host {
 			w.WriteHeader(http.StatusMisdirectedRequest)
 		}
 	}))
-	srv.Config.ConnState = conns.hook
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert.cert}}
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
 	mod, err := Prepare("shared", httpTestModule(func(p *config.HTTPProbe) {
 		p.HTTPClientConfig.TLSConfig.CAFile = cert.caFile
 		p.HTTPClientConfig.BasicAuth = &promconfig.BasicAuth{Username: "u", Password: "p"}

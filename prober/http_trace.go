@@ -26,6 +26,7 @@ type roundTripTrace struct {
 	traceTimes
 	connected bool  // a connection was established
 	tlsErr    error // the handshake's error, if it failed
+	sent      bool  // the request got past authentication to a transport
 }
 
 type traceTimes struct {
@@ -46,6 +47,7 @@ func withRoundTripTrace(ctx context.Context, tr *roundTripTrace) context.Context
 		ConnectDone:          tr.onConnectDone,
 		TLSHandshakeStart:    func() { tr.setFirst(&tr.tlsStart) },
 		TLSHandshakeDone:     tr.onTLSHandshakeDone,
+		GetConn:              func(string) { tr.markSent() },
 		GotConn:              func(httptrace.GotConnInfo) { tr.setFirst(&tr.gotConn) },
 		GotFirstResponseByte: func() { tr.setFirst(&tr.firstByte) },
 	})
@@ -93,6 +95,12 @@ func (tr *roundTripTrace) onTLSHandshakeDone(_ tls.ConnectionState, err error) {
 
 func (tr *roundTripTrace) markEnd() { tr.setFirst(&tr.end) }
 
+func (tr *roundTripTrace) markSent() {
+	tr.mu.Lock()
+	tr.sent = true
+	tr.mu.Unlock()
+}
+
 // closeOpenSteps ends the steps that started but never finished at end.
 func (t *traceTimes) closeOpenSteps(end time.Time) {
 	for _, step := range [][2]*time.Time{
@@ -105,6 +113,12 @@ func (t *traceTimes) closeOpenSteps(end time.Time) {
 			*step[1] = end
 		}
 	}
+}
+
+func (tr *roundTripTrace) wasSent() bool {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.sent
 }
 
 func (tr *roundTripTrace) snapshot() traceTimes {
@@ -129,9 +143,10 @@ func (st *probeState) classify(ctx context.Context, err error) result.Reason {
 		return result.ReasonTLSError
 	}
 	tr := st.last()
-	if tr == nil {
-		// The request never reached a transport: an auth round tripper
-		// failed (an unreadable credentials file, an OAuth2 token error).
+	if tr == nil || !tr.wasSent() {
+		// The request never reached a transport: a round tripper of the
+		// module's chain failed (an unreadable credentials or CA file, an
+		// OAuth2 token error).
 		return result.ReasonConfigError
 	}
 	if st.c.http3 {
