@@ -18,7 +18,8 @@
 //     values of $job, $location and $target loads fewer samples than
 //     Prometheus' --query.max-samples scaled to that scale
 //     (dashboards/README.md, "Query cost"), and a range query over every
-//     target's series does not.
+//     target's series does not; and no query applies a range function
+//     (whose window the short run cannot fill) to every target's series.
 package mixin
 
 import (
@@ -31,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	yaml "go.yaml.in/yaml/v3"
 
@@ -41,7 +43,7 @@ import (
 // with the targets, so Prometheus' default limit at fleetTargets targets
 // per location is scaled to the targets the test runs.
 const (
-	bulkTargets       = 1000    // HTTP targets per location besides the scenario's
+	bulkTargets       = 500     // HTTP targets per location besides the scenario's
 	fleetTargets      = 100_000 // the scale dashboards/README.md documents
 	defaultMaxSamples = 50_000_000
 	// Grafana's defaults for these dashboards: the time range (their
@@ -84,6 +86,9 @@ func TestReadmeScrapeExample(t *testing.T) {
 	})
 	t.Run("no dashboard query exceeds the scaled sample limit", func(t *testing.T) {
 		s.checkSampleLimit(t)
+	})
+	t.Run("no dashboard query applies a range function to every target's series", func(t *testing.T) {
+		s.checkWindows(t)
 	})
 	t.Logf("whole run: %s", time.Since(began).Round(100*time.Millisecond))
 }
@@ -315,4 +320,55 @@ func (s *stack) checkSampleLimit(t *testing.T) {
 	if !slices.ContainsFunc(outcomes, func(o promtest.Outcome) bool { return o.Q.File == "vantage-overview.json" }) {
 		t.Error("no Overview query was run")
 	}
+}
+
+// checkWindows checks what the sample limit test cannot measure in a short
+// run: a range function's window over every target's series loads
+// window/scrape interval samples per series (an hour: 240 per target and
+// location at 15s), so queries may apply one to per-target series (those
+// with a target label) only for the one target a dashboard shows
+// (target="…").
+func (s *stack) checkWindows(t *testing.T) {
+	p := parser.NewParser(parser.Options{})
+	perTarget := map[string]bool{}
+	vars := allVars(s.targets.down(), dashboardRange.String())
+	checked := 0
+	for _, q := range promtest.DashboardQueries(t, s.root) {
+		expr, err := promtest.Substitute(q.Expr, vars[q.File])
+		if err != nil {
+			t.Fatal(err)
+		}
+		parsed, err := p.ParseExpr(expr)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		parser.Inspect(parsed, func(n parser.Node, _ []parser.Node) error {
+			ms, ok := n.(*parser.MatrixSelector)
+			if !ok {
+				return nil
+			}
+			vs, _ := ms.VectorSelector.(*parser.VectorSelector)
+			if vs == nil || slices.ContainsFunc(vs.LabelMatchers, func(m *labels.Matcher) bool {
+				return m.Name == "target" && m.Type == labels.MatchEqual
+			}) {
+				return nil
+			}
+			checked++
+			sel := vs.String()
+			has, ok := perTarget[sel]
+			if !ok {
+				ss, err := s.prom.Instant(fmt.Sprintf("count(%s and {target!=\"\"})", sel), time.Now())
+				if err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+				has = len(ss) > 0
+				perTarget[sel] = has
+			}
+			if has {
+				t.Errorf("%s: %s applies a range function to every target's series: at 100k targets its window loads window/15s samples per target and location; read a recording, or select target=\"$target\"", q, ms)
+			}
+			return nil
+		})
+	}
+	t.Logf("%d range functions over series without target=\"…\" checked", checked)
 }

@@ -367,7 +367,9 @@ func startStack(t *testing.T, bulk int, promFlags ...string) *stack {
 		t.Fatalf("%s is missing (%v): this test runs Debian's Prometheus; install the Debian package prometheus (make deps)", prometheusBinary, err)
 	}
 	s := &stack{root: testbin.ModuleRoot(t), bulk: bulk}
+	built := time.Now()
 	bins := testbin.Build(t, "./cmd/vantage-exporter", "./cmd/vantage-coordinator")
+	t.Logf("vantage-exporter and vantage-coordinator built in %s", time.Since(built).Round(100*time.Millisecond))
 	dir := t.TempDir()
 	s.targets = startTargets(t)
 
