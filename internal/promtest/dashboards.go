@@ -140,19 +140,16 @@ var transient = []struct{ match, why string }{
 	{`state="seems_down"} == 1`,
 		"seems_down lasts one verification round (milliseconds here: the other locations answer at once), " +
 			"so only a scrape that happens to fall inside the round records it; the panel shows rounds that outlast a scrape interval"},
-	// The programs' self-judgement series: the rules and panels use the
-	// names the programs expose them with; no data is allowed until they
-	// do, and while none is degraded, stalled or suspect (== 1).
-	{`vantage_exporter_last_`, selfJudgement},
-	{`vantage_coordinator_last_`, selfJudgement},
+	// The programs' self-judgement: the panels show an exporter degraded,
+	// a clock stalled or a location suspect (== 1), which a healthy stack
+	// has none of.
 	{`vantage_exporter_degraded{`, selfJudgement},
 	{`vantage_exporter_clock_stalled{`, selfJudgement},
 	{`vantage_coordinator_clock_stalled{`, selfJudgement},
 	{`vantage_location_suspect{`, selfJudgement},
 }
 
-const selfJudgement = "a series of the programs' self-judgement (liveness clocks, degraded, stalled, suspect): " +
-	"the panel shows it once the programs expose it, and a healthy stack has none at 1"
+const selfJudgement = "the programs' self-judgement (degraded, stalled, suspect): a healthy stack has none at 1"
 
 // TransientReason says why expr may return no data in a short run, or ""
 // when it must return data.
