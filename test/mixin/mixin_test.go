@@ -43,7 +43,7 @@ import (
 // with the targets, so Prometheus' default limit at fleetTargets targets
 // per location is scaled to the targets the test runs.
 const (
-	bulkTargets       = 500     // HTTP targets per location besides the scenario's
+	bulkTargets       = 300     // HTTP targets per location besides the scenario's
 	fleetTargets      = 100_000 // the scale dashboards/README.md documents
 	defaultMaxSamples = 50_000_000
 	// Grafana's defaults for these dashboards: the time range (their
