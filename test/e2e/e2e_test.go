@@ -53,6 +53,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vantageprobe/vantage/internal/promtest"
 )
 
 // fraSource is the source address of location fra.
@@ -137,18 +139,18 @@ func (s *stack) checkOutagePages(t *testing.T, failed time.Time) time.Duration {
 // sees the failure from fra only, and it arrives as a ticket.
 func (s *stack) checkOneLocation(t *testing.T, failed time.Time) {
 	s.procs.waitFor(t, "a false alarm and the blind target unknown at the coordinator", 30*time.Second, func() (bool, string) {
-		fa, _, err := s.prom.value(`vantage_incidents_total{job="vantage-coordinator", resolution="false_alarm"}`)
+		fa, _, err := s.prom.Value(`vantage_incidents_total{job="vantage-coordinator", resolution="false_alarm"}`)
 		if err != nil {
 			return false, err.Error()
 		}
-		unknown, _, err := s.prom.value(fmt.Sprintf(`vantage_target_state{job="vantage-coordinator", target=%q, state="unknown"}`, s.urls.blind))
+		unknown, _, err := s.prom.Value(fmt.Sprintf(`vantage_target_state{job="vantage-coordinator", target=%q, state="unknown"}`, s.urls.blind))
 		if err != nil {
 			return false, err.Error()
 		}
 		return fa >= 1 && unknown == 1, fmt.Sprintf("false alarms %g, blind target unknown %g", fa, unknown)
 	})
 
-	ss, err := s.prom.instant(fmt.Sprintf(`probe_success{job="vantage-exporter", target=%q} == 0`, s.urls.oneLocation), time.Now())
+	ss, err := s.prom.Instant(fmt.Sprintf(`probe_success{job="vantage-exporter", target=%q} == 0`, s.urls.oneLocation), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +158,7 @@ func (s *stack) checkOneLocation(t *testing.T, failed time.Time) {
 		t.Errorf("the one-location target fails in Prometheus from %v, want [fra] (source address %s)", got, fraSource)
 	}
 	for _, target := range []string{s.urls.oneLocation, s.urls.blind} {
-		if v, _, _ := s.prom.value(fmt.Sprintf(`max_over_time(vantage_target_confirmed_down{job="vantage-coordinator", target=%q}[10m])`, target)); v != 0 {
+		if v, _, _ := s.prom.Value(fmt.Sprintf(`max_over_time(vantage_target_confirmed_down{job="vantage-coordinator", target=%q}[10m])`, target)); v != 0 {
 			t.Errorf("%s was confirmed down", target)
 		}
 	}
@@ -230,7 +232,7 @@ func (s *stack) checkNothingElsePages(t *testing.T, failed time.Time, pageLatenc
 	// Firing only: NoCoordinatorUp is pending (absent(up)) from Prometheus'
 	// first evaluation to its first scrape of the coordinator, which its
 	// 2 minutes' for: is there to absorb.
-	ss, err := s.prom.rangeQuery(`count by (alertname, target) (ALERTS{severity="critical", alertstate="firing", alertname!="EventRaised"})`, s.started, time.Now(), scrapeInterval)
+	ss, err := s.prom.RangeQuery(`count by (alertname, target) (ALERTS{severity="critical", alertstate="firing", alertname!="EventRaised"})`, s.started, time.Now(), scrapeInterval)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,10 +242,10 @@ func (s *stack) checkNothingElsePages(t *testing.T, failed time.Time, pageLatenc
 		}
 	}
 	if len(ss) != 1 {
-		t.Errorf("page alerts Prometheus fired during the run:%s; want the outage's only", describe(ss))
+		t.Errorf("page alerts Prometheus fired during the run:%s; want the outage's only", promtest.Describe(ss))
 	}
 
-	all, err := s.prom.rangeQuery(`count by (alertname, alertstate, severity, location) (ALERTS)`, s.started, time.Now(), scrapeInterval)
+	all, err := s.prom.RangeQuery(`count by (alertname, alertstate, severity, location) (ALERTS)`, s.started, time.Now(), scrapeInterval)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +353,7 @@ func (s *stack) checkMaintenance(t *testing.T) {
 		return false, fmt.Sprintf("its incidents' resolutions: %q", seen)
 	})
 	s.procs.waitFor(t, "vantage_target_maintenance 1 in Prometheus", 30*time.Second, func() (bool, string) {
-		v, _, err := s.prom.value(fmt.Sprintf(`vantage_target_maintenance{job="vantage-coordinator", target=%q}`, s.urls.maintained))
+		v, _, err := s.prom.Value(fmt.Sprintf(`vantage_target_maintenance{job="vantage-coordinator", target=%q}`, s.urls.maintained))
 		if err != nil {
 			return false, err.Error()
 		}
@@ -359,14 +361,14 @@ func (s *stack) checkMaintenance(t *testing.T) {
 	})
 	// The failure is seen from every location, yet never confirmed.
 	s.procs.waitFor(t, "the maintained target failing from every location in Prometheus", 30*time.Second, func() (bool, string) {
-		ss, err := s.prom.instant(fmt.Sprintf(`probe_success{job="vantage-exporter", target=%q} == 0`, s.urls.maintained), time.Now())
+		ss, err := s.prom.Instant(fmt.Sprintf(`probe_success{job="vantage-exporter", target=%q} == 0`, s.urls.maintained), time.Now())
 		if err != nil {
 			return false, err.Error()
 		}
 		got := locationsOf(ss)
 		return len(got) == len(locations), fmt.Sprintf("failing from %v", got)
 	})
-	if v, _, _ := s.prom.value(fmt.Sprintf(`max_over_time(vantage_target_confirmed_down{job="vantage-coordinator", target=%q}[10m])`, s.urls.maintained)); v != 0 {
+	if v, _, _ := s.prom.Value(fmt.Sprintf(`max_over_time(vantage_target_confirmed_down{job="vantage-coordinator", target=%q}[10m])`, s.urls.maintained)); v != 0 {
 		t.Errorf("the maintained target was confirmed down")
 	}
 }

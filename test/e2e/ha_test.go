@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/vantageprobe/vantage/internal/promtest"
 )
 
 // The stack with an HA pair: two coordinators, each exporter reporting to
@@ -69,7 +71,7 @@ func TestHAPairPagesOnce(t *testing.T) {
 	s.target.set(pathDemo, "*")
 
 	s.procs.waitFor(t, "the demo target confirmed down by both coordinators", 60*time.Second, func() (bool, string) {
-		v, _, err := s.prom.value(fmt.Sprintf(`count(vantage_target_confirmed_down{job="vantage-coordinator", target=%q} == 1)`, s.urls.demo))
+		v, _, err := s.prom.Value(fmt.Sprintf(`count(vantage_target_confirmed_down{job="vantage-coordinator", target=%q} == 1)`, s.urls.demo))
 		if err != nil {
 			return false, err.Error()
 		}
@@ -112,7 +114,7 @@ func (s *stack) checkDroppedScrape(t *testing.T, page map[string]string, activeA
 	dropped := time.Now()
 	s.setScrapesFailing(true)
 	s.procs.waitFor(t, "failed scrapes of both coordinators", 10*time.Second, func() (bool, string) {
-		v, _, err := s.prom.value(`count(up{job="vantage-coordinator"} == 0)`)
+		v, _, err := s.prom.Value(`count(up{job="vantage-coordinator"} == 0)`)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -121,7 +123,7 @@ func (s *stack) checkDroppedScrape(t *testing.T, page map[string]string, activeA
 	s.waitQuiet(t, time.Now().Add(dropScrapes))
 	s.setScrapesFailing(false)
 	s.procs.waitFor(t, "both coordinators scraped again", 10*time.Second, func() (bool, string) {
-		v, _, err := s.prom.value(`count(up{job="vantage-coordinator"} == 1)`)
+		v, _, err := s.prom.Value(`count(up{job="vantage-coordinator"} == 1)`)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -133,7 +135,7 @@ func (s *stack) checkDroppedScrape(t *testing.T, page map[string]string, activeA
 	// The failed scrapes took the coordinators' series away: a rule on
 	// the bare series would have resolved the page. Otherwise this test
 	// could not tell.
-	gone, err := s.prom.rangeQuery(fmt.Sprintf(`absent(vantage_target_confirmed_down{job="vantage-coordinator", target=%q} == 1)`, s.urls.demo), dropped, restored, evaluationInterval)
+	gone, err := s.prom.RangeQuery(fmt.Sprintf(`absent(vantage_target_confirmed_down{job="vantage-coordinator", target=%q} == 1)`, s.urls.demo), dropped, restored, evaluationInterval)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +149,7 @@ func (s *stack) checkDroppedScrape(t *testing.T, page map[string]string, activeA
 	if got := s.mustFiringOnce(t, page); !got.Equal(activeAt) {
 		t.Errorf("TargetConfirmedDown is active since %s, was since %s before the dropped scrape: it resolved and fired again", got.Format(time.StampMilli), activeAt.Format(time.StampMilli))
 	}
-	gaps, err := s.prom.rangeQuery(fmt.Sprintf(`absent(ALERTS{alertname="TargetConfirmedDown", alertstate="firing", target=%q})`, s.urls.demo), activeAt.Add(2*evaluationInterval), time.Now(), evaluationInterval)
+	gaps, err := s.prom.RangeQuery(fmt.Sprintf(`absent(ALERTS{alertname="TargetConfirmedDown", alertstate="firing", target=%q})`, s.urls.demo), activeAt.Add(2*evaluationInterval), time.Now(), evaluationInterval)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,11 +201,11 @@ func (s *stack) setScrapesFailing(failing bool) {
 // labels became active; it fails the test unless there is exactly one.
 func (s *stack) mustFiringOnce(t *testing.T, labels map[string]string) time.Time {
 	t.Helper()
-	as, err := s.prom.alerts()
+	as, err := s.prom.Alerts()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var found []activeAlert
+	var found []promtest.ActiveAlert
 	for _, a := range as {
 		if a.State == "firing" && matches(a.Labels, labels) {
 			found = append(found, a)

@@ -2,14 +2,16 @@ package e2e
 
 import (
 	"fmt"
-	"github.com/vantageprobe/vantage/internal/testbin"
-	"github.com/vantageprobe/vantage/internal/tracing/otlptest"
 	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vantageprobe/vantage/internal/promtest"
+	"github.com/vantageprobe/vantage/internal/testbin"
+	"github.com/vantageprobe/vantage/internal/tracing/otlptest"
 )
 
 // Timing of the stack. Everything is shortened so that the scenario takes
@@ -45,7 +47,7 @@ type stack struct {
 	urls   targetURLs
 	otlp   *otlptest.Receiver
 	hook   *webhook
-	prom   promAPI
+	prom   promtest.API
 
 	addrs        map[string]string // compose service address (as deploy/ names it) → the test's
 	exporters    map[string]string // location → base URL
@@ -109,7 +111,7 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 		s.coordinators = append(s.coordinators, "http://"+testbin.FreeAddr(t))
 	}
 	s.coordinator, s.alertmanager = s.coordinators[0], "http://"+s.addrs["alertmanager:9093"]
-	s.prom = promAPI{base: "http://" + s.addrs["localhost:9090"], client: &http.Client{Timeout: 10 * time.Second}}
+	s.prom = promtest.API{Base: "http://" + s.addrs["localhost:9090"], Client: &http.Client{Timeout: 10 * time.Second}}
 	// What Prometheus scrapes as the vantage-coordinator job.
 	var scraped []string
 	for _, c := range s.coordinators {
@@ -129,7 +131,7 @@ func startStack(t *testing.T, opts stackOptions) *stack {
 	for _, l := range locations {
 		ready[s.startExporter(t, exporterBin, l)] = s.exporters[l.name] + "/-/ready"
 	}
-	ready[s.startPrometheus(t, scraped)] = s.prom.base + "/-/ready"
+	ready[s.startPrometheus(t, scraped)] = s.prom.Base + "/-/ready"
 	for _, p := range s.procs.list {
 		s.procs.waitReady(t, p, ready[p])
 	}
@@ -215,7 +217,7 @@ func (s *stack) startPrometheus(t *testing.T, coordinators []string) *process {
 func (s *stack) waitScrapingAll(t *testing.T) {
 	t.Helper()
 	s.procs.waitFor(t, "every scrape target up", readyWithin, func() (bool, string) {
-		ts, err := s.prom.targets()
+		ts, err := s.prom.Targets()
 		if err != nil {
 			return false, err.Error()
 		}
@@ -249,18 +251,18 @@ func (s *stack) waitAllUp(t *testing.T) {
 		}
 	}
 	s.procs.waitFor(t, "every scheduled check succeeding in Prometheus and every location healthy", readyWithin, func() (bool, string) {
-		up, _, err := s.prom.value(`count(probe_success{job="vantage-exporter"} == 1)`)
+		up, _, err := s.prom.Value(`count(probe_success{job="vantage-exporter"} == 1)`)
 		if err != nil {
 			return false, err.Error()
 		}
 		// one series per coordinator and location
-		healthy, _, err := s.prom.value(`count(vantage_location_healthy{job="vantage-coordinator"} == 1)`)
+		healthy, _, err := s.prom.Value(`count(vantage_location_healthy{job="vantage-coordinator"} == 1)`)
 		if err != nil {
 			return false, err.Error()
 		}
 		// deploy/prometheus.yml's vantage-probe job: the consensus of the
 		// locations through the coordinator's /probe.
-		consensus, _, err := s.prom.value(`probe_success{job="vantage-probe", location=""}`)
+		consensus, _, err := s.prom.Value(`probe_success{job="vantage-probe", location=""}`)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -271,7 +273,7 @@ func (s *stack) waitAllUp(t *testing.T) {
 }
 
 // locationsOf returns the sorted location label values of ss.
-func locationsOf(ss []series) []string {
+func locationsOf(ss []promtest.Series) []string {
 	var out []string
 	for _, x := range ss {
 		out = append(out, x.Metric["location"])

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vantageprobe/vantage/internal/promtest"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -133,24 +134,6 @@ func scrapeJobs(t *testing.T, doc []byte) map[string][]string {
 	return jobs
 }
 
-// readmeScrapeConfig returns the first YAML block of README.md that holds
-// scrape_configs.
-func readmeScrapeConfig(t *testing.T) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(root, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, block := range strings.Split(string(b), "```yaml\n")[1:] {
-		block, _, _ = strings.Cut(block, "```")
-		if strings.Contains(block, "scrape_configs:") {
-			return []byte(block)
-		}
-	}
-	t.Fatal("README.md has no scrape_configs example")
-	return nil
-}
-
 // TestSelectorsMatchTheScrapeConfigs checks that the mixin's default
 // selectors name the jobs that scrape the exporters (port 9715) and the
 // coordinators (port 9716) in README.md's example and in
@@ -165,7 +148,7 @@ func TestSelectorsMatchTheScrapeConfigs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for source, doc := range map[string][]byte{"README.md": readmeScrapeConfig(t), "deploy/prometheus.yml": prom} {
+	for source, doc := range map[string][]byte{"README.md": promtest.ReadmeScrapeConfig(t, root), "deploy/prometheus.yml": prom} {
 		jobs := scrapeJobs(t, doc)
 		for sel, port := range map[string]string{"exporterSelector": "9715", "coordinatorSelector": "9716"} {
 			var names []string
