@@ -136,18 +136,20 @@ func (d *delegate) NotifyMerge(nodes []*memberlist.Node) error {
 	return nil
 }
 
-// events logs the members joining and leaving.
+// events keeps the roster and logs the members joining and leaving.
 type events Peers
 
 func (e *events) NotifyJoin(n *memberlist.Node) {
 	p := (*Peers)(e)
+	p.roster.NotifyJoin(n)
 	if n.Name != p.name {
 		p.opts.Logger.Info("Coordinator peer joined", "peer", n.Name, "address", n.Address())
 	}
 }
 
 func (e *events) NotifyLeave(n *memberlist.Node) {
+	(*Peers)(e).roster.NotifyLeave(n)
 	(*Peers)(e).opts.Logger.Info("Coordinator peer left or failed", "peer", n.Name, "address", n.Address())
 }
 
-func (e *events) NotifyUpdate(*memberlist.Node) {}
+func (e *events) NotifyUpdate(n *memberlist.Node) { (*Peers)(e).roster.NotifyUpdate(n) }

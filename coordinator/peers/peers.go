@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,8 +73,11 @@ const program = "vantage-coordinator"
 
 // Peers is this coordinator's membership in its peer group.
 type Peers struct {
-	opts   Options
-	name   string
+	opts    Options
+	name    string
+	address string // advertised host:port
+	// roster: the members, copied as memberlist announces them.
+	roster gossip.Roster
 	state  *replica.State
 	ml     *memberlist.Memberlist
 	queue  *memberlist.TransmitLimitedQueue
@@ -116,6 +121,7 @@ func New(opts Options, state *replica.State) (*Peers, error) {
 	p := &Peers{
 		opts:     opts,
 		name:     cfg.Name,
+		address:  net.JoinHostPort(cfg.AdvertiseAddr, strconv.Itoa(cfg.AdvertisePort)),
 		state:    state,
 		large:    make(chan []byte, 64),
 		stop:     make(chan struct{}),
@@ -135,7 +141,7 @@ func New(opts Options, state *replica.State) (*Peers, error) {
 	p.join()
 	p.wg.Go(p.maintain)
 	p.wg.Go(p.sendLarge)
-	opts.Logger.Info("Coordinator peer started", "peer", p.name, "address", ml.LocalNode().Address(), "peers", len(opts.Peers))
+	opts.Logger.Info("Coordinator peer started", "peer", p.name, "address", p.address, "peers", len(opts.Peers))
 	return p, nil
 }
 
@@ -148,7 +154,7 @@ func (p *Peers) numMembers() int {
 
 // Members returns the names of the live members, this one's included.
 func (p *Peers) Members() []string {
-	return gossip.LiveMembers(p.ml)
+	return p.roster.Names()
 }
 
 // Close leaves the group and stops; writes are no longer broadcast.
@@ -162,7 +168,7 @@ func (p *Peers) Close(timeout time.Duration) {
 	gossip.Leave(p.ml, timeout, p.opts.Logger)
 }
 
-func (p *Peers) join() { gossip.Join(p.ml, p.opts.Peers, p.ml.LocalNode().Address(), p.opts.Logger) }
+func (p *Peers) join() { gossip.Join(p.ml, &p.roster, p.opts.Peers, p.address, p.opts.Logger) }
 
 // maintain joins the configured peers that are not members every
 // ReconnectInterval: after a partition or a peer's restart, memberlist
@@ -212,11 +218,8 @@ func (p *Peers) sendLarge() {
 		case <-p.stop:
 			return
 		case msg := <-p.large:
-			for _, n := range p.ml.Members() {
-				if n.Name == p.name || n.State != memberlist.StateAlive {
-					continue
-				}
-				if err := p.ml.SendReliable(n, msg); err != nil {
+			for _, n := range p.roster.Nodes(p.name) {
+				if err := p.ml.SendReliable(&n, msg); err != nil {
 					p.opts.Logger.Warn("Sending a large entry to a peer failed; the next state sync carries it", "peer", n.Name, "err", err)
 					continue
 				}

@@ -54,7 +54,7 @@ func start(t *testing.T, name string, state *replica.State, join ...string) *mem
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close(time.Second) })
-	return &member{state: state, peers: p, reg: reg, addr: p.ml.LocalNode().Address()}
+	return &member{state: state, peers: p, reg: reg, addr: p.address}
 }
 
 type value struct {

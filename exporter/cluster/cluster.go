@@ -47,6 +47,8 @@ type Cluster struct {
 	name  string
 	ml    *memberlist.Memberlist
 	queue *memberlist.TransmitLimitedQueue
+	// roster: the members, copied as memberlist announces them.
+	roster gossip.Roster
 
 	mu       sync.Mutex
 	own      *Set
@@ -180,7 +182,7 @@ func (c *Cluster) Owns(hashes []uint64) []bool {
 
 // Members returns the live members' names, this one's included.
 func (c *Cluster) Members() []string {
-	return gossip.LiveMembers(c.ml)
+	return c.roster.Names()
 }
 
 // Close leaves the cluster (the others take over at once) and stops.
@@ -263,7 +265,7 @@ func (c *Cluster) askForSets() {
 }
 
 // join joins the configured peers that are not live members.
-func (c *Cluster) join() { gossip.Join(c.ml, c.opts.Peers, c.name, c.opts.Logger) }
+func (c *Cluster) join() { gossip.Join(c.ml, &c.roster, c.opts.Peers, c.name, c.opts.Logger) }
 
 // reject refuses a node: logged once per node and reason, counted each time.
 func (c *Cluster) reject(n *memberlist.Node, reason string, err error) error {
@@ -326,24 +328,20 @@ func (c *Cluster) registerMetrics(reg prometheus.Registerer) {
 }
 
 // memberHealth renders vantage_cluster_member_healthy for every member
-// seen: 1 while alive, 0 once suspected, dead or left.
+// seen: 1 while on the roster, 0 once failed or left.
 type memberHealth struct{ c *Cluster }
 
 var memberHealthyDesc = prometheus.NewDesc("vantage_cluster_member_healthy",
-	"Whether a member of the location's cluster (seen since this one started) is alive (1) or suspected, failed or gone (0).", []string{"member"}, nil)
+	"Whether a member of the location's cluster (seen since this one started) is a member (1) or failed (its suspicion ended) or gone (0).", []string{"member"}, nil)
 
 func (m memberHealth) Describe(ch chan<- *prometheus.Desc) { ch <- memberHealthyDesc }
 
 func (m memberHealth) Collect(ch chan<- prometheus.Metric) {
-	alive := map[string]bool{}
-	for _, n := range m.c.ml.Members() {
-		alive[n.Name] = n.State == memberlist.StateAlive
-	}
 	m.c.mu.Lock()
 	defer m.c.mu.Unlock()
 	for name := range m.c.seen {
 		v := 0.0
-		if alive[name] {
+		if m.c.roster.Has(name) {
 			v = 1
 		}
 		ch <- prometheus.MustNewConstMetric(memberHealthyDesc, prometheus.GaugeValue, v, name)

@@ -185,6 +185,7 @@ func (e *events) NotifyUpdate(n *memberlist.Node) { e.upsert(n) }
 
 func (e *events) upsert(n *memberlist.Node) {
 	c := (*Cluster)(e)
+	c.roster.NotifyUpdate(n)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.seen[n.Name] = true
@@ -206,6 +207,7 @@ func (e *events) upsert(n *memberlist.Node) {
 
 func (e *events) NotifyLeave(n *memberlist.Node) {
 	c := (*Cluster)(e)
+	c.roster.NotifyLeave(n)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.peers[n.Name]; !ok {

@@ -129,16 +129,13 @@ func Config(o Options, logger *slog.Logger) (*memberlist.Config, memberlist.Tran
 	return cfg, t, nil
 }
 
-// Join joins the configured peers that are not live members, resolving
-// their names again each time; self is this member's address.
-func Join(ml *memberlist.Memberlist, peers []string, self string, logger *slog.Logger) {
+// Join joins the configured peers that are not members on the roster,
+// resolving their names again each time; self is this member's address.
+func Join(ml *memberlist.Memberlist, roster *Roster, peers []string, self string, logger *slog.Logger) {
 	if len(peers) == 0 {
 		return
 	}
-	live := map[string]bool{}
-	for _, n := range ml.Members() {
-		live[n.Address()] = true
-	}
+	live := roster.addresses()
 	var addrs []string
 	for _, p := range resolvePeers(peers, logger) {
 		if !live[p] && p != self {
@@ -254,18 +251,6 @@ func privateIP() (string, error) {
 	}
 	host, _ := os.Hostname()
 	return "", errors.New("no private IPv4 address on " + host)
-}
-
-// LiveMembers returns the names of ml's live members, its own included.
-func LiveMembers(ml *memberlist.Memberlist) []string {
-	nodes := ml.Members()
-	out := make([]string, 0, len(nodes))
-	for _, n := range nodes {
-		if n.State == memberlist.StateAlive {
-			out = append(out, n.Name)
-		}
-	}
-	return out
 }
 
 // Leave announces that this member leaves (waiting at most timeout) and
