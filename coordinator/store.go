@@ -335,6 +335,59 @@ func readIncident(tx *bolt.Tx, data []byte, inc *confirm.Incident) error {
 	return nil
 }
 
+// ResumeOpen returns the open incidents as the confirmation machine
+// resumes them after a restart: of the evidence, only each location's
+// latest piece and its latest failure (what the machine reads of it),
+// so that resuming many long incidents does not read every piece.
+func (s *Store) ResumeOpen() ([]confirm.Incident, error) {
+	var out []confirm.Incident
+	err := s.db.View(func(tx *bolt.Tx) error {
+		all := tx.Bucket(bucketIncidents)
+		return tx.Bucket(bucketOpen).ForEach(func(k, _ []byte) error {
+			v := all.Get(k)
+			if v == nil {
+				return fmt.Errorf("open incident %d has no record", binary.BigEndian.Uint64(k))
+			}
+			var inc confirm.Incident
+			if err := readIncident(tx, v, &inc); err != nil {
+				return err
+			}
+			inc.Evidence = resumedEvidence(inc.Evidence)
+			out = append(out, inc)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// resumedEvidence keeps, in order, each location's latest piece of
+// evidence (by time; of equal times the later added) and its latest
+// failure.
+func resumedEvidence(all []confirm.Evidence) []confirm.Evidence {
+	type latest struct{ any, failure int }
+	by := map[string]*latest{}
+	for i, e := range all {
+		l := by[e.Location]
+		if l == nil {
+			l = &latest{any: i, failure: -1}
+			by[e.Location] = l
+		}
+		if !e.Time.Before(all[l.any].Time) {
+			l.any = i
+		}
+		if e.Result == confirm.OutcomeFailure {
+			l.failure = i
+		}
+	}
+	var out []confirm.Evidence
+	for i, e := range all {
+		if l := by[e.Location]; l.any == i || l.failure == i {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // writer commits incident snapshots in the order they are queued,
 // grouping whatever is waiting into one transaction (one fsync), and tells
 // each submitter when its snapshots are durable.

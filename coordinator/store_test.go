@@ -272,3 +272,31 @@ func TestStoreSplitsOldEvidence(t *testing.T) {
 		t.Errorf("after a record: %+v, %v; want 5 rounds and the 4 pieces of evidence in order", got, err)
 	}
 }
+
+// A restart resumes open incidents from each location's latest evidence
+// and latest failure only.
+func TestStoreResumesOpenIncidentsFromTheirLatestEvidence(t *testing.T) {
+	s := mustOpenStore(t, t.TempDir())
+	defer s.Close()
+	at := func(loc string, sec int, r confirm.Outcome) confirm.Evidence {
+		return confirm.Evidence{Location: loc, Time: t0.Add(time.Duration(sec) * time.Second), Source: confirm.SourceCheck, Result: r}
+	}
+	open := confirm.Incident{ID: 5, Target: "https://a.example", Module: "http_2xx", State: confirm.StateDown, StartedAt: t0, OpenedAt: t0,
+		Evidence: []confirm.Evidence{at("ams", 0, confirm.OutcomeFailure), at("fra", 1, confirm.OutcomeFailure), at("ams", 30, confirm.OutcomeFailure),
+			at("fra", 31, confirm.OutcomeSuccess), at("ams", 20, confirm.OutcomeUnknown), at("ams", 60, confirm.OutcomeSuccess)}}
+	closed := confirm.Incident{ID: 6, Target: "https://b.example", Module: "http_2xx", State: confirm.StateResolved, StartedAt: t0, OpenedAt: t0, ResolvedAt: t0}
+	if err := s.Put([]confirm.Incident{open, closed}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ResumeOpen()
+	if err != nil || len(got) != 1 || got[0].ID != 5 || got[0].EvidenceCount != 6 {
+		t.Fatalf("ResumeOpen = %+v, %v; want incident 5 of 6 pieces of evidence", got, err)
+	}
+	var kept []string
+	for _, e := range got[0].Evidence {
+		kept = append(kept, fmt.Sprintf("%s@%.0f:%s", e.Location, e.Time.Sub(t0).Seconds(), e.Result))
+	}
+	if want := []string{"fra@1:failure", "ams@30:failure", "fra@31:success", "ams@60:success"}; !slices.Equal(kept, want) {
+		t.Errorf("resumed evidence %v, want %v", kept, want)
+	}
+}
