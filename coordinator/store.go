@@ -272,28 +272,75 @@ func (s *Store) Get(id uint64) (inc confirm.Incident, ok bool, err error) {
 // most limit (0: no limit).
 func (s *Store) List(openOnly bool, limit int) ([]confirm.Incident, error) {
 	out := []confirm.Incident{}
-	err := s.db.View(func(tx *bolt.Tx) error {
-		all := tx.Bucket(bucketIncidents)
-		c := all.Cursor()
-		if openOnly {
-			c = tx.Bucket(bucketOpen).Cursor()
-		}
-		for k, v := c.Last(); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Prev() {
-			if openOnly {
-				v = all.Get(k)
-				if v == nil {
-					return fmt.Errorf("open incident %d has no record", binary.BigEndian.Uint64(k))
-				}
-			}
-			var inc confirm.Incident
-			if err := readIncident(tx, v, &inc); err != nil {
-				return err
-			}
-			out = append(out, inc)
-		}
+	err := s.Each(openOnly, limit, nil, func(inc *confirm.Incident) error {
+		out = append(out, *inc)
 		return nil
 	})
 	return out, err
+}
+
+// eachChunk is how many incidents Each reads in one transaction.
+const eachChunk = 256
+
+// Each calls f with incidents newest first: the open ones only, or all,
+// those keep accepts (nil: every one; it sees an incident without its
+// evidence), at most limit (0: no limit). It reads them a chunk at a
+// time and calls f outside the log's transactions, so that a long list
+// is never whole in memory and a slow reader never holds up commits.
+// An incident pruned meanwhile is left out.
+func (s *Store) Each(openOnly bool, limit int, keep func(*confirm.Incident) bool, f func(*confirm.Incident) error) error {
+	var ids [][]byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketIncidents).Cursor()
+		if openOnly {
+			c = tx.Bucket(bucketOpen).Cursor()
+		}
+		for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
+			ids = append(ids, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	n := 0
+	chunk := make([]confirm.Incident, 0, eachChunk)
+	for len(ids) > 0 && (limit <= 0 || n < limit) {
+		chunk = chunk[:0]
+		err := s.db.View(func(tx *bolt.Tx) error {
+			all := tx.Bucket(bucketIncidents)
+			for len(ids) > 0 && len(chunk) < eachChunk && (limit <= 0 || n+len(chunk) < limit) {
+				k := ids[0]
+				ids = ids[1:]
+				v := all.Get(k)
+				if v == nil {
+					continue
+				}
+				var inc confirm.Incident
+				if err := decodeIncident(v, &inc); err != nil {
+					return err
+				}
+				if keep != nil && !keep(&inc) {
+					continue
+				}
+				if err := readEvidence(tx, &inc); err != nil {
+					return err
+				}
+				chunk = append(chunk, inc)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for i := range chunk {
+			if err := f(&chunk[i]); err != nil {
+				return err
+			}
+		}
+		n += len(chunk)
+	}
+	return nil
 }
 
 // decodeIncident reads a stored incident. Incidents closed before
@@ -317,6 +364,12 @@ func readIncident(tx *bolt.Tx, data []byte, inc *confirm.Incident) error {
 	if err := decodeIncident(data, inc); err != nil {
 		return err
 	}
+	return readEvidence(tx, inc)
+}
+
+// readEvidence reads the evidence of a decoded incident from the log,
+// unless it was stored in its JSON.
+func readEvidence(tx *bolt.Tx, inc *confirm.Incident) error {
 	prefix := idKey(inc.ID)
 	c := tx.Bucket(bucketEvidence).Cursor()
 	k, v := c.Seek(prefix)
