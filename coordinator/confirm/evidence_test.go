@@ -2,6 +2,7 @@ package confirm
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 	"unsafe"
@@ -73,3 +74,34 @@ func TestEvidenceSharesRepeatedText(t *testing.T) {
 }
 
 func unsafeData(s string) *byte { return unsafe.StringData(s) }
+
+// A confirmed outage re-verified again and again holds no evidence in the
+// machine: each record carries the round's answers, numbered after the
+// ones saved before, and the incident keeps only which locations failed.
+func TestOpenIncidentHoldsNoEvidence(t *testing.T) {
+	m := NewMachine(testConfig("ams", "fra", "sfo"), 0)
+	r := mustOneRound(t, m.Report("ams", failing(t0, t0), t0))
+	now := t0.Add(time.Second)
+	m.RoundDone(key, r.ID, []Evidence{answer("fra", OutcomeFailure, now), answer("sfo", OutcomeSuccess, now)}, now)
+	saved := 3
+	for i := range 50 {
+		now = now.Add(time.Minute)
+		eff := m.Due(now)
+		if len(eff.Rounds) != 1 {
+			t.Fatalf("re-verification %d: %d rounds due, want 1", i, len(eff.Rounds))
+		}
+		eff = m.RoundDone(key, eff.Rounds[0].ID, []Evidence{answer("fra", OutcomeFailure, now), answer("sfo", OutcomeSuccess, now)}, now)
+		rec := lastSaved(t, eff)
+		saved += len(rec.Evidence)
+		if rec.State != StateDown || rec.EvidenceCount != saved || len(rec.Evidence) == 0 {
+			t.Fatalf("re-verification %d saved %+v, want down with the new answers, %d pieces in all", i, rec, saved)
+		}
+		if inc := m.targets[key].incident; len(inc.Evidence) != 0 || cap(inc.Evidence) != 0 || inc.EvidenceCount != saved {
+			t.Fatalf("re-verification %d: the machine's incident holds %d pieces of evidence (count %d), want none (count %d)",
+				i, len(inc.Evidence), inc.EvidenceCount, saved)
+		}
+	}
+	if failed := m.targets[key].incident.failedLocations(); !slices.Equal(failed, []string{"ams", "fra"}) {
+		t.Errorf("failed locations %v, want ams and fra", failed)
+	}
+}
