@@ -289,14 +289,14 @@ const eachChunk = 256
 // is never whole in memory and a slow reader never holds up commits.
 // An incident pruned meanwhile is left out.
 func (s *Store) Each(openOnly bool, limit int, keep func(*confirm.Incident) bool, f func(*confirm.Incident) error) error {
-	var ids [][]byte
+	var ids []uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketIncidents).Cursor()
 		if openOnly {
 			c = tx.Bucket(bucketOpen).Cursor()
 		}
-		for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
-			ids = append(ids, bytes.Clone(k))
+		for k, _ := c.Last(); k != nil && (keep != nil || limit <= 0 || len(ids) < limit); k, _ = c.Prev() {
+			ids = append(ids, binary.BigEndian.Uint64(k))
 		}
 		return nil
 	})
@@ -310,9 +310,8 @@ func (s *Store) Each(openOnly bool, limit int, keep func(*confirm.Incident) bool
 		err := s.db.View(func(tx *bolt.Tx) error {
 			all := tx.Bucket(bucketIncidents)
 			for len(ids) > 0 && len(chunk) < eachChunk && (limit <= 0 || n+len(chunk) < limit) {
-				k := ids[0]
+				v := all.Get(idKey(ids[0]))
 				ids = ids[1:]
-				v := all.Get(k)
 				if v == nil {
 					continue
 				}
