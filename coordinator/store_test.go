@@ -31,7 +31,7 @@ func TestStoreKeepsIncidentsAcrossReopen(t *testing.T) {
 	s := mustOpenStore(t, dir)
 	open := confirm.Incident{ID: 1, Target: "https://a.example", Module: "http_2xx", State: confirm.StateDown, Reporter: "ams",
 		StartedAt: t0, OpenedAt: t0, ConfirmedAt: t0.Add(time.Second),
-		Evidence: []confirm.Evidence{{Location: "ams", Time: t0, Source: confirm.SourceReport, Result: confirm.OutcomeFailure, Reason: "connect_refused", Phases: confirm.Phases{{Name: "connect", Seconds: 0.001}}}}}
+		Evidence: []confirm.Evidence{{Location: "ams", Time: t0, Source: confirm.SourceReport, Result: confirm.OutcomeFailure, Reason: "connect_refused", Phases: confirm.Phases(nil).With("connect", 0.001)}}}
 	resolved := confirm.Incident{ID: 2, Target: "https://b.example", Module: "http_2xx", State: confirm.StateSeemsDown, StartedAt: t0, OpenedAt: t0,
 		ResolvedAt: t0.Add(2 * time.Second), Resolution: confirm.ResolutionFalseAlarm}
 	// Incident 2 is written open first, then resolved in the same batch:
@@ -165,7 +165,7 @@ func TestStoreReadsOldClosedIncidentsAsResolved(t *testing.T) {
 // evidenceAt is a piece of evidence numbered n (its time says which).
 func evidenceAt(n int) confirm.Evidence {
 	return confirm.Evidence{Location: "ams", Time: t0.Add(time.Duration(n) * time.Second), Source: confirm.SourceCheck, Result: confirm.OutcomeFailure,
-		Phases: confirm.Phases{{Name: "connect", Seconds: float64(n)}}}
+		Phases: confirm.Phases(nil).With("connect", float64(n))}
 }
 
 // Records add their evidence to what the log holds, which keeps the first

@@ -16,7 +16,7 @@ func TestPhasesJSONIsTheMapsJSON(t *testing.T) {
 	m := map[string]float64{"transfer": 2.5e-7, "connect": 0.002, "resolve": 0, "tls": 1e21, "processing": 12.000001, `a"<b>&`: 1}
 	var p Phases
 	for name, s := range m {
-		p = p.with(name, s)
+		p = p.With(name, s)
 	}
 	got, err := json.Marshal(Evidence{Phases: p})
 	if err != nil {
@@ -56,8 +56,8 @@ func TestEvidenceSharesRepeatedText(t *testing.T) {
 	r.SetPhase(string([]byte("connect")), time.Millisecond)
 	r.Fail(result.Reason([]byte("connect_refused")), "dial: %s", "connection refused")
 	e1 := EvidenceFrom("ams", SourceReport, r, time.Time{})
-	if e1.Phases[0].Name != phaseNames[1] || unsafeData(e1.Phases[0].Name) != unsafeData(phaseNames[1]) {
-		t.Errorf("phase name %q is a copy", e1.Phases[0].Name)
+	if e1.Phases[0].Name() != phaseNames[1] || unsafeData(e1.Phases[0].Name()) != unsafeData(phaseNames[1]) {
+		t.Errorf("phase name %q is a copy", e1.Phases[0].Name())
 	}
 	if unsafeData(string(e1.Reason)) != unsafeData(string(result.ReasonConnectRefused)) {
 		t.Errorf("reason %q is a copy", e1.Reason)
