@@ -207,6 +207,11 @@ func (i *Incident) addEvidence(e Evidence) {
 	}
 	i.Evidence = append(i.Evidence, e)
 	i.EvidenceCount++
+	i.noteFailure(&e)
+}
+
+// noteFailure adds e's location to the failed ones when e is a failure.
+func (i *Incident) noteFailure(e *Evidence) {
 	if e.Result == OutcomeFailure && !slices.Contains(i.failed, e.Location) {
 		i.failed = append(i.failed, e.Location)
 	}
@@ -215,15 +220,13 @@ func (i *Incident) addEvidence(e Evidence) {
 // evidenceGrowth is how many entries a record's evidence grows by.
 const evidenceGrowth = 4
 
-// failedLocations lists the locations that failed the incident at some point, as
-// its evidence tells.
+// failedLocations lists the locations that failed the incident at some
+// point, as its evidence tells.
 func (i *Incident) failedLocations() []string {
 	if i.failed == nil {
 		// A whole incident (read from the log) holds all its evidence.
-		for _, e := range i.Evidence {
-			if e.Result == OutcomeFailure && !slices.Contains(i.failed, e.Location) {
-				i.failed = append(i.failed, e.Location)
-			}
+		for j := range i.Evidence {
+			i.noteFailure(&i.Evidence[j])
 		}
 	}
 	return i.failed
