@@ -78,12 +78,28 @@ func (c *Coordinator) handleIncidents(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	incidents, err := c.store.List(state == "open", limit)
-	if err != nil {
+	// Written as they are read from the log: a list of many incidents,
+	// each with up to 200 pieces of evidence, is never whole in memory.
+	var list *jsonapi.List
+	err := c.store.Each(state == "open", limit, nil, func(inc *confirm.Incident) error {
+		if list == nil {
+			list = jsonapi.StartList(w, http.StatusOK)
+		}
+		return list.Add(inc)
+	})
+	switch {
+	case err != nil && list == nil:
 		jsonapi.WriteError(w, http.StatusInternalServerError, err)
 		return
+	case err != nil:
+		// Part of the list is sent: cut the answer short rather than end
+		// it as if it were whole.
+		c.logger.Warn("Listing incidents failed", "err", err)
+		panic(http.ErrAbortHandler)
+	case list == nil:
+		list = jsonapi.StartList(w, http.StatusOK)
 	}
-	jsonapi.Write(w, http.StatusOK, incidents)
+	_ = list.End()
 }
 
 func (c *Coordinator) handleIncident(w http.ResponseWriter, r *http.Request) {
@@ -113,7 +129,15 @@ func (c *Coordinator) handleTargets(w http.ResponseWriter, r *http.Request) {
 		}
 		targets = slices.DeleteFunc(targets, func(t confirm.TargetView) bool { return t.State != confirm.State(s) })
 	}
-	jsonapi.Write(w, http.StatusOK, targets)
+	// Encoded one target at a time: 10,000 targets with three locations'
+	// evidence are megabytes of JSON.
+	list := jsonapi.StartList(w, http.StatusOK)
+	for i := range targets {
+		if list.Add(&targets[i]) != nil {
+			return
+		}
+	}
+	_ = list.End()
 }
 
 func (c *Coordinator) handleLocations(w http.ResponseWriter, _ *http.Request) {

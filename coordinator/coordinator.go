@@ -137,7 +137,7 @@ func open(opts Options, conf *config.CoordinatorConfig, reg *prometheus.Registry
 	lastID, err := store.LastID()
 	var incidents []confirm.Incident
 	if err == nil {
-		incidents, err = store.List(true, 0)
+		incidents, err = store.ResumeOpen()
 	}
 	if err != nil {
 		store.Close()

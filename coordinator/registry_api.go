@@ -150,17 +150,14 @@ func (c *Coordinator) handleMonitor(w http.ResponseWriter, r *http.Request, who 
 // monitorIncidents are the incidents of the monitor's target and module
 // that were open at some time since from (zero: all), newest first.
 func (c *Coordinator) monitorIncidents(m Monitor, from time.Time) ([]confirm.Incident, error) {
-	all, err := c.store.List(false, 0)
-	if err != nil {
-		return nil, err
-	}
 	out := []confirm.Incident{}
-	for _, inc := range all {
-		if inc.Target == m.Target && inc.Module == m.Module && (inc.ResolvedAt.IsZero() || !inc.ResolvedAt.Before(from)) {
-			out = append(out, inc)
-		}
-	}
-	return out, nil
+	err := c.store.Each(false, 0, func(inc *confirm.Incident) bool {
+		return inc.Target == m.Target && inc.Module == m.Module && (inc.ResolvedAt.IsZero() || !inc.ResolvedAt.Before(from))
+	}, func(inc *confirm.Incident) error {
+		out = append(out, *inc)
+		return nil
+	})
+	return out, err
 }
 
 func (c *Coordinator) handleMonitorIncidents(w http.ResponseWriter, r *http.Request, who caller) {

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -30,7 +31,7 @@ func TestStoreKeepsIncidentsAcrossReopen(t *testing.T) {
 	s := mustOpenStore(t, dir)
 	open := confirm.Incident{ID: 1, Target: "https://a.example", Module: "http_2xx", State: confirm.StateDown, Reporter: "ams",
 		StartedAt: t0, OpenedAt: t0, ConfirmedAt: t0.Add(time.Second),
-		Evidence: []confirm.Evidence{{Location: "ams", Time: t0, Source: confirm.SourceReport, Result: confirm.OutcomeFailure, Reason: "connect_refused", Phases: confirm.Phases{{Name: "connect", Seconds: 0.001}}}}}
+		Evidence: []confirm.Evidence{{Location: "ams", Time: t0, Source: confirm.SourceReport, Result: confirm.OutcomeFailure, Reason: "connect_refused", Phases: confirm.Phases(nil).With("connect", 0.001)}}}
 	resolved := confirm.Incident{ID: 2, Target: "https://b.example", Module: "http_2xx", State: confirm.StateSeemsDown, StartedAt: t0, OpenedAt: t0,
 		ResolvedAt: t0.Add(2 * time.Second), Resolution: confirm.ResolutionFalseAlarm}
 	// Incident 2 is written open first, then resolved in the same batch:
@@ -158,5 +159,144 @@ func TestStoreReadsOldClosedIncidentsAsResolved(t *testing.T) {
 	}
 	if all[0].State != confirm.StateUnknown || all[0].LastState != "" {
 		t.Errorf("listed open incident: state %q, last_state %q; want unknown and none", all[0].State, all[0].LastState)
+	}
+}
+
+// evidenceAt is a piece of evidence numbered n (its time says which).
+func evidenceAt(n int) confirm.Evidence {
+	return confirm.Evidence{Location: "ams", Time: t0.Add(time.Duration(n) * time.Second), Source: confirm.SourceCheck, Result: confirm.OutcomeFailure,
+		Phases: confirm.Phases(nil).With("connect", float64(n))}
+}
+
+// Records add their evidence to what the log holds, which keeps the first
+// pieces and the latest ones; reading gives the whole list back.
+func TestStoreAppendsEvidence(t *testing.T) {
+	s := mustOpenStore(t, t.TempDir())
+	defer s.Close()
+	inc := confirm.Incident{ID: 3, Target: "https://a.example", Module: "http_2xx", State: confirm.StateSeemsDown, StartedAt: t0, OpenedAt: t0,
+		Evidence: []confirm.Evidence{evidenceAt(0)}, EvidenceCount: 1}
+	if err := s.Put([]confirm.Incident{inc}); err != nil {
+		t.Fatal(err)
+	}
+	const total = 250
+	for n := 1; n < total; n += 2 {
+		rec := inc
+		rec.State, rec.Rounds = confirm.StateDown, n
+		rec.Evidence, rec.EvidenceCount = []confirm.Evidence{evidenceAt(n), evidenceAt(n + 1)}, n+2
+		if err := s.Put([]confirm.Incident{rec}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, ok, err := s.Get(3)
+	if err != nil || !ok {
+		t.Fatalf("Get(3) = %v, %v", ok, err)
+	}
+	if got.State != confirm.StateDown || got.Rounds != total-1 || got.EvidenceCount != total+1 || len(got.Evidence) != 200 {
+		t.Fatalf("stored incident: state %s, %d rounds, %d pieces of evidence of %d; want down, %d rounds, 200 of %d",
+			got.State, got.Rounds, len(got.Evidence), got.EvidenceCount, total-1, total+1)
+	}
+	for i, e := range got.Evidence {
+		want := i // the first 50
+		if i >= 50 {
+			want = total + 1 - 200 + i // then the latest 150
+		}
+		if !e.Time.Equal(t0.Add(time.Duration(want)*time.Second)) || e.Phases.Get("connect") != float64(want) {
+			t.Fatalf("evidence[%d] = %+v, want piece %d", i, e, want)
+		}
+	}
+	// A whole incident replaces the evidence.
+	inc.Evidence, inc.EvidenceCount = []confirm.Evidence{evidenceAt(7)}, 0
+	if err := s.Put([]confirm.Incident{inc}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := s.Get(3); len(got.Evidence) != 1 || got.Evidence[0].Phases.Get("connect") != 7 {
+		t.Errorf("after writing the whole incident: %+v, want its one piece of evidence", got.Evidence)
+	}
+	// Pruning deletes the evidence with the incident.
+	inc.ResolvedAt, inc.Resolution = t0, confirm.ResolutionFalseAlarm
+	if err := s.Put([]confirm.Incident{inc}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Prune(t0.Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("Prune = %d, %v; want 1", n, err)
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if k, _ := tx.Bucket(bucketEvidence).Cursor().First(); k != nil {
+			t.Errorf("evidence %x left after pruning its incident", k)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Incidents of older coordinators held their evidence in their JSON: the
+// first start moves it apart, and records then add to it.
+func TestStoreSplitsOldEvidence(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpenStore(t, dir)
+	old := confirm.Incident{ID: 4, Target: "https://a.example", Module: "http_2xx", State: confirm.StateDown, StartedAt: t0, OpenedAt: t0, ConfirmedAt: t0,
+		Evidence: []confirm.Evidence{evidenceAt(0), evidenceAt(1), evidenceAt(2)}}
+	data, err := json.Marshal(&old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPutRaw(t, s, 4, string(data))
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketOpen).Put(idKey(4), nil); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Delete(keyEvidenceApart)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpenStore(t, dir)
+	defer s.Close()
+	open, err := s.List(true, 0)
+	if err != nil || len(open) != 1 || len(open[0].Evidence) != 3 || open[0].EvidenceCount != 3 {
+		t.Fatalf("open incidents after the split = %+v, %v; want incident 4 with 3 pieces of evidence", open, err)
+	}
+	rec := open[0]
+	rec.Rounds = 5
+	rec.Evidence, rec.EvidenceCount = []confirm.Evidence{evidenceAt(3)}, 4
+	if err := s.Put([]confirm.Incident{rec}); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := s.Get(4)
+	if err != nil || got.Rounds != 5 || len(got.Evidence) != 4 || got.Evidence[3].Phases.Get("connect") != 3 || got.Evidence[0].Phases.Get("connect") != 0 {
+		t.Errorf("after a record: %+v, %v; want 5 rounds and the 4 pieces of evidence in order", got, err)
+	}
+}
+
+// A restart resumes open incidents from each location's latest evidence
+// and latest failure only.
+func TestStoreResumesOpenIncidentsFromTheirLatestEvidence(t *testing.T) {
+	s := mustOpenStore(t, t.TempDir())
+	defer s.Close()
+	at := func(loc string, sec int, r confirm.Outcome) confirm.Evidence {
+		return confirm.Evidence{Location: loc, Time: t0.Add(time.Duration(sec) * time.Second), Source: confirm.SourceCheck, Result: r}
+	}
+	open := confirm.Incident{ID: 5, Target: "https://a.example", Module: "http_2xx", State: confirm.StateDown, StartedAt: t0, OpenedAt: t0,
+		Evidence: []confirm.Evidence{at("ams", 0, confirm.OutcomeFailure), at("fra", 1, confirm.OutcomeFailure), at("ams", 30, confirm.OutcomeFailure),
+			at("fra", 31, confirm.OutcomeSuccess), at("ams", 20, confirm.OutcomeUnknown), at("ams", 60, confirm.OutcomeSuccess)}}
+	closed := confirm.Incident{ID: 6, Target: "https://b.example", Module: "http_2xx", State: confirm.StateResolved, StartedAt: t0, OpenedAt: t0, ResolvedAt: t0}
+	if err := s.Put([]confirm.Incident{open, closed}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ResumeOpen()
+	if err != nil || len(got) != 1 || got[0].ID != 5 || got[0].EvidenceCount != 6 {
+		t.Fatalf("ResumeOpen = %+v, %v; want incident 5 of 6 pieces of evidence", got, err)
+	}
+	var kept []string
+	for _, e := range got[0].Evidence {
+		kept = append(kept, fmt.Sprintf("%s@%.0f:%s", e.Location, e.Time.Sub(t0).Seconds(), e.Result))
+	}
+	if want := []string{"fra@1:failure", "ams@30:failure", "fra@31:success", "ams@60:success"}; !slices.Equal(kept, want) {
+		t.Errorf("resumed evidence %v, want %v", kept, want)
 	}
 }

@@ -121,7 +121,7 @@ func (s *Store) IncidentsSince(since time.Time) (map[confirm.Key][]confirm.Incid
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketIncidents).ForEach(func(_, v []byte) error {
 			var inc confirm.Incident
-			if err := decodeIncident(v, &inc); err != nil {
+			if err := readIncident(tx, v, &inc); err != nil {
 				return err
 			}
 			if inc.Open() || !inc.ResolvedAt.Before(since) {

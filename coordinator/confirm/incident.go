@@ -1,7 +1,9 @@
 package confirm
 
 import (
+	"slices"
 	"time"
+	"unique"
 
 	"github.com/vantageprobe/vantage/prober/result"
 )
@@ -106,7 +108,10 @@ func EvidenceFrom(location, source string, r *result.Result, fallback time.Time)
 		e.Result = OutcomeSuccess
 	}
 	e.Reason = internReason(r.Reason)
-	e.Error = r.Error
+	// The same error text comes from every location and every round of
+	// a target (and once more in each location's latest evidence): one
+	// copy of it is kept.
+	e.Error = unique.Make(r.Error).Value()
 	e.DurationSeconds = r.Duration.Seconds()
 	e.Phases = phasesFrom(r.Phases)
 	if r.HTTP != nil {
@@ -152,9 +157,21 @@ type Incident struct {
 	Flapping bool `json:"flapping,omitempty"`
 	// Rounds counts the verification rounds run for the incident.
 	Rounds int `json:"verification_rounds"`
-	// Evidence is what the locations saw, oldest first: the first
-	// maxEvidenceHead entries and the latest ones up to maxEvidence.
+	// Evidence is what the locations saw, oldest first. The incident
+	// log (and so the API) keeps the first maxEvidenceHead pieces and the
+	// latest ones up to maxEvidence. The machine holds none of it between
+	// saves: an open incident's Evidence, and a record in Effects.Save,
+	// are only the pieces added since the previous record, which the log
+	// appends (see EvidenceCount).
 	Evidence []Evidence `json:"evidence"`
+	// EvidenceCount is how many pieces of evidence were ever added to the
+	// incident, Evidence's included (they are the latest ones). 0, or no
+	// more than len(Evidence), for a whole incident, which the log stores
+	// as it is. Not part of the API.
+	EvidenceCount int `json:"-"`
+	// failed lists the locations any piece of evidence of which was a
+	// failure, in the order they first failed.
+	failed []string
 }
 
 // Open reports whether the incident is not resolved yet.
@@ -171,37 +188,69 @@ const (
 	maxEvidenceHead = 50
 )
 
-// addEvidence appends e, keeping the first maxEvidenceHead entries (how
-// the incident was confirmed) and the latest ones. The evidence grows a
-// few entries at a time, and an error text equal to the location's
-// previous one is shared with it.
+// EvidenceEvicted says which earlier piece of an incident's evidence the
+// log no longer keeps once the piece numbered n (from 0, in the order
+// they were added) is added: the first maxEvidenceHead pieces (how the
+// incident was confirmed) and the latest ones stay, up to maxEvidence.
+func EvidenceEvicted(n int) (int, bool) {
+	old := n - (maxEvidence - maxEvidenceHead)
+	return old, old >= maxEvidenceHead
+}
+
+// addEvidence adds e to the evidence the next record carries.
 func (i *Incident) addEvidence(e Evidence) {
-	if len(i.Evidence) >= maxEvidence {
-		i.Evidence = append(i.Evidence[:maxEvidenceHead], i.Evidence[maxEvidenceHead+1:]...)
-	}
-	for j := len(i.Evidence) - 1; j >= 0; j-- {
-		if prev := &i.Evidence[j]; prev.Location == e.Location {
-			if prev.Error == e.Error {
-				e.Error = prev.Error
-			}
-			break
-		}
-	}
 	if len(i.Evidence) == cap(i.Evidence) {
+		// Records carry a few pieces: grow a few at a time.
 		grown := make([]Evidence, len(i.Evidence), len(i.Evidence)+evidenceGrowth)
 		copy(grown, i.Evidence)
 		i.Evidence = grown
 	}
 	i.Evidence = append(i.Evidence, e)
+	i.EvidenceCount++
+	i.noteFailure(&e)
 }
 
-// evidenceGrowth is how many entries an incident's evidence grows by:
-// doubling would leave half of a long incident's evidence unused.
+// noteFailure adds e's location to the failed ones when e is a failure.
+func (i *Incident) noteFailure(e *Evidence) {
+	if e.Result == OutcomeFailure && !slices.Contains(i.failed, e.Location) {
+		i.failed = append(i.failed, e.Location)
+	}
+}
+
+// evidenceGrowth is how many entries a record's evidence grows by.
 const evidenceGrowth = 4
 
-// clone returns a copy that shares nothing mutable with i.
-func (i *Incident) clone() Incident {
+// failedLocations lists the locations that failed the incident at some
+// point, as its evidence tells.
+func (i *Incident) failedLocations() []string {
+	if i.failed == nil {
+		// A whole incident (read from the log) holds all its evidence.
+		for j := range i.Evidence {
+			i.noteFailure(&i.Evidence[j])
+		}
+	}
+	return i.failed
+}
+
+// record returns what the incident log must write after a change: the
+// incident's fields and the evidence added since the previous record,
+// which the incident then no longer holds (the log keeps it). An open
+// incident thus costs the machine its fields only, however long its
+// evidence.
+func (i *Incident) record() Incident {
 	c := *i
-	c.Evidence = append([]Evidence(nil), i.Evidence...)
+	c.failed = nil
+	i.Evidence = nil
+	return c
+}
+
+// restored returns an incident read from the log as the machine holds
+// it: without its evidence, which the log keeps, but knowing which
+// locations failed it and how many pieces of evidence it has.
+func (i *Incident) restored() Incident {
+	c := *i
+	c.failed = slices.Clone(i.failedLocations())
+	c.EvidenceCount = max(c.EvidenceCount, len(c.Evidence))
+	c.Evidence = nil
 	return c
 }

@@ -297,14 +297,14 @@ func (m *Machine) Configure(c *config.CoordinatorConfig) {
 // at once. The locations' snapshots then bring back their intervals.
 func (m *Machine) Restore(open []Incident, now time.Time) {
 	for i := range open {
-		inc := open[i].clone()
+		inc := open[i].restored()
 		m.lastID = max(m.lastID, inc.ID)
 		t := m.target(inc.Key(), now)
 		t.incident = &inc
 		t.state = inc.State
 		t.since = now
 		t.nextRound = now
-		for _, e := range inc.Evidence {
+		for _, e := range open[i].Evidence {
 			t.loc(e.Location).see(&e)
 		}
 	}
@@ -479,7 +479,7 @@ func (m *Machine) judge(t *target, evidence []Evidence, now time.Time) Effects {
 			eff.Merge(m.startRound(t, now))
 		}
 		if t.incident != nil {
-			eff.Save = append(eff.Save, t.incident.clone())
+			eff.Save = append(eff.Save, t.incident.record())
 		}
 	}
 	return eff
@@ -635,7 +635,7 @@ func (m *Machine) verdict(t *target, r *round, now time.Time) Effects {
 	default:
 		m.setState(t, StateUnknown, now)
 	}
-	eff.Save = append(eff.Save, t.incident.clone())
+	eff.Save = append(eff.Save, t.incident.record())
 	return eff
 }
 
@@ -713,7 +713,7 @@ func (m *Machine) resolve(t *target, resolution string, ended, now time.Time) Ef
 	t.recovery = recovery{}
 	t.closed = append(t.closed, inc)
 	m.setState(t, StateUp, now)
-	eff := Effects{Save: []Incident{inc.clone()}, Resolved: []string{resolution}}
+	eff := Effects{Save: []Incident{inc.record()}, Resolved: []string{resolution}}
 	eff.event(EventResolved, inc)
 	if resolution != ResolutionRecovered && resolution != ResolutionMaintenance {
 		m.contradictFailures(inc, now, &eff)

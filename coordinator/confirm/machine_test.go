@@ -97,6 +97,9 @@ func TestOutageConfirmedByTheOtherLocations(t *testing.T) {
 	if inc.ID != 1 || inc.State != StateSeemsDown || !inc.StartedAt.Equal(first) || !inc.OpenedAt.Equal(t0) || inc.Reporter != "ams" {
 		t.Errorf("opened incident = %+v, want #1 seems_down started at the first failure, opened now, by ams", inc)
 	}
+	if len(inc.Evidence) != 1 || inc.Evidence[0].Location != "ams" || inc.Evidence[0].Source != SourceReport || inc.Evidence[0].Phases.Get("connect") != 0.002 {
+		t.Errorf("opening evidence = %+v, want ams's report with its phases", inc.Evidence)
+	}
 	if v := stateOf(t, m); v.State != StateSeemsDown || !v.DownSince.IsZero() {
 		t.Errorf("state = %s down since %v, want seems_down and not down", v.State, v.DownSince)
 	}
@@ -111,11 +114,12 @@ func TestOutageConfirmedByTheOtherLocations(t *testing.T) {
 		t.Errorf("confirmation durations = %v, want [22s] (first failure to confirmation)", eff.Confirmed)
 	}
 	inc = lastSaved(t, eff)
-	if !inc.ConfirmedAt.Equal(done) || inc.State != StateDown || inc.Rounds != 1 || len(inc.Evidence) != 3 {
-		t.Errorf("confirmed incident = %+v, want confirmed at %v, down, 1 round, 3 pieces of evidence", inc, done)
+	// The record adds the round's two answers to the logged report.
+	if !inc.ConfirmedAt.Equal(done) || inc.State != StateDown || inc.Rounds != 1 || inc.EvidenceCount != 3 || len(inc.Evidence) != 2 {
+		t.Errorf("confirmed incident = %+v, want confirmed at %v, down, 1 round, 3 pieces of evidence, the last 2 new", inc, done)
 	}
-	if inc.Evidence[0].Location != "ams" || inc.Evidence[0].Source != SourceReport || inc.Evidence[0].Phases.Get("connect") != 0.002 {
-		t.Errorf("first evidence = %+v, want ams's report with its phases", inc.Evidence[0])
+	if inc.Evidence[0].Location != "fra" || inc.Evidence[0].Source != SourceCheck || inc.Evidence[1].Location != "sfo" {
+		t.Errorf("new evidence = %+v, want fra's then sfo's answer", inc.Evidence)
 	}
 }
 
@@ -384,18 +388,26 @@ func TestRestoreResumesOpenIncidents(t *testing.T) {
 }
 
 func TestEvidenceIsBounded(t *testing.T) {
-	inc := &Incident{}
-	for i := range maxEvidence + 50 {
-		inc.addEvidence(Evidence{Location: "ams", Time: t0.Add(time.Duration(i) * time.Second)})
+	// The evidence the log keeps, added one piece at a time.
+	var kept []int
+	for n := range maxEvidence + 50 {
+		kept = append(kept, n)
+		if old, ok := EvidenceEvicted(n); ok {
+			i := slices.Index(kept, old)
+			if i < 0 {
+				t.Fatalf("piece %d evicts %d, which is not kept", n, old)
+			}
+			kept = slices.Delete(kept, i, i+1)
+		}
 	}
-	if len(inc.Evidence) != maxEvidence {
-		t.Fatalf("%d pieces of evidence kept, want %d", len(inc.Evidence), maxEvidence)
+	if len(kept) != maxEvidence {
+		t.Fatalf("%d pieces of evidence kept, want %d", len(kept), maxEvidence)
 	}
-	if !inc.Evidence[0].Time.Equal(t0) || !inc.Evidence[maxEvidenceHead-1].Time.Equal(t0.Add(time.Duration(maxEvidenceHead-1)*time.Second)) {
-		t.Errorf("the first %d pieces (how the incident was confirmed) were not kept", maxEvidenceHead)
+	if kept[0] != 0 || kept[maxEvidenceHead-1] != maxEvidenceHead-1 {
+		t.Errorf("the first %d pieces (how the incident was confirmed) were not kept: %v", maxEvidenceHead, kept[:maxEvidenceHead])
 	}
-	if last := inc.Evidence[maxEvidence-1].Time; !last.Equal(t0.Add(time.Duration(maxEvidence+49) * time.Second)) {
-		t.Errorf("latest evidence at %v, want the newest", last)
+	if kept[maxEvidenceHead] != 100 || kept[maxEvidence-1] != maxEvidence+49 {
+		t.Errorf("kept %v after the head, want the latest", kept[maxEvidenceHead:])
 	}
 }
 

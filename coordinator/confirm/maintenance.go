@@ -55,7 +55,7 @@ func (m *Machine) maintain(t *target, ep *episode, inc *Incident, now time.Time,
 		inc.State = StateSeemsDown
 		m.setState(t, StateSeemsDown, now)
 		t.nextRound = now
-		eff.Save = append(eff.Save, inc.clone())
+		eff.Save = append(eff.Save, inc.record())
 		return inc, false
 	}
 	if t.incident != nil && !t.incident.Confirmed() {

@@ -57,7 +57,7 @@ func (m *Machine) evaluate(t *target, now time.Time) Effects {
 			inc.EndedAt, changed = ep.end, true
 		}
 		if changed && (inc == t.incident || !inc.Open()) {
-			eff.Save = append(eff.Save, inc.clone())
+			eff.Save = append(eff.Save, inc.record())
 		}
 	}
 	if round && t.incident != nil && t.round == nil {
@@ -158,7 +158,7 @@ func (m *Machine) openIncident(t *target, ep *episode, now time.Time, eff *Effec
 		} else {
 			m.setState(t, StateSeemsDown, now)
 		}
-		eff.Save = append(eff.Save, inc.clone())
+		eff.Save = append(eff.Save, inc.record())
 	}
 	return inc
 }
@@ -172,7 +172,7 @@ func (m *Machine) closeIncident(t *target, inc *Incident, resolution string, end
 	}
 	inc.State, inc.Resolution, inc.ResolvedAt, inc.EndedAt = StateResolved, resolution, now, ended
 	t.closed = append(t.closed, inc)
-	eff.Save = append(eff.Save, inc.clone())
+	eff.Save = append(eff.Save, inc.record())
 	eff.Resolved = append(eff.Resolved, resolution)
 	eff.event(EventResolved, inc)
 }

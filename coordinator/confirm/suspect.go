@@ -202,7 +202,7 @@ func (m *Machine) discount(location string, onset, now time.Time, eff *Effects) 
 			if inc.Resolution == ResolutionFalseAlarm && !inc.OpenedAt.Before(onset) && m.onlySuspectsFailed(inc) {
 				inc.Resolution = ResolutionSuspect
 				eff.Discounted++
-				eff.Save = append(eff.Save, inc.clone())
+				eff.Save = append(eff.Save, inc.record())
 			}
 		}
 		inc := t.incident
@@ -254,26 +254,20 @@ func (m *Machine) falseAlarm(inc *Incident) string {
 // onlySuspectsFailed: some location failed the incident, and each one
 // that did is suspect.
 func (m *Machine) onlySuspectsFailed(inc *Incident) bool {
-	failed := false
-	for _, e := range inc.Evidence {
-		if e.Result != OutcomeFailure {
-			continue
-		}
-		if m.trusted(e.Location) {
+	failed := inc.failedLocations()
+	for _, l := range failed {
+		if m.trusted(l) {
 			return false
 		}
-		failed = true
 	}
-	return failed
+	return len(failed) > 0
 }
 
 // contradictFailures records, when an incident ends as a false alarm,
 // that the others contradicted each location that failed it.
 func (m *Machine) contradictFailures(inc *Incident, now time.Time, eff *Effects) {
-	for _, e := range inc.Evidence {
-		if e.Result == OutcomeFailure {
-			m.contradict(e.Location, inc.Key(), now, eff)
-		}
+	for _, l := range inc.failedLocations() {
+		m.contradict(l, inc.Key(), now, eff)
 	}
 }
 

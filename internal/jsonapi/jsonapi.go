@@ -3,6 +3,7 @@
 package jsonapi
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,4 +54,49 @@ func Decode(w http.ResponseWriter, r *http.Request, limit int64, v any, what str
 		return http.StatusBadRequest, errors.New("invalid request body: more than one JSON value")
 	}
 	return 0, nil
+}
+
+// List writes a JSON array one element at a time, as Write writes a
+// whole slice (the same bytes), so that a long answer is never encoded
+// whole in memory.
+type List struct {
+	w   *bufio.Writer
+	n   int
+	err error
+}
+
+// StartList answers with status and the start of a JSON array.
+func StartList(w http.ResponseWriter, status int) *List {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	l := &List{w: bufio.NewWriterSize(w, 32<<10)}
+	l.err = l.w.WriteByte('[')
+	return l
+}
+
+// Add writes one element.
+func (l *List) Add(v any) error {
+	if l.err != nil {
+		return l.err
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		l.err = err
+		return err
+	}
+	if l.n > 0 {
+		_ = l.w.WriteByte(',')
+	}
+	l.n++
+	_, l.err = l.w.Write(data)
+	return l.err
+}
+
+// End ends the array and writes what is buffered.
+func (l *List) End() error {
+	if l.err != nil {
+		return l.err
+	}
+	_, _ = l.w.WriteString("]\n")
+	return l.w.Flush()
 }
