@@ -152,6 +152,16 @@ func (h *history) spans() []span {
 	return out
 }
 
+// unresolved reports whether the location's latest failure has no
+// success after it.
+func (h *history) unresolved() bool {
+	if h == nil {
+		return false
+	}
+	last := h.lastFailure()
+	return !last.IsZero() && !h.succeededAfter(last)
+}
+
 // succeededAfter reports whether the location saw the target succeed
 // after t.
 func (h *history) succeededAfter(t time.Time) bool {
@@ -242,6 +252,9 @@ type episode struct {
 	confirmed                bool
 	overlapStart, overlapEnd time.Time
 	ongoing, settled         bool
+	// lingers: a location's latest failure here is live, closed, and
+	// unresolved (span.unresolved): the episode is not known to be over.
+	lingers bool
 }
 
 // episodes derives a target's episodes from its locations' histories,
@@ -347,6 +360,7 @@ func (e *episode) overlap(need int) {
 	}
 	e.ongoing = openAtEnd >= need || (e.confirmed && openAtEnd+lingering >= need)
 	e.settled = e.confirmed && openAtEnd+lingering+untold < need
+	e.lingers = lingering > 0
 	if e.ongoing {
 		e.overlapEnd = time.Time{}
 	}

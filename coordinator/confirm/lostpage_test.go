@@ -127,3 +127,23 @@ func TestBatchAgeIsTakenOnArrival(t *testing.T) {
 		t.Fatalf("two fresh failures applied late: state %s down since %v, want down since %v", v.State, v.DownSince, t0)
 	}
 }
+
+// Two locations report failing streaks and then that they can no longer
+// tell (their canaries fail), all in one batch each: they failed at once
+// and nothing says the target recovered, so the outage is confirmed and
+// down, not a false alarm.
+func TestFailuresThatTurnUnknownStillConfirm(t *testing.T) {
+	m := NewMachine(testConfig("ams", "fra", "sfo"), 0)
+	at := t0.Add(10 * time.Second)
+	log := incidents{}
+	for _, l := range []string{"ams", "fra"} {
+		res := m.Batch(l, []*api.Report{failing(t0, t0), unknownReport(t0.Add(5 * time.Second))}, nil, at)
+		log.add(res.Effects)
+		if len(res.Resolved) != 0 {
+			t.Fatalf("resolved %v after %s's failure turned unknown", res.Resolved, l)
+		}
+	}
+	if v := stateOf(t, m); v.State != StateDown || !v.DownSince.Equal(t0) || len(log) != 1 {
+		t.Fatalf("state %s down since %v, incidents %v; want one outage, down since %v", v.State, v.DownSince, log.summary(), t0)
+	}
+}

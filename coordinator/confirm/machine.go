@@ -607,13 +607,8 @@ func (m *Machine) verdict(t *target, r *round, now time.Time) Effects {
 				m.countSuccess(t, answer)
 			}
 		default:
-			if ls := t.find(l); ls != nil && ls.hist.open() {
-				// No answer in time, but the location's scheduled
-				// checks fail still (its failing streak is open): that
-				// is its answer.
-				failing++
-				continue
-			}
+			// No answer: a failing streak of the location still open
+			// counts through the intervals (see evaluate).
 			unknown++
 		}
 	}

@@ -152,8 +152,10 @@ func (m *Machine) openIncident(t *target, ep *episode, now time.Time, eff *Effec
 		// the target never goes down.
 		m.confirm(inc, now, eff)
 		m.closeIncident(t, inc, ResolutionRecovered, ep.overlapEnd, now, eff)
-	case !ep.open && !ep.ongoing:
-		// Over before enough locations failed at once.
+	case !ep.open && !ep.ongoing && !ep.lingers:
+		// Over before enough locations failed at once (a location
+		// that can no longer tell does not say it is over: the
+		// rounds ask).
 		m.closeIncident(t, inc, ResolutionFalseAlarm, ep.end, now, eff)
 	default:
 		t.incident = inc

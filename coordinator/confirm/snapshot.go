@@ -62,7 +62,9 @@ func (m *Machine) applySnapshot(location string, snap *api.Snapshot, received, n
 		if up != nil {
 			ls.scheduled = up[k]
 		}
-		if ls.hist.open() {
+		if ls.hist.open() || ls.hist.unresolved() {
+			// Up there now: that ends its failure, also one that ended
+			// only because the location could no longer tell.
 			ls.hist.close(snap.Time, true)
 			ls.seeOutcome(OutcomeSuccess, snap.Time)
 			changed = append(changed, t)
