@@ -147,3 +147,30 @@ func TestFailuresThatTurnUnknownStillConfirm(t *testing.T) {
 		t.Fatalf("state %s down since %v, incidents %v; want one outage, down since %v", v.State, v.DownSince, log.summary(), t0)
 	}
 }
+
+// A failure that ended only because its location could no longer tell is
+// verified, not dismissed; the location's snapshot, not listing the
+// target any more, says it is up there, and that ends it as a false
+// alarm.
+func TestSnapshotEndsAFailureThatTurnedUnknown(t *testing.T) {
+	m := NewMachine(testConfig("ams", "fra", "sfo"), 0)
+	at := t0.Add(10 * time.Second)
+	res := m.Batch("ams", []*api.Report{failing(t0, t0), unknownReport(t0.Add(5 * time.Second))}, nil, at)
+	if len(res.Resolved) != 0 {
+		t.Fatalf("resolved %v: nothing said the target recovered", res.Resolved)
+	}
+	r := mustOneRound(t, res.Effects)
+	at = at.Add(10 * time.Second)
+	eff := m.RoundDone(key, r.ID, []Evidence{answer("ams", OutcomeUnknown, at), answer("fra", OutcomeUnknown, at), answer("sfo", OutcomeUnknown, at)}, at)
+	if v := stateOf(t, m); v.State != StateUnknown || len(eff.Resolved) != 0 {
+		t.Fatalf("after a round of unknowns: state %s, resolved %v; want unknown, open", v.State, eff.Resolved)
+	}
+	at = at.Add(5 * time.Second)
+	res = m.Batch("ams", nil, snapshot(at), at)
+	if !slices.Equal(res.Resolved, []string{ResolutionFalseAlarm}) {
+		t.Errorf("after ams's snapshot no longer lists the target: resolved %v, want [false_alarm]", res.Resolved)
+	}
+	if v := stateOf(t, m); v.State != StateUp {
+		t.Errorf("state %s, want up", v.State)
+	}
+}
