@@ -85,6 +85,10 @@ func (in *intake) fresh(b *api.Batch) (fresh []*api.Report, duplicates int, want
 // exporters) for a batch that can never be accepted, and 503 when the
 // log cannot be written (retried).
 func (c *Coordinator) handleReports(w http.ResponseWriter, r *http.Request) {
+	// The batch's age is taken on arrival: the time it then waits for the
+	// confirmation state (this coordinator's own load) is not the age of
+	// its evidence.
+	received := time.Now()
 	var b api.Batch
 	conf := c.conf.Load()
 	if status, err := jsonapi.Decode(w, r, maxReportBatchBytes, &b, "a JSON object with location, run and reports"); err != nil {
@@ -117,13 +121,14 @@ func (c *Coordinator) handleReports(w http.ResponseWriter, r *http.Request) {
 	var wantTargets bool
 	done := c.update(func(m *confirm.Machine, now time.Time) confirm.Effects {
 		eff := m.SelfReported(b.Location, b.Degraded, now)
-		apply := m.Batch
-		if !b.SentAt.IsZero() && now.Sub(b.SentAt) > maxBatchTransit {
+		var res confirm.BatchResult
+		if !b.SentAt.IsZero() && received.Sub(b.SentAt) > maxBatchTransit {
 			// Sent long before it was read (this coordinator was frozen
 			// or cut off): history, not live evidence.
-			apply = m.LateBatch
+			res = m.LateBatch(b.Location, fresh, b.Snapshot, now)
+		} else {
+			res = m.BatchReceived(b.Location, fresh, b.Snapshot, received, now)
 		}
-		res := apply(b.Location, fresh, b.Snapshot, now)
 		wantTargets = res.WantTargets
 		eff.Merge(res.Effects)
 		return eff

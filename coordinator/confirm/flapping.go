@@ -83,7 +83,19 @@ func (m *Machine) recoveryHold(t *target) time.Duration {
 // reverify_interval later, spread by up to ±10% so that incidents opened
 // together are not all re-checked together.
 func (m *Machine) reverifyAt(t *target, now time.Time) time.Time {
-	iv := m.conf.ReverifyInterval
+	return m.spreadAfter(t, now, m.conf.ReverifyInterval)
+}
+
+// retryAt is when an incident whose round was undecided (too few
+// answers) is verified again: verify_timeout later (reverify_interval if
+// shorter), spread as reverifyAt spreads.
+func (m *Machine) retryAt(t *target, now time.Time) time.Time {
+	return m.spreadAfter(t, now, min(m.conf.ReverifyInterval, m.conf.VerifyTimeout))
+}
+
+// spreadAfter is iv after now, spread by up to ±10% by the target and
+// its incident's rounds.
+func (m *Machine) spreadAfter(t *target, now time.Time, iv time.Duration) time.Time {
 	spread := int64(iv / 5)
 	if spread <= 0 {
 		return now.Add(iv)

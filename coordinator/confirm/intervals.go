@@ -107,6 +107,11 @@ type span struct {
 	streak int
 	// stale: a streak known only from late reports.
 	stale bool
+	// unresolved: a closed span that holds the location's latest failure
+	// with no success after it: nothing says the target recovered there
+	// (the location could no longer tell, the span is one failed check the
+	// coordinator asked for, or it is history).
+	unresolved bool
 }
 
 // streakEnd derives where streak i ends: at the first closing at or
@@ -134,14 +139,38 @@ func (h *history) spans() []span {
 		return nil
 	}
 	out := make([]span, 0, len(h.streaks)+len(h.points))
+	latest := h.lastFailure()
 	for i, s := range h.streaks {
 		end, open := h.streakEnd(i)
-		out = append(out, span{start: s.start, end: end, open: open, streak: i, stale: s.stale})
+		unresolved := !open && !s.last.Before(latest) && !h.succeededAfter(s.last)
+		out = append(out, span{start: s.start, end: end, open: open, streak: i, stale: s.stale, unresolved: unresolved})
 	}
 	for _, p := range h.points {
-		out = append(out, span{start: p, end: p.Add(epsilon), streak: -1})
+		unresolved := !p.Before(latest) && !h.succeededAfter(p)
+		out = append(out, span{start: p, end: p.Add(epsilon), streak: -1, unresolved: unresolved})
 	}
 	return out
+}
+
+// unresolved reports whether the location's latest failure has no
+// success after it.
+func (h *history) unresolved() bool {
+	if h == nil {
+		return false
+	}
+	last := h.lastFailure()
+	return !last.IsZero() && !h.succeededAfter(last)
+}
+
+// succeededAfter reports whether the location saw the target succeed
+// after t.
+func (h *history) succeededAfter(t time.Time) bool {
+	for i := len(h.closings) - 1; i >= 0 && h.closings[i].at.After(t); i-- {
+		if h.closings[i].success {
+			return true
+		}
+	}
+	return false
 }
 
 // open reports whether the location has an open interval.
@@ -214,10 +243,18 @@ type episode struct {
 	streaks bool
 	// confirmed: at some instant, at least need locations' intervals
 	// overlapped, from overlapStart; the overlap ended at overlapEnd
-	// (its last instant), or is ongoing.
+	// (its last instant), or is ongoing. A confirmed overlap goes on
+	// while need locations may still be failing: an interval still open,
+	// or a live one that ended with nothing to say the target recovered
+	// there (span.unresolved), counts as failing still; only successes
+	// end an outage. settled: it is over, and not only because late
+	// reports (history) say no more than that a location failed.
 	confirmed                bool
 	overlapStart, overlapEnd time.Time
-	ongoing                  bool
+	ongoing, settled         bool
+	// lingers: a location's latest failure here is live, closed, and
+	// unresolved (span.unresolved): the episode is not known to be over.
+	lingers bool
 }
 
 // episodes derives a target's episodes from its locations' histories,
@@ -272,7 +309,9 @@ func (e *episode) overlap(need int) {
 	for _, s := range e.spans {
 		byLoc[s.loc] = append(byLoc[s.loc], s.span)
 	}
-	openAtEnd := 0
+	// Locations whose latest failure here is open, live and unresolved,
+	// or history and unresolved.
+	openAtEnd, lingering, untold := 0, 0, 0
 	for _, spans := range byLoc {
 		cur := spans[0]
 		flush := func() {
@@ -282,6 +321,13 @@ func (e *episode) overlap(need int) {
 			} else {
 				edges = append(edges, edge{cur.end, -1})
 			}
+		}
+		switch {
+		case slices.ContainsFunc(spans, func(s span) bool { return s.open }):
+		case slices.ContainsFunc(spans, func(s span) bool { return s.unresolved && !s.stale }):
+			lingering++
+		case slices.ContainsFunc(spans, func(s span) bool { return s.unresolved }):
+			untold++
 		}
 		for _, s := range spans[1:] {
 			if cur.open || !s.start.After(cur.end) {
@@ -312,7 +358,9 @@ func (e *episode) overlap(need int) {
 			e.overlapEnd = ed.at
 		}
 	}
-	e.ongoing = openAtEnd >= need
+	e.ongoing = openAtEnd >= need || (e.confirmed && openAtEnd+lingering >= need)
+	e.settled = e.confirmed && openAtEnd+lingering+untold < need
+	e.lingers = lingering > 0
 	if e.ongoing {
 		e.overlapEnd = time.Time{}
 	}

@@ -340,7 +340,17 @@ type BatchResult struct {
 // Batch applies one batch of a location: its reports in order, then its
 // snapshot (which includes them), then judges every target they touched.
 func (m *Machine) Batch(location string, reports []*api.Report, snap *api.Snapshot, now time.Time) BatchResult {
-	return m.batch(location, reports, snap, now, false)
+	return m.batch(location, reports, snap, now, now, false)
+}
+
+// BatchReceived applies a batch as Batch does, at now, with the age of
+// its reports taken when it was received: the time it then waited for
+// the coordinator (its own load) does not make its evidence history.
+func (m *Machine) BatchReceived(location string, reports []*api.Report, snap *api.Snapshot, received, now time.Time) BatchResult {
+	if received.After(now) {
+		received = now
+	}
+	return m.batch(location, reports, snap, received, now, false)
 }
 
 // LateBatch applies a batch that took too long from the exporter to the
@@ -348,10 +358,10 @@ func (m *Machine) Batch(location string, reports []*api.Report, snap *api.Snapsh
 // frozen or cut off): all of it is history, as reports older than
 // report_freshness are.
 func (m *Machine) LateBatch(location string, reports []*api.Report, snap *api.Snapshot, now time.Time) BatchResult {
-	return m.batch(location, reports, snap, now, true)
+	return m.batch(location, reports, snap, now, now, true)
 }
 
-func (m *Machine) batch(location string, reports []*api.Report, snap *api.Snapshot, now time.Time, late bool) BatchResult {
+func (m *Machine) batch(location string, reports []*api.Report, snap *api.Snapshot, received, now time.Time, late bool) BatchResult {
 	type touched struct {
 		t        *target
 		evidence []Evidence
@@ -371,7 +381,7 @@ func (m *Machine) batch(location string, reports []*api.Report, snap *api.Snapsh
 	for _, r := range reports {
 		t := m.target(Key{Target: r.Target, Module: r.Module}, now)
 		x := touch(t)
-		if late || now.Sub(r.Time) > m.conf.ReportFreshness {
+		if late || received.Sub(r.Time) > m.conf.ReportFreshness {
 			// Delivered late: history, not live evidence.
 			m.applyStale(t, location, r)
 			continue
@@ -383,7 +393,7 @@ func (m *Machine) batch(location string, reports []*api.Report, snap *api.Snapsh
 	}
 	if snap != nil {
 		var changed []*target
-		changed, res.WantTargets = m.applySnapshot(location, snap, now, late)
+		changed, res.WantTargets = m.applySnapshot(location, snap, received, now, late)
 		for _, t := range changed {
 			touch(t)
 		}
@@ -597,6 +607,8 @@ func (m *Machine) verdict(t *target, r *round, now time.Time) Effects {
 				m.countSuccess(t, answer)
 			}
 		default:
+			// No answer: a failing streak of the location still open
+			// counts through the intervals (see evaluate).
 			unknown++
 		}
 	}
@@ -631,9 +643,12 @@ func (m *Machine) verdict(t *target, r *round, now time.Time) Effects {
 	case r.overloaded > 0:
 		// Undecided only because the coordinator could not ask every
 		// location in time: the verdict stays, and it asks again soon.
-		t.nextRound = now.Add(min(m.conf.ReverifyInterval, m.conf.VerifyTimeout))
+		t.nextRound = m.retryAt(t, now)
 	default:
+		// Undecided: asked again soon, so an outage is confirmed as
+		// soon as the locations answer.
 		m.setState(t, StateUnknown, now)
+		t.nextRound = m.retryAt(t, now)
 	}
 	eff.Save = append(eff.Save, t.incident.record())
 	return eff

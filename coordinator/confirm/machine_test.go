@@ -178,18 +178,19 @@ func TestUnknownIsVerifiedAgainUntilAVerdict(t *testing.T) {
 	m := NewMachine(testConfig("ams", "fra", "sfo"), 0)
 	r := mustOneRound(t, m.Report("ams", failing(t0, t0), t0))
 	m.RoundDone(key, r.ID, []Evidence{answer("fra", OutcomeUnknown, t0), answer("sfo", OutcomeUnknown, t0)}, t0)
-	// Re-verification is due reverify_interval later, spread by ±10%.
-	if eff := m.Due(t0.Add(26 * time.Second)); len(eff.Rounds) != 0 {
-		t.Fatalf("a round before 90%% of reverify_interval: %+v", eff.Rounds)
+	// An undecided round is repeated verify_timeout later (it is shorter
+	// than reverify_interval), spread by ±10%.
+	if eff := m.Due(t0.Add(8 * time.Second)); len(eff.Rounds) != 0 {
+		t.Fatalf("a round before 90%% of verify_timeout: %+v", eff.Rounds)
 	}
-	r = mustOneRound(t, m.Due(t0.Add(34*time.Second)))
-	if !slices.Equal(r.Locations, []string{"ams", "fra", "sfo"}) {
-		t.Errorf("re-verification asks %v, want every location", r.Locations)
+	r = mustOneRound(t, m.Due(t0.Add(11*time.Second)))
+	if !slices.Equal(r.Locations, []string{"ams", "fra", "sfo"}) || !r.First {
+		t.Errorf("re-verification asks %v (first: %t), want every location, as a first verification", r.Locations, r.First)
 	}
-	if eff := m.Due(t0.Add(35 * time.Second)); len(eff.Rounds) != 0 {
+	if eff := m.Due(t0.Add(12 * time.Second)); len(eff.Rounds) != 0 {
 		t.Errorf("a second round while one is in flight: %+v", eff.Rounds)
 	}
-	at := t0.Add(35 * time.Second)
+	at := t0.Add(12 * time.Second)
 	m.RoundDone(key, r.ID, []Evidence{answer("ams", OutcomeFailure, at), answer("fra", OutcomeFailure, at), answer("sfo", OutcomeUnknown, at)}, at)
 	if v := stateOf(t, m); v.State != StateDown {
 		t.Errorf("state = %s, want down once two locations fail", v.State)

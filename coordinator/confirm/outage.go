@@ -48,6 +48,14 @@ func (m *Machine) evaluate(t *target, now time.Time) Effects {
 		switch {
 		case inc == t.incident:
 			changed = m.judgeOpen(t, ep, now, &eff) || changed
+		case t.incident == nil && ep.ongoing && inc.Resolution == ResolutionRecovered && m.failedSince(t, inc.ResolvedAt):
+			// Recorded as over, yet a location tells of failures since
+			// (a snapshot lists the streak again): the outage goes on.
+			m.reopen(t, inc)
+			inc.State = StateDown
+			t.nextRound = m.reverifyAt(t, now)
+			m.setState(t, StateDown, now)
+			changed = true
 		case ep.confirmed && !inc.Confirmed():
 			m.reclassify(t, inc, ep, now, &eff)
 			changed = true
@@ -139,13 +147,15 @@ func (m *Machine) openIncident(t *target, ep *episode, now time.Time, eff *Effec
 		// Recorded, and never confirmed (see maintain).
 		t.maintained = true
 		m.closeIncident(t, inc, ResolutionMaintenance, time.Time{}, now, eff)
-	case ep.confirmed && !ep.ongoing && !(ep.open && m.contestedHeld(t, inc, now)):
+	case ep.confirmed && !ep.ongoing && !(ep.open && (!ep.settled || m.contestedHeld(t, inc, now))):
 		// Known only once over: confirmed and recovered at once, and
 		// the target never goes down.
 		m.confirm(inc, now, eff)
 		m.closeIncident(t, inc, ResolutionRecovered, ep.overlapEnd, now, eff)
-	case !ep.open:
-		// Over before enough locations failed at once.
+	case !ep.open && !ep.ongoing && !ep.lingers:
+		// Over before enough locations failed at once (a location
+		// that can no longer tell does not say it is over: the
+		// rounds ask).
 		m.closeIncident(t, inc, ResolutionFalseAlarm, ep.end, now, eff)
 	default:
 		t.incident = inc
@@ -186,6 +196,10 @@ func (m *Machine) judgeOpen(t *target, ep *episode, now time.Time, eff *Effects)
 		// Contested while still failing: the round due at the end of
 		// the hold decides.
 		return false
+	case ep.confirmed && !inc.Confirmed() && ep.open && !ep.ongoing && !ep.settled:
+		// Only late reports (history) overlap a location still
+		// failing: whether they fail still is for the rounds to tell.
+		return false
 	case ep.confirmed && !inc.Confirmed():
 		m.confirm(inc, now, eff)
 		if !ep.ongoing {
@@ -207,6 +221,17 @@ func (m *Machine) judgeOpen(t *target, ep *episode, now time.Time, eff *Effects)
 		// tell (unknown) prove nothing: the rounds go on.
 		eff.Merge(m.resolve(t, ResolutionFalseAlarm, ep.end, now))
 		return false
+	}
+	return false
+}
+
+// failedSince reports whether a trusted location's interval is open and
+// it saw the target fail after at.
+func (m *Machine) failedSince(t *target, at time.Time) bool {
+	for i := range t.locs {
+		if ls := &t.locs[i]; m.trusted(ls.name) && ls.hist.open() && ls.hist.lastFailure().After(at) {
+			return true
+		}
 	}
 	return false
 }

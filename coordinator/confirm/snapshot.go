@@ -12,7 +12,7 @@ import (
 // not listed succeeded by the snapshot's time. It returns the targets
 // whose intervals changed, and whether the coordinator's list of the
 // location's up targets differs from the snapshot's digest.
-func (m *Machine) applySnapshot(location string, snap *api.Snapshot, now time.Time, late bool) (changed []*target, wantTargets bool) {
+func (m *Machine) applySnapshot(location string, snap *api.Snapshot, received, now time.Time, late bool) (changed []*target, wantTargets bool) {
 	notUp := make(map[Key]bool, len(snap.NotUp))
 	for i := range snap.NotUp {
 		r := &snap.NotUp[i]
@@ -21,7 +21,7 @@ func (m *Machine) applySnapshot(location string, snap *api.Snapshot, now time.Ti
 		t := m.target(k, now)
 		ls := t.loc(location)
 		ls.scheduled = true
-		stale := late || now.Sub(r.Time) > m.conf.ReportFreshness
+		stale := late || received.Sub(r.Time) > m.conf.ReportFreshness
 		switch {
 		case r.State == api.StateFailing && stale:
 			// History: the streak ends just after the check it tells.
@@ -62,7 +62,9 @@ func (m *Machine) applySnapshot(location string, snap *api.Snapshot, now time.Ti
 		if up != nil {
 			ls.scheduled = up[k]
 		}
-		if ls.hist.open() {
+		if ls.hist.open() || ls.hist.unresolved() {
+			// Up there now: that ends its failure, also one that ended
+			// only because the location could no longer tell.
 			ls.hist.close(snap.Time, true)
 			ls.seeOutcome(OutcomeSuccess, snap.Time)
 			changed = append(changed, t)
