@@ -176,15 +176,18 @@ func (m *Module) ProbeAsync(ctx context.Context, target string, p Params, resume
 		finish()
 		return
 	}
+	rest := func() {
+		m.guard(r, p, w.rest)
+		finish()
+	}
 	if resume == nil {
 		resume = func(f func()) { f() }
 	}
+	// Made here: the waiting goroutine allocates nothing, so it never
+	// assists the garbage collector with the little stack it has.
 	go func() {
 		w.wait()
-		resume(func() {
-			m.guard(r, p, w.rest)
-			finish()
-		})
+		resume(rest)
 	}()
 }
 
