@@ -17,22 +17,37 @@ import (
 )
 
 // probeAsync runs mod.ProbeAsync with resume running the rest on a new
-// goroutine (as the scheduler's workers would) and reports whether
-// ProbeAsync returned before the result was done, and the result.
+// goroutine (as the scheduler's workers would) once ProbeAsync has
+// returned, and reports whether the result was done after ProbeAsync
+// returned (the probe waited off the caller), and the result.
 func probeAsync(tb testing.TB, mod *Module, target string, timeout time.Duration) (waited bool, r *result.Result) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	done := make(chan *result.Result, 1)
-	mod.ProbeAsync(ctx, target, Params{}, func(f func()) { go f() }, func(r *result.Result) { done <- r })
-	select {
-	case r = <-done:
-		return false, r
-	default:
+	returned := make(chan struct{})
+	type outcome struct {
+		r      *result.Result
+		waited bool
 	}
+	done := make(chan outcome, 1)
+	resume := func(f func()) {
+		go func() {
+			<-returned
+			f()
+		}()
+	}
+	mod.ProbeAsync(ctx, target, Params{}, resume, func(r *result.Result) {
+		select {
+		case <-returned:
+			done <- outcome{r, true}
+		default:
+			done <- outcome{r, false}
+		}
+	})
+	close(returned)
 	select {
-	case r = <-done:
-		return true, r
+	case o := <-done:
+		return o.waited, o.r
 	case <-time.After(timeout + 5*time.Second):
 		tb.Fatalf("%s: ProbeAsync never called done", target)
 		return false, nil
