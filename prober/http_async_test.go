@@ -68,6 +68,7 @@ func neverAnswer(_ http.ResponseWriter, r *http.Request) {
 // gives the series (timings apart) and failure reason Probe gives: for
 // answers, redirects, a request body, a slow server, a reset, a timeout.
 func TestProbeAsyncMatchesProbe(t *testing.T) {
+	checkNoLeaks(t) // no waiting goroutine or connection outlives its probe
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Last-Modified", time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC).Format(http.TimeFormat))
@@ -175,6 +176,7 @@ func TestProbeAsyncMatchesProbe(t *testing.T) {
 // processing is the time the server held the request, a timeout counts
 // until the deadline.
 func TestProbeAsyncPhases(t *testing.T) {
+	checkNoLeaks(t)
 	const hold = 200 * time.Millisecond
 	mux := http.NewServeMux()
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, _ *http.Request) {
