@@ -249,3 +249,52 @@ func TestProbeAsyncFallsBack(t *testing.T) {
 		t.Errorf("userinfo: waited %v, success %v reason %q (%s)", waited, r.Success, r.Reason, r.Error)
 	}
 }
+
+// A probe that waits off the caller connects as Probe does: from
+// source_ip_address, and never to an address the module's destinations
+// deny.
+func TestProbeAsyncSourceAndDestinations(t *testing.T) {
+	requireSecondLoopback(t)
+	from := make(chan string, 1)
+	srv := newHTTPTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		select {
+		case from <- host:
+		default:
+		}
+		time.Sleep(50 * time.Millisecond) // answer after ProbeAsync returned
+		_, _ = w.Write([]byte("ok"))
+	}))
+	mod, err := Prepare("source", guardModule(t, `
+prober: http
+http:
+  source_ip_address: 127.0.0.2`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waited, r := probeAsync(t, mod, srv.URL, 5*time.Second)
+	if !waited || !r.Success {
+		t.Fatalf("source: waited %v, success %v reason %q (%s)", waited, r.Success, r.Reason, r.Error)
+	}
+	if got := <-from; got != "127.0.0.2" {
+		t.Errorf("connected from %s, want source_ip_address 127.0.0.2", got)
+	}
+
+	denied, err := Prepare("denied", guardModule(t, `
+prober: http
+destinations:
+  denied_networks: [127.0.0.0/8]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waited, r = probeAsync(t, denied, srv.URL, 5*time.Second)
+	if waited {
+		t.Error("denied: ProbeAsync returned before the result")
+	}
+	requireDestinationDenied(t, r, "127.0.0.1", "127.0.0.0/8")
+	select {
+	case got := <-from:
+		t.Errorf("denied: the server was reached from %s", got)
+	default:
+	}
+}
