@@ -186,6 +186,7 @@ func (e *Exporter) schedulerOptions() scheduler.Options {
 	so := scheduler.Options{
 		Settings:   schedulerSettings(e.config.get()),
 		Check:      e.check,
+		Start:      e.start,
 		OnOutcome:  e.onOutcome,
 		Bounds:     e.opts.SchedulerBounds,
 		Tick:       e.live.tick,
@@ -248,6 +249,23 @@ func (e *Exporter) check(ctx context.Context, t *scheduler.Target) *result.Resul
 	r := mod.Probe(ctx, t.Target, p)
 	checkSpanFrom(ctx).attempt(r)
 	return r
+}
+
+// start begins one attempt of a scheduled check: a probe that waits for
+// its target's answer does it without holding the scheduler's worker
+// (prober.Module.ProbeAsync). A check that is traced or logged runs as
+// check runs it.
+func (e *Exporter) start(ctx context.Context, t *scheduler.Target, resume func(func()), done func(*result.Result)) {
+	if e.tracer.enabled() || e.logger.Enabled(ctx, slog.LevelDebug) {
+		done(e.check(ctx, t))
+		return
+	}
+	mod, failed := e.module(t.Module)
+	if mod == nil {
+		done(failed)
+		return
+	}
+	mod.ProbeAsync(ctx, t.Target, prober.Params{Hostname: t.Hostname}, resume, done)
 }
 
 // onOutcome takes the outcome of every scheduled check. The canary's

@@ -49,15 +49,22 @@ type httpProber struct {
 }
 
 func newHTTPProbe(m config.Module) (probeFunc, error) {
+	probe, _, err := newHTTPProbeStart(m)
+	return probe, err
+}
+
+// newHTTPProbeStart prepares an http module's probe and its start
+// (ProbeAsync).
+func newHTTPProbeStart(m config.Module) (probeFunc, startFunc, error) {
 	client, err := newHTTPClient(m.HTTP, m.Destinations)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	h, err := newHTTPProber(m.HTTP, client)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return h.probe, nil
+	return h.probe, h.start, nil
 }
 
 // newHTTPProber prepares the request template and the checks of cfg, to
@@ -120,6 +127,43 @@ func requestHeader(cfg config.HTTPProbe) (http.Header, string) {
 
 // probe runs one http probe.
 func (h *httpProber) probe(ctx context.Context, target string, p Params, r *result.Result) {
+	x := h.begin(ctx, target, p, r)
+	if x == nil {
+		return
+	}
+	h.exchange(ctx, x)
+}
+
+// start begins one http probe. A plain-HTTP request that takes the direct
+// path with nothing between the client and the connection (no
+// authentication or http_headers round tripper, no proxy, no credentials
+// in the URL, no tracing) is connected and written here; the probe then
+// waits for the answer (waiting.wait) on a stack of its own, and the rest
+// (reading and judging the answer, redirects) runs through the client as
+// probe runs it, from the connection made here.
+func (h *httpProber) start(ctx context.Context, target string, p Params, r *result.Result) *waiting {
+	x := h.begin(ctx, target, p, r)
+	if x == nil {
+		return nil
+	}
+	if !h.client.direct || x.st.tracing || x.req.URL.User != nil || !x.st.directEligible(x.req) || !x.st.prime(x.req) {
+		h.exchange(ctx, x)
+		return nil
+	}
+	return &waiting{wait: x.st.primed.wait, rest: func() { h.exchange(ctx, x) }}
+}
+
+// httpProbe is an http probe between its start and its exchange.
+type httpProbe struct {
+	st  *probeState
+	req *http.Request
+	d   *result.HTTPDetails
+	r   *result.Result
+}
+
+// begin resolves the target and builds the first request; nil when the
+// probe has already failed.
+func (h *httpProber) begin(ctx context.Context, target string, p Params, r *result.Result) *httpProbe {
 	if h.skipResolve {
 		// The proxy resolves the target: no resolve phase, as
 		// blackbox_exporter.
@@ -135,7 +179,7 @@ func (h *httpProber) probe(ctx context.Context, target string, p Params, r *resu
 	if err != nil {
 		logger.Error("Could not parse target URL", "target", target, "err", err)
 		r.Fail(result.ReasonInvalidTarget, "%v", err)
-		return
+		return nil
 	}
 	if h.cfg.EnableHTTP3 && u.Scheme != "https" {
 		// HTTP/3 runs over QUIC, which is always TLS: an http:// or bare
@@ -149,11 +193,11 @@ func (h *httpProber) probe(ctx context.Context, target string, p Params, r *resu
 		var ok bool
 		ip, ok = resolveTarget(ctx, h.client.guard, u.Hostname(), h.cfg.IPProtocol, h.cfg.IPProtocolFallback, r, logger)
 		if !ok {
-			return
+			return nil
 		}
 	} else if err := h.client.guard.checkTarget(u.Hostname()); err != nil {
 		r.Fail(result.ReasonDestinationDenied, "%v", err) // the proxy resolves the name
-		return
+		return nil
 	}
 
 	host := h.host
@@ -163,20 +207,28 @@ func (h *httpProber) probe(ctx context.Context, target string, p Params, r *resu
 	st := h.client.newProbeState(ctx, u, ip, host, logger)
 	st.tracing, st.propagator = p.Tracing, p.Propagator
 	st.skipResolve = h.skipResolve
-	defer st.close()
 
 	req, err := h.newRequest(ctx, st, u, host)
 	if err != nil {
+		st.close()
 		r.Fail(result.ReasonInvalidTarget, "building the request: %v", err)
-		return
+		return nil
 	}
+	return &httpProbe{st: st, req: req, d: d, r: r}
+}
+
+// exchange sends the probe's request through the client (following
+// redirects), judges the final response and records the phases.
+func (h *httpProber) exchange(ctx context.Context, x *httpProbe) {
+	st, r, d, logger := x.st, x.r, x.d, x.st.logger
+	defer st.close()
 	jar, _ := cookiejar.New(&cookiejar.Options{PublicSuffixList: publicsuffix.List})
 	client := &http.Client{
 		Transport:     h.client.chain,
 		Jar:           jar,
 		CheckRedirect: st.checkRedirect(h.follow),
 	}
-	resp, err := client.Do(req)
+	resp, err := client.Do(x.req)
 	var failedAt time.Time
 	if err != nil {
 		failedAt = time.Now()

@@ -202,6 +202,10 @@ type probeState struct {
 	traces    []*roundTripTrace
 	redirects int
 
+	// primed is the first round trip when start connected and wrote it
+	// before the client sent the request; roundTrip takes it.
+	primed *primedExchange
+
 	primary http.RoundTripper // for requests to the first host
 	other   http.RoundTripper // for redirects to other hosts, when serverName is set
 	closers []func()          // give back chains, close HTTP/3 transports
@@ -238,6 +242,9 @@ func (c *httpClient) newProbeState(ctx context.Context, u *url.URL, ip net.IP, h
 
 // roundTrip runs one round trip of the probe with its own trace.
 func (st *probeState) roundTrip(req *http.Request) (*http.Response, error) {
+	if p := st.takePrimed(); p != nil {
+		return p.finish(req)
+	}
 	st.logger.Debug("Making HTTP request", "url", req.URL.String(), "host", req.Host)
 	tr := &roundTripTrace{}
 	st.mu.Lock()
@@ -435,9 +442,13 @@ func (st *probeState) recordPhases(r *result.Result, failedAt time.Time) {
 	}
 }
 
-// close releases the probe's transports, which also ends dials still in
-// flight after a failed request.
+// close releases the probe's transports (closing idle connections also
+// cancels dials still in flight after a failed request) and a primed
+// connection the client did not take.
 func (st *probeState) close() {
+	if p := st.takePrimed(); p != nil && p.dc != nil {
+		p.dc.release() // a primed round trip the client never sent
+	}
 	st.mu.Lock()
 	closers := st.closers
 	st.closers = nil

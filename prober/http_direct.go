@@ -75,6 +75,22 @@ func (st *probeState) directDial(req *http.Request) (net.Conn, error) {
 
 // directExchange writes req on conn and reads the answer's head.
 func (st *probeState) directExchange(req *http.Request, conn net.Conn) (*http.Response, error) {
+	dc, err := directSend(req, conn)
+	if err != nil {
+		return nil, err
+	}
+	lr := &responseReader{r: conn, n: maxResponseHeaderBytes}
+	// The read buffer is made once the answer begins: a check waiting for
+	// a slow server holds one byte, not probeReadBuffer.
+	if err := lr.awaitFirstByte(); err != nil {
+		dc.release()
+		return nil, dc.ctxErr(req.Context(), err)
+	}
+	return directReceive(req, dc, lr)
+}
+
+// directSend writes req on conn, which closes when req's context ends.
+func directSend(req *http.Request, conn net.Conn) (*directConn, error) {
 	ctx := req.Context()
 	trace := httptrace.ContextClientTrace(ctx)
 	dc := &directConn{Conn: conn}
@@ -97,13 +113,14 @@ func (st *probeState) directExchange(req *http.Request, conn net.Conn) (*http.Re
 		dc.release()
 		return nil, dc.ctxErr(ctx, err)
 	}
-	lr := &responseReader{r: conn, n: maxResponseHeaderBytes}
-	// The read buffer is made once the answer begins: a check waiting for
-	// a slow server holds one byte, not probeReadBuffer.
-	if err := lr.awaitFirstByte(); err != nil {
-		dc.release()
-		return nil, dc.ctxErr(ctx, err)
-	}
+	return dc, nil
+}
+
+// directReceive reads the head of the answer to req, whose first byte lr
+// holds.
+func directReceive(req *http.Request, dc *directConn, lr *responseReader) (*http.Response, error) {
+	ctx := req.Context()
+	trace := httptrace.ContextClientTrace(ctx)
 	br := bufio.NewReaderSize(lr, probeReadBuffer)
 	for {
 		if _, err := br.Peek(1); err != nil {
@@ -133,6 +150,71 @@ func (st *probeState) directExchange(req *http.Request, conn net.Conn) (*http.Re
 		resp.Body = &directBody{ReadCloser: resp.Body, conn: dc}
 		return resp, nil
 	}
+}
+
+// primedExchange is a probe's first round trip on the direct path,
+// connected and written before the client sends the request (start), so
+// that the wait for the answer needs none of the client's stack.
+type primedExchange struct {
+	ctx     context.Context // the request's, with the round trip's trace
+	tr      *roundTripTrace
+	dc      *directConn
+	lr      *responseReader
+	err     error // the dial's or the write's, as directRoundTrip returns it
+	waitErr error // the wait's, with the connection still open
+}
+
+// prime connects and writes req, the probe's first request, firing the
+// hooks directRoundTrip fires. It reports whether the answer is to be
+// awaited; when not, the client's round trip returns the error.
+func (st *probeState) prime(req *http.Request) bool {
+	tr := &roundTripTrace{}
+	st.mu.Lock()
+	st.traces = append(st.traces, tr)
+	p := &primedExchange{ctx: withRoundTripTrace(req.Context(), tr), tr: tr}
+	st.primed = p
+	st.mu.Unlock()
+	preq := req.WithContext(p.ctx)
+	conn, err := st.directDial(preq)
+	if err == nil {
+		p.dc, err = directSend(preq, conn)
+	}
+	if err != nil {
+		p.err = err
+		return false
+	}
+	p.lr = &responseReader{r: conn, n: maxResponseHeaderBytes}
+	return true
+}
+
+// wait waits for the answer's first byte, until the probe's context ends.
+func (p *primedExchange) wait() {
+	if err := p.lr.awaitFirstByte(); err != nil {
+		p.waitErr = err
+		return
+	}
+	p.tr.setFirst(&p.tr.firstByte)
+}
+
+// finish completes the round trip of req, the request prime wrote.
+func (p *primedExchange) finish(req *http.Request) (*http.Response, error) {
+	switch {
+	case p.err != nil:
+		return nil, p.err
+	case p.waitErr != nil:
+		p.dc.release()
+		return nil, p.dc.ctxErr(p.ctx, p.waitErr)
+	}
+	return directReceive(req.WithContext(p.ctx), p.dc, p.lr)
+}
+
+// takePrimed returns the primed first round trip once, nil after.
+func (st *probeState) takePrimed() *primedExchange {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	p := st.primed
+	st.primed = nil
+	return p
 }
 
 // directConn closes its connection once, whether the probe's context ended

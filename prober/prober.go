@@ -57,7 +57,14 @@ type Module struct {
 	Name   string
 	Config config.Module
 	probe  probeFunc
+	// start, for the probers that can wait for an answer off the caller's
+	// stack (ProbeAsync), begins a probe: nil when it ran to its end.
+	start startFunc
 }
+
+// startFunc begins a probe as probeFunc would run it, returning what it
+// waits for, or nil when the probe has ended.
+type startFunc func(ctx context.Context, target string, p Params, r *result.Result) *waiting
 
 // builders prepare a module's probe function, by prober name.
 var builders = map[string]func(config.Module) (probeFunc, error){
@@ -72,8 +79,21 @@ var builders = map[string]func(config.Module) (probeFunc, error){
 	"http_steps": newHTTPStepsProbe,
 }
 
+// starters prepare, in builders' place, the probers that can also begin a
+// probe that waits off the caller's stack (ProbeAsync).
+var starters = map[string]func(config.Module) (probeFunc, startFunc, error){
+	"http": newHTTPProbeStart,
+}
+
 // Prepare builds a Module from its configuration.
 func Prepare(name string, m config.Module) (*Module, error) {
+	if build, ok := starters[m.Prober]; ok {
+		fn, start, err := build(m)
+		if err != nil {
+			return nil, fmt.Errorf("module %q: %w", name, err)
+		}
+		return &Module{Name: name, Config: m, probe: fn, start: start}, nil
+	}
 	build, ok := builders[m.Prober]
 	if !ok {
 		return nil, fmt.Errorf("module %q: unknown prober %q", name, m.Prober)
@@ -121,20 +141,73 @@ func (m *Module) CheckHostname(hostname string) error {
 // Probe probes target once. The caller's context carries the deadline (the
 // scrape timeout or the scheduler's per-check deadline); the module's own
 // timeout is applied on top of it when set.
-func (m *Module) Probe(ctx context.Context, target string, p Params) (r *result.Result) {
+func (m *Module) Probe(ctx context.Context, target string, p Params) *result.Result {
 	if p.Logger == nil {
 		p.Logger = discardLogger
 	}
+	ctx, r, cancel := m.begin(ctx, p)
+	defer cancel()
+	m.guard(r, p, func() { m.probe(ctx, target, p, r) })
+	m.end(r, p)
+	return r
+}
+
+// ProbeAsync probes target once, as Probe does, and calls done with the
+// result. A probe that waits for its target's answer (plain HTTP on the
+// direct path) returns while it waits: a goroutine of its own, at a
+// shallow depth, waits, and resume then runs the rest of the probe on a
+// goroutine of the caller's (nil: on the waiting one). Any other probe,
+// and one that logs or traces, runs to its end before ProbeAsync returns.
+func (m *Module) ProbeAsync(ctx context.Context, target string, p Params, resume func(func()), done func(*result.Result)) {
+	if m.start == nil || p.Logger != nil || p.Tracing {
+		done(m.Probe(ctx, target, p))
+		return
+	}
+	p.Logger = discardLogger
+	ctx, r, cancel := m.begin(ctx, p)
+	finish := func() {
+		cancel()
+		m.end(r, p)
+		done(r)
+	}
+	var w *waiting
+	m.guard(r, p, func() { w = m.start(ctx, target, p, r) })
+	if w == nil {
+		finish()
+		return
+	}
+	rest := func() {
+		m.guard(r, p, w.rest)
+		finish()
+	}
+	if resume == nil {
+		resume = func(f func()) { f() }
+	}
+	// Made here: the waiting goroutine allocates nothing, so it never
+	// assists the garbage collector with the little stack it has.
+	go func() {
+		w.wait()
+		resume(rest)
+	}()
+}
+
+// waiting is a probe waiting for its target: wait blocks until the answer
+// begins or the probe's context ends, rest finishes the probe.
+type waiting struct {
+	wait, rest func()
+}
+
+// begin applies the module's timeout to ctx and starts the result.
+func (m *Module) begin(ctx context.Context, p Params) (context.Context, *result.Result, context.CancelFunc) {
+	cancel := context.CancelFunc(func() {})
 	// The module's timeout, unless the caller's deadline comes first (the
 	// scheduler's per-check deadline is the module's timeout): the context
 	// would end at the same moment, and a derived one costs a registration
 	// with its parent on every check.
 	if dl, ok := ctx.Deadline(); m.Config.Timeout > 0 && (!ok || time.Until(dl) > m.Config.Timeout) {
-		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, m.Config.Timeout)
-		defer cancel()
 	}
-	r = result.New(m.Config.Prober, time.Now(), p.Tracing)
+	r := result.New(m.Config.Prober, time.Now(), p.Tracing)
 	r.Timeout = p.Timeout
 	// The context's deadline, to the millisecond, when it is shorter (the
 	// module's timeout) or the caller named none.
@@ -143,19 +216,28 @@ func (m *Module) Probe(ctx context.Context, target string, p Params) (r *result.
 			r.Timeout = left
 		}
 	}
+	return ctx, r, cancel
+}
+
+// guard runs f, a step of the probe, turning a panic into the probe's
+// failure.
+func (m *Module) guard(r *result.Result, p Params, f func()) {
 	defer func() {
 		if v := recover(); v != nil {
 			p.Logger.Error("Prober panicked", "err", v, "stack", string(debug.Stack()))
 			r.Fail(result.ReasonInternalError, "prober panicked: %v", v)
 		}
-		r.Duration = time.Since(r.Start)
-		r.Success = r.Reason == result.ReasonNone
-		if r.Success {
-			p.Logger.Info("Probe succeeded", "duration_seconds", r.Duration.Seconds())
-		} else {
-			p.Logger.Error("Probe failed", "reason", r.Reason, "err", r.Error, "duration_seconds", r.Duration.Seconds())
-		}
 	}()
-	m.probe(ctx, target, p, r)
-	return r
+	f()
+}
+
+// end completes the result of a probe that ran.
+func (m *Module) end(r *result.Result, p Params) {
+	r.Duration = time.Since(r.Start)
+	r.Success = r.Reason == result.ReasonNone
+	if r.Success {
+		p.Logger.Info("Probe succeeded", "duration_seconds", r.Duration.Seconds())
+	} else {
+		p.Logger.Error("Probe failed", "reason", r.Reason, "err", r.Error, "duration_seconds", r.Duration.Seconds())
+	}
 }

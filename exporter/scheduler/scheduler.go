@@ -76,6 +76,13 @@ type Outcome struct {
 // CheckFunc runs one attempt of a check; ctx carries the attempt's deadline.
 type CheckFunc func(ctx context.Context, t *Target) *result.Result
 
+// StartFunc begins one attempt of a check and calls done with its result
+// exactly once, before it returns or later from another goroutine, by the
+// end of ctx (the attempt's deadline). An attempt that waits for its
+// target off the calling goroutine runs what follows the wait through
+// resume, which runs a function on one of the scheduler's workers.
+type StartFunc func(ctx context.Context, t *Target, resume func(func()), done func(*result.Result))
+
 // Settings are the scheduler's tunables; SetSettings changes them while it runs.
 type Settings struct {
 	// MaxInFlight bounds the check attempts running at once.
@@ -126,6 +133,9 @@ func (st *Settings) Attempts(ctx context.Context, timeout time.Duration, deadlin
 type Options struct {
 	Settings
 	Check CheckFunc
+	// Start, when set, begins the attempts in Check's place, so that an
+	// attempt waiting for its target holds no worker.
+	Start StartFunc
 	// OnOutcome receives every finished check of a target still scheduled.
 	OnOutcome func(Outcome)
 	// Observe, when set, brackets every check, all its attempts together:
@@ -428,8 +438,6 @@ func (s *Scheduler) dispatch(ctx context.Context, e *entry, planned time.Time) {
 	}
 	s.wg.Add(1)
 	s.workers.run(func() {
-		defer s.wg.Done()
-		defer e.running.Store(false)
 		// A check that cannot start before its next slot is missed; it
 		// gives up just before that slot so the next one finds it gone.
 		next := planned.Add(t.Interval)
@@ -439,60 +447,19 @@ func (s *Scheduler) dispatch(ctx context.Context, e *entry, planned time.Time) {
 				s.missed.WithLabelValues("late").Inc()
 				s.judge.missed(time.Now(), 1)
 			}
+			e.running.Store(false)
+			s.wg.Done()
 			return
 		}
 		started := time.Now()
 		s.lag.Observe(started.Sub(planned).Seconds())
 		s.judge.started(started, started.Sub(planned))
-		cctx, observed := ctx, (func(*Outcome))(nil)
+		c := &check{s: s, e: e, t: t, ctx: ctx, planned: planned, next: next, settings: s.settings.Load()}
 		if s.opts.Observe != nil {
-			cctx, observed = s.opts.Observe(ctx, t)
+			c.ctx, c.observed = s.opts.Observe(ctx, t)
 		}
-		result, attempts := s.run(cctx, e, t, slot, next)
-		e.done.Store(time.Now().UnixNano())
-		s.markStale(e, false)
-		o := Outcome{Target: e.target.Load(), Result: result, Attempts: attempts, Planned: planned}
-		if observed != nil {
-			observed(&o)
-		}
-		if result == nil || e.removed.Load() {
-			return
-		}
-		s.opts.OnOutcome(o)
+		c.attempts(slot)
 	})
-}
-
-// run makes the first attempt (its slot already taken) and then retries a
-// failure up to Retries times, RetryInterval apart, releasing the slot while
-// it waits. A retry that could not finish before the target's next planned
-// check is not made: the next check will tell.
-func (s *Scheduler) run(ctx context.Context, e *entry, t *Target, slot *limiter, next time.Time) (*result.Result, int) {
-	return s.settings.Load().Attempts(ctx, t.Timeout, next, func(n int) *result.Result {
-		if n > 1 {
-			if e.removed.Load() {
-				return nil
-			}
-			if slot = s.acquire(ctx, next); slot == nil {
-				return nil
-			}
-		}
-		return s.attempt(ctx, t, slot)
-	})
-}
-
-// attempt runs one check attempt in the slot it holds, then frees the slot.
-func (s *Scheduler) attempt(ctx context.Context, t *Target, slot *limiter) *result.Result {
-	s.checks.Inc()
-	s.inFlight.Add(1)
-	s.opts.Checks.Begin(time.Now())
-	defer func() {
-		s.opts.Checks.Finish(time.Now())
-		s.inFlight.Add(-1)
-		slot.release()
-	}()
-	actx, cancel := context.WithTimeout(ctx, t.Timeout)
-	defer cancel()
-	return s.opts.Check(actx, t)
 }
 
 // publishNext tells Overdue when the loop's next pass is due. Only the
