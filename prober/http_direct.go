@@ -169,6 +169,7 @@ type primedExchange struct {
 // awaited; when not, the client's round trip returns the error.
 func (st *probeState) prime(req *http.Request) bool {
 	tr := &roundTripTrace{}
+	tr.markSent() // the direct path has nothing before the connection
 	st.mu.Lock()
 	st.traces = append(st.traces, tr)
 	p := &primedExchange{ctx: withRoundTripTrace(req.Context(), tr), tr: tr}
