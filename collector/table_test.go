@@ -196,9 +196,11 @@ func BenchmarkScrape100k(b *testing.B) {
 	tab := tableOf(b, 100_000)
 	b.ReportAllocs()
 	var n int64
+	cpu := cpuTime(b)
 	for b.Loop() {
 		n, _ = tab.WriteTo(io.Discard)
 	}
+	reportCPU(b, cpu)
 	b.ReportMetric(float64(n)/(1<<20), "MiB/scrape")
 }
 
@@ -232,11 +234,13 @@ func TestWriteGzipIsTheSameText(t *testing.T) {
 func BenchmarkScrape100kGzip(b *testing.B) {
 	tab := tableOf(b, 100_000)
 	b.ReportAllocs()
+	cpu := cpuTime(b)
 	for b.Loop() {
 		if err := tab.WriteGzip(io.Discard, runtime.GOMAXPROCS(0)); err != nil {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, cpu)
 }
 
 // BenchmarkRecord measures storing one check's outcome, which the exporter
