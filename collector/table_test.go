@@ -393,3 +393,22 @@ func TestSyncKeepsOnlyUnchangedRows(t *testing.T) {
 		t.Errorf("rows whose labels or threshold changed kept their series: %v", fams)
 	}
 }
+
+// BenchmarkTableHeap100k measures the live heap a table of 100,000 HTTPS
+// targets holds, each with a result (its rendered lines included), per
+// target.
+func BenchmarkTableHeap100k(b *testing.B) {
+	const n = 100_000
+	var perTarget float64
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		tab := tableOf(b, n)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perTarget = float64(after.HeapAlloc-before.HeapAlloc) / n
+		runtime.KeepAlive(tab)
+	}
+	b.ReportMetric(perTarget, "heap-B/target")
+}
