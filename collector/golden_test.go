@@ -2,9 +2,7 @@ package collector
 
 import (
 	"bytes"
-	"compress/gzip"
 	"flag"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -161,15 +159,7 @@ func TestGoldenExpositions(t *testing.T) {
 			if err := tab.WriteGzipFormat(&z, workers, tc.format); err != nil {
 				t.Fatal(err)
 			}
-			zr, err := gzip.NewReader(&z)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := io.ReadAll(zr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, want) {
+			if got := mustGunzip(t, &z); !bytes.Equal(got, want) {
 				t.Errorf("%s: gzip with %d workers differs from the golden exposition:\n%s", tc.file, workers, firstDifference(got, want))
 			}
 		}

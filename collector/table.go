@@ -339,21 +339,26 @@ func (t *Table) render(r *row, c *Check) *rendering {
 	if iv := time.Duration(r.interval.Load()); iv > 0 && !minimal {
 		add("vantage_probe_interval_seconds", "Configured interval between the scheduled checks of the target.", "gauge", nil, nil, iv.Seconds())
 	}
-	// Families in name order let a scrape merge all rows in one pass;
-	// spans of one family emitted apart become one segment.
-	names := t.families.snapshot()
-	slices.SortStableFunc(spans, func(a, b span) int { return strings.Compare(names[a.family].name, names[b.family].name) })
-	// The rendering is held until the next check: its lines are copied
-	// out of the scratch buffer in family order, without the spare
-	// capacity of its growth.
-	rd := &rendering{buf: make([]byte, 0, len(buf))}
+	rd := packRendering(buf, spans, t.families.snapshot())
+	sc.buf, sc.spans = buf[:0], spans[:0]
+	renderScratch.Put(sc)
+	return rd
+}
+
+// packRendering copies the lines of a render buffer out into the rendering
+// a row holds until its next check: family by family in name order, so a
+// scrape merges all rows in one pass (spans of one family emitted apart
+// become one segment), and without the spare capacity of the buffer's
+// growth. It sorts spans.
+func packRendering(buf []byte, spans []span, fams []family) *rendering {
+	slices.SortStableFunc(spans, func(a, b span) int { return strings.Compare(fams[a.family].name, fams[b.family].name) })
 	nsegs := 0
 	for i, sp := range spans {
 		if i == 0 || sp.family != spans[i-1].family {
 			nsegs++
 		}
 	}
-	rd.segs = make([]segment, 0, nsegs)
+	rd := &rendering{buf: make([]byte, 0, len(buf)), segs: make([]segment, 0, nsegs)}
 	for i, sp := range spans {
 		rd.buf = append(rd.buf, buf[sp.start:sp.end]...)
 		if i > 0 && sp.family == spans[i-1].family {
@@ -362,8 +367,6 @@ func (t *Table) render(r *row, c *Check) *rendering {
 		}
 		rd.segs = append(rd.segs, segment{family: uint32(sp.family), end: uint32(len(rd.buf))})
 	}
-	sc.buf, sc.spans = buf[:0], spans[:0]
-	renderScratch.Put(sc)
 	return rd
 }
 

@@ -204,6 +204,20 @@ func BenchmarkScrape100k(b *testing.B) {
 	b.ReportMetric(float64(n)/(1<<20), "MiB/scrape")
 }
 
+// mustGunzip decompresses a whole gzip stream (every member of it).
+func mustGunzip(tb testing.TB, r io.Reader) []byte {
+	tb.Helper()
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
 func TestWriteGzipIsTheSameText(t *testing.T) {
 	tab := tableOf(t, 1001)
 	var plain bytes.Buffer
@@ -215,15 +229,7 @@ func TestWriteGzipIsTheSameText(t *testing.T) {
 		if err := tab.WriteGzip(&z, workers); err != nil {
 			t.Fatal(err)
 		}
-		zr, err := gzip.NewReader(&z)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := io.ReadAll(zr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, plain.Bytes()) {
+		if got := mustGunzip(t, &z); !bytes.Equal(got, plain.Bytes()) {
 			t.Errorf("%d workers: decompressed text differs from WriteTo's (%d vs %d bytes)", workers, len(got), plain.Len())
 		}
 	}
