@@ -1,7 +1,6 @@
 package collector
 
 import (
-	"bufio"
 	"io"
 	"slices"
 	"strings"
@@ -156,18 +155,15 @@ func (c *Coordinator) scrape(format Format) *targetScrape {
 // WriteFormat writes the target series in format.
 func (c *Coordinator) WriteFormat(w io.Writer, format Format) (int64, error) {
 	ts := c.scrape(format)
-	bw := bufio.NewWriterSize(w, 64<<10)
-	cw := &countingWriter{w: bw}
+	bw := newBatchWriter(w)
 	for i := range ts.fams {
-		ts.writeFamily(cw, i, ts.targets, true)
-		if cw.err != nil {
+		ts.writeFamily(bw, i, ts.targets, true)
+		if bw.err != nil {
 			break
 		}
 	}
-	if err := bw.Flush(); cw.err == nil {
-		cw.err = err
-	}
-	return cw.n, cw.err
+	err := bw.release()
+	return bw.n, err
 }
 
 // WriteGzipFormat writes what WriteFormat writes, gzip-compressed by up
@@ -207,7 +203,7 @@ func (c *Coordinator) WriteGzipFormat(w io.Writer, workers int, format Format) e
 		wg.Go(func() {
 			for k := range work {
 				ch := &next.chunks[k]
-				ch.members = gzipMembers(len(ts.fams), func(i int, cw *countingWriter) { ts.writeFamily(cw, i, ch.targets, k == 0) })
+				ch.members = gzipMembers(len(ts.fams), func(i int, bw *batchWriter) { ts.writeFamily(bw, i, ch.targets, k == 0) })
 			}
 		})
 	}
@@ -273,7 +269,7 @@ func (c *Coordinator) Gatherer() prometheus.Gatherer {
 
 // writeFamily writes the lines of the i-th family of targets, after its
 // HELP and TYPE lines when header is set.
-func (ts *targetScrape) writeFamily(cw *countingWriter, i int, targets []TargetState, header bool) {
+func (ts *targetScrape) writeFamily(cw *batchWriter, i int, targets []TargetState, header bool) {
 	f := ts.fams[i]
 	if header {
 		cw.write(ts.sc.header(family{name: f.name, help: escapeHelp(f.help), omHelp: escapeOpenMetricsHelp(f.help), typ: "gauge"}))

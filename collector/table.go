@@ -3,7 +3,6 @@
 package collector
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"io"
@@ -125,16 +124,16 @@ type row struct {
 	rendered     atomic.Pointer[rendering]
 }
 
-// rendering is one row's exposition lines, grouped by family.
+// rendering is one row's exposition lines, family by family in
+// family-name order: segment i holds the lines of family segs[i].family,
+// buf[segs[i-1].end:segs[i].end] (from 0 for the first). Each family
+// has one segment at most.
 type rendering struct {
 	buf  []byte
 	segs []segment
 }
 
-type segment struct {
-	family     int
-	start, end int
-}
+type segment struct{ family, end uint32 }
 
 // NewTable builds an empty table. The phase histograms are registered with reg.
 func NewTable(reg prometheus.Registerer) *Table {
@@ -270,37 +269,37 @@ func (t *Table) Record(c Check) {
 }
 
 func (t *Table) render(r *row, c *Check) *rendering {
-	scratch := renderScratch.Get().(*[]byte)
-	rd := &rendering{buf: (*scratch)[:0]}
+	sc := renderScratch.Get().(*renderBuffers)
+	buf, spans := sc.buf[:0], sc.spans[:0]
 	// line adds one line of family name: the series name+suffix, with le
 	// (a histogram bucket's) after the other labels when set.
 	line := func(name, help, typ, suffix string, labelNames, labelValues []string, le string, value float64) {
 		fam := t.families.index(name, help, typ)
-		start := len(rd.buf)
-		rd.buf = append(rd.buf, name...)
-		rd.buf = append(rd.buf, suffix...)
-		rd.buf = append(rd.buf, '{')
-		rd.buf = append(rd.buf, r.labels...)
+		start := len(buf)
+		buf = append(buf, name...)
+		buf = append(buf, suffix...)
+		buf = append(buf, '{')
+		buf = append(buf, r.labels...)
 		for i, n := range labelNames {
-			rd.buf = append(rd.buf, ',')
-			rd.buf = append(rd.buf, n...)
-			rd.buf = append(rd.buf, '=', '"')
-			rd.buf = appendEscaped(rd.buf, labelValues[i])
-			rd.buf = append(rd.buf, '"')
+			buf = append(buf, ',')
+			buf = append(buf, n...)
+			buf = append(buf, '=', '"')
+			buf = appendEscaped(buf, labelValues[i])
+			buf = append(buf, '"')
 		}
 		if le != "" {
-			rd.buf = append(rd.buf, `,le="`...)
-			rd.buf = append(rd.buf, le...)
-			rd.buf = append(rd.buf, '"')
+			buf = append(buf, `,le="`...)
+			buf = append(buf, le...)
+			buf = append(buf, '"')
 		}
-		rd.buf = append(rd.buf, '}', ' ')
-		rd.buf = appendFloat(rd.buf, value)
-		rd.buf = append(rd.buf, '\n')
-		if n := len(rd.segs); n > 0 && rd.segs[n-1].family == fam {
-			rd.segs[n-1].end = len(rd.buf)
+		buf = append(buf, '}', ' ')
+		buf = appendFloat(buf, value)
+		buf = append(buf, '\n')
+		if n := len(spans); n > 0 && spans[n-1].family == fam {
+			spans[n-1].end = len(buf)
 			return
 		}
-		rd.segs = append(rd.segs, segment{family: fam, start: start, end: len(rd.buf)})
+		spans = append(spans, span{family: fam, start: start, end: len(buf)})
 	}
 	add := func(name, help, typ string, labelNames, labelValues []string, value float64) {
 		line(name, help, typ, "", labelNames, labelValues, "", value)
@@ -340,24 +339,48 @@ func (t *Table) render(r *row, c *Check) *rendering {
 	if iv := time.Duration(r.interval.Load()); iv > 0 && !minimal {
 		add("vantage_probe_interval_seconds", "Configured interval between the scheduled checks of the target.", "gauge", nil, nil, iv.Seconds())
 	}
-	// Segments in family-name order let a scrape merge all rows in one pass.
-	names := t.families.snapshot()
-	slices.SortStableFunc(rd.segs, func(a, b segment) int { return strings.Compare(names[a.family].name, names[b.family].name) })
-	// The rendering is held until the next check: copied out of the
-	// scratch buffer, without the spare capacity of its growth, a row
-	// holds about half as many bytes.
-	buf := make([]byte, len(rd.buf))
-	copy(buf, rd.buf)
-	*scratch = rd.buf[:0]
-	renderScratch.Put(scratch)
-	rd.buf = buf
-	rd.segs = append(make([]segment, 0, len(rd.segs)), rd.segs...)
+	rd := packRendering(buf, spans, t.families.snapshot())
+	sc.buf, sc.spans = buf[:0], spans[:0]
+	renderScratch.Put(sc)
 	return rd
 }
 
-// renderScratch holds the buffers rows are rendered in before they are
-// copied out at their size.
-var renderScratch = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+// packRendering copies the lines of a render buffer out into the rendering
+// a row holds until its next check: family by family in name order, so a
+// scrape merges all rows in one pass (spans of one family emitted apart
+// become one segment), and without the spare capacity of the buffer's
+// growth. It sorts spans.
+func packRendering(buf []byte, spans []span, fams []family) *rendering {
+	slices.SortStableFunc(spans, func(a, b span) int { return strings.Compare(fams[a.family].name, fams[b.family].name) })
+	nsegs := 0
+	for i, sp := range spans {
+		if i == 0 || sp.family != spans[i-1].family {
+			nsegs++
+		}
+	}
+	rd := &rendering{buf: make([]byte, 0, len(buf)), segs: make([]segment, 0, nsegs)}
+	for i, sp := range spans {
+		rd.buf = append(rd.buf, buf[sp.start:sp.end]...)
+		if i > 0 && sp.family == spans[i-1].family {
+			rd.segs[len(rd.segs)-1].end = uint32(len(rd.buf))
+			continue
+		}
+		rd.segs = append(rd.segs, segment{family: uint32(sp.family), end: uint32(len(rd.buf))})
+	}
+	return rd
+}
+
+// span is a run of one family's lines in the render buffer.
+type span struct{ family, start, end int }
+
+// renderBuffers are the buffers a row is rendered in before its lines
+// are copied out at their size.
+type renderBuffers struct {
+	buf   []byte
+	spans []span
+}
+
+var renderScratch = sync.Pool{New: func() any { return &renderBuffers{buf: make([]byte, 0, 4096)} }}
 
 // Format is an exposition format the table renders in.
 type Format int
@@ -372,10 +395,21 @@ const (
 
 // scrape is a consistent view of the table for one scrape.
 type scrape struct {
-	format  Format
-	fams    []family
-	order   []int // indexes of the families present, in name order
-	renders []*rendering
+	format Format
+	fams   []family
+	order  []int // indexes of the families present, in name order
+	rows   []cursor
+}
+
+// cursor is where a scrape is in one row's rendering. It holds the
+// rendering's slices themselves, so the scrape's walk over 100,000 rows,
+// family after family, reads its cursors in order and each row's lines
+// where they begin, without a pointer to follow first.
+type cursor struct {
+	buf  []byte
+	segs []segment
+	next int    // the next segment to write
+	off  uint32 // where it begins in buf
 }
 
 func (t *Table) snapshot(format Format) *scrape {
@@ -384,18 +418,18 @@ func (t *Table) snapshot(format Format) *scrape {
 	t.mu.RLock()
 	rows := t.sorted
 	t.mu.RUnlock()
-	sc := &scrape{format: format, renders: make([]*rendering, 0, len(rows))}
+	sc := &scrape{format: format, rows: make([]cursor, 0, len(rows))}
 	for _, r := range rows {
 		if rd := r.rendered.Load(); rd != nil {
-			sc.renders = append(sc.renders, rd)
+			sc.rows = append(sc.rows, cursor{buf: rd.buf, segs: rd.segs})
 		}
 	}
 	// Families only grow: taken after the renderings, the list names
 	// every family they refer to, also one a check added meanwhile.
 	sc.fams = t.families.snapshot()
 	present := make([]bool, len(sc.fams))
-	for _, rd := range sc.renders {
-		for _, s := range rd.segs {
+	for i := range sc.rows {
+		for _, s := range sc.rows[i].segs {
 			present[s.family] = true
 		}
 	}
@@ -408,20 +442,23 @@ func (t *Table) snapshot(format Format) *scrape {
 	return sc
 }
 
-// writeFamily writes family f's lines of renders, with the family's HELP and
+// writeFamily writes family f's lines of rows, with the family's HELP and
 // TYPE lines first when header is set. Each row's segments are in
-// family-name order, so one cursor per row, advanced family by family in
-// name order, walks every row once.
-func (sc *scrape) writeFamily(w *countingWriter, f int, renders []*rendering, cursors []int, header bool) {
+// family-name order, so the rows' cursors, advanced family by family in
+// name order, walk every row once.
+func (sc *scrape) writeFamily(w *batchWriter, f int, rows []cursor, header bool) {
 	if header {
 		w.write(sc.header(sc.fams[f]))
 	}
-	for i, rd := range renders {
-		c := cursors[i]
-		for ; c < len(rd.segs) && rd.segs[c].family == f; c++ {
-			w.write(rd.buf[rd.segs[c].start:rd.segs[c].end])
+	fam := uint32(f)
+	for i := range rows {
+		c := &rows[i]
+		if c.next < len(c.segs) && c.segs[c.next].family == fam {
+			end := c.segs[c.next].end
+			w.write(c.buf[c.off:end])
+			c.next++
+			c.off = end
 		}
-		cursors[i] = c
 	}
 }
 
@@ -453,18 +490,19 @@ func (t *Table) WriteTo(w io.Writer) (int64, error) {
 	return t.WriteFormat(w, FormatText)
 }
 
-// WriteFormat writes every held result in format.
+// WriteFormat writes every held result in format, in writes of up to
+// batchSize bytes.
 func (t *Table) WriteFormat(w io.Writer, format Format) (int64, error) {
 	sc := t.snapshot(format)
-	cursors := make([]int, len(sc.renders))
-	cw := &countingWriter{w: w}
+	bw := newBatchWriter(w)
 	for _, f := range sc.order {
-		sc.writeFamily(cw, f, sc.renders, cursors, true)
-		if cw.err != nil {
+		sc.writeFamily(bw, f, sc.rows, true)
+		if bw.err != nil {
 			break
 		}
 	}
-	return cw.n, cw.err
+	err := bw.release()
+	return bw.n, err
 }
 
 // WriteGzip writes what WriteTo writes, gzip-compressed by up to workers
@@ -479,11 +517,10 @@ func (t *Table) WriteGzip(w io.Writer, workers int) error {
 // WriteGzip does.
 func (t *Table) WriteGzipFormat(w io.Writer, workers int, format Format) error {
 	sc := t.snapshot(format)
-	workers = max(1, min(workers, len(sc.renders)))
-	return writeGzipParts(w, workers, len(sc.order), func(k int) func(i int, cw *countingWriter) {
-		part := sc.renders[k*len(sc.renders)/workers : (k+1)*len(sc.renders)/workers]
-		cursors := make([]int, len(part))
-		return func(i int, cw *countingWriter) { sc.writeFamily(cw, sc.order[i], part, cursors, k == 0) }
+	workers = max(1, min(workers, len(sc.rows)))
+	return writeGzipParts(w, workers, len(sc.order), func(k int) func(i int, bw *batchWriter) {
+		part := sc.rows[k*len(sc.rows)/workers : (k+1)*len(sc.rows)/workers]
+		return func(i int, bw *batchWriter) { sc.writeFamily(bw, sc.order[i], part, k == 0) }
 	})
 }
 
@@ -494,7 +531,7 @@ func (t *Table) WriteGzipFormat(w io.Writer, workers int, format Format) error {
 // share of each family becomes one gzip member; the members are written in
 // family order, then part order, which makes one valid multi-member gzip
 // stream (RFC 1952) of the whole text.
-func writeGzipParts(w io.Writer, workers, families int, part func(k int) func(i int, cw *countingWriter)) error {
+func writeGzipParts(w io.Writer, workers, families int, part func(k int) func(i int, bw *batchWriter)) error {
 	chunks := make([][][]byte, workers)
 	var wg sync.WaitGroup
 	for k := range workers {
@@ -513,43 +550,99 @@ func writeGzipParts(w io.Writer, workers, families int, part func(k int) func(i 
 
 // gzipMembers compresses each of families families, written by write,
 // into a gzip member of its own.
-func gzipMembers(families int, write func(i int, cw *countingWriter)) [][]byte {
+func gzipMembers(families int, write func(i int, bw *batchWriter)) [][]byte {
 	members := make([][]byte, families)
 	gz, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
-	bw := bufio.NewWriterSize(gz, 32<<10)
+	bw := newBatchWriter(gz)
 	for i := range families {
 		buf := &bytes.Buffer{}
 		gz.Reset(buf)
-		bw.Reset(gz)
-		write(i, &countingWriter{w: bw})
-		_ = bw.Flush()
+		write(i, bw)
+		_ = bw.flush()
 		_ = gz.Close()
 		members[i] = buf.Bytes()
 	}
+	_ = bw.release()
 	return members
 }
 
-type countingWriter struct {
-	w   io.Writer
-	n   int64
-	err error
+// batchSize is how many bytes a batchWriter gathers before it writes them:
+// a scrape of 100,000 targets (about 200 MiB) is a thousand writes.
+const batchSize = 256 << 10
+
+// batchWriter gathers what it is given in a buffer of its own and hands it
+// to w in writes of up to batchSize bytes, so that copying a row's lines
+// costs an append, not a call through an interface. n counts the bytes w
+// took; err is w's first error, after which nothing more is written.
+type batchWriter struct {
+	w      io.Writer
+	buf    []byte
+	pooled *[]byte // where buf came from, given back by release
+	n      int64
+	err    error
 }
 
-func (c *countingWriter) write(p []byte) {
-	if c.err != nil {
+var batchBuffers = sync.Pool{New: func() any { b := make([]byte, 0, batchSize); return &b }}
+
+func newBatchWriter(w io.Writer) *batchWriter {
+	p := batchBuffers.Get().(*[]byte)
+	return &batchWriter{w: w, buf: (*p)[:0], pooled: p}
+}
+
+func (b *batchWriter) write(p []byte) {
+	if len(p) > cap(b.buf)-len(b.buf) {
+		b.writeLarge(p)
 		return
 	}
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	c.err = err
+	b.buf = append(b.buf, p...)
+}
+
+// writeLarge writes what the buffer holds, then keeps p, or writes it at
+// once when it is larger than the buffer.
+func (b *batchWriter) writeLarge(p []byte) {
+	if b.flush() != nil {
+		return
+	}
+	if len(p) <= cap(b.buf) {
+		b.buf = append(b.buf, p...)
+		return
+	}
+	n, err := b.w.Write(p)
+	b.n += int64(n)
+	b.err = err
+}
+
+// flush writes what the buffer holds.
+func (b *batchWriter) flush() error {
+	if b.err != nil || len(b.buf) == 0 {
+		b.buf = b.buf[:0]
+		return b.err
+	}
+	n, err := b.w.Write(b.buf)
+	b.n += int64(n)
+	b.err = err
+	b.buf = b.buf[:0]
+	return err
+}
+
+// release flushes the buffer and gives it back for another writer; b must
+// not be written to afterwards.
+func (b *batchWriter) release() error {
+	err := b.flush()
+	*b.pooled = b.buf[:0]
+	batchBuffers.Put(b.pooled)
+	b.buf, b.pooled = nil, nil
+	return err
 }
 
 // familyIndex numbers the series families seen, so rows can refer to them by
 // a small integer.
 type familyIndex struct {
-	mu    sync.RWMutex
-	byKey map[string]int
-	list  []family
+	mu    sync.Mutex
+	byKey sync.Map // name → int
+	// list is replaced, never changed in place, when a family is added:
+	// a snapshot is a load.
+	list atomic.Pointer[[]family]
 }
 
 // family is one series family; help is escaped for the text format,
@@ -557,29 +650,27 @@ type familyIndex struct {
 type family struct{ name, help, omHelp, typ string }
 
 func (fi *familyIndex) index(name, help, typ string) int {
-	fi.mu.RLock()
-	i, ok := fi.byKey[name]
-	fi.mu.RUnlock()
-	if ok {
-		return i
+	if i, ok := fi.byKey.Load(name); ok {
+		return i.(int)
 	}
 	fi.mu.Lock()
 	defer fi.mu.Unlock()
-	if i, ok := fi.byKey[name]; ok {
-		return i
+	if i, ok := fi.byKey.Load(name); ok {
+		return i.(int)
 	}
-	if fi.byKey == nil {
-		fi.byKey = map[string]int{}
-	}
-	fi.list = append(fi.list, family{name: name, help: escapeHelp(help), omHelp: escapeOpenMetricsHelp(help), typ: typ})
-	fi.byKey[name] = len(fi.list) - 1
-	return len(fi.list) - 1
+	list := append(slices.Clone(fi.snapshot()), family{name: name, help: escapeHelp(help), omHelp: escapeOpenMetricsHelp(help), typ: typ})
+	fi.list.Store(&list)
+	fi.byKey.Store(name, len(list)-1)
+	return len(list) - 1
 }
 
+// snapshot returns the families seen so far; the caller must not change
+// the slice.
 func (fi *familyIndex) snapshot() []family {
-	fi.mu.RLock()
-	defer fi.mu.RUnlock()
-	return slices.Clone(fi.list)
+	if l := fi.list.Load(); l != nil {
+		return *l
+	}
+	return nil
 }
 
 func renderTargetLabels(t *Row) []byte {

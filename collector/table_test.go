@@ -196,10 +196,26 @@ func BenchmarkScrape100k(b *testing.B) {
 	tab := tableOf(b, 100_000)
 	b.ReportAllocs()
 	var n int64
+	cpu := cpuTime(b)
 	for b.Loop() {
 		n, _ = tab.WriteTo(io.Discard)
 	}
+	reportCPU(b, cpu)
 	b.ReportMetric(float64(n)/(1<<20), "MiB/scrape")
+}
+
+// mustGunzip decompresses a whole gzip stream (every member of it).
+func mustGunzip(tb testing.TB, r io.Reader) []byte {
+	tb.Helper()
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
 }
 
 func TestWriteGzipIsTheSameText(t *testing.T) {
@@ -213,15 +229,7 @@ func TestWriteGzipIsTheSameText(t *testing.T) {
 		if err := tab.WriteGzip(&z, workers); err != nil {
 			t.Fatal(err)
 		}
-		zr, err := gzip.NewReader(&z)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := io.ReadAll(zr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, plain.Bytes()) {
+		if got := mustGunzip(t, &z); !bytes.Equal(got, plain.Bytes()) {
 			t.Errorf("%d workers: decompressed text differs from WriteTo's (%d vs %d bytes)", workers, len(got), plain.Len())
 		}
 	}
@@ -232,11 +240,13 @@ func TestWriteGzipIsTheSameText(t *testing.T) {
 func BenchmarkScrape100kGzip(b *testing.B) {
 	tab := tableOf(b, 100_000)
 	b.ReportAllocs()
+	cpu := cpuTime(b)
 	for b.Loop() {
 		if err := tab.WriteGzip(io.Discard, runtime.GOMAXPROCS(0)); err != nil {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, cpu)
 }
 
 // BenchmarkRecord measures storing one check's outcome, which the exporter
@@ -388,4 +398,23 @@ func TestSyncKeepsOnlyUnchangedRows(t *testing.T) {
 	if fams := mustScrape(t, tab); len(fams) != 0 {
 		t.Errorf("rows whose labels or threshold changed kept their series: %v", fams)
 	}
+}
+
+// BenchmarkTableHeap100k measures the live heap a table of 100,000 HTTPS
+// targets holds, each with a result (its rendered lines included), per
+// target.
+func BenchmarkTableHeap100k(b *testing.B) {
+	const n = 100_000
+	var perTarget float64
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		tab := tableOf(b, n)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perTarget = float64(after.HeapAlloc-before.HeapAlloc) / n
+		runtime.KeepAlive(tab)
+	}
+	b.ReportMetric(perTarget, "heap-B/target")
 }

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -177,25 +179,34 @@ type fullScrape struct {
 	Failure  float64       // sum of vantage_probe_checks_total{result="failure"}
 	Series   int64         // samples of a target (with a target label)
 	CPU      float64       // exporter CPU seconds during the scrape (scheduled checks included)
+	// ReaderCPU is the benchmark process's CPU seconds during the scrape:
+	// reading the body (and whatever else the process does meanwhile).
+	ReaderCPU float64
 }
 
 // scrapeAll times a complete GET /metrics. With gzip it asks for gzip as
 // Prometheus does and times the compressed transfer without decoding it
 // (Rows, Success and Failure stay 0).
 func scrapeAll(ctx context.Context, base string, gzip bool) (fullScrape, error) {
-	s, body, err := fetchMetrics(ctx, base, gzip)
+	return scrapeInto(ctx, base, gzip, nil)
+}
+
+// scrapeInto is scrapeAll reading a plain body into buf (see fetchInto).
+func scrapeInto(ctx context.Context, base string, gzip bool, buf *bytes.Buffer) (fullScrape, error) {
+	s, body, err := fetchInto(ctx, base, gzip, buf)
 	if err != nil || gzip {
 		return s, err
 	}
-	const p = "vantage_probe_checks_total{"
-	for line := range strings.SplitSeq(string(body), "\n") {
-		if strings.Contains(line, "{target=\"") {
+	p := []byte("vantage_probe_checks_total{")
+	target := []byte("{target=\"")
+	for line := range bytes.SplitSeq(body, []byte("\n")) {
+		if bytes.Contains(line, target) {
 			s.Series++
 		}
-		if !strings.HasPrefix(line, p) {
+		if !bytes.HasPrefix(line, p) {
 			continue
 		}
-		_, labels, v, ok := parseSample(line)
+		_, labels, v, ok := parseSample(string(line))
 		if !ok {
 			continue
 		}
@@ -214,14 +225,27 @@ func scrapeAll(ctx context.Context, base string, gzip bool) (fullScrape, error) 
 // gzip it asks for gzip as Prometheus does and times the compressed
 // transfer without decoding it (no body).
 func fetchMetrics(ctx context.Context, base string, gzip bool) (fullScrape, []byte, error) {
-	var s fullScrape
+	return fetchInto(ctx, base, gzip, nil)
+}
+
+// fetchInto is fetchMetrics reading a plain body into buf, when not nil,
+// instead of a new slice: a buffer kept from one scrape to the next keeps
+// its capacity, as Prometheus's scrape loop reuses a buffer sized by the
+// previous scrape, so a 200 MiB body is not grown (copied, its pages
+// faulted in) on every read. The body returned is buf's bytes.
+func fetchInto(ctx context.Context, base string, gzip bool, buf *bytes.Buffer) (s fullScrape, body []byte, err error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
 	req.Close = true
 	if gzip {
 		// Setting the header ourselves stops Transport from decoding it.
 		req.Header.Set("Accept-Encoding", "gzip")
 	}
+	r0, _ := readProc(os.Getpid())
 	start := time.Now()
+	defer func() {
+		r1, _ := readProc(os.Getpid())
+		s.ReaderCPU = r1.cpuSeconds() - r0.cpuSeconds()
+	}()
 	resp, err := plainClient(120 * time.Second).Do(req)
 	if err != nil {
 		return s, nil, err
@@ -235,7 +259,13 @@ func fetchMetrics(ctx context.Context, base string, gzip bool) (fullScrape, []by
 		s.Duration = time.Since(start)
 		return s, nil, err
 	}
-	body, err := io.ReadAll(resp.Body)
+	if buf != nil {
+		buf.Reset()
+		_, err = buf.ReadFrom(resp.Body)
+		body = buf.Bytes()
+	} else {
+		body, err = io.ReadAll(resp.Body)
+	}
 	s.Duration = time.Since(start)
 	s.Bytes = int64(len(body))
 	return s, body, err

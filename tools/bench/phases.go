@@ -67,7 +67,7 @@ func phaseScheduled(ctx context.Context, env *env) (sysResult, error) {
 	// The first full scrape comes after the window: the peak RSS above is
 	// the scheduler's alone, and the success ratio counts every check since
 	// the start.
-	full, err := scrapeTimed(ctx, ex, false)
+	full, err := scrapeTimed(ctx, ex, false, nil)
 	r.U = between(w0, w1)
 	r.fillScheduler(m0, m1)
 	r.HWM = w1.proc.HWMBytes
@@ -90,10 +90,10 @@ func phaseScheduled(ctx context.Context, env *env) (sysResult, error) {
 	return r, nil
 }
 
-// scrapeTimed is scrapeAll plus the exporter's CPU time during the scrape.
-func scrapeTimed(ctx context.Context, ex *exporterProc, gzip bool) (fullScrape, error) {
+// scrapeTimed is scrapeInto plus the exporter's CPU time during the scrape.
+func scrapeTimed(ctx context.Context, ex *exporterProc, gzip bool, buf *bytes.Buffer) (fullScrape, error) {
 	p0, _ := readProc(ex.pid())
-	s, err := scrapeAll(ctx, ex.base, gzip)
+	s, err := scrapeInto(ctx, ex.base, gzip, buf)
 	p1, _ := readProc(ex.pid())
 	s.CPU = p1.cpuSeconds() - p0.cpuSeconds()
 	return s, err

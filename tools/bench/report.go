@@ -154,18 +154,19 @@ func (r *report) printScrapeOf(w io.Writer, s *scrapeResult) {
 	fmt.Fprintf(w, "GET /metrics (e, series: %s): %d targets every %s; started in %s; scraped %s after the start, %d targets had a result\n",
 		s.Series, s.Targets, s.Interval, s.Startup.Round(time.Millisecond), s.WaitedFor.Round(time.Second), s.Rows)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "  encoding\truns\tmin\tmedian\tmax\tsize\texporter CPU/scrape\t")
+	fmt.Fprintln(tw, "  encoding\truns\tmin\tmedian\tmax\tsize\texporter CPU/scrape\treader CPU/scrape\t")
 	for _, k := range []struct {
 		name string
 		ss   []fullScrape
 	}{{"plain text", s.Plain}, {"gzip", s.Gzip}} {
 		lo, med, hi := durations(k.ss)
-		var cpu float64
+		var cpu, reader float64
 		for _, x := range k.ss {
 			cpu += x.CPU
+			reader += x.ReaderCPU
 		}
-		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t%s\t%.2f s\t\n", k.name, len(k.ss), ms(lo), ms(med), ms(hi),
-			mib(k.ss[len(k.ss)-1].Bytes), cpu/float64(len(k.ss)))
+		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%s\t%s\t%.2f s\t%.2f s\t\n", k.name, len(k.ss), ms(lo), ms(med), ms(hi),
+			mib(k.ss[len(k.ss)-1].Bytes), cpu/float64(len(k.ss)), reader/float64(len(k.ss)))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "  peak RSS %s (the exporter keeps checking %.0f targets/s during the scrapes; CPU/scrape includes that)\n\n",
