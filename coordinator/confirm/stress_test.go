@@ -459,3 +459,52 @@ func TestLateBatchesAreHistory(t *testing.T) {
 		}
 	}
 }
+
+// contradicted makes location suspect as judgeLocation does when its
+// share of contradicted targets jumps: its failures since the window's
+// start are discounted.
+func contradicted(m *Machine, location string, now time.Time) Effects {
+	var eff Effects
+	tr := m.trustOf(location)
+	tr.suspect, tr.since, tr.onset = true, now, now.Add(-m.conf.SuspectLocations.Window)
+	m.discount(location, tr.onset, now, &eff)
+	return eff
+}
+
+// A confirmed outage whose confirming locations turn suspect ends as
+// location_suspect only when the trusted locations see the target up.
+// While too few trusted locations are left to tell (a mass outage in
+// which two of three exporters judge themselves degraded), it stays
+// down: nobody saw it succeed, so the page must not resolve.
+func TestSuspectLocationsEndAConfirmedOutageOnlyOnSuccesses(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		sfo     Outcome
+		suspect []string
+		want    State
+	}{
+		{"two of three suspect, the third failing", OutcomeFailure, []string{"ams", "fra"}, StateDown},
+		{"one suspect, the others failing", OutcomeFailure, []string{"ams"}, StateDown},
+		{"one suspect, a trusted one sees it up", OutcomeSuccess, []string{"ams"}, StateUp},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewMachine(testConfig("ams", "fra", "sfo"), 0)
+			r := mustOneRound(t, m.Report("ams", failing(t0, t0), t0))
+			m.RoundDone(key, r.ID, []Evidence{answer("fra", OutcomeFailure, t0), answer("sfo", tc.sfo, t0)}, t0)
+			if v := stateOf(t, m); v.State != StateDown {
+				t.Fatalf("state %s after ams and fra failed, want down", v.State)
+			}
+			at := t0.Add(5 * time.Second)
+			var resolved []string
+			for _, l := range tc.suspect {
+				resolved = append(resolved, contradicted(m, l, at).Resolved...)
+			}
+			if v := stateOf(t, m); v.State != tc.want {
+				t.Errorf("state %s once %v are suspect, want %s (resolved %v)", v.State, tc.suspect, tc.want, resolved)
+			}
+			if tc.want == StateDown && len(resolved) != 0 {
+				t.Errorf("resolved %v with no success seen", resolved)
+			}
+		})
+	}
+}

@@ -211,8 +211,12 @@ func (m *Machine) discount(location string, onset, now time.Time, eff *Effects) 
 		}
 		if inc.Confirmed() {
 			// Confirmed since onset with its vote: without it, do the
-			// trusted locations still agree it is down?
-			if !inc.ConfirmedAt.Before(onset) && !m.confirmedByTrusted(t) {
+			// trusted locations still agree it is down? If not, it was
+			// the suspect's doing only when the trusted locations see the
+			// target up; while they cannot tell (too few left, or no
+			// answer), the outage stays down, as a round that cannot
+			// tell leaves it: only successes end a confirmed outage.
+			if !inc.ConfirmedAt.Before(onset) && !m.confirmedByTrusted(t) && m.trustedVerdict(t) == VerdictUp {
 				eff.Merge(m.resolve(t, ResolutionSuspect, time.Time{}, now))
 			}
 			continue
@@ -239,6 +243,32 @@ func (m *Machine) confirmedByTrusted(t *target) bool {
 		}
 	}
 	return failing >= m.conf.MinFailingLocations
+}
+
+// trustedVerdict applies the confirmation rule to the locations' latest
+// word on t, as a round's verdict does: trusted locations vote (failing
+// while their interval is open or their latest answer failed), and
+// suspect ones count as unknown when too few trusted ones are left.
+func (m *Machine) trustedVerdict(t *target) Verdict {
+	short := m.trustedCount() < m.conf.MinFailingLocations
+	failing, unknown := 0, 0
+	for _, l := range m.locations {
+		if !m.trusted(l) {
+			if short {
+				unknown++
+			}
+			continue
+		}
+		switch ls := t.find(l); {
+		case ls == nil:
+			unknown++
+		case ls.hist.open() || ls.outcome == OutcomeFailure:
+			failing++
+		case ls.outcome != OutcomeSuccess:
+			unknown++
+		}
+	}
+	return Decide(m.conf.MinFailingLocations, failing, unknown)
 }
 
 // falseAlarm is how an incident that was never confirmed ends: a false
