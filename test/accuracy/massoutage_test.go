@@ -3,6 +3,7 @@ package accuracy
 import (
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +53,14 @@ type massOutageFigures struct {
 	// overload: checks the coordinator had no capacity to send in time.
 	checksUnknown, overload float64
 	watched                 time.Duration
+	// Reports received during the outage, failing and unknown (an
+	// exporter reports a failure unknown when its canary fails or it
+	// judges itself degraded).
+	reportsFailing, reportsUnknown float64
+	// polls of the states; degraded, by location, the polls at which
+	// that exporter judged itself degraded, with the reasons it gave.
+	polls    int
+	degraded map[string]map[string]int
 }
 
 func (f massOutageFigures) String() string {
@@ -62,7 +71,31 @@ func (f massOutageFigures) String() string {
 	return fmt.Sprintf("%s, %d confirmed at some point (longest first failure to confirmation %s), %d left down; coordinator peak %d goroutines, %.0f MiB RSS (anonymous %.0f MiB, file %.0f MiB; high-water mark of the run %.0f MiB); "+
 		"%.0f rounds (%.1f/s), %.0f unknown location answers, %.0f overload answers over %s",
 		all, f.confirmedEver, f.maxConfirmation.Round(time.Second), f.leftDown, f.goroutines, float64(f.rss)/(1<<20), float64(f.rssAnon)/(1<<20), float64(f.rssFile)/(1<<20), float64(f.hwm)/(1<<20),
-		f.rounds, f.roundsPerSecond, f.checksUnknown, f.overload, f.watched.Round(time.Second))
+		f.rounds, f.roundsPerSecond, f.checksUnknown, f.overload, f.watched.Round(time.Second)) +
+		fmt.Sprintf("; reports received: %.0f failing, %.0f unknown; exporters degraded at %s of %d polls", f.reportsFailing, f.reportsUnknown, f.degradedSummary(), f.polls)
+}
+
+// degradedSummary says at how many polls each exporter was degraded, and
+// why: "ams 3 (scheduler_lag 3), fra 0, sfo 0".
+func (f massOutageFigures) degradedSummary() string {
+	var parts []string
+	for _, loc := range locationNames {
+		n, reasons := 0, []string{}
+		for r, k := range f.degraded[loc] {
+			if r == "" {
+				n = k
+				continue
+			}
+			reasons = append(reasons, fmt.Sprintf("%s %d", r, k))
+		}
+		slices.Sort(reasons)
+		if len(reasons) > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d (%s)", loc, n, strings.Join(reasons, ", ")))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s %d", loc, n))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // bound is the goal for confirming every target: 2 × verify_timeout +
@@ -98,7 +131,7 @@ func (sc massOutage) run(tb testing.TB) massOutageFigures {
 	start := time.Now()
 	hole.swallow()
 
-	var f massOutageFigures
+	f := massOutageFigures{degraded: map[string]map[string]int{}}
 	everDown, left := map[string]bool{}, map[string]bool{}
 	deadline := start.Add(3*sc.bound() + sc.hold)
 	notAll := ""
@@ -114,6 +147,16 @@ func (sc massOutage) run(tb testing.TB) massOutageFigures {
 		}
 		for t := range down {
 			everDown[t] = true
+		}
+		f.polls++
+		for loc, reasons := range s.degraded() {
+			if f.degraded[loc] == nil {
+				f.degraded[loc] = map[string]int{}
+			}
+			f.degraded[loc][""]++ // the polls at which it was degraded
+			for _, r := range reasons {
+				f.degraded[loc][r]++
+			}
 		}
 		now := time.Now()
 		if f.confirmAll == 0 && len(down) == sc.targets {
@@ -150,6 +193,9 @@ func (sc massOutage) run(tb testing.TB) massOutageFigures {
 	f.roundsPerSecond = f.rounds / f.watched.Seconds()
 	f.checksUnknown = after.sum("vantage_coordinator_location_checks_total", `result="unknown"`) - before.sum("vantage_coordinator_location_checks_total", `result="unknown"`)
 	f.overload = after.sum("vantage_coordinator_verification_overload_total") - before.sum("vantage_coordinator_verification_overload_total")
+	const reports = "vantage_coordinator_reports_received_total"
+	f.reportsFailing = after.sum(reports, `state="failing"`) - before.sum(reports, `state="failing"`)
+	f.reportsUnknown = after.sum(reports, `state="unknown"`) - before.sum(reports, `state="unknown"`)
 	f.confirmedEver = len(everDown)
 	if len(left) > 0 {
 		tb.Logf("targets that left down: %s", s.describeNotDown(left))

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vantageprobe/vantage/api"
 	"github.com/vantageprobe/vantage/coordinator/confirm"
 	"github.com/vantageprobe/vantage/internal/testbin"
 )
@@ -49,6 +50,7 @@ type stack struct {
 	coordinator string // base URL
 	proc        *testbin.Process
 	exporters   []*testbin.Process
+	exporterURL []string // base URLs, by location (locationNames)
 }
 
 func newStack(tb testing.TB, c stackConfig) *stack {
@@ -75,6 +77,7 @@ func newStack(tb testing.TB, c stackConfig) *stack {
 		cmd := exec.Command(bins[1], "--config.file="+path, "--location="+name, "--web.listen-address="+addrs[i],
 			"--coordinator.url="+s.coordinator, "--log.level=warn")
 		s.exporters = append(s.exporters, testbin.StartReady(tb, "vantage-exporter "+name, cmd, "http://"+addrs[i]+"/-/ready"))
+		s.exporterURL = append(s.exporterURL, "http://"+addrs[i])
 	}
 	return s
 }
@@ -124,6 +127,21 @@ func (m coordinatorMetrics) sum(name string, labels ...string) float64 {
 		}
 	}
 	return total
+}
+
+// degraded returns, by location, the reasons each exporter gives for not
+// vouching for its own results (GET /api/v1/status), or "unreachable".
+func (s *stack) degraded() map[string][]string {
+	out := map[string][]string{}
+	for i, name := range locationNames {
+		var st api.Status
+		if err := getJSON(s.exporterURL[i]+api.StatusPath, &st); err != nil {
+			out[name] = []string{"unreachable"}
+		} else if len(st.Degraded) > 0 {
+			out[name] = st.Degraded
+		}
+	}
+	return out
 }
 
 // targetsIn lists the targets the coordinator holds in state.
