@@ -236,13 +236,7 @@ func (m *Machine) confirmedByTrusted(t *target) bool {
 			return true
 		}
 	}
-	failing := 0
-	for i := range t.locs {
-		if ls := &t.locs[i]; m.trusted(ls.name) && (ls.hist.open() || ls.outcome == OutcomeFailure) {
-			failing++
-		}
-	}
-	return failing >= m.conf.MinFailingLocations
+	return m.trustedVerdict(t) == VerdictDown
 }
 
 // trustedVerdict applies the confirmation rule to the locations' latest
